@@ -1,0 +1,15 @@
+//! The business model, free of IO: resources and their state machine, plan tables, and the
+//! read models the apps see (`hosting_status`, `creation_progress`). Everything here is a pure
+//! function of its inputs and is unit-tested exhaustively.
+
+pub mod plan;
+pub mod progress;
+pub mod resource;
+pub mod state;
+pub mod units;
+
+pub use plan::PlanTier;
+pub use resource::{
+    CallbackStatus, Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind,
+    Status,
+};

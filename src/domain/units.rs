@@ -1,0 +1,35 @@
+//! Byte and percentage arithmetic shared by every response that reports traffic.
+
+/// Bytes in one GiB; `*_gb` fields on the wire are GiB.
+pub const GIB: i64 = 1024 * 1024 * 1024;
+
+/// Bytes → GiB as the apps display them.
+pub fn gib(bytes: i64) -> f64 {
+    bytes as f64 / GIB as f64
+}
+
+/// `used / limit * 100`, and 0 when there is no limit (the contract's rule).
+pub fn percent(used: i64, limit: i64) -> f64 {
+    if limit <= 0 {
+        0.0
+    } else {
+        used as f64 / limit as f64 * 100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gib_divides_by_two_to_the_thirtieth() {
+        assert_eq!(gib(3 * 1024 * GIB), 3072.0);
+        assert_eq!(gib(GIB / 2), 0.5);
+    }
+
+    #[test]
+    fn percent_is_zero_without_a_limit() {
+        assert_eq!(percent(10, 0), 0.0);
+        assert_eq!(percent(25, 1000), 2.5);
+    }
+}

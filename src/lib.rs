@@ -1,0 +1,10 @@
+//! fulfillment-service: turns paid orders into running infrastructure.
+//!
+//! Layers, with dependencies pointing down only:
+//! `api` (HTTP) → `app` (use cases) → `engine` (reconciler, outbox) → `ports` (traits) →
+//! `domain` (pure rules). `store`, `upstream` and `sim` are adapters behind the ports;
+//! `config` and `cli` wire everything together for the binary.
+
+pub mod domain;
+pub mod ports;
+pub mod store;

@@ -1,0 +1,352 @@
+//! Durable state: the `Store` trait and its two implementations, PostgreSQL (production,
+//! any number of replicas) and SQLite (embedded, one process). Both run the same SQL where
+//! the dialects agree (see `sql.rs`) and differ only in how work is claimed and how waiting
+//! workers are woken. One conformance suite (`tests/store_conformance.rs`) runs on both.
+
+mod postgres;
+mod row;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::progress::SubscriptionSnapshot;
+use crate::domain::{Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status};
+use crate::ports::FulfillmentCallback;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Storage failures, typed so callers can map them: a missing row, a uniqueness conflict,
+/// or the database being unreachable (which the API answers with 503).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            sqlx::Error::Database(db) if is_transient_db_error(db.code().as_deref()) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Other(e.to_string()),
+        }
+    }
+}
+
+/// PostgreSQL shutting down or refusing connections, SQLite busy: worth a retry.
+fn is_transient_db_error(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("57P01" | "57P02" | "57P03" | "53300" | "08000" | "08003" | "08006" | "5" | "6")
+    )
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A hosting region.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Region {
+    pub code: String,
+    pub name: String,
+    pub provider: String,
+    pub available: bool,
+}
+
+/// A resource to record, with its first event.
+#[derive(Debug, Clone)]
+pub struct NewResource {
+    pub id: Uuid,
+    pub kind: ResourceKind,
+    pub subscription_id: String,
+    pub user_id: String,
+    pub user_email: Option<String>,
+    pub order_key: String,
+    pub provider: String,
+    pub region: String,
+    pub plan_tier: String,
+    pub traffic_limit: i64,
+    /// Who asked: `subscription_service`, `user`, `admin`.
+    pub actor: String,
+}
+
+/// What `insert_resource` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    Created(Resource),
+    /// The subscription already has a live node: this is it (a repeated order).
+    ExistingForSubscription(Resource),
+    /// The user already has a live node on another subscription.
+    ExistingForUser(Resource),
+}
+
+/// Who may write: the worker holding the lease, or anyone (callbacks, operators) when the
+/// compare-and-set on status alone is enough.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    Lease(String),
+    Unleased,
+}
+
+/// How a change moves the failure counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attempts {
+    #[default]
+    Keep,
+    Reset,
+    Increment,
+}
+
+/// An event to append with a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub actor: String,
+    pub message: Option<String>,
+}
+
+impl NewEvent {
+    pub fn new(kind: EventKind, actor: &str) -> Self {
+        NewEvent {
+            kind,
+            actor: actor.to_owned(),
+            message: None,
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// One compare-and-set write to a resource, applied in one transaction together with its
+/// event and its outbox callback. Fields left `None` keep their stored value.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: Uuid,
+    pub guard: Guard,
+    /// The status the row must have for the change to apply.
+    pub expect: Status,
+    /// The desired state the row must have, when it matters (a ready callback must not
+    /// touch a resource someone asked to delete).
+    pub expect_desired: Option<Desired>,
+    pub status: Option<Status>,
+    pub node_id: Option<String>,
+    /// Raise the creation step to at least this.
+    pub phase: Option<i32>,
+    pub connection: Option<Connection>,
+    pub error_message: Option<String>,
+    pub last_error: Option<String>,
+    pub callback_token_hash: Option<String>,
+    pub upstream_released: Option<bool>,
+    pub traffic_limit: Option<i64>,
+    pub ready_at: Option<DateTime<Utc>>,
+    /// `Some(x)` sets the deadline to `x` (`Some(None)` clears it).
+    pub deadline_at: Option<Option<DateTime<Utc>>>,
+    pub attempts: Attempts,
+    /// `Some(x)` reschedules the row (`Some(None)`: nothing left to do). If the desired
+    /// state changed since `seen_generation`, the row is due at once instead.
+    pub next_attempt_at: Option<Option<DateTime<Utc>>>,
+    pub seen_generation: i64,
+    /// Give the lease back with this change.
+    pub release_lease: bool,
+    pub event: Option<NewEvent>,
+    pub callback: Option<FulfillmentCallback>,
+    pub now: DateTime<Utc>,
+}
+
+impl Change {
+    /// A change that expects `resource` to still be in the state it was read in.
+    pub fn on(resource: &Resource, guard: Guard, now: DateTime<Utc>) -> Self {
+        Change {
+            id: resource.id,
+            guard,
+            expect: resource.status,
+            expect_desired: None,
+            status: None,
+            node_id: None,
+            phase: None,
+            connection: None,
+            error_message: None,
+            last_error: None,
+            callback_token_hash: None,
+            upstream_released: None,
+            traffic_limit: None,
+            ready_at: None,
+            deadline_at: None,
+            attempts: Attempts::Keep,
+            next_attempt_at: None,
+            seen_generation: resource.generation,
+            release_lease: false,
+            event: None,
+            callback: None,
+            now,
+        }
+    }
+}
+
+/// A callback waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub subscription_id: String,
+    pub callback: FulfillmentCallback,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the store remembers of a user's subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSnapshot {
+    /// Whether the last answer said "active".
+    pub active: bool,
+    /// The last active subscription seen.
+    pub last_active: Option<SubscriptionSnapshot>,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// The state of an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyBegin {
+    /// First use: go ahead, then `idempotency_finish`.
+    Proceed,
+    /// Done before with the same body: answer this again.
+    Replay { status: u16, body: String },
+    /// Same key, different body.
+    Mismatch,
+    /// The first request with this key has not finished.
+    InFlight,
+}
+
+/// Wake-ups for the engine's loops. PostgreSQL fans them out across replicas with
+/// LISTEN/NOTIFY; SQLite signals in process.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    pub resources: Notify,
+    pub outbox: Notify,
+}
+
+/// Lease settings for claims.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub now: DateTime<Utc>,
+    pub lease: Duration,
+    pub limit: i64,
+}
+
+impl Claim<'_> {
+    pub fn lease_until(&self) -> DateTime<Utc> {
+        self.now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// The storage port. Every method is one short transaction; none holds a transaction
+/// across a call to another service.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// The signals the engine waits on.
+    fn wakeups(&self) -> Arc<Wakeups>;
+
+    async fn regions(&self) -> StoreResult<Vec<Region>>;
+
+    /// Records a new resource with its first event, unless the subscription (or the user)
+    /// already has a live hosting node: uniqueness is enforced by the database.
+    async fn insert_resource(&self, new: &NewResource, now: DateTime<Utc>) -> StoreResult<Inserted>;
+    /// Sets the desired state to `deleted` (once; later calls return the row unchanged).
+    async fn request_deletion(
+        &self,
+        id: Uuid,
+        reason: DeleteReason,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Resource>>;
+    async fn resource(&self, id: Uuid) -> StoreResult<Option<Resource>>;
+    async fn resources_for_subscription(&self, subscription_id: &str) -> StoreResult<Vec<Resource>>;
+    /// The user's live hosting node that is meant to exist, if any.
+    async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>>;
+    /// Node ids recorded on any resource, to tell our nodes apart when adopting one.
+    async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>>;
+    async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>>;
+
+    /// Leases up to `limit` resources whose next attempt is due.
+    async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>>;
+    /// Applies a compare-and-set change; `false` when the guard did not match.
+    async fn apply(&self, change: &Change) -> StoreResult<bool>;
+    /// Gives a lease back and makes the row due now (after a lost compare-and-set).
+    async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// When the earliest scheduled resource is due.
+    async fn next_resource_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Leases the oldest undelivered callback of each subscription that is due.
+    async fn claim_outbox(&self, claim: Claim<'_>) -> StoreResult<Vec<OutboxMessage>>;
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()>;
+    async fn next_outbox_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Callbacks not yet delivered.
+    async fn outbox_backlog(&self) -> StoreResult<i64>;
+
+    async fn save_subscription(
+        &self,
+        user_id: &str,
+        app: &str,
+        active: Option<&SubscriptionSnapshot>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn subscription(&self, user_id: &str, app: &str) -> StoreResult<Option<StoredSnapshot>>;
+
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<IdempotencyBegin>;
+    async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    /// Forgets an unfinished key so the caller may retry (the request failed before acting).
+    async fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()>;
+}
+
+/// Opens the store a URL names: `postgres://…` or `sqlite://…`, applying migrations.
+pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        anyhow::bail!("DB_URL must start with postgres:// or sqlite:, got {url:?}")
+    }
+}

@@ -1,0 +1,118 @@
+//! PostgreSQL: the production store. Any number of replicas share it: claims skip rows
+//! another worker has locked, and LISTEN/NOTIFY wakes every replica's engine when work
+//! appears (a slow poll in the engine covers a lost notification).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use uuid::Uuid;
+
+use super::row::{self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns};
+use super::sql::{Topic, impl_store, live_sql};
+use super::{
+    Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,
+    NewEvent, NewResource, OutboxMessage, Region, Resource, ResourceKind, StoreError, StoreResult,
+    StoredSnapshot, SubscriptionSnapshot, Wakeups,
+};
+
+pub struct PgStore {
+    pool: PgPool,
+    wakeups: Arc<Wakeups>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PgStore {
+    /// Connects, applies pending migrations (under PostgreSQL's migration lock, so replicas
+    /// starting together are safe) and starts listening for wake-ups.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let max = std::env::var("DB_MAX_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(16);
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Self::migrate(&pool).await?;
+        let wakeups = Arc::new(Wakeups::default());
+        let listener = tokio::spawn(listen(pool.clone(), wakeups.clone()));
+        Ok(PgStore {
+            pool,
+            wakeups,
+            listener,
+        })
+    }
+
+    pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+        sqlx::migrate!("migrations/postgres").run(pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn wake_in_tx(tx: &mut sqlx::Transaction<'_, Postgres>, topic: Topic) -> StoreResult<()> {
+        // Delivered at commit, to every listening replica (including this one).
+        sqlx::query("select pg_notify($1, '')")
+            .bind(topic.channel())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    fn wake_after_commit(&self, _topic: Topic) {}
+}
+
+/// Forwards notifications to the in-process signals, reconnecting when the connection
+/// drops. After a reconnect it wakes everyone: notifications may have been missed.
+async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for wake-ups; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let channels = [Topic::Resources.channel(), Topic::Outbox.channel()];
+        if let Err(e) = listener.listen_all(channels).await {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        wakeups.resources.notify_waiters();
+        wakeups.outbox.notify_waiters();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => {
+                    wakeups.outbox.notify_waiters()
+                }
+                Ok(Some(_)) => wakeups.resources.notify_waiters(),
+                Ok(None) => {
+                    tracing::warn!("wake-up connection lost; reconnecting");
+                    wakeups.resources.notify_waiters();
+                    wakeups.outbox.notify_waiters();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "wake-up listener failed; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl_store!(PgStore, Postgres, backend = "postgres", skip_locked = " for update skip locked");

@@ -1,0 +1,170 @@
+//! Row types shared by both backends (sqlx's `FromRow` derive is generic over the
+//! database) and their conversion into domain values.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{OutboxMessage, StoreError};
+use crate::domain::{Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status};
+
+/// Every column of `resources` the core reads, as a literal so queries can `concat!` it.
+macro_rules! resource_columns {
+    () => {
+        "id, resource_type, subscription_id, user_id, user_email, order_key, provider, region, \
+         plan_tier, status, desired_state, generation, delete_reason, node_id, phase, public_ip, \
+         api_port, api_key, vless_port, ss_port, public_key, short_id, traffic_limit, \
+         traffic_used, error_message, attempts, upstream_released, deadline_at, \
+         next_attempt_at, created_at, updated_at, ready_at"
+    };
+}
+pub(crate) use resource_columns;
+
+#[derive(sqlx::FromRow)]
+pub struct ResourceRow {
+    id: String,
+    resource_type: String,
+    subscription_id: String,
+    user_id: String,
+    user_email: Option<String>,
+    order_key: String,
+    provider: String,
+    region: String,
+    plan_tier: String,
+    status: String,
+    desired_state: String,
+    generation: i64,
+    delete_reason: Option<String>,
+    node_id: Option<String>,
+    phase: i32,
+    public_ip: Option<String>,
+    api_port: Option<i32>,
+    api_key: Option<String>,
+    vless_port: Option<i32>,
+    ss_port: Option<i32>,
+    public_key: Option<String>,
+    short_id: Option<String>,
+    traffic_limit: i64,
+    traffic_used: i64,
+    error_message: Option<String>,
+    attempts: i32,
+    upstream_released: bool,
+    deadline_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    ready_at: Option<DateTime<Utc>>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl TryFrom<ResourceRow> for Resource {
+    type Error = StoreError;
+
+    fn try_from(r: ResourceRow) -> Result<Self, StoreError> {
+        Ok(Resource {
+            id: Uuid::parse_str(&r.id).map_err(corrupt)?,
+            kind: ResourceKind::parse(&r.resource_type).map_err(corrupt)?,
+            subscription_id: r.subscription_id,
+            user_id: r.user_id,
+            user_email: r.user_email,
+            order_key: r.order_key,
+            provider: r.provider,
+            region: r.region,
+            plan_tier: r.plan_tier,
+            status: Status::parse(&r.status).map_err(corrupt)?,
+            desired: Desired::parse(&r.desired_state).map_err(corrupt)?,
+            generation: r.generation,
+            delete_reason: r
+                .delete_reason
+                .as_deref()
+                .map(DeleteReason::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            node_id: r.node_id,
+            phase: r.phase,
+            connection: Connection {
+                public_ip: r.public_ip,
+                api_port: r.api_port,
+                api_key: r.api_key,
+                vless_port: r.vless_port,
+                ss_port: r.ss_port,
+                public_key: r.public_key,
+                short_id: r.short_id,
+            },
+            traffic_limit: r.traffic_limit,
+            traffic_used: r.traffic_used,
+            error_message: r.error_message,
+            attempts: r.attempts,
+            upstream_released: r.upstream_released,
+            deadline_at: r.deadline_at,
+            next_attempt_at: r.next_attempt_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            ready_at: r.ready_at,
+        })
+    }
+}
+
+pub fn resources(rows: Vec<ResourceRow>) -> Result<Vec<Resource>, StoreError> {
+    rows.into_iter().map(Resource::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub struct EventRow {
+    kind: String,
+    actor: String,
+    message: Option<String>,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+
+    fn try_from(r: EventRow) -> Result<Self, StoreError> {
+        Ok(Event {
+            kind: EventKind::parse(&r.kind).map_err(corrupt)?,
+            actor: r.actor,
+            message: r.message,
+            at: r.at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    id: i64,
+    subscription_id: String,
+    payload: String,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<OutboxRow> for OutboxMessage {
+    type Error = StoreError;
+
+    fn try_from(r: OutboxRow) -> Result<Self, StoreError> {
+        Ok(OutboxMessage {
+            id: r.id,
+            subscription_id: r.subscription_id,
+            callback: serde_json::from_str(&r.payload).map_err(corrupt)?,
+            attempts: r.attempts,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SnapshotRow {
+    pub active: bool,
+    pub body: Option<String>,
+    pub fetched_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct IdempotencyRow {
+    pub fingerprint: String,
+    pub status_code: Option<i32>,
+    pub body: Option<String>,
+}

@@ -1,0 +1,609 @@
+//! The SQL both backends share. PostgreSQL and SQLite agree on almost everything this
+//! service needs (`returning`, `on conflict`, partial indexes, `$n` parameters), so the
+//! `Store` implementation is written once, here, and stamped out for each backend by
+//! `impl_store!`. A backend supplies three things: its pool type, the suffix that makes a
+//! claim skip rows other workers hold (`for update skip locked` on PostgreSQL; nothing on
+//! SQLite, whose single writer already serialises claims), and how it wakes waiting
+//! workers (`wake_in_tx`, `wake_after_commit`).
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip_locked:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            fn wakeups(&self) -> std::sync::Arc<$crate::store::Wakeups> {
+                self.wakeups.clone()
+            }
+
+            async fn regions(&self) -> StoreResult<Vec<Region>> {
+                Ok(sqlx::query_as(
+                    "select code, name, provider, available from regions order by sort_order, code",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn insert_resource(
+                &self,
+                new: &NewResource,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Inserted> {
+                // A conflicting insert waits for the other transaction and then skips, so
+                // a lost race still finds the winner below. The loop covers the winner
+                // being deleted between our insert and our read.
+                for _ in 0..3 {
+                    let mut tx = self.pool.begin().await?;
+                    let row: Option<ResourceRow> = sqlx::query_as(concat!(
+                        "insert into resources (id, resource_type, subscription_id, user_id, \
+                         user_email, order_key, provider, region, plan_tier, status, \
+                         desired_state, generation, phase, traffic_limit, traffic_used, \
+                         attempts, upstream_released, next_attempt_at, created_at, updated_at) \
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'active', 0, 1, \
+                         $10, 0, 0, false, $11, $11, $11) \
+                         on conflict do nothing returning ",
+                        resource_columns!()
+                    ))
+                    .bind(new.id.to_string())
+                    .bind(new.kind.as_str())
+                    .bind(&new.subscription_id)
+                    .bind(&new.user_id)
+                    .bind(&new.user_email)
+                    .bind(&new.order_key)
+                    .bind(&new.provider)
+                    .bind(&new.region)
+                    .bind(&new.plan_tier)
+                    .bind(new.traffic_limit)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = row {
+                        let event = NewEvent::new(EventKind::ProvisionRequested, &new.actor);
+                        insert_event(&mut tx, new.id, &event, now).await?;
+                        Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                        tx.commit().await?;
+                        self.wake_after_commit(Topic::Resources);
+                        return Ok(Inserted::Created(row.try_into()?));
+                    }
+                    tx.rollback().await?;
+
+                    let by_subscription: Option<ResourceRow> =
+                        sqlx::query_as(concat!(live_sql!(), "subscription_id = $1"))
+                            .bind(&new.subscription_id)
+                            .bind(new.kind.as_str())
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if let Some(row) = by_subscription {
+                        return Ok(Inserted::ExistingForSubscription(row.try_into()?));
+                    }
+                    let by_user: Option<ResourceRow> =
+                        sqlx::query_as(concat!(live_sql!(), "user_id = $1"))
+                            .bind(&new.user_id)
+                            .bind(new.kind.as_str())
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if let Some(row) = by_user {
+                        return Ok(Inserted::ExistingForUser(row.try_into()?));
+                    }
+                }
+                Err(StoreError::Conflict(
+                    "the subscription's resource changed repeatedly while recording the order".into(),
+                ))
+            }
+
+            async fn request_deletion(
+                &self,
+                id: Uuid,
+                reason: DeleteReason,
+                actor: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<Resource>> {
+                let mut tx = self.pool.begin().await?;
+                let row: Option<ResourceRow> = sqlx::query_as(concat!(
+                    "update resources set desired_state = 'deleted', generation = generation + 1, \
+                     delete_reason = $2, next_attempt_at = $3, updated_at = $3 \
+                     where id = $1 and desired_state = 'active' and status <> 'deleted' \
+                     returning ",
+                    resource_columns!()
+                ))
+                .bind(id.to_string())
+                .bind(reason.as_str())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    Some(row) => {
+                        let event = NewEvent::new(EventKind::DeleteRequested, actor)
+                            .with_message(reason.as_str());
+                        insert_event(&mut tx, id, &event, now).await?;
+                        Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                        tx.commit().await?;
+                        self.wake_after_commit(Topic::Resources);
+                        Ok(Some(row.try_into()?))
+                    }
+                    None => {
+                        tx.rollback().await?;
+                        self.resource(id).await
+                    }
+                }
+            }
+
+            async fn resource(&self, id: Uuid) -> StoreResult<Option<Resource>> {
+                let row: Option<ResourceRow> = sqlx::query_as(concat!(
+                    "select ",
+                    resource_columns!(),
+                    " from resources where id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(Resource::try_from).transpose()
+            }
+
+            async fn resources_for_subscription(
+                &self,
+                subscription_id: &str,
+            ) -> StoreResult<Vec<Resource>> {
+                let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
+                    "select ",
+                    resource_columns!(),
+                    " from resources where subscription_id = $1 order by created_at, id"
+                ))
+                .bind(subscription_id)
+                .fetch_all(&self.pool)
+                .await?;
+                row::resources(rows)
+            }
+
+            async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>> {
+                let row: Option<ResourceRow> =
+                    sqlx::query_as(concat!(live_sql!(), "user_id = $1"))
+                        .bind(user_id)
+                        .bind(ResourceKind::HostingNode.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(Resource::try_from).transpose()
+            }
+
+            async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>> {
+                let id: Option<String> =
+                    sqlx::query_scalar("select id from resources where node_id = $1 limit 1")
+                        .bind(node_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                id.map(|id| Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .transpose()
+            }
+
+            async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>> {
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "select kind, actor, message, at from resource_events \
+                     where resource_id = $1 order by id",
+                )
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(Event::try_from).collect()
+            }
+
+            async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>> {
+                let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
+                    "update resources set lease_owner = $1, lease_until = $2 where id in (\
+                     select id from resources where next_attempt_at <= $3 \
+                     and (lease_until is null or lease_until < $3) \
+                     order by next_attempt_at limit $4",
+                    $skip_locked,
+                    ") returning ",
+                    resource_columns!()
+                ))
+                .bind(claim.owner)
+                .bind(claim.lease_until())
+                .bind(claim.now)
+                .bind(claim.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                row::resources(rows)
+            }
+
+            async fn apply(&self, c: &Change) -> StoreResult<bool> {
+                let owner = match &c.guard {
+                    Guard::Lease(owner) => Some(owner.as_str()),
+                    Guard::Unleased => None,
+                };
+                let conn = c.connection.clone().unwrap_or_default();
+                let attempts: i32 = match c.attempts {
+                    Attempts::Keep => 0,
+                    Attempts::Reset => 1,
+                    Attempts::Increment => 2,
+                };
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "update resources set \
+                     status = coalesce($3, status), \
+                     node_id = coalesce($4, node_id), \
+                     phase = case when $5 > phase then $5 else phase end, \
+                     public_ip = coalesce($6, public_ip), \
+                     api_port = coalesce($7, api_port), \
+                     api_key = coalesce($8, api_key), \
+                     vless_port = coalesce($9, vless_port), \
+                     ss_port = coalesce($10, ss_port), \
+                     public_key = coalesce($11, public_key), \
+                     short_id = coalesce($12, short_id), \
+                     error_message = coalesce($13, error_message), \
+                     last_error = coalesce($14, last_error), \
+                     callback_token_hash = coalesce($15, callback_token_hash), \
+                     upstream_released = coalesce($16, upstream_released), \
+                     traffic_limit = coalesce($17, traffic_limit), \
+                     ready_at = coalesce($18, ready_at), \
+                     deadline_at = case when $19 then $20 else deadline_at end, \
+                     attempts = case $21 when 1 then 0 when 2 then attempts + 1 else attempts end, \
+                     next_attempt_at = case when $22 then \
+                         (case when generation <> $24 then $25 else $23 end) \
+                         else next_attempt_at end, \
+                     lease_owner = case when $26 then null else lease_owner end, \
+                     lease_until = case when $26 then null else lease_until end, \
+                     updated_at = $25 \
+                     where id = $1 and status = $2 \
+                     and ($27 is null or lease_owner = $27) \
+                     and ($28 is null or desired_state = $28)",
+                )
+                .bind(c.id.to_string())
+                .bind(c.expect.as_str())
+                .bind(c.status.map(|s| s.as_str()))
+                .bind(&c.node_id)
+                .bind(c.phase)
+                .bind(conn.public_ip)
+                .bind(conn.api_port)
+                .bind(conn.api_key)
+                .bind(conn.vless_port)
+                .bind(conn.ss_port)
+                .bind(conn.public_key)
+                .bind(conn.short_id)
+                .bind(&c.error_message)
+                .bind(&c.last_error)
+                .bind(&c.callback_token_hash)
+                .bind(c.upstream_released)
+                .bind(c.traffic_limit)
+                .bind(c.ready_at)
+                .bind(c.deadline_at.is_some())
+                .bind(c.deadline_at.flatten())
+                .bind(attempts)
+                .bind(c.next_attempt_at.is_some())
+                .bind(c.next_attempt_at.flatten())
+                .bind(c.seen_generation)
+                .bind(c.now)
+                .bind(c.release_lease)
+                .bind(owner)
+                .bind(c.expect_desired.map(|d| d.as_str()))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                if let Some(event) = &c.event {
+                    insert_event(&mut tx, c.id, event, c.now).await?;
+                }
+                let due_now = matches!(c.next_attempt_at, Some(Some(at)) if at <= c.now);
+                if due_now {
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                }
+                if let Some(cb) = &c.callback {
+                    let payload = serde_json::to_string(cb)
+                        .map_err(|e| StoreError::Other(e.to_string()))?;
+                    sqlx::query(
+                        "insert into outbox (subscription_id, resource_id, payload, created_at, \
+                         attempts, next_attempt_at) values ($1, $2, $3, $4, 0, $4)",
+                    )
+                    .bind(&cb.subscription_id)
+                    .bind(c.id.to_string())
+                    .bind(payload)
+                    .bind(c.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    Self::wake_in_tx(&mut tx, Topic::Outbox).await?;
+                }
+                tx.commit().await?;
+                if due_now {
+                    self.wake_after_commit(Topic::Resources);
+                }
+                if c.callback.is_some() {
+                    self.wake_after_commit(Topic::Outbox);
+                }
+                Ok(true)
+            }
+
+            async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query(
+                    "update resources set lease_owner = null, lease_until = null, \
+                     next_attempt_at = $3 where id = $1 and lease_owner = $2",
+                )
+                .bind(id.to_string())
+                .bind(owner)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                self.wake_after_commit(Topic::Resources);
+                Ok(())
+            }
+
+            async fn next_resource_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+                Ok(sqlx::query_scalar(
+                    "select min(case when lease_until is not null and lease_until > next_attempt_at \
+                     then lease_until else next_attempt_at end) \
+                     from resources where next_attempt_at is not null",
+                )
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn claim_outbox(&self, claim: Claim<'_>) -> StoreResult<Vec<OutboxMessage>> {
+                let rows: Vec<OutboxRow> = sqlx::query_as(concat!(
+                    "update outbox set lease_owner = $1, lease_until = $2 where id in (\
+                     select o.id from outbox o where o.delivered_at is null \
+                     and o.next_attempt_at <= $3 \
+                     and (o.lease_until is null or o.lease_until < $3) \
+                     and not exists (select 1 from outbox p where p.subscription_id = o.subscription_id \
+                     and p.delivered_at is null and p.id < o.id) \
+                     order by o.id limit $4",
+                    $skip_locked,
+                    ") returning id, subscription_id, payload, attempts, created_at"
+                ))
+                .bind(claim.owner)
+                .bind(claim.lease_until())
+                .bind(claim.now)
+                .bind(claim.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(OutboxMessage::try_from).collect()
+            }
+
+            async fn outbox_delivered(
+                &self,
+                id: i64,
+                owner: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "update outbox set delivered_at = $3, lease_owner = null, lease_until = null \
+                     where id = $1 and lease_owner = $2",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_retry(
+                &self,
+                id: i64,
+                owner: &str,
+                next_attempt_at: DateTime<Utc>,
+                error: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "update outbox set attempts = attempts + 1, next_attempt_at = $3, \
+                     last_error = $4, lease_owner = null, lease_until = null \
+                     where id = $1 and lease_owner = $2",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(next_attempt_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn next_outbox_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+                Ok(sqlx::query_scalar(
+                    "select min(case when lease_until is not null and lease_until > next_attempt_at \
+                     then lease_until else next_attempt_at end) \
+                     from outbox where delivered_at is null",
+                )
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn outbox_backlog(&self) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar("select count(*) from outbox where delivered_at is null")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn save_subscription(
+                &self,
+                user_id: &str,
+                app: &str,
+                active: Option<&SubscriptionSnapshot>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let body = active
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Other(e.to_string()))?;
+                sqlx::query(
+                    "insert into subscription_snapshots (user_id, app, active, body, fetched_at) \
+                     values ($1, $2, $3, $4, $5) on conflict (user_id, app) do update set \
+                     active = excluded.active, \
+                     body = coalesce(excluded.body, subscription_snapshots.body), \
+                     fetched_at = excluded.fetched_at",
+                )
+                .bind(user_id)
+                .bind(app)
+                .bind(active.is_some())
+                .bind(body)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn subscription(
+                &self,
+                user_id: &str,
+                app: &str,
+            ) -> StoreResult<Option<StoredSnapshot>> {
+                let row: Option<SnapshotRow> = sqlx::query_as(
+                    "select active, body, fetched_at from subscription_snapshots \
+                     where user_id = $1 and app = $2",
+                )
+                .bind(user_id)
+                .bind(app)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| {
+                    let last_active = r
+                        .body
+                        .as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    Ok(StoredSnapshot {
+                        active: r.active,
+                        last_active,
+                        fetched_at: r.fetched_at,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn idempotency_begin(
+                &self,
+                scope: &str,
+                key: &str,
+                fingerprint: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<IdempotencyBegin> {
+                let inserted = sqlx::query(
+                    "insert into idempotency_keys (scope, key, fingerprint, created_at) \
+                     values ($1, $2, $3, $4) on conflict do nothing",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(fingerprint)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    return Ok(IdempotencyBegin::Proceed);
+                }
+                let row: Option<IdempotencyRow> = sqlx::query_as(
+                    "select fingerprint, status_code, body from idempotency_keys \
+                     where scope = $1 and key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    // Abandoned between our insert and our read: the caller may retry.
+                    None => IdempotencyBegin::InFlight,
+                    Some(r) if r.fingerprint != fingerprint => IdempotencyBegin::Mismatch,
+                    Some(IdempotencyRow {
+                        status_code: Some(status),
+                        body: Some(body),
+                        ..
+                    }) => IdempotencyBegin::Replay {
+                        status: u16::try_from(status).unwrap_or(200),
+                        body,
+                    },
+                    Some(_) => IdempotencyBegin::InFlight,
+                })
+            }
+
+            async fn idempotency_finish(
+                &self,
+                scope: &str,
+                key: &str,
+                status: u16,
+                body: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "update idempotency_keys set status_code = $3, body = $4 \
+                     where scope = $1 and key = $2",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(i32::from(status))
+                .bind(body)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "delete from idempotency_keys where scope = $1 and key = $2 \
+                     and status_code is null",
+                )
+                .bind(scope)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+
+        async fn insert_event(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            id: Uuid,
+            event: &NewEvent,
+            at: DateTime<Utc>,
+        ) -> StoreResult<()> {
+            sqlx::query(
+                "insert into resource_events (resource_id, kind, actor, message, at) \
+                 values ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.to_string())
+            .bind(event.kind.as_str())
+            .bind(&event.actor)
+            .bind(&event.message)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+/// The query prefix for "live resources of a kind" (`$2`), to be completed with a filter
+/// on `$1`.
+macro_rules! live_sql {
+    () => {
+        concat!(
+            "select ",
+            resource_columns!(),
+            " from resources where resource_type = $2 and desired_state = 'active' \
+             and status <> 'deleted' and "
+        )
+    };
+}
+
+pub(crate) use impl_store;
+pub(crate) use live_sql;
+
+/// Which engine loop a wake-up is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Resources,
+    Outbox,
+}
+
+impl Topic {
+    pub const fn channel(self) -> &'static str {
+        match self {
+            Topic::Resources => "fulfillment_resources",
+            Topic::Outbox => "fulfillment_outbox",
+        }
+    }
+}
