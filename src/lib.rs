@@ -8,3 +8,5 @@
 pub mod domain;
 pub mod ports;
 pub mod store;
+pub mod sim;
+pub mod upstream;

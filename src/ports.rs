@@ -61,8 +61,13 @@ pub struct CreateNode {
     pub subscription_id: String,
     pub user_id: String,
     /// Our resource id, for correlation.
+    #[serde(default)]
     pub resource_id: String,
+    /// Where the node agent reports: `{callback_url}/ready` and `{callback_url}/failed`.
+    #[serde(default)]
     pub callback_url: String,
+    /// The node's credential for those reports (a bearer token).
+    #[serde(default)]
     pub callback_token: String,
 }
 

@@ -1,0 +1,163 @@
+//! The hosting service client (`CONTRACTS.md` §2.1).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use reqwest::Url;
+use serde::Deserialize;
+
+use super::{expect_success, is_not_found, json, url_with_segments};
+use crate::ports::{CreateNode, Hosting, HostingNode, UpstreamResult};
+
+/// Calls `HOSTING_SERVICE_URL` with `X-Admin-Key`.
+#[derive(Clone)]
+pub struct HostingClient {
+    http: reqwest::Client,
+    base: Url,
+    admin_key: String,
+}
+
+impl HostingClient {
+    pub fn new(http: reqwest::Client, base: Url, admin_key: String) -> Self {
+        HostingClient {
+            http,
+            base,
+            admin_key,
+        }
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        url_with_segments(&self.base, segments)
+    }
+}
+
+#[derive(Deserialize)]
+struct Created {
+    #[serde(default)]
+    node_id: String,
+}
+
+/// A node as the (Go) hosting service sends it: absent fields, `""` and `0` all mean
+/// "not known yet".
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireNode {
+    node_id: String,
+    status: String,
+    public_ip: Option<String>,
+    node_api_key: Option<String>,
+    vless_port: Option<i64>,
+    ss_port: Option<i64>,
+    public_key: Option<String>,
+    short_id: Option<String>,
+    error_message: Option<String>,
+    subscription_id: Option<String>,
+    user_id: Option<String>,
+    resource_id: Option<String>,
+    purpose: Option<String>,
+    created_at: Option<String>,
+}
+
+fn text(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn port(v: Option<i64>) -> Option<i32> {
+    v.filter(|p| (1..=65535).contains(p)).map(|p| p as i32)
+}
+
+impl From<WireNode> for HostingNode {
+    fn from(w: WireNode) -> Self {
+        HostingNode {
+            node_id: w.node_id,
+            status: w.status,
+            public_ip: text(w.public_ip),
+            node_api_key: text(w.node_api_key),
+            vless_port: port(w.vless_port),
+            ss_port: port(w.ss_port),
+            public_key: text(w.public_key),
+            short_id: text(w.short_id),
+            error_message: text(w.error_message),
+            subscription_id: text(w.subscription_id),
+            user_id: text(w.user_id),
+            resource_id: text(w.resource_id),
+            purpose: text(w.purpose),
+            created_at: text(w.created_at)
+                .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
+}
+
+/// Reads one node from its JSON form (also used by the in-process simulator, so both
+/// paths normalise placeholders the same way).
+pub fn node_from_json(v: serde_json::Value) -> HostingNode {
+    serde_json::from_value::<WireNode>(v)
+        .unwrap_or_default()
+        .into()
+}
+
+#[derive(Deserialize)]
+struct NodeList {
+    #[serde(default)]
+    nodes: Vec<WireNode>,
+}
+
+#[async_trait]
+impl Hosting for HostingClient {
+    async fn create_node(&self, req: &CreateNode) -> UpstreamResult<String> {
+        let resp = self
+            .http
+            .post(self.url(&["api", "admin", "nodes"]))
+            .header("X-Admin-Key", &self.admin_key)
+            .json(req)
+            .send()
+            .await?;
+        let created: Created = json(expect_success(resp).await?).await?;
+        if created.node_id.trim().is_empty() {
+            return Err(crate::ports::UpstreamError::InvalidBody(
+                "create answered without a node_id".into(),
+            ));
+        }
+        Ok(created.node_id)
+    }
+
+    async fn get_node(&self, node_id: &str) -> UpstreamResult<Option<HostingNode>> {
+        let resp = self
+            .http
+            .get(self.url(&["api", "admin", "nodes", node_id]))
+            .header("X-Admin-Key", &self.admin_key)
+            .send()
+            .await?;
+        if is_not_found(&resp) {
+            return Ok(None);
+        }
+        let node: WireNode = json(expect_success(resp).await?).await?;
+        Ok(Some(node.into()))
+    }
+
+    async fn delete_node(&self, node_id: &str) -> UpstreamResult<()> {
+        let resp = self
+            .http
+            .delete(self.url(&["api", "admin", "nodes", node_id]))
+            .header("X-Admin-Key", &self.admin_key)
+            .send()
+            .await?;
+        if is_not_found(&resp) {
+            return Ok(());
+        }
+        expect_success(resp).await?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> UpstreamResult<Vec<HostingNode>> {
+        let resp = self
+            .http
+            .get(self.url(&["api", "admin", "nodes"]))
+            .query(&[("purpose", "obox")])
+            .header("X-Admin-Key", &self.admin_key)
+            .send()
+            .await?;
+        let list: NodeList = json(expect_success(resp).await?).await?;
+        Ok(list.nodes.into_iter().map(HostingNode::from).collect())
+    }
+}

@@ -1,0 +1,105 @@
+//! HTTP clients for the services we call, one per upstream, each implementing its port.
+//! One shared `reqwest::Client` carries the timeouts and user agent; every failure is a
+//! typed `UpstreamError` that says whether a retry can help.
+
+mod hosting;
+mod subscriptions;
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub use hosting::{HostingClient, node_from_json};
+pub use subscriptions::SubscriptionsClient;
+
+use crate::ports::UpstreamError;
+
+/// Builds the shared client. `timeout` bounds every call end to end.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    // reqwest is built without a bundled crypto provider; use ring's (ignored if a
+    // provider is already installed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("fulfillment-service/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(3).min(timeout))
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .expect("the HTTP client configuration is valid")
+}
+
+impl From<reqwest::Error> for UpstreamError {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            UpstreamError::Timeout
+        } else if e.is_decode() {
+            UpstreamError::InvalidBody(e.to_string())
+        } else {
+            // Connection refused or reset, a body cut short: all worth retrying.
+            UpstreamError::Connect(without_url(e))
+        }
+    }
+}
+
+/// reqwest's messages repeat the URL, which may carry ids; keep the cause only.
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Turns a non-success status into an error carrying (the start of) the body.
+async fn expect_success(resp: Response) -> Result<Response, UpstreamError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    Err(UpstreamError::Status {
+        status: status.as_u16(),
+        body: body.chars().take(300).collect(),
+    })
+}
+
+/// Reads a JSON body, reporting garbage as `InvalidBody` (retryable: the call may have
+/// worked, and the caller's next step checks before repeating anything).
+async fn json<T: DeserializeOwned>(resp: Response) -> Result<T, UpstreamError> {
+    let bytes = resp.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| UpstreamError::InvalidBody(e.to_string()))
+}
+
+fn is_not_found(resp: &Response) -> bool {
+    resp.status() == StatusCode::NOT_FOUND
+}
+
+/// Appends path segments to a base URL, percent-encoding each (user ids are opaque).
+fn url_with_segments(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
+    let mut url = base.clone();
+    {
+        let mut path = url
+            .path_segments_mut()
+            .expect("upstream base URLs are http(s) URLs");
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_appended_and_escaped() {
+        let base = reqwest::Url::parse("http://h:1/prefix/").unwrap();
+        let url = url_with_segments(&base, &["api", "users", "a/b c", "x"]);
+        assert_eq!(url.as_str(), "http://h:1/prefix/api/users/a%2Fb%20c/x");
+    }
+}
