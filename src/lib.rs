@@ -6,6 +6,7 @@
 //! `config` and `cli` wire everything together for the binary.
 
 pub mod domain;
+pub mod engine;
 pub mod ports;
 pub mod store;
 pub mod sim;
