@@ -31,7 +31,7 @@ pub enum SubscriptionState {
 }
 
 /// `hosting_status`: exactly these six values, never another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostingStatus {
     NoSubscription,

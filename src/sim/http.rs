@@ -58,13 +58,14 @@ fn error(status: StatusCode, msg: &str) -> Response {
     (status, Json(json!({"error": msg}))).into_response()
 }
 
-fn check(headers: &HeaderMap, name: &str, want: &Option<String>) -> Result<(), Response> {
-    match want {
-        Some(want) if headers.get(name).and_then(|v| v.to_str().ok()) != Some(want) => {
-            Err(error(StatusCode::UNAUTHORIZED, "unauthorized"))
-        }
-        _ => Ok(()),
-    }
+/// Whether the request carries the credential the simulated service demands (if any).
+fn authorized(headers: &HeaderMap, name: &str, want: &Option<String>) -> bool {
+    want.as_deref()
+        .is_none_or(|want| headers.get(name).and_then(|v| v.to_str().ok()) == Some(want))
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "unauthorized")
 }
 
 /// Applies the fault plan around a handler's effect, the way a misbehaving service would.
@@ -100,8 +101,8 @@ where
 }
 
 async fn create_node(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = check(&headers, "x-admin-key", &st.auth.admin_key) {
-        return r;
+    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
+        return unauthorized();
     }
     let req: CreateNode = match serde_json::from_str(&body) {
         Ok(r) => r,
@@ -126,8 +127,8 @@ async fn create_node(State(st): State<SimState>, headers: HeaderMap, body: Strin
 }
 
 async fn get_node(State(st): State<SimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = check(&headers, "x-admin-key", &st.auth.admin_key) {
-        return r;
+    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
+        return unauthorized();
     }
     let echo = st.sim.hosting.timing().echo_resource_id;
     faulty(&st, Op::GetNode, || async {
@@ -140,8 +141,8 @@ async fn get_node(State(st): State<SimState>, headers: HeaderMap, Path(id): Path
 }
 
 async fn delete_node(State(st): State<SimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = check(&headers, "x-admin-key", &st.auth.admin_key) {
-        return r;
+    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
+        return unauthorized();
     }
     faulty(&st, Op::DeleteNode, || async {
         if st.sim.hosting.delete(&id) {
@@ -160,8 +161,8 @@ struct ListQuery {
 }
 
 async fn list_nodes(State(st): State<SimState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
-    if let Err(r) = check(&headers, "x-admin-key", &st.auth.admin_key) {
-        return r;
+    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
+        return unauthorized();
     }
     faulty(&st, Op::ListNodes, || async {
         let nodes = st.sim.hosting.views(q.purpose.as_deref(), q.status.as_deref());
@@ -175,8 +176,8 @@ async fn active_subscription(
     headers: HeaderMap,
     Path((user_id, app, service_type)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(r) = check(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return r;
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
     }
     faulty(&st, Op::ActiveSubscription, || async {
         match st.sim.subscriptions.get(&user_id, &app, &service_type) {
@@ -188,8 +189,8 @@ async fn active_subscription(
 }
 
 async fn receive_callback(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = check(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return r;
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
     }
     let cb: FulfillmentCallback = match serde_json::from_str(&body) {
         Ok(c) => c,
