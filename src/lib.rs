@@ -5,6 +5,7 @@
 //! `domain` (pure rules). `store`, `upstream` and `sim` are adapters behind the ports;
 //! `config` and `cli` wire everything together for the binary.
 
+pub mod app;
 pub mod domain;
 pub mod engine;
 pub mod ports;

@@ -295,6 +295,8 @@ pub trait Store: Send + Sync {
     /// Node ids recorded on any resource, to tell our nodes apart when adopting one.
     async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>>;
     async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>>;
+    /// The digest of the node credential minted for this resource, if any.
+    async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>>;
 
     /// Leases up to `limit` resources whose next attempt is due.
     async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>>;
@@ -319,13 +321,15 @@ pub trait Store: Send + Sync {
     /// Callbacks not yet delivered.
     async fn outbox_backlog(&self) -> StoreResult<i64>;
 
+    /// Records the subscription service's answer (`None`: no active subscription) and
+    /// returns the last active subscription on record after the write.
     async fn save_subscription(
         &self,
         user_id: &str,
         app: &str,
         active: Option<&SubscriptionSnapshot>,
         now: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Option<SubscriptionSnapshot>>;
     async fn subscription(&self, user_id: &str, app: &str) -> StoreResult<Option<StoredSnapshot>>;
 
     async fn idempotency_begin(

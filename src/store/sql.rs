@@ -193,6 +193,15 @@ macro_rules! impl_store {
                 rows.into_iter().map(Event::try_from).collect()
             }
 
+            async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>> {
+                let digest: Option<Option<String>> =
+                    sqlx::query_scalar("select callback_token_hash from resources where id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(digest.flatten())
+            }
+
             async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>> {
                 let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
                     "update resources set lease_owner = $1, lease_until = $2 where id in (\
@@ -426,26 +435,30 @@ macro_rules! impl_store {
                 app: &str,
                 active: Option<&SubscriptionSnapshot>,
                 now: DateTime<Utc>,
-            ) -> StoreResult<()> {
+            ) -> StoreResult<Option<SubscriptionSnapshot>> {
                 let body = active
                     .map(serde_json::to_string)
                     .transpose()
                     .map_err(|e| StoreError::Other(e.to_string()))?;
-                sqlx::query(
+                let stored: Option<String> = sqlx::query_scalar(
                     "insert into subscription_snapshots (user_id, app, active, body, fetched_at) \
                      values ($1, $2, $3, $4, $5) on conflict (user_id, app) do update set \
                      active = excluded.active, \
                      body = coalesce(excluded.body, subscription_snapshots.body), \
-                     fetched_at = excluded.fetched_at",
+                     fetched_at = excluded.fetched_at returning body",
                 )
                 .bind(user_id)
                 .bind(app)
                 .bind(active.is_some())
                 .bind(body)
                 .bind(now)
-                .execute(&self.pool)
+                .fetch_one(&self.pool)
                 .await?;
-                Ok(())
+                stored
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
             }
 
             async fn subscription(

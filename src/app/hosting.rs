@@ -1,0 +1,383 @@
+//! Hosting-node use cases: provisioning orders from the subscription service, the user's
+//! own node, deprovisioning, and the node agent's reports.
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::subscriptions::subscription_of;
+use super::{App, AppError};
+use crate::domain::progress::{self, HostingStatus, SubscriptionState};
+use crate::domain::resource::order_key;
+use crate::domain::{Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential};
+use crate::store::{Inserted, NewResource, Region};
+
+/// The app name and service type of hosting subscriptions.
+pub const HOSTING: (&str, &str) = ("obox", "hosting");
+
+/// `POST /api/internal/provision` (every field of the contract; the ones hosting does not
+/// use are accepted and ignored).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Provision {
+    pub user_id: String,
+    pub subscription_id: Option<String>,
+    pub user_email: Option<String>,
+    pub app_source: Option<String>,
+    pub business_type: Option<String>,
+    pub channel: Option<String>,
+    pub resource_type: Option<String>,
+    pub plan_tier: Option<String>,
+    pub region: Option<String>,
+    pub traffic_limit: Option<i64>,
+    pub expire_days: Option<i64>,
+    pub product_id: Option<String>,
+    pub purchase_type: Option<String>,
+    pub channel_sub_id: Option<String>,
+    pub channel_tx_id: Option<String>,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub quantity: Option<i64>,
+    pub months: Option<i64>,
+    pub device_id: Option<String>,
+}
+
+impl Provision {
+    /// VPN orders are those for the otun app or of the legacy `vpn_user` type.
+    pub fn is_vpn(&self) -> bool {
+        self.app_source.as_deref() == Some("otun") || self.resource_type.as_deref() == Some("vpn_user")
+    }
+}
+
+/// What a provision call did.
+#[derive(Debug, Clone)]
+pub struct ProvisionOutcome {
+    pub resource: Resource,
+    /// False when the order was a repeat and the existing resource is returned.
+    pub created: bool,
+}
+
+/// `POST /api/internal/deprovision`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Deprovision {
+    pub subscription_id: String,
+    pub resource_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeprovisionOutcome {
+    pub resource: Resource,
+}
+
+/// Everything `GET /my/node` shows.
+#[derive(Debug, Clone)]
+pub struct MyNode {
+    pub status: HostingStatus,
+    pub subscription: SubscriptionState,
+    pub node: Option<Resource>,
+    pub region: Option<Region>,
+    /// The node's history, loaded only while it is being created (for the progress bar).
+    pub events: Vec<Event>,
+}
+
+/// A node agent's ready report.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeReport {
+    pub resource_id: String,
+    pub public_ip: Option<String>,
+    pub api_port: Option<i32>,
+    pub api_key: Option<String>,
+    pub vless_port: Option<i32>,
+    pub ss_port: Option<i32>,
+    pub public_key: Option<String>,
+    pub short_id: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Who is reporting on a node.
+#[derive(Debug, Clone)]
+pub enum NodeCaller {
+    /// The hosting service, with the internal secret: may report on any node.
+    Service,
+    /// A node agent with the credential minted for its resource.
+    Node(String),
+}
+
+const MAX_USER_ID: usize = 256;
+
+fn parse_id(id: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id).map_err(|_| AppError::not_found("resource_not_found", "resource not found"))
+}
+
+fn valid_user_id(user_id: &str) -> Result<(), AppError> {
+    if user_id.trim().is_empty() {
+        return Err(AppError::invalid("missing_user_id", "user_id is required"));
+    }
+    if user_id.chars().count() > MAX_USER_ID {
+        return Err(AppError::invalid("user_id_too_long", "user_id is longer than 256 characters"));
+    }
+    Ok(())
+}
+
+impl App {
+    async fn region(&self, code: &str) -> Result<Region, AppError> {
+        match self.regions.get(code).await? {
+            Some(r) if r.available => Ok(r),
+            Some(_) => Err(AppError::invalid("region_unavailable", format!("region {code} is not available"))),
+            None => Err(AppError::invalid("unknown_region", format!("unknown region {code}"))),
+        }
+    }
+
+    /// Records a hosting order. A repeated order (same subscription) returns the live
+    /// resource; the database's uniqueness makes that true under concurrency too.
+    pub async fn provision(&self, req: Provision) -> Result<ProvisionOutcome, AppError> {
+        valid_user_id(&req.user_id)?;
+        if req.is_vpn() {
+            return Err(AppError::NotImplemented {
+                code: "vpn_not_implemented",
+                message: "VPN provisioning is not available yet".into(),
+            });
+        }
+        let subscription_id = req
+            .subscription_id
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| AppError::invalid("missing_subscription_id", "subscription_id is required"))?;
+        let region = req.region.as_deref().filter(|r| !r.is_empty()).unwrap_or(&self.config.default_region);
+        let region = self.region(region).await?;
+        let plan = PlanTier::parse(req.plan_tier.as_deref().unwrap_or("basic"));
+        let period = req.period_start.as_deref().zip(req.period_end.as_deref());
+        let new = NewResource {
+            id: Uuid::now_v7(),
+            kind: ResourceKind::HostingNode,
+            subscription_id: subscription_id.to_owned(),
+            user_id: req.user_id.clone(),
+            user_email: req.user_email.clone(),
+            order_key: order_key(subscription_id, req.channel_tx_id.as_deref(), period),
+            provider: self.config.cloud_provider.clone(),
+            region: region.code,
+            plan_tier: plan.as_str().to_owned(),
+            traffic_limit: plan.node_traffic_limit(),
+            actor: "subscription_service".into(),
+        };
+        let now = self.ports.clock.now();
+        match self.ports.store.insert_resource(&new, now).await? {
+            Inserted::Created(resource) => Ok(ProvisionOutcome { resource, created: true }),
+            Inserted::ExistingForSubscription(resource) => Ok(ProvisionOutcome { resource, created: false }),
+            Inserted::ExistingForUser(other) => Err(AppError::conflict(
+                "user_has_node",
+                format!("user already has a live hosting node ({}) on another subscription", other.id),
+            )),
+        }
+    }
+
+    /// Asks for the subscription's resources (or the one named) to be deleted.
+    pub async fn deprovision(&self, req: Deprovision) -> Result<DeprovisionOutcome, AppError> {
+        if req.subscription_id.trim().is_empty() {
+            return Err(AppError::invalid("missing_subscription_id", "subscription_id is required"));
+        }
+        let reason = match req.reason.as_deref().filter(|r| !r.is_empty()) {
+            None => DeleteReason::SubscriptionCancelled,
+            Some(r) => DeleteReason::parse(r)
+                .map_err(|_| AppError::invalid("invalid_reason", format!("unknown reason {r:?}")))?,
+        };
+        let wanted = req.resource_id.as_deref().map(parse_id).transpose()?;
+        let matching: Vec<Resource> = self
+            .ports
+            .store
+            .resources_for_subscription(&req.subscription_id)
+            .await?
+            .into_iter()
+            .filter(|r| wanted.is_none_or(|id| r.id == id))
+            .collect();
+        let not_found = || AppError::not_found("resource_not_found", "no resource matches");
+        let now = self.ports.clock.now();
+        let mut answer = None;
+        for r in matching.iter().filter(|r| r.status != Status::Deleted) {
+            let updated = self
+                .ports
+                .store
+                .request_deletion(r.id, reason, "subscription_service", now)
+                .await?
+                .ok_or_else(not_found)?;
+            answer.get_or_insert(updated);
+        }
+        // Everything matching is already deleted: answer with it, so a retried webhook
+        // sees success rather than a 404.
+        let resource = answer.or_else(|| matching.into_iter().last()).ok_or_else(not_found)?;
+        Ok(DeprovisionOutcome { resource })
+    }
+
+    pub async fn resource(&self, id: &str) -> Result<Resource, AppError> {
+        self.ports
+            .store
+            .resource(parse_id(id)?)
+            .await?
+            .ok_or_else(|| AppError::not_found("resource_not_found", "resource not found"))
+    }
+
+    pub async fn subscription_resources(&self, subscription_id: &str) -> Result<Vec<Resource>, AppError> {
+        Ok(self.ports.store.resources_for_subscription(subscription_id).await?)
+    }
+
+    /// `GET /my/node`: the user's node (never hidden by a subscription service outage),
+    /// their subscription, and the creation progress while the node comes up.
+    pub async fn my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
+        let (node, subscription) = tokio::join!(
+            self.ports.store.current_hosting_node(user_id),
+            self.subscriptions.state(user_id, HOSTING.0, HOSTING.1),
+        );
+        let node = node?;
+        let subscription = subscription?;
+        let now = self.ports.clock.now();
+        let status = progress::hosting_status(&subscription, node.as_ref(), now).ok_or_else(|| {
+            AppError::Unavailable("the subscription service is unreachable; try again shortly".into())
+        })?;
+        let events = match &node {
+            Some(n) if status == HostingStatus::NodeCreating => self.ports.store.events(n.id).await?,
+            _ => Vec::new(),
+        };
+        let region = match &node {
+            Some(n) => self.regions.get(&n.region).await?,
+            None => None,
+        };
+        Ok(MyNode {
+            status,
+            subscription,
+            node,
+            region,
+            events,
+        })
+    }
+
+    /// `POST /my/node`: create the user's node in `region`. A repeat while it is being
+    /// created returns the same resource; a failed node is replaced.
+    pub async fn create_my_node(&self, user_id: &str, region: Option<&str>) -> Result<(Resource, Vec<Event>), AppError> {
+        let region = self.region(region.filter(|r| !r.is_empty()).unwrap_or(&self.config.default_region)).await?;
+        let subscription = self.subscriptions.state(user_id, HOSTING.0, HOSTING.1).await?;
+        let Some(snapshot) = subscription_of(&subscription).cloned() else {
+            return Err(match subscription {
+                SubscriptionState::Unknown => {
+                    AppError::Unavailable("the subscription service is unreachable; try again shortly".into())
+                }
+                _ => AppError::forbidden("no_subscription", "no active hosting subscription"),
+            });
+        };
+        let now = self.ports.clock.now();
+        if let Some(existing) = self.ports.store.current_hosting_node(user_id).await? {
+            match existing.status {
+                Status::Pending | Status::Creating => {
+                    let events = self.ports.store.events(existing.id).await?;
+                    return Ok((existing, events));
+                }
+                Status::Failed => {
+                    self.ports
+                        .store
+                        .request_deletion(existing.id, DeleteReason::UserInitiated, "user", now)
+                        .await?;
+                }
+                _ => return Err(AppError::conflict("node_exists", "you already have a node")),
+            }
+        }
+        let plan = PlanTier::parse(&snapshot.plan_tier);
+        let new = NewResource {
+            id: Uuid::now_v7(),
+            kind: ResourceKind::HostingNode,
+            subscription_id: snapshot.subscription_id.clone(),
+            user_id: user_id.to_owned(),
+            user_email: None,
+            order_key: order_key(&snapshot.subscription_id, None, None),
+            provider: self.config.cloud_provider.clone(),
+            region: region.code,
+            plan_tier: plan.as_str().to_owned(),
+            traffic_limit: plan.node_traffic_limit(),
+            actor: "user".into(),
+        };
+        let resource = match self.ports.store.insert_resource(&new, now).await? {
+            Inserted::Created(r) => r,
+            // A concurrent request (or the subscription service) got there first.
+            Inserted::ExistingForSubscription(r) | Inserted::ExistingForUser(r) => {
+                if !matches!(r.status, Status::Pending | Status::Creating) {
+                    return Err(AppError::conflict("node_exists", "you already have a node"));
+                }
+                r
+            }
+        };
+        let events = self.ports.store.events(resource.id).await?;
+        Ok((resource, events))
+    }
+
+    /// `DELETE /my/node`: accepted in every live state, creation included.
+    pub async fn delete_my_node(&self, user_id: &str) -> Result<Resource, AppError> {
+        let node = self
+            .ports
+            .store
+            .current_hosting_node(user_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("no_node", "you have no node"))?;
+        let now = self.ports.clock.now();
+        self.ports
+            .store
+            .request_deletion(node.id, DeleteReason::UserInitiated, "user", now)
+            .await?
+            .ok_or_else(|| AppError::not_found("no_node", "you have no node"))
+    }
+
+    /// Checks that `caller` may report on resource `id` and returns the resource.
+    async fn reported_resource(&self, caller: &NodeCaller, id: &str) -> Result<Resource, AppError> {
+        let id = parse_id(id)?;
+        if let NodeCaller::Node(token) = caller {
+            let digest = self.ports.store.node_credential(id).await?;
+            if !digest.is_some_and(|d| credential::matches(token, &d)) {
+                return Err(AppError::forbidden(
+                    "wrong_node_credential",
+                    "this credential does not belong to that resource",
+                ));
+            }
+        }
+        self.ports
+            .store
+            .resource(id)
+            .await?
+            .ok_or_else(|| AppError::not_found("resource_not_found", "resource not found"))
+    }
+
+    /// A node reports it is ready. Harmless when repeated, and ignored for a resource that
+    /// is not coming up (deleted, being deleted, failed).
+    pub async fn node_ready(&self, caller: NodeCaller, report: NodeReport) -> Result<bool, AppError> {
+        let ip = report.public_ip.as_deref().map(str::trim).unwrap_or_default();
+        if ip.is_empty() {
+            return Err(AppError::invalid("missing_public_ip", "public_ip is required"));
+        }
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(AppError::invalid("invalid_public_ip", "public_ip is not an IP address"));
+        }
+        let r = self.reported_resource(&caller, &report.resource_id).await?;
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let port = |p: Option<i32>| p.filter(|p| (1..=65535).contains(p));
+        let conn = Connection {
+            public_ip: Some(ip.to_owned()),
+            api_port: port(report.api_port),
+            api_key: nonempty(report.api_key),
+            vless_port: port(report.vless_port),
+            ss_port: port(report.ss_port),
+            public_key: nonempty(report.public_key),
+            short_id: nonempty(report.short_id),
+        };
+        Ok(self.engine.node_ready(&r, conn).await?)
+    }
+
+    /// A node reports that it could not come up.
+    pub async fn node_failed(&self, caller: NodeCaller, report: NodeReport) -> Result<bool, AppError> {
+        let r = self.reported_resource(&caller, &report.resource_id).await?;
+        let msg = report
+            .error_message
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| "the node reported a failure".into());
+        Ok(self.engine.node_failed(&r, msg).await?)
+    }
+}

@@ -1,0 +1,38 @@
+//! Regions, read from the database and kept in memory for a minute: every node view names
+//! its region, and that should not cost a query.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::store::{Region, Store, StoreResult};
+
+const TTL: Duration = Duration::from_secs(60);
+
+pub struct Regions {
+    store: Arc<dyn Store>,
+    cached: Mutex<Option<(Instant, Arc<Vec<Region>>)>>,
+}
+
+impl Regions {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Regions {
+            store,
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub async fn all(&self) -> StoreResult<Arc<Vec<Region>>> {
+        if let Some((at, regions)) = &*self.cached.lock().unwrap() {
+            if at.elapsed() < TTL {
+                return Ok(regions.clone());
+            }
+        }
+        let regions = Arc::new(self.store.regions().await?);
+        *self.cached.lock().unwrap() = Some((Instant::now(), regions.clone()));
+        Ok(regions)
+    }
+
+    pub async fn get(&self, code: &str) -> StoreResult<Option<Region>> {
+        Ok(self.all().await?.iter().find(|r| r.code == code).cloned())
+    }
+}

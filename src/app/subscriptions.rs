@@ -1,0 +1,107 @@
+//! Subscription lookups for the user API: a short-lived in-memory answer, the subscription
+//! service behind it, and the last answer on record in the database for when the
+//! subscription service is down, so an outage never hides a customer's node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::domain::progress::{SubscriptionSnapshot, SubscriptionState};
+use crate::ports::{Clock, Ports, Subscriptions};
+use crate::store::{Store, StoreResult};
+
+/// Entries kept in memory at most; past this, stale ones are dropped.
+const MAX_ENTRIES: usize = 100_000;
+
+type Key = (String, &'static str);
+
+pub struct SubscriptionLookup {
+    upstream: Arc<dyn Subscriptions>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    ttl: Duration,
+    cache: Mutex<HashMap<Key, (Instant, SubscriptionState)>>,
+}
+
+impl SubscriptionLookup {
+    pub fn new(ports: &Ports, ttl: Duration) -> Self {
+        SubscriptionLookup {
+            upstream: ports.subscriptions.clone(),
+            store: ports.store.clone(),
+            clock: ports.clock.clone(),
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user's subscription for (`app`, `service_type`), e.g. (`obox`, `hosting`).
+    pub async fn state(
+        &self,
+        user_id: &str,
+        app: &'static str,
+        service_type: &str,
+    ) -> StoreResult<SubscriptionState> {
+        let key = (user_id.to_owned(), app);
+        let previous = self.cache.lock().unwrap().get(&key).cloned();
+        if let Some((at, state)) = &previous {
+            if at.elapsed() < self.ttl {
+                return Ok(state.clone());
+            }
+        }
+        let now = self.clock.now();
+        let state = match self.upstream.active(user_id, app, service_type).await {
+            Ok(Some(snapshot)) => {
+                let unchanged = matches!(&previous, Some((_, SubscriptionState::Active(s))) if *s == snapshot);
+                if !unchanged {
+                    self.store
+                        .save_subscription(user_id, app, Some(&snapshot), now)
+                        .await?;
+                }
+                SubscriptionState::Active(snapshot)
+            }
+            Ok(None) => {
+                let last_known = self.store.save_subscription(user_id, app, None, now).await?;
+                SubscriptionState::Inactive { last_known }
+            }
+            Err(e) => {
+                tracing::warn!(%user_id, app, error = %e, "subscription service unavailable; serving the last snapshot");
+                // Not cached: the next request asks the subscription service again.
+                return self.last_known(user_id, app).await;
+            }
+        };
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= MAX_ENTRIES {
+            let ttl = self.ttl;
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        cache.insert(key, (Instant::now(), state.clone()));
+        Ok(state)
+    }
+
+    /// What the database remembers, for when the subscription service cannot answer.
+    async fn last_known(&self, user_id: &str, app: &str) -> StoreResult<SubscriptionState> {
+        let now = self.clock.now();
+        Ok(match self.store.subscription(user_id, app).await? {
+            None => SubscriptionState::Unknown,
+            Some(stored) => match stored.last_active {
+                Some(s) if stored.active && s.expires_at.is_none_or(|e| e > now) => {
+                    SubscriptionState::Active(s)
+                }
+                last_known => SubscriptionState::Inactive { last_known },
+            },
+        })
+    }
+
+    /// Forgets a cached answer (after an order changes what the answer would be).
+    pub fn forget(&self, user_id: &str, app: &'static str) {
+        self.cache.lock().unwrap().remove(&(user_id.to_owned(), app));
+    }
+}
+
+/// A snapshot's `subscription_id` is needed to record a node against it.
+pub fn subscription_of(state: &SubscriptionState) -> Option<&SubscriptionSnapshot> {
+    match state {
+        SubscriptionState::Active(s) => Some(s),
+        _ => None,
+    }
+}
