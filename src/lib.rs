@@ -5,10 +5,11 @@
 //! `domain` (pure rules). `store`, `upstream` and `sim` are adapters behind the ports;
 //! `config` and `cli` wire everything together for the binary.
 
+pub mod api;
 pub mod app;
 pub mod domain;
 pub mod engine;
 pub mod ports;
-pub mod store;
 pub mod sim;
+pub mod store;
 pub mod upstream;

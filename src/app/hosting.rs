@@ -8,7 +8,9 @@ use super::subscriptions::subscription_of;
 use super::{App, AppError};
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
 use crate::domain::resource::order_key;
-use crate::domain::{Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential};
+use crate::domain::{
+    Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential,
+};
 use crate::store::{Inserted, NewResource, Region};
 
 /// The app name and service type of hosting subscriptions.
@@ -46,7 +48,8 @@ pub struct Provision {
 impl Provision {
     /// VPN orders are those for the otun app or of the legacy `vpn_user` type.
     pub fn is_vpn(&self) -> bool {
-        self.app_source.as_deref() == Some("otun") || self.resource_type.as_deref() == Some("vpn_user")
+        self.app_source.as_deref() == Some("otun")
+            || self.resource_type.as_deref() == Some("vpn_user")
     }
 }
 
@@ -118,7 +121,10 @@ fn valid_user_id(user_id: &str) -> Result<(), AppError> {
         return Err(AppError::invalid("missing_user_id", "user_id is required"));
     }
     if user_id.chars().count() > MAX_USER_ID {
-        return Err(AppError::invalid("user_id_too_long", "user_id is longer than 256 characters"));
+        return Err(AppError::invalid(
+            "user_id_too_long",
+            "user_id is longer than 256 characters",
+        ));
     }
     Ok(())
 }
@@ -127,8 +133,14 @@ impl App {
     async fn region(&self, code: &str) -> Result<Region, AppError> {
         match self.regions.get(code).await? {
             Some(r) if r.available => Ok(r),
-            Some(_) => Err(AppError::invalid("region_unavailable", format!("region {code} is not available"))),
-            None => Err(AppError::invalid("unknown_region", format!("unknown region {code}"))),
+            Some(_) => Err(AppError::invalid(
+                "region_unavailable",
+                format!("region {code} is not available"),
+            )),
+            None => Err(AppError::invalid(
+                "unknown_region",
+                format!("unknown region {code}"),
+            )),
         }
     }
 
@@ -146,8 +158,14 @@ impl App {
             .subscription_id
             .as_deref()
             .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| AppError::invalid("missing_subscription_id", "subscription_id is required"))?;
-        let region = req.region.as_deref().filter(|r| !r.is_empty()).unwrap_or(&self.config.default_region);
+            .ok_or_else(|| {
+                AppError::invalid("missing_subscription_id", "subscription_id is required")
+            })?;
+        let region = req
+            .region
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&self.config.default_region);
         let region = self.region(region).await?;
         let plan = PlanTier::parse(req.plan_tier.as_deref().unwrap_or("basic"));
         let period = req.period_start.as_deref().zip(req.period_end.as_deref());
@@ -166,11 +184,20 @@ impl App {
         };
         let now = self.ports.clock.now();
         match self.ports.store.insert_resource(&new, now).await? {
-            Inserted::Created(resource) => Ok(ProvisionOutcome { resource, created: true }),
-            Inserted::ExistingForSubscription(resource) => Ok(ProvisionOutcome { resource, created: false }),
+            Inserted::Created(resource) => Ok(ProvisionOutcome {
+                resource,
+                created: true,
+            }),
+            Inserted::ExistingForSubscription(resource) => Ok(ProvisionOutcome {
+                resource,
+                created: false,
+            }),
             Inserted::ExistingForUser(other) => Err(AppError::conflict(
                 "user_has_node",
-                format!("user already has a live hosting node ({}) on another subscription", other.id),
+                format!(
+                    "user already has a live hosting node ({}) on another subscription",
+                    other.id
+                ),
             )),
         }
     }
@@ -178,12 +205,16 @@ impl App {
     /// Asks for the subscription's resources (or the one named) to be deleted.
     pub async fn deprovision(&self, req: Deprovision) -> Result<DeprovisionOutcome, AppError> {
         if req.subscription_id.trim().is_empty() {
-            return Err(AppError::invalid("missing_subscription_id", "subscription_id is required"));
+            return Err(AppError::invalid(
+                "missing_subscription_id",
+                "subscription_id is required",
+            ));
         }
         let reason = match req.reason.as_deref().filter(|r| !r.is_empty()) {
             None => DeleteReason::SubscriptionCancelled,
-            Some(r) => DeleteReason::parse(r)
-                .map_err(|_| AppError::invalid("invalid_reason", format!("unknown reason {r:?}")))?,
+            Some(r) => DeleteReason::parse(r).map_err(|_| {
+                AppError::invalid("invalid_reason", format!("unknown reason {r:?}"))
+            })?,
         };
         let wanted = req.resource_id.as_deref().map(parse_id).transpose()?;
         let matching: Vec<Resource> = self
@@ -208,7 +239,9 @@ impl App {
         }
         // Everything matching is already deleted: answer with it, so a retried webhook
         // sees success rather than a 404.
-        let resource = answer.or_else(|| matching.into_iter().last()).ok_or_else(not_found)?;
+        let resource = answer
+            .or_else(|| matching.into_iter().last())
+            .ok_or_else(not_found)?;
         Ok(DeprovisionOutcome { resource })
     }
 
@@ -220,8 +253,15 @@ impl App {
             .ok_or_else(|| AppError::not_found("resource_not_found", "resource not found"))
     }
 
-    pub async fn subscription_resources(&self, subscription_id: &str) -> Result<Vec<Resource>, AppError> {
-        Ok(self.ports.store.resources_for_subscription(subscription_id).await?)
+    pub async fn subscription_resources(
+        &self,
+        subscription_id: &str,
+    ) -> Result<Vec<Resource>, AppError> {
+        Ok(self
+            .ports
+            .store
+            .resources_for_subscription(subscription_id)
+            .await?)
     }
 
     /// `GET /my/node`: the user's node (never hidden by a subscription service outage),
@@ -234,11 +274,16 @@ impl App {
         let node = node?;
         let subscription = subscription?;
         let now = self.ports.clock.now();
-        let status = progress::hosting_status(&subscription, node.as_ref(), now).ok_or_else(|| {
-            AppError::Unavailable("the subscription service is unreachable; try again shortly".into())
-        })?;
+        let status =
+            progress::hosting_status(&subscription, node.as_ref(), now).ok_or_else(|| {
+                AppError::Unavailable(
+                    "the subscription service is unreachable; try again shortly".into(),
+                )
+            })?;
         let events = match &node {
-            Some(n) if status == HostingStatus::NodeCreating => self.ports.store.events(n.id).await?,
+            Some(n) if status == HostingStatus::NodeCreating => {
+                self.ports.store.events(n.id).await?
+            }
             _ => Vec::new(),
         };
         let region = match &node {
@@ -256,14 +301,27 @@ impl App {
 
     /// `POST /my/node`: create the user's node in `region`. A repeat while it is being
     /// created returns the same resource; a failed node is replaced.
-    pub async fn create_my_node(&self, user_id: &str, region: Option<&str>) -> Result<(Resource, Vec<Event>), AppError> {
-        let region = self.region(region.filter(|r| !r.is_empty()).unwrap_or(&self.config.default_region)).await?;
-        let subscription = self.subscriptions.state(user_id, HOSTING.0, HOSTING.1).await?;
+    pub async fn create_my_node(
+        &self,
+        user_id: &str,
+        region: Option<&str>,
+    ) -> Result<(Resource, Vec<Event>), AppError> {
+        let region = self
+            .region(
+                region
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or(&self.config.default_region),
+            )
+            .await?;
+        let subscription = self
+            .subscriptions
+            .state(user_id, HOSTING.0, HOSTING.1)
+            .await?;
         let Some(snapshot) = subscription_of(&subscription).cloned() else {
             return Err(match subscription {
-                SubscriptionState::Unknown => {
-                    AppError::Unavailable("the subscription service is unreachable; try again shortly".into())
-                }
+                SubscriptionState::Unknown => AppError::Unavailable(
+                    "the subscription service is unreachable; try again shortly".into(),
+                ),
                 _ => AppError::forbidden("no_subscription", "no active hosting subscription"),
             });
         };
@@ -348,13 +406,27 @@ impl App {
 
     /// A node reports it is ready. Harmless when repeated, and ignored for a resource that
     /// is not coming up (deleted, being deleted, failed).
-    pub async fn node_ready(&self, caller: NodeCaller, report: NodeReport) -> Result<bool, AppError> {
-        let ip = report.public_ip.as_deref().map(str::trim).unwrap_or_default();
+    pub async fn node_ready(
+        &self,
+        caller: NodeCaller,
+        report: NodeReport,
+    ) -> Result<bool, AppError> {
+        let ip = report
+            .public_ip
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default();
         if ip.is_empty() {
-            return Err(AppError::invalid("missing_public_ip", "public_ip is required"));
+            return Err(AppError::invalid(
+                "missing_public_ip",
+                "public_ip is required",
+            ));
         }
         if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(AppError::invalid("invalid_public_ip", "public_ip is not an IP address"));
+            return Err(AppError::invalid(
+                "invalid_public_ip",
+                "public_ip is not an IP address",
+            ));
         }
         let r = self.reported_resource(&caller, &report.resource_id).await?;
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
@@ -372,7 +444,11 @@ impl App {
     }
 
     /// A node reports that it could not come up.
-    pub async fn node_failed(&self, caller: NodeCaller, report: NodeReport) -> Result<bool, AppError> {
+    pub async fn node_failed(
+        &self,
+        caller: NodeCaller,
+        report: NodeReport,
+    ) -> Result<bool, AppError> {
         let r = self.reported_resource(&caller, &report.resource_id).await?;
         let msg = report
             .error_message

@@ -51,7 +51,8 @@ impl SubscriptionLookup {
         let now = self.clock.now();
         let state = match self.upstream.active(user_id, app, service_type).await {
             Ok(Some(snapshot)) => {
-                let unchanged = matches!(&previous, Some((_, SubscriptionState::Active(s))) if *s == snapshot);
+                let unchanged =
+                    matches!(&previous, Some((_, SubscriptionState::Active(s))) if *s == snapshot);
                 if !unchanged {
                     self.store
                         .save_subscription(user_id, app, Some(&snapshot), now)
@@ -60,7 +61,10 @@ impl SubscriptionLookup {
                 SubscriptionState::Active(snapshot)
             }
             Ok(None) => {
-                let last_known = self.store.save_subscription(user_id, app, None, now).await?;
+                let last_known = self
+                    .store
+                    .save_subscription(user_id, app, None, now)
+                    .await?;
                 SubscriptionState::Inactive { last_known }
             }
             Err(e) => {
@@ -94,7 +98,10 @@ impl SubscriptionLookup {
 
     /// Forgets a cached answer (after an order changes what the answer would be).
     pub fn forget(&self, user_id: &str, app: &'static str) {
-        self.cache.lock().unwrap().remove(&(user_id.to_owned(), app));
+        self.cache
+            .lock()
+            .unwrap()
+            .remove(&(user_id.to_owned(), app));
     }
 }
 

@@ -20,7 +20,11 @@ pub fn digest(token: &str) -> String {
 /// Compares a presented token with a stored digest in constant time.
 pub fn matches(token: &str, stored_digest: &str) -> bool {
     use subtle::ConstantTimeEq;
-    !token.is_empty() && digest(token).as_bytes().ct_eq(stored_digest.as_bytes()).into()
+    !token.is_empty()
+        && digest(token)
+            .as_bytes()
+            .ct_eq(stored_digest.as_bytes())
+            .into()
 }
 
 #[cfg(test)]

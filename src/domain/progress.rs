@@ -25,7 +25,9 @@ pub enum SubscriptionState {
     /// Active, from the subscription service or (while it is down) from the last snapshot.
     Active(SubscriptionSnapshot),
     /// No active subscription; the last one we saw, if any, tells expired from never-had.
-    Inactive { last_known: Option<SubscriptionSnapshot> },
+    Inactive {
+        last_known: Option<SubscriptionSnapshot>,
+    },
     /// The subscription service is unreachable and we have never seen this user.
     Unknown,
 }
@@ -80,10 +82,11 @@ pub fn hosting_status(
     Some(match subscription {
         SubscriptionState::Active(_) => HostingStatus::SubscribedNoNode,
         SubscriptionState::Inactive {
-            last_known: Some(SubscriptionSnapshot {
-                expires_at: Some(expired),
-                ..
-            }),
+            last_known:
+                Some(SubscriptionSnapshot {
+                    expires_at: Some(expired),
+                    ..
+                }),
         } if *expired < now => HostingStatus::SubscriptionExpired,
         SubscriptionState::Inactive { .. } => HostingStatus::NoSubscription,
         SubscriptionState::Unknown => return None,
@@ -256,16 +259,52 @@ mod tests {
             (&active, None, Some(SubscribedNoNode)),
             (&expired, None, Some(SubscriptionExpired)),
             (&SubscriptionState::Unknown, None, None),
-            (&active, Some(node(Status::Pending, Desired::Active, 1)), Some(NodeCreating)),
-            (&active, Some(node(Status::Creating, Desired::Active, 2)), Some(NodeCreating)),
-            (&active, Some(node(Status::Active, Desired::Active, 4)), Some(NodeActive)),
-            (&active, Some(node(Status::Failed, Desired::Active, 2)), Some(NodeFailed)),
-            (&active, Some(node(Status::Deleting, Desired::Deleted, 4)), Some(SubscribedNoNode)),
-            (&active, Some(node(Status::Active, Desired::Deleted, 4)), Some(SubscribedNoNode)),
-            (&never, Some(node(Status::Deleted, Desired::Deleted, 4)), Some(NoSubscription)),
+            (
+                &active,
+                Some(node(Status::Pending, Desired::Active, 1)),
+                Some(NodeCreating),
+            ),
+            (
+                &active,
+                Some(node(Status::Creating, Desired::Active, 2)),
+                Some(NodeCreating),
+            ),
+            (
+                &active,
+                Some(node(Status::Active, Desired::Active, 4)),
+                Some(NodeActive),
+            ),
+            (
+                &active,
+                Some(node(Status::Failed, Desired::Active, 2)),
+                Some(NodeFailed),
+            ),
+            (
+                &active,
+                Some(node(Status::Deleting, Desired::Deleted, 4)),
+                Some(SubscribedNoNode),
+            ),
+            (
+                &active,
+                Some(node(Status::Active, Desired::Deleted, 4)),
+                Some(SubscribedNoNode),
+            ),
+            (
+                &never,
+                Some(node(Status::Deleted, Desired::Deleted, 4)),
+                Some(NoSubscription),
+            ),
             // The node is never hidden behind the subscription service's answer.
-            (&never, Some(node(Status::Active, Desired::Active, 4)), Some(NodeActive)),
-            (&SubscriptionState::Unknown, Some(node(Status::Active, Desired::Active, 4)), Some(NodeActive)),
+            (
+                &never,
+                Some(node(Status::Active, Desired::Active, 4)),
+                Some(NodeActive),
+            ),
+            (
+                &SubscriptionState::Unknown,
+                Some(node(Status::Active, Desired::Active, 4)),
+                Some(NodeActive),
+            ),
         ];
         let mut seen = std::collections::HashSet::new();
         for (sub, node, want) in cases {

@@ -43,7 +43,10 @@ mod tests {
             let full = Duration::from_millis(100 * (1u64 << attempt.min(20))).min(b.max);
             for _ in 0..20 {
                 let d = b.delay(attempt);
-                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} vs {full:?}");
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} vs {full:?}"
+                );
             }
         }
     }

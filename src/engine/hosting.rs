@@ -71,19 +71,29 @@ impl Engine {
         let applied = self.ports.store.apply(&c).await?;
         if !applied {
             tracing::debug!(resource_id = %id, "resource changed during the step; re-reading");
-            self.ports.store.release(id, &self.config.owner, now).await?;
+            self.ports
+                .store
+                .release(id, &self.config.owner, now)
+                .await?;
         }
         Ok(applied)
     }
 
     /// Schedules a retry with backoff after a failed upstream call.
-    async fn retry(&self, r: &Resource, what: &str, err: impl std::fmt::Display) -> StoreResult<()> {
+    async fn retry(
+        &self,
+        r: &Resource,
+        what: &str,
+        err: impl std::fmt::Display,
+    ) -> StoreResult<()> {
         let msg = format!("{what}: {err}");
         tracing::warn!(resource_id = %r.id, attempts = r.attempts + 1, error = %msg, "step failed; will retry");
         let mut c = self.change(r);
         c.attempts = Attempts::Increment;
         c.last_error = Some(msg.clone());
-        c.next_attempt_at = Some(Some(self.now() + to_chrono(self.config.backoff.delay(r.attempts))));
+        c.next_attempt_at = Some(Some(
+            self.now() + to_chrono(self.config.backoff.delay(r.attempts)),
+        ));
         c.release_lease = true;
         c.event = Some(NewEvent::new(EventKind::AttemptFailed, ACTOR).with_message(msg));
         self.commit(c).await.map(|_| ())
@@ -130,9 +140,10 @@ impl Engine {
                 Some(node_id) => self.poll_node(r, &node_id).await,
             },
             (Desired::Active, Status::Failed) => self.clean_up_failed(r).await,
-            (Desired::Deleted, Status::Pending | Status::Creating | Status::Active | Status::Failed) => {
-                self.begin_delete(r).await
-            }
+            (
+                Desired::Deleted,
+                Status::Pending | Status::Creating | Status::Active | Status::Failed,
+            ) => self.begin_delete(r).await,
             (_, Status::Deleting) => self.finish_delete(r).await,
         }
     }
@@ -164,7 +175,11 @@ impl Engine {
     async fn resume_create(&self, r: Resource) -> StoreResult<()> {
         let mut found = match self.find_our_nodes(&r).await {
             Ok(found) => found,
-            Err(e) => return self.retry(&r, "looking for a node from an earlier attempt", e).await,
+            Err(e) => {
+                return self
+                    .retry(&r, "looking for a node from an earlier attempt", e)
+                    .await;
+            }
         };
         if found.is_empty() {
             let (token, digest) = credential::mint();
@@ -186,7 +201,8 @@ impl Engine {
         tracing::info!(resource_id = %r.id, node_id = %keep.node_id, "adopted a node from an earlier attempt");
         let mut c = self.change(&r);
         c.node_id = Some(keep.node_id.clone());
-        c.event = Some(NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(keep.node_id.clone()));
+        c.event =
+            Some(NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(keep.node_id.clone()));
         self.on_node_seen(r, c, keep).await
     }
 
@@ -292,7 +308,13 @@ impl Engine {
     }
 
     /// creating → active, with the callback in the same transaction.
-    async fn activate(&self, r: &Resource, mut c: Change, conn: Connection, actor: &str) -> StoreResult<()> {
+    async fn activate(
+        &self,
+        r: &Resource,
+        mut c: Change,
+        conn: Connection,
+        actor: &str,
+    ) -> StoreResult<()> {
         c.status = Some(Status::Active);
         c.phase = Some(4);
         c.connection = Some(conn);
@@ -381,7 +403,12 @@ impl Engine {
         c.upstream_released = Some(true);
         c.attempts = Attempts::Reset;
         c.event = Some(NewEvent::new(EventKind::Deleted, ACTOR).with_message(reason.as_str()));
-        c.callback = Some(node_callback(&r, CallbackStatus::Deleted, Some(reason), None));
+        c.callback = Some(node_callback(
+            &r,
+            CallbackStatus::Deleted,
+            Some(reason),
+            None,
+        ));
         c.next_attempt_at = Some(None);
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
@@ -393,7 +420,12 @@ impl Engine {
             return Ok(());
         }
         if let Some(node_id) = &r.node_id {
-            return self.ports.hosting.delete_node(node_id).await.map_err(|e| e.to_string());
+            return self
+                .ports
+                .hosting
+                .delete_node(node_id)
+                .await
+                .map_err(|e| e.to_string());
         }
         if r.phase < 2 {
             // Never got as far as asking the hosting service.

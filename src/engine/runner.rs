@@ -73,14 +73,19 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
 
 type BoxFut<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-#[expect(clippy::too_many_arguments, reason = "one generic loop serves both workers")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one generic loop serves both workers"
+)]
 async fn run_loop<T: Send + 'static>(
     name: &'static str,
     engine: Arc<Engine>,
     mut stop: watch::Receiver<bool>,
     claim: impl Fn(Arc<Engine>, i64) -> BoxFut<'static, StoreResult<Vec<T>>>,
     step: impl Fn(Arc<Engine>, T) -> BoxFut<'static, anyhow::Result<()>> + Copy + Send + 'static,
-    next_due: impl Fn(Arc<Engine>) -> BoxFut<'static, StoreResult<Option<chrono::DateTime<chrono::Utc>>>>,
+    next_due: impl Fn(
+        Arc<Engine>,
+    ) -> BoxFut<'static, StoreResult<Option<chrono::DateTime<chrono::Utc>>>>,
     wakeups: impl Fn() -> Arc<crate::store::Wakeups>,
     signal: fn(&crate::store::Wakeups) -> &Notify,
 ) {

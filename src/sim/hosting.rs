@@ -153,7 +153,10 @@ impl HostingSim {
             let n = st.serial;
             let installing_at = now + chrono::Duration::milliseconds(timing.creating_ms as i64);
             let node = SimNode {
-                node_id: format!("node-{n:06}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                node_id: format!(
+                    "node-{n:06}-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ),
                 purpose: "obox".into(),
                 cloud_provider: req.cloud_provider.clone(),
                 region: req.region.clone(),
@@ -340,7 +343,10 @@ async fn agent_reports(sim: Weak<HostingSim>, node: SimNode) {
 #[async_trait]
 impl Hosting for HostingSim {
     async fn create_node(&self, req: &CreateNode) -> UpstreamResult<String> {
-        let me = self.me.upgrade().expect("a HostingSim is always held in an Arc");
+        let me = self
+            .me
+            .upgrade()
+            .expect("a HostingSim is always held in an Arc");
         self.faulty(Op::CreateNode, || me.create(req).node_id).await
     }
 

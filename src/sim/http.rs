@@ -32,7 +32,10 @@ struct SimState {
 pub fn router(sim: Sim, auth: SimAuth) -> Router {
     Router::new()
         .route("/api/admin/nodes", post(create_node).get(list_nodes))
-        .route("/api/admin/nodes/{node_id}", get(get_node).delete(delete_node))
+        .route(
+            "/api/admin/nodes/{node_id}",
+            get(get_node).delete(delete_node),
+        )
         .route(
             "/api/internal/users/{user_id}/active/{app}/{service_type}",
             get(active_subscription),
@@ -50,7 +53,11 @@ pub fn router(sim: Sim, auth: SimAuth) -> Router {
 }
 
 /// Serves the simulators until the listener fails or the task is dropped.
-pub async fn serve(sim: Sim, auth: SimAuth, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+pub async fn serve(
+    sim: Sim,
+    auth: SimAuth,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
     axum::serve(listener, router(sim, auth)).await
 }
 
@@ -108,9 +115,15 @@ async fn create_node(State(st): State<SimState>, headers: HeaderMap, body: Strin
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    if [&req.cloud_provider, &req.region, &req.bundle_id, &req.subscription_id, &req.user_id]
-        .iter()
-        .any(|f| f.is_empty())
+    if [
+        &req.cloud_provider,
+        &req.region,
+        &req.bundle_id,
+        &req.subscription_id,
+        &req.user_id,
+    ]
+    .iter()
+    .any(|f| f.is_empty())
     {
         return error(StatusCode::BAD_REQUEST, "missing required field");
     }
@@ -126,7 +139,11 @@ async fn create_node(State(st): State<SimState>, headers: HeaderMap, body: Strin
     .await
 }
 
-async fn get_node(State(st): State<SimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_node(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
         return unauthorized();
     }
@@ -140,7 +157,11 @@ async fn get_node(State(st): State<SimState>, headers: HeaderMap, Path(id): Path
     .await
 }
 
-async fn delete_node(State(st): State<SimState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn delete_node(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
         return unauthorized();
     }
@@ -160,12 +181,19 @@ struct ListQuery {
     purpose: Option<String>,
 }
 
-async fn list_nodes(State(st): State<SimState>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
+async fn list_nodes(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
     if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
         return unauthorized();
     }
     faulty(&st, Op::ListNodes, || async {
-        let nodes = st.sim.hosting.views(q.purpose.as_deref(), q.status.as_deref());
+        let nodes = st
+            .sim
+            .hosting
+            .views(q.purpose.as_deref(), q.status.as_deref());
         Json(json!({"total": nodes.len(), "nodes": nodes})).into_response()
     })
     .await
@@ -188,7 +216,11 @@ async fn active_subscription(
     .await
 }
 
-async fn receive_callback(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
+async fn receive_callback(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
         return unauthorized();
     }
@@ -270,7 +302,10 @@ struct SetSubscription {
     subscription: Option<SubscriptionSnapshot>,
 }
 
-async fn set_subscription(State(st): State<SimState>, Json(s): Json<SetSubscription>) -> StatusCode {
+async fn set_subscription(
+    State(st): State<SimState>,
+    Json(s): Json<SetSubscription>,
+) -> StatusCode {
     st.sim
         .subscriptions
         .set(&s.user_id, &s.app, &s.service_type, s.subscription);

@@ -44,7 +44,13 @@ impl SubscriptionsSim {
     }
 
     /// Sets (or with `None` ends) a user's subscription for (`app`, `service_type`).
-    pub fn set(&self, user_id: &str, app: &str, service_type: &str, sub: Option<SubscriptionSnapshot>) {
+    pub fn set(
+        &self,
+        user_id: &str,
+        app: &str,
+        service_type: &str,
+        sub: Option<SubscriptionSnapshot>,
+    ) {
         let key = (user_id.to_owned(), app.to_owned(), service_type.to_owned());
         let mut st = self.state.lock().unwrap();
         match sub {
@@ -58,7 +64,12 @@ impl SubscriptionsSim {
         self.state.lock().unwrap().default_plan = plan;
     }
 
-    pub fn get(&self, user_id: &str, app: &str, service_type: &str) -> Option<SubscriptionSnapshot> {
+    pub fn get(
+        &self,
+        user_id: &str,
+        app: &str,
+        service_type: &str,
+    ) -> Option<SubscriptionSnapshot> {
         let st = self.state.lock().unwrap();
         let key = (user_id.to_owned(), app.to_owned(), service_type.to_owned());
         st.subscriptions.get(&key).cloned().or_else(|| {

@@ -17,7 +17,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::progress::SubscriptionSnapshot;
-use crate::domain::{Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status};
+use crate::domain::{
+    Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status,
+};
 use crate::ports::FulfillmentCallback;
 
 pub use postgres::PgStore;
@@ -279,7 +281,8 @@ pub trait Store: Send + Sync {
 
     /// Records a new resource with its first event, unless the subscription (or the user)
     /// already has a live hosting node: uniqueness is enforced by the database.
-    async fn insert_resource(&self, new: &NewResource, now: DateTime<Utc>) -> StoreResult<Inserted>;
+    async fn insert_resource(&self, new: &NewResource, now: DateTime<Utc>)
+    -> StoreResult<Inserted>;
     /// Sets the desired state to `deleted` (once; later calls return the row unchanged).
     async fn request_deletion(
         &self,
@@ -289,7 +292,8 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Resource>>;
     async fn resource(&self, id: Uuid) -> StoreResult<Option<Resource>>;
-    async fn resources_for_subscription(&self, subscription_id: &str) -> StoreResult<Vec<Resource>>;
+    async fn resources_for_subscription(&self, subscription_id: &str)
+    -> StoreResult<Vec<Resource>>;
     /// The user's live hosting node that is meant to exist, if any.
     async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>>;
     /// Node ids recorded on any resource, to tell our nodes apart when adopting one.
@@ -339,7 +343,13 @@ pub trait Store: Send + Sync {
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<IdempotencyBegin>;
-    async fn idempotency_finish(&self, scope: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    async fn idempotency_finish(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> StoreResult<()>;
     /// Forgets an unfinished key so the caller may retry (the request failed before acting).
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> StoreResult<()>;
 }

@@ -10,7 +10,9 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
-use super::row::{self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns};
+use super::row::{
+    self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns,
+};
 use super::sql::{Topic, impl_store, live_sql};
 use super::{
     Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,
@@ -115,4 +117,9 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
     }
 }
 
-impl_store!(PgStore, Postgres, backend = "postgres", skip_locked = " for update skip locked");
+impl_store!(
+    PgStore,
+    Postgres,
+    backend = "postgres",
+    skip_locked = " for update skip locked"
+);

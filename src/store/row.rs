@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{OutboxMessage, StoreError};
-use crate::domain::{Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status};
+use crate::domain::{
+    Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status,
+};
 
 /// Every column of `resources` the core reads, as a literal so queries can `concat!` it.
 macro_rules! resource_columns {

@@ -11,7 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use super::row::{self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns};
+use super::row::{
+    self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns,
+};
 use super::sql::{Topic, impl_store, live_sql};
 use super::{
     Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,

@@ -30,7 +30,15 @@ impl Subscriptions for SubscriptionsClient {
     ) -> UpstreamResult<Option<SubscriptionSnapshot>> {
         let url = url_with_segments(
             &self.base,
-            &["api", "internal", "users", user_id, "active", app, service_type],
+            &[
+                "api",
+                "internal",
+                "users",
+                user_id,
+                "active",
+                app,
+                service_type,
+            ],
         );
         let resp = self
             .http

@@ -1,0 +1,53 @@
+//! Node callbacks (`/api/callback/node/*`): the node agent reports ready or failed, by POST
+//! with a JSON body or by GET with query parameters.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, Node};
+use crate::app::NodeReport;
+
+fn ok() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn ready_post(
+    State(st): State<Arc<ApiState>>,
+    Node(caller): Node,
+    ApiJson(report): ApiJson<NodeReport>,
+) -> Result<Json<Value>, ApiError> {
+    st.app.node_ready(caller, report).await?;
+    Ok(ok())
+}
+
+pub async fn ready_get(
+    State(st): State<Arc<ApiState>>,
+    Node(caller): Node,
+    ApiQuery(report): ApiQuery<NodeReport>,
+) -> Result<Json<Value>, ApiError> {
+    st.app.node_ready(caller, report).await?;
+    Ok(ok())
+}
+
+pub async fn failed_post(
+    State(st): State<Arc<ApiState>>,
+    Node(caller): Node,
+    ApiJson(report): ApiJson<NodeReport>,
+) -> Result<Json<Value>, ApiError> {
+    st.app.node_failed(caller, report).await?;
+    Ok(ok())
+}
+
+pub async fn failed_get(
+    State(st): State<Arc<ApiState>>,
+    Node(caller): Node,
+    ApiQuery(report): ApiQuery<NodeReport>,
+) -> Result<Json<Value>, ApiError> {
+    st.app.node_failed(caller, report).await?;
+    Ok(ok())
+}

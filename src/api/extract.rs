@@ -1,0 +1,242 @@
+//! Extractors: request bodies and queries that refuse bad input with our error body, and
+//! the three kinds of caller (user JWT, internal secret, node credential).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::app::NodeCaller;
+
+/// A JSON body. Malformed JSON is a 400, a well-formed body of the wrong shape a 422, an
+/// oversized one a 413; an empty body reads as `{}`. The content type is not required
+/// (the deployed clients do not all send it).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body is too large",
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())
+            }
+        })?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+impl<T: DeserializeOwned> ApiJson<T> {
+    /// Parses a body already read (for handlers that also need the raw bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ApiError> {
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            bytes
+        };
+        serde_json::from_slice(bytes).map(ApiJson).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    e.to_string(),
+                ),
+                _ => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()),
+            }
+        })
+    }
+}
+
+/// Query parameters, refused with our error body.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_query",
+                    e.body_text(),
+                )
+            })
+    }
+}
+
+/// Credentials the API checks.
+pub struct Auth {
+    jwt: DecodingKey,
+    validation: Validation,
+    internal_secret: String,
+}
+
+impl Auth {
+    /// Both secrets must be non-empty: an empty secret authenticates no one.
+    pub fn new(jwt_secret: &str, internal_secret: &str) -> Self {
+        assert!(
+            !jwt_secret.is_empty() && !internal_secret.is_empty(),
+            "secrets are validated at startup"
+        );
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.leeway = 30;
+        Auth {
+            jwt: DecodingKey::from_secret(jwt_secret.as_bytes()),
+            validation,
+            internal_secret: internal_secret.to_owned(),
+        }
+    }
+
+    fn internal_ok(&self, presented: &str) -> bool {
+        !presented.is_empty()
+            && bool::from(presented.as_bytes().ct_eq(self.internal_secret.as_bytes()))
+    }
+
+    /// The user a JWT names: claim `uid` if present, else `sub`.
+    pub fn user_of(&self, token: &str) -> Result<String, ApiError> {
+        #[derive(Deserialize)]
+        struct Claims {
+            uid: Option<serde_json::Value>,
+            sub: Option<String>,
+        }
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.jwt, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        ApiError::unauthorized("token_expired", "token has expired")
+                    }
+                    _ => ApiError::unauthorized("invalid_token", "invalid token"),
+                }
+            })?;
+        let uid = match data.claims.uid {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        uid.or(data.claims.sub)
+            .filter(|u| !u.trim().is_empty() && u.chars().count() <= 256)
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "token names no user"))
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A signed-in user of the app.
+pub struct User(pub String);
+
+impl FromRequestParts<Arc<ApiState>> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let token = bearer(parts)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("missing_token", "missing bearer token"))?;
+        state.auth.user_of(token).map(User)
+    }
+}
+
+/// A caller of the internal API (`X-Internal-Secret`).
+pub struct Internal;
+
+impl FromRequestParts<Arc<ApiState>> for Internal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get("x-internal-secret")
+            .and_then(|v| v.to_str().ok());
+        match presented {
+            Some(p) if state.auth.internal_ok(p) => Ok(Internal),
+            Some(_) => Err(ApiError::unauthorized(
+                "invalid_secret",
+                "invalid internal secret",
+            )),
+            None => Err(ApiError::unauthorized(
+                "missing_secret",
+                "missing X-Internal-Secret",
+            )),
+        }
+    }
+}
+
+/// A node agent (with its credential: bearer token, or `token` in the query of a GET) or
+/// the hosting service (with the internal secret).
+pub struct Node(pub NodeCaller);
+
+impl FromRequestParts<Arc<ApiState>> for Node {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        if let Some(p) = parts
+            .headers
+            .get("x-internal-secret")
+            .and_then(|v| v.to_str().ok())
+        {
+            return if state.auth.internal_ok(p) {
+                Ok(Node(NodeCaller::Service))
+            } else {
+                Err(ApiError::unauthorized(
+                    "invalid_secret",
+                    "invalid internal secret",
+                ))
+            };
+        }
+        if let Some(token) = bearer(parts).filter(|t| !t.is_empty()) {
+            return Ok(Node(NodeCaller::Node(token.to_owned())));
+        }
+        #[derive(Deserialize)]
+        struct TokenQuery {
+            token: Option<String>,
+        }
+        let from_query = Query::<TokenQuery>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.token);
+        match from_query.filter(|t| !t.is_empty()) {
+            Some(token) if parts.method == axum::http::Method::GET => {
+                Ok(Node(NodeCaller::Node(token)))
+            }
+            _ => Err(ApiError::unauthorized(
+                "missing_credential",
+                "missing node credential",
+            )),
+        }
+    }
+}

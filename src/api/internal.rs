@@ -1,0 +1,164 @@
+//! The internal API (`/api/internal/*`) for the subscription service, the payment pipeline
+//! and admins. Every handler takes `Internal`, so nothing here runs without the secret.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::extract::{ApiJson, Internal};
+use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
+use crate::app::{Deprovision, Provision};
+use crate::domain::Status;
+use crate::store::IdempotencyBegin;
+
+/// `POST /api/internal/provision`, honouring `Idempotency-Key`: the same key and body get
+/// the same answer, a different body 422, a key still in flight 409.
+pub async fn provision(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(key) = key else {
+        return provision_once(&st, &body)
+            .await
+            .map(IntoResponse::into_response);
+    };
+    if key.len() > 255 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_idempotency_key",
+            "Idempotency-Key is longer than 255 characters",
+        ));
+    }
+    let fingerprint = hex::encode(Sha256::digest(&body));
+    let store = &st.app.ports.store;
+    let now = st.app.ports.clock.now();
+    match store
+        .idempotency_begin("provision", key, &fingerprint, now)
+        .await?
+    {
+        IdempotencyBegin::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            Ok((status, Json(body)).into_response())
+        }
+        IdempotencyBegin::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "Idempotency-Key was used with a different request body",
+        )),
+        IdempotencyBegin::InFlight => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_flight",
+            "a request with this Idempotency-Key is still being processed",
+        )),
+        IdempotencyBegin::Proceed => {
+            let result = provision_once(&st, &body).await;
+            match &result {
+                Ok((status, Json(view))) => {
+                    let text = serde_json::to_string(view).unwrap_or_default();
+                    store
+                        .idempotency_finish("provision", key, status.as_u16(), &text)
+                        .await?;
+                }
+                // Refusals are not remembered: the caller may fix the cause and retry.
+                Err(_) => store.idempotency_abandon("provision", key).await?,
+            }
+            result.map(IntoResponse::into_response)
+        }
+    }
+}
+
+async fn provision_once(
+    st: &ApiState,
+    body: &Bytes,
+) -> Result<(StatusCode, Json<ProvisionView>), ApiError> {
+    let ApiJson(req): ApiJson<Provision> = ApiJson::from_bytes(body)?;
+    let outcome = st.app.provision(req).await?;
+    let r = &outcome.resource;
+    let in_progress = matches!(r.status, Status::Pending | Status::Creating);
+    let message = match (outcome.created, r.status) {
+        (true, _) => "provisioning started",
+        (false, Status::Active) => "already provisioned",
+        (false, Status::Failed) => "provisioning failed earlier; deprovision and order again",
+        (false, _) => "provisioning already in progress",
+    };
+    let status = if outcome.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(ProvisionView {
+            resource_id: r.id.to_string(),
+            status: r.status.as_str(),
+            estimated_ready_seconds: in_progress.then_some(300),
+            vpn_user_id: None,
+            message: message.into(),
+        }),
+    ))
+}
+
+pub async fn deprovision(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    ApiJson(req): ApiJson<Deprovision>,
+) -> Result<Json<DeprovisionView>, ApiError> {
+    let outcome = st.app.deprovision(req).await?;
+    let r = &outcome.resource;
+    Ok(Json(DeprovisionView {
+        resource_id: r.id.to_string(),
+        status: r.status.as_str(),
+        message: if r.status == Status::Deleted {
+            "already deleted"
+        } else {
+            "deletion started"
+        }
+        .into(),
+    }))
+}
+
+pub async fn resource(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    Path(id): Path<String>,
+) -> Result<Json<ResourceStatus>, ApiError> {
+    let r = st.app.resource(&id).await?;
+    Ok(Json(ResourceStatus::from(&r)))
+}
+
+pub async fn subscription_resources(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    Path(subscription_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let resources = st.app.subscription_resources(&subscription_id).await?;
+    let views: Vec<ResourceStatus> = resources.iter().map(ResourceStatus::from).collect();
+    Ok(Json(json!({"resources": views})))
+}
+
+pub async fn user_resources(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mine = st.app.my_node(&user_id).await?;
+    Ok(Json(
+        json!({"success": true, "data": NodeStatus::from(&mine)}),
+    ))
+}

@@ -1,0 +1,113 @@
+//! The HTTP API: every route in one place, the middleware in one function, and handlers
+//! that extract, authorise, make one call into `app`, and map the answer.
+
+mod callbacks;
+pub mod error;
+pub mod extract;
+mod internal;
+mod user;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use error::ApiError;
+use extract::Auth;
+
+/// Largest request body accepted (orders and reports are a few hundred bytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Longest a request may take before it is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler can reach.
+pub struct ApiState {
+    pub app: App,
+    pub auth: Auth,
+}
+
+/// Every route of the service.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let user = Router::new()
+        .route(
+            "/my/node",
+            get(user::my_node)
+                .post(user::create_my_node)
+                .delete(user::delete_my_node),
+        )
+        .route("/regions", get(user::regions))
+        .route("/public/regions", get(user::public_regions));
+    let internal = Router::new()
+        .route("/provision", post(internal::provision))
+        .route("/deprovision", post(internal::deprovision))
+        .route("/resources/{id}", get(internal::resource))
+        .route(
+            "/subscriptions/{subscription_id}/resources",
+            get(internal::subscription_resources),
+        )
+        .route("/users/{user_id}/resources", get(internal::user_resources));
+    let node_callbacks = Router::new()
+        .route(
+            "/ready",
+            get(callbacks::ready_get).post(callbacks::ready_post),
+        )
+        .route(
+            "/failed",
+            get(callbacks::failed_get).post(callbacks::failed_post),
+        );
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(readiness))
+        .nest("/api/v1", user)
+        .nest("/api/internal", internal)
+        .nest("/api/callback/node", node_callbacks)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        })
+        .layer(
+            // Request ids, tracing, panics as JSON 500s, a timeout, and a body limit.
+            ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+        }))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok", "service": "fulfillment-service"}))
+}
+
+/// Ready to serve: the database answers.
+async fn readiness(State(st): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
+    st.app.ports.store.ping().await?;
+    Ok(Json(
+        json!({"status": "ready", "database": st.app.ports.store.backend()}),
+    ))
+}

@@ -1,0 +1,75 @@
+//! The user API (`/api/v1/*`) for the mobile app and web frontend.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::{ApiError, Shape};
+use super::extract::{ApiJson, User};
+use super::views::{CreateNodeView, NodeStatus, RegionsView};
+use crate::domain::progress::creation_progress;
+
+pub async fn my_node(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+) -> Result<Json<NodeStatus>, ApiError> {
+    let mine = st.app.my_node(&user).await?;
+    Ok(Json(NodeStatus::from(&mine)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CreateNode {
+    region: Option<String>,
+}
+
+pub async fn create_my_node(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    body: Result<ApiJson<CreateNode>, ApiError>,
+) -> Result<Json<CreateNodeView>, ApiError> {
+    let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
+    let (node, events) = st
+        .app
+        .create_my_node(&user, body.region.as_deref())
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::CreateNode))?;
+    Ok(Json(CreateNodeView {
+        success: true,
+        resource_id: node.id.to_string(),
+        status: "creating",
+        creation_progress: creation_progress(&node, &events),
+        message: "Your node is being created.".into(),
+    }))
+}
+
+pub async fn delete_my_node(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+) -> Result<Json<Value>, ApiError> {
+    st.app
+        .delete_my_node(&user)
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(Json(
+        json!({"success": true, "message": "Your node is being deleted."}),
+    ))
+}
+
+pub async fn regions(
+    State(st): State<Arc<ApiState>>,
+    _user: User,
+) -> Result<Json<RegionsView>, ApiError> {
+    public_regions(State(st)).await
+}
+
+pub async fn public_regions(
+    State(st): State<Arc<ApiState>>,
+) -> Result<Json<RegionsView>, ApiError> {
+    let regions = st.app.regions.all().await?;
+    Ok(Json(RegionsView::from(regions.as_slice())))
+}

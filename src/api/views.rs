@@ -1,0 +1,311 @@
+//! Response shapes, byte-exact with `CONTRACTS.md`. Absent optional fields are omitted,
+//! timestamps are RFC 3339 UTC with a `Z`, and whole-number GiB values are written as
+//! integers (`3072`, not `3072.0`) because the apps decode some of them as integers.
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+
+use crate::app::MyNode;
+use crate::domain::progress::{
+    self, CreationProgress, HostingStatus, SubscriptionSnapshot, SubscriptionState, visible_node,
+};
+use crate::domain::units::{gib, percent};
+use crate::domain::{Resource, Status};
+use crate::store::Region;
+
+/// RFC 3339, UTC, whole seconds: `2026-10-22T21:55:00Z`.
+pub fn timestamp<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn opt_timestamp<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => timestamp(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A number that is written as an integer when it is whole.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rounded = (self.0 * 100.0).round() / 100.0;
+        if rounded.fract() == 0.0 && rounded.abs() < 9.0e15 {
+            s.serialize_i64(rounded as i64)
+        } else {
+            s.serialize_f64(rounded)
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    pub subscription_id: String,
+    pub status: String,
+    pub plan_tier: String,
+    #[serde(
+        serialize_with = "opt_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub auto_renew: bool,
+}
+
+impl From<&SubscriptionSnapshot> for SubscriptionView {
+    fn from(s: &SubscriptionSnapshot) -> Self {
+        SubscriptionView {
+            subscription_id: s.subscription_id.clone(),
+            status: s.status.clone(),
+            plan_tier: s.plan_tier.clone(),
+            expires_at: s.expires_at,
+            auto_renew: s.auto_renew,
+        }
+    }
+}
+
+/// The status the apps see. They know `creating`, `active`, `failed` and `deleted`; our
+/// `pending` is the first moment of creation, and a node being deleted is not shown.
+fn user_status(s: Status) -> &'static str {
+    match s {
+        Status::Pending | Status::Creating => "creating",
+        Status::Active => "active",
+        Status::Failed => "failed",
+        Status::Deleting | Status::Deleted => "deleted",
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub resource_id: String,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_name: Option<String>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vless_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ss_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_id: Option<String>,
+    pub plan_tier: String,
+    pub traffic_limit_gb: Num,
+    pub traffic_used_gb: Num,
+    pub traffic_percent: Num,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl NodeView {
+    pub fn new(r: &Resource, region: Option<&Region>) -> Self {
+        let c = r.connection.clone();
+        NodeView {
+            resource_id: r.id.to_string(),
+            region: r.region.clone(),
+            region_name: region.map(|g| g.name.clone()),
+            status: user_status(r.status),
+            public_ip: c.public_ip,
+            api_port: c.api_port,
+            api_key: c.api_key,
+            vless_port: c.vless_port,
+            ss_port: c.ss_port,
+            public_key: c.public_key,
+            short_id: c.short_id,
+            plan_tier: r.plan_tier.clone(),
+            traffic_limit_gb: Num(gib(r.traffic_limit)),
+            traffic_used_gb: Num(gib(r.traffic_used)),
+            traffic_percent: Num(percent(r.traffic_used, r.traffic_limit)),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// `GET /api/v1/my/node` (and `data` of `GET /api/internal/users/{id}/resources`).
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub hosting_status: HostingStatus,
+    pub has_subscription: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionView>,
+    pub has_node: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_progress: Option<CreationProgress>,
+    pub message: String,
+}
+
+impl From<&MyNode> for NodeStatus {
+    fn from(m: &MyNode) -> Self {
+        let node = visible_node(m.node.as_ref());
+        let subscription = match &m.subscription {
+            SubscriptionState::Active(s) => Some(s),
+            SubscriptionState::Inactive { last_known } => last_known.as_ref(),
+            SubscriptionState::Unknown => None,
+        };
+        NodeStatus {
+            hosting_status: m.status,
+            has_subscription: matches!(m.subscription, SubscriptionState::Active(_)),
+            subscription: subscription.map(SubscriptionView::from),
+            has_node: node.is_some(),
+            node: node.map(|n| NodeView::new(n, m.region.as_ref())),
+            creation_progress: match node {
+                Some(n) if m.status == HostingStatus::NodeCreating => {
+                    Some(progress::creation_progress(n, &m.events))
+                }
+                _ => None,
+            },
+            message: progress::hosting_message(m.status, node),
+        }
+    }
+}
+
+/// `POST /api/v1/my/node` on success.
+#[derive(Debug, Serialize)]
+pub struct CreateNodeView {
+    pub success: bool,
+    pub resource_id: String,
+    pub status: &'static str,
+    pub creation_progress: CreationProgress,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RegionView {
+    pub code: String,
+    pub name: String,
+    pub provider: String,
+    pub available: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RegionsView {
+    pub regions: Vec<RegionView>,
+}
+
+impl From<&[Region]> for RegionsView {
+    fn from(regions: &[Region]) -> Self {
+        RegionsView {
+            regions: regions
+                .iter()
+                .map(|r| RegionView {
+                    code: r.code.clone(),
+                    name: r.name.clone(),
+                    provider: r.provider.clone(),
+                    available: r.available,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /api/internal/resources/{id}`: the true lifecycle status, for internal callers.
+#[derive(Debug, Serialize)]
+pub struct ResourceStatus {
+    pub resource_id: String,
+    pub subscription_id: String,
+    pub user_id: String,
+    pub resource_type: &'static str,
+    pub provider: String,
+    pub region: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vless_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ss_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_id: Option<String>,
+    pub plan_tier: String,
+    pub traffic_limit_gb: Num,
+    pub traffic_used_gb: Num,
+    pub traffic_percent: Num,
+    #[serde(
+        serialize_with = "opt_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ready_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamp")]
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+impl From<&Resource> for ResourceStatus {
+    fn from(r: &Resource) -> Self {
+        let c = r.connection.clone();
+        ResourceStatus {
+            resource_id: r.id.to_string(),
+            subscription_id: r.subscription_id.clone(),
+            user_id: r.user_id.clone(),
+            resource_type: r.kind.as_str(),
+            provider: r.provider.clone(),
+            region: r.region.clone(),
+            status: r.status.as_str(),
+            public_ip: c.public_ip,
+            api_port: c.api_port,
+            api_key: c.api_key,
+            vless_port: c.vless_port,
+            ss_port: c.ss_port,
+            public_key: c.public_key,
+            short_id: c.short_id,
+            plan_tier: r.plan_tier.clone(),
+            traffic_limit_gb: Num(gib(r.traffic_limit)),
+            traffic_used_gb: Num(gib(r.traffic_used)),
+            traffic_percent: Num(percent(r.traffic_used, r.traffic_limit)),
+            ready_at: r.ready_at,
+            created_at: r.created_at,
+            error_message: r.error_message.clone(),
+        }
+    }
+}
+
+/// `POST /api/internal/provision`.
+#[derive(Debug, Serialize)]
+pub struct ProvisionView {
+    pub resource_id: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_ready_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpn_user_id: Option<String>,
+    pub message: String,
+}
+
+/// `POST /api/internal/deprovision`.
+#[derive(Debug, Serialize)]
+pub struct DeprovisionView {
+    pub resource_id: String,
+    pub status: &'static str,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_written_as_integers_and_others_to_two_places() {
+        let json = |n: f64| serde_json::to_string(&Num(n)).unwrap();
+        assert_eq!(json(3072.0), "3072");
+        assert_eq!(json(12.5), "12.5");
+        assert_eq!(json(1.0 / 3.0), "0.33");
+        assert_eq!(json(0.0), "0");
+    }
+}
