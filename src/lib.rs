@@ -7,9 +7,11 @@
 
 pub mod api;
 pub mod app;
+pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod ports;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod upstream;

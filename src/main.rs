@@ -1,1 +1,205 @@
-fn main() {}
+//! The `fulfillment` binary: parses the command line and calls into the library.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fulfillment::api::extract::mint_user_token;
+use fulfillment::config::Config;
+use fulfillment::server;
+use fulfillment::sim::{Knobs, NodeTiming, Sim, SimAuth};
+
+#[derive(Parser)]
+#[command(
+    name = "fulfillment",
+    version,
+    about = "Turns paid orders into running infrastructure."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default). With nothing configured, runs the demo.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a user token signed with the configured JWT secret.
+    Token {
+        #[arg(long)]
+        user: String,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
+    /// Serve the simulated hosting and subscription services over HTTP.
+    Sim(SimArgs),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    listen: SocketAddr,
+    /// Added to every call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction of calls answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    failure_rate: f64,
+    /// Fraction of calls that hang.
+    #[arg(long, default_value_t = 0.0)]
+    timeout_rate: f64,
+    /// How long a hanging call hangs, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    hang_ms: u64,
+    /// Time a node spends creating, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    creating_ms: u64,
+    /// Time a node spends installing, in milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    installing_ms: u64,
+    /// Fraction of nodes that fail to come up.
+    #[arg(long, default_value_t = 0.0)]
+    node_fail_rate: f64,
+    /// Give every user an active subscription of this plan.
+    #[arg(long)]
+    default_plan: Option<String>,
+    /// Require this `X-Admin-Key` on hosting calls.
+    #[arg(long, env = "HOSTING_ADMIN_KEY")]
+    admin_key: Option<String>,
+    /// Require this `X-Internal-Secret` on subscription calls.
+    #[arg(long, env = "INTERNAL_SECRET")]
+    internal_secret: Option<String>,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Migrate => {
+            let config = Config::from_process_env()?;
+            fulfillment::store::connect(&config.db_url).await?;
+            tracing::info!(db = %server::redact(&config.db_url), "migrations applied");
+            Ok(())
+        }
+        Command::Token { user, ttl_hours } => {
+            let config = Config::from_process_env()?.with_demo_secrets(Path::new("."))?;
+            println!(
+                "{}",
+                mint_user_token(
+                    &config.jwt_secret,
+                    &user,
+                    Duration::from_secs(ttl_hours * 3600)
+                )
+            );
+            Ok(())
+        }
+        Command::Sim(args) => run_sim(args).await,
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = Config::from_process_env()?.with_demo_secrets(Path::new("."))?;
+    let sim = config.demo.then(server::demo_sim);
+    let listener = tokio::net::TcpListener::bind((config.bind, config.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let running = server::start(&config, listener, sim).await?;
+    if config.demo {
+        print_demo_banner(&config, running.addr);
+    }
+    tracing::info!(addr = %running.addr, db = running.state.app.ports.store.backend(), "fulfillment-service listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing work in flight");
+    running.stop().await;
+    Ok(())
+}
+
+fn print_demo_banner(config: &Config, addr: SocketAddr) {
+    let token = mint_user_token(
+        &config.jwt_secret,
+        "demo-user",
+        Duration::from_secs(7 * 24 * 3600),
+    );
+    let base = format!("http://{addr}");
+    tracing::warn!(
+        "DEMO MODE: embedded SQLite, simulated upstreams, generated secrets. Not for production."
+    );
+    println!(
+        "\n================================ DEMO MODE ================================\n\
+         Nothing is configured, so this is a demo: SQLite at {db},\n\
+         simulated hosting and subscription services in process, generated secrets\n\
+         (kept in ./fulfillment-demo.secrets). Configure DB_URL, secrets and upstream\n\
+         URLs (see .env.example) to run for real.\n\n\
+         User token for demo-user (premium hosting subscription):\n  TOKEN={token}\n\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
+         curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"region\":\"ap-northeast-1\"}}' {base}/api/v1/my/node\n\
+         curl -s -X DELETE -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
+         curl -s {base}/api/v1/public/regions\n\
+         curl -s -H \"X-Internal-Secret: {secret}\" {base}/api/internal/users/demo-user/resources\n\
+         ===========================================================================\n",
+        db = config.db_url,
+        secret = config.internal_secret,
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let sim = Sim::new(
+        Knobs {
+            latency_ms: args.latency_ms,
+            failure_rate: args.failure_rate,
+            timeout_rate: args.timeout_rate,
+            hang_ms: args.hang_ms,
+        },
+        NodeTiming {
+            creating_ms: args.creating_ms,
+            installing_ms: args.installing_ms,
+            fail_rate: args.node_fail_rate,
+            ..NodeTiming::default()
+        },
+    );
+    sim.subscriptions.set_default_plan(args.default_plan);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "simulated hosting and subscription services listening");
+    let auth = SimAuth {
+        admin_key: args.admin_key,
+        internal_secret: args.internal_secret,
+    };
+    tokio::select! {
+        r = fulfillment::sim::serve(sim, auth, listener) => r?,
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
+}

@@ -240,3 +240,27 @@ impl FromRequestParts<Arc<ApiState>> for Node {
         }
     }
 }
+
+/// Mints a user token as the auth service would (HS256, `uid` and `sub`, `exp`).
+pub fn mint_user_token(secret: &str, user_id: &str, ttl: std::time::Duration) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        uid: &'a str,
+        sub: &'a str,
+        iat: i64,
+        exp: i64,
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        uid: user_id,
+        sub: user_id,
+        iat: now,
+        exp: now + ttl.as_secs() as i64,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}

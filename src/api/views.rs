@@ -9,21 +9,9 @@ use crate::app::MyNode;
 use crate::domain::progress::{
     self, CreationProgress, HostingStatus, SubscriptionSnapshot, SubscriptionState, visible_node,
 };
-use crate::domain::units::{gib, percent};
+use crate::domain::units::{gib, percent, rfc3339, rfc3339_opt};
 use crate::domain::{Resource, Status};
 use crate::store::Region;
-
-/// RFC 3339, UTC, whole seconds: `2026-10-22T21:55:00Z`.
-pub fn timestamp<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
-fn opt_timestamp<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => timestamp(t, s),
-        None => s.serialize_none(),
-    }
-}
 
 /// A number that is written as an integer when it is whole.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,7 +34,7 @@ pub struct SubscriptionView {
     pub status: String,
     pub plan_tier: String,
     #[serde(
-        serialize_with = "opt_timestamp",
+        serialize_with = "rfc3339_opt",
         skip_serializing_if = "Option::is_none"
     )]
     pub expires_at: Option<DateTime<Utc>>,
@@ -101,7 +89,7 @@ pub struct NodeView {
     pub traffic_limit_gb: Num,
     pub traffic_used_gb: Num,
     pub traffic_percent: Num,
-    #[serde(serialize_with = "timestamp")]
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -237,11 +225,11 @@ pub struct ResourceStatus {
     pub traffic_used_gb: Num,
     pub traffic_percent: Num,
     #[serde(
-        serialize_with = "opt_timestamp",
+        serialize_with = "rfc3339_opt",
         skip_serializing_if = "Option::is_none"
     )]
     pub ready_at: Option<DateTime<Utc>>,
-    #[serde(serialize_with = "timestamp")]
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,

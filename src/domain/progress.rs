@@ -132,7 +132,10 @@ pub struct Step {
     pub step: i32,
     pub name: &'static str,
     pub status: StepStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "super::units::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<DateTime<Utc>>,
 }
 

@@ -1,5 +1,22 @@
 //! Byte and percentage arithmetic shared by every response that reports traffic.
 
+use chrono::{DateTime, Utc};
+use serde::Serializer;
+
+/// Serialises a timestamp as the contracts write them: RFC 3339, UTC, whole seconds
+/// (`2026-10-22T21:55:00Z`).
+pub fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// `rfc3339` for optional timestamps (pair with `skip_serializing_if = "Option::is_none"`).
+pub fn rfc3339_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// Bytes in one GiB; `*_gb` fields on the wire are GiB.
 pub const GIB: i64 = 1024 * 1024 * 1024;
 

@@ -20,6 +20,13 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    /// Drops the loops and their steps wherever they are (a crash, for tests).
+    pub fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
     /// Stops claiming new work and waits for the work in flight.
     pub async fn stop(self) {
         let _ = self.tx.send(true);

@@ -1,0 +1,336 @@
+//! Configuration from the environment (and a `.env` file), as `CONTRACTS.md` §3 names it.
+//! With nothing configured the service runs as a demo; otherwise every secret and upstream
+//! must be given, and a missing or weak one stops startup with a message naming it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Url;
+
+/// Shortest secret accepted outside demo mode.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Variables whose presence means "this is a real deployment".
+const DEPLOYMENT_VARS: [&str; 8] = [
+    "DB_URL",
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "JWT_SECRET_KEY",
+    "INTERNAL_SECRET",
+    "HOSTING_SERVICE_URL",
+    "SUBSCRIPTION_SERVICE_URL",
+    "OTUN_MANAGER_URL",
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Demo mode: SQLite, in-process simulators, generated secrets.
+    pub demo: bool,
+    pub db_url: String,
+    pub jwt_secret: String,
+    pub internal_secret: String,
+    pub hosting_url: Option<Url>,
+    pub hosting_admin_key: String,
+    pub cloud_provider: String,
+    pub default_region: String,
+    pub subscription_url: Option<Url>,
+    pub otun_url: Option<Url>,
+    pub bind: std::net::IpAddr,
+    pub port: u16,
+    pub node_api_port: i32,
+    /// Our URL as nodes reach it (for their callbacks); defaults to the local address.
+    pub public_url: Option<String>,
+    pub ready_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub subscription_ttl: Duration,
+    pub node_poll: Duration,
+    pub lease: Duration,
+    pub fallback_poll: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads the process environment, after loading `.env` if there is one.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut errors = Vec::new();
+        let demo = match get("DEMO").as_deref() {
+            Some("1" | "true" | "yes") => true,
+            Some(_) => false,
+            None => DEPLOYMENT_VARS.iter().all(|k| get(k).is_none()),
+        };
+        let either = |a: &str, b: &str| get(a).or_else(|| get(b));
+        let secs = |k: &str, default: u64, errors: &mut Vec<String>| -> Duration {
+            match get(k).map(|v| v.parse::<f64>()) {
+                None => Duration::from_secs(default),
+                Some(Ok(v)) if v >= 0.0 && v.is_finite() => Duration::from_secs_f64(v),
+                Some(_) => {
+                    errors.push(format!("{k} must be a number of seconds"));
+                    Duration::from_secs(default)
+                }
+            }
+        };
+        let url = |k: &str, errors: &mut Vec<String>| -> Option<Url> {
+            let v = get(k)?;
+            match Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+                _ => {
+                    errors.push(format!("{k} must be an http(s) URL, got {v:?}"));
+                    None
+                }
+            }
+        };
+        let port = |k: &str, default: u16, errors: &mut Vec<String>| -> u16 {
+            match get(k).map(|v| v.parse::<u16>()) {
+                None => default,
+                Some(Ok(p)) => p,
+                Some(Err(_)) => {
+                    errors.push(format!("{k} must be a port number"));
+                    default
+                }
+            }
+        };
+
+        let db_url = either("DB_URL", "DATABASE_URL");
+        let jwt_secret = either("JWT_SECRET", "JWT_SECRET_KEY");
+        let internal_secret = get("INTERNAL_SECRET");
+        let hosting_url = url("HOSTING_SERVICE_URL", &mut errors);
+        let subscription_url = url("SUBSCRIPTION_SERVICE_URL", &mut errors);
+        let otun_url = url("OTUN_MANAGER_URL", &mut errors);
+        let hosting_admin_key = get("HOSTING_ADMIN_KEY");
+
+        if !demo {
+            for (name, value) in [
+                ("JWT_SECRET", &jwt_secret),
+                ("INTERNAL_SECRET", &internal_secret),
+            ] {
+                match value {
+                    None => errors.push(format!("{name} is required")),
+                    Some(s) if s.chars().count() < MIN_SECRET_LEN => errors.push(format!(
+                        "{name} is too short ({} characters; at least {MIN_SECRET_LEN})",
+                        s.chars().count()
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if db_url.is_none() {
+                errors.push("DB_URL is required (postgres://… or sqlite://…)".into());
+            }
+            for (name, present) in [
+                ("HOSTING_SERVICE_URL", hosting_url.is_some()),
+                ("SUBSCRIPTION_SERVICE_URL", subscription_url.is_some()),
+                ("OTUN_MANAGER_URL", otun_url.is_some()),
+                ("HOSTING_ADMIN_KEY", hosting_admin_key.is_some()),
+            ] {
+                if !present && !errors.iter().any(|e| e.starts_with(name)) {
+                    errors.push(format!("{name} is required"));
+                }
+            }
+        }
+
+        let bind = match get("BIND_ADDR").map(|v| v.parse()) {
+            None if demo => std::net::Ipv4Addr::LOCALHOST.into(),
+            None => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            Some(Ok(ip)) => ip,
+            Some(Err(_)) => {
+                errors.push("BIND_ADDR must be an IP address".into());
+                std::net::Ipv4Addr::LOCALHOST.into()
+            }
+        };
+        let config = Config {
+            demo,
+            db_url: db_url.unwrap_or_else(|| "sqlite://fulfillment-demo.db".into()),
+            jwt_secret: jwt_secret.unwrap_or_default(),
+            internal_secret: internal_secret.unwrap_or_default(),
+            hosting_url,
+            hosting_admin_key: hosting_admin_key.unwrap_or_default(),
+            cloud_provider: get("HOSTING_CLOUD_PROVIDER").unwrap_or_else(|| "lightsail".into()),
+            default_region: get("HOSTING_DEFAULT_REGION").unwrap_or_else(|| "us-east-1".into()),
+            subscription_url,
+            otun_url,
+            bind,
+            port: port("SERVER_PORT", 8014, &mut errors),
+            node_api_port: i32::from(port("NODE_API_PORT", 8080, &mut errors)),
+            public_url: get("PUBLIC_URL"),
+            ready_timeout: secs("NODE_READY_TIMEOUT_SECS", 600, &mut errors),
+            upstream_timeout: secs("UPSTREAM_TIMEOUT_SECS", 10, &mut errors),
+            subscription_ttl: secs("SUBSCRIPTION_CACHE_SECS", 30, &mut errors),
+            node_poll: secs("NODE_POLL_SECS", 5, &mut errors),
+            lease: secs("ENGINE_LEASE_SECS", 60, &mut errors),
+            fallback_poll: secs("ENGINE_POLL_SECS", 5, &mut errors),
+            backoff_base: secs("RETRY_BASE_SECS", 1, &mut errors),
+            backoff_max: secs("RETRY_MAX_SECS", 300, &mut errors),
+        };
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    /// Fills in the demo's secrets: generated once and kept beside the demo database, so
+    /// tokens printed by one run (or by `fulfillment token`) keep working in the next.
+    pub fn with_demo_secrets(mut self, dir: &Path) -> std::io::Result<Self> {
+        if !self.demo {
+            return Ok(self);
+        }
+        let path = dir.join("fulfillment-demo.secrets");
+        let (jwt, internal) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut lines = text.lines().map(str::to_owned);
+                (
+                    lines.next().unwrap_or_default(),
+                    lines.next().unwrap_or_default(),
+                )
+            }
+            Err(_) => (String::new(), String::new()),
+        };
+        let fresh = || hex::encode(rand::random::<[u8; 24]>());
+        let jwt = if jwt.len() >= MIN_SECRET_LEN {
+            jwt
+        } else {
+            fresh()
+        };
+        let internal = if internal.len() >= MIN_SECRET_LEN {
+            internal
+        } else {
+            fresh()
+        };
+        std::fs::write(&path, format!("{jwt}\n{internal}\n"))?;
+        if self.jwt_secret.is_empty() {
+            self.jwt_secret = jwt;
+        }
+        if self.internal_secret.is_empty() {
+            self.internal_secret = internal;
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const GOOD: [(&str, &str); 7] = [
+        ("DB_URL", "postgres://localhost/x"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("INTERNAL_SECRET", "fedcba9876543210fedcba9876543210"),
+        ("HOSTING_SERVICE_URL", "http://hosting:8080"),
+        ("HOSTING_ADMIN_KEY", "admin"),
+        ("SUBSCRIPTION_SERVICE_URL", "http://subs:8080"),
+        ("OTUN_MANAGER_URL", "http://otun:8080"),
+    ];
+
+    #[test]
+    fn nothing_configured_is_the_demo() {
+        let c = config(&[]).unwrap();
+        assert!(c.demo);
+        assert_eq!(c.db_url, "sqlite://fulfillment-demo.db");
+        assert_eq!(c.port, 8014);
+        assert!(c.bind.is_loopback());
+    }
+
+    #[test]
+    fn a_full_configuration_is_a_deployment() {
+        let c = config(&GOOD).unwrap();
+        assert!(!c.demo);
+        assert_eq!(c.node_api_port, 8080);
+        assert_eq!(c.ready_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn aliases_are_read() {
+        let mut vars: Vec<_> = GOOD
+            .iter()
+            .filter(|(k, _)| *k != "DB_URL" && *k != "JWT_SECRET")
+            .cloned()
+            .collect();
+        vars.push(("DATABASE_URL", "sqlite://x.db"));
+        vars.push(("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"));
+        let c = config(&vars).unwrap();
+        assert_eq!(c.db_url, "sqlite://x.db");
+        assert_eq!(c.jwt_secret, "0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
+    fn an_empty_or_short_secret_refuses_to_start() {
+        for (name, value) in [
+            ("INTERNAL_SECRET", ""),
+            ("INTERNAL_SECRET", "short"),
+            ("JWT_SECRET", "   "),
+        ] {
+            let vars: Vec<_> = GOOD
+                .iter()
+                .map(|&(k, v)| if k == name { (k, value) } else { (k, v) })
+                .collect();
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={value:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_upstream_url_refuses_to_start() {
+        for missing in [
+            "HOSTING_SERVICE_URL",
+            "SUBSCRIPTION_SERVICE_URL",
+            "OTUN_MANAGER_URL",
+            "HOSTING_ADMIN_KEY",
+        ] {
+            let vars: Vec<_> = GOOD
+                .iter()
+                .filter(|(k, _)| *k != missing)
+                .cloned()
+                .collect();
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains(missing), "{err}");
+        }
+        let vars: Vec<_> = GOOD
+            .iter()
+            .map(|&(k, v)| {
+                if k == "HOSTING_SERVICE_URL" {
+                    (k, "ftp://x")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        assert!(
+            config(&vars)
+                .unwrap_err()
+                .to_string()
+                .contains("http(s) URL")
+        );
+    }
+
+    #[test]
+    fn partial_configuration_is_not_silently_a_demo() {
+        let err = config(&[("DB_URL", "postgres://localhost/x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("JWT_SECRET is required"), "{err}");
+    }
+}

@@ -1,0 +1,179 @@
+//! Wiring: builds the ports from the configuration (real clients, or the in-process
+//! simulators in demo mode), starts the engine and serves the API. `start` binds before it
+//! returns and reports the address, so tests can ask for port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiState, extract::Auth};
+use crate::app::{App, AppConfig};
+use crate::config::Config;
+use crate::engine::{self, Backoff, Engine, EngineConfig};
+use crate::ports::{Hosting, Ports, Subscriptions, SystemClock};
+use crate::sim::{Knobs, NodeTiming, Sim};
+use crate::upstream::{HostingClient, SubscriptionsClient, http_client};
+
+/// A running service.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<ApiState>,
+    pub engine: Arc<Engine>,
+    /// The in-process simulators, in demo mode.
+    pub sim: Option<Sim>,
+    engine_loops: engine::Shutdown,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop_http: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Stops at once, as a crash would: in-flight steps are dropped wherever they are and
+    /// their leases are left to expire.
+    pub fn kill(self) {
+        self.http.abort();
+        self.engine_loops.abort();
+    }
+
+    /// Stops taking requests, lets the engine finish the steps in flight, and returns.
+    pub async fn stop(self) {
+        let _ = self.stop_http.send(());
+        let _ = self.http.await;
+        self.engine_loops.stop().await;
+    }
+}
+
+/// The demo's simulated world: nodes take a few seconds per step so progress is visible.
+pub fn demo_sim() -> Sim {
+    let sim = Sim::new(
+        Knobs::default(),
+        NodeTiming {
+            creating_ms: 4_000,
+            installing_ms: 4_000,
+            ..NodeTiming::default()
+        },
+    );
+    sim.subscriptions.set_default_plan(Some("premium".into()));
+    sim
+}
+
+fn upstreams(
+    config: &Config,
+    sim: Option<&Sim>,
+) -> anyhow::Result<(Arc<dyn Hosting>, Arc<dyn Subscriptions>)> {
+    if let Some(sim) = sim {
+        return Ok((sim.hosting.clone(), sim.subscriptions.clone()));
+    }
+    let http = http_client(config.upstream_timeout);
+    let hosting = config
+        .hosting_url
+        .clone()
+        .context("HOSTING_SERVICE_URL is required")?;
+    let subs = config
+        .subscription_url
+        .clone()
+        .context("SUBSCRIPTION_SERVICE_URL is required")?;
+    Ok((
+        Arc::new(HostingClient::new(
+            http.clone(),
+            hosting,
+            config.hosting_admin_key.clone(),
+        )),
+        Arc::new(SubscriptionsClient::new(
+            http,
+            subs,
+            config.internal_secret.clone(),
+        )),
+    ))
+}
+
+/// Connects to the database, starts the engine and serves the API on `listener`.
+pub async fn start(
+    config: &Config,
+    listener: TcpListener,
+    sim: Option<Sim>,
+) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let store = crate::store::connect(&config.db_url)
+        .await
+        .with_context(|| format!("opening the database at {}", redact(&config.db_url)))?;
+    let (hosting, subscriptions) = upstreams(config, sim.as_ref())?;
+    let ports = Ports {
+        store,
+        hosting,
+        subscriptions,
+        clock: Arc::new(SystemClock),
+    };
+    let public = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", local_url_host(addr)));
+    let mut engine_config = EngineConfig::new(format!(
+        "{}/api/callback/node",
+        public.trim_end_matches('/')
+    ));
+    engine_config.lease = config.lease;
+    engine_config.fallback_poll = config.fallback_poll;
+    engine_config.node_poll = config.node_poll;
+    engine_config.ready_timeout = config.ready_timeout;
+    engine_config.backoff = Backoff {
+        base: config.backoff_base,
+        max: config.backoff_max,
+    };
+    engine_config.cloud_provider = config.cloud_provider.clone();
+    engine_config.node_api_port = config.node_api_port;
+    let engine = Engine::new(ports.clone(), engine_config);
+    let app = App::new(
+        ports,
+        engine.clone(),
+        AppConfig {
+            default_region: config.default_region.clone(),
+            cloud_provider: config.cloud_provider.clone(),
+            subscription_ttl: config.subscription_ttl,
+        },
+    );
+    let state = Arc::new(ApiState {
+        app,
+        auth: Auth::new(&config.jwt_secret, &config.internal_secret),
+    });
+    let engine_loops = engine::spawn(engine.clone());
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = api::router(state.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        state,
+        engine,
+        sim,
+        engine_loops,
+        http,
+        stop_http,
+    })
+}
+
+/// `0.0.0.0:8014` is not an address to call back to; use loopback for the default.
+fn local_url_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
