@@ -1,0 +1,344 @@
+//! Test harness: databases per test, the simulators over real HTTP, the service itself
+//! over real HTTP, and polling with a deadline instead of sleeps.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fulfillment::api::extract::mint_user_token;
+use fulfillment::config::Config;
+use fulfillment::domain::progress::SubscriptionSnapshot;
+use fulfillment::server::{self, Running};
+use fulfillment::sim::{Knobs, NodeTiming, Sim, SimAuth};
+use fulfillment::store::{PgStore, SqliteStore, Store};
+use serde_json::Value;
+
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123";
+pub const INTERNAL_SECRET: &str = "test-internal-secret-0123456789abcdef";
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Generates one test per backend from an async body taking a `Backend`.
+#[macro_export]
+macro_rules! on_both {
+    ($(#[$m:meta])* async fn $name:ident($b:ident: Backend) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            async fn run($b: $crate::helpers::Backend) $body
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$m])*
+            async fn postgres() { run($crate::helpers::Backend::Postgres).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            $(#[$m])*
+            async fn sqlite() { run($crate::helpers::Backend::Sqlite).await }
+        }
+    };
+}
+
+/// A database of its own for one test, removed afterwards.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Postgres { admin: String, name: String },
+    Sqlite { path: std::path::PathBuf },
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let name = format!("ft_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be running for the tests (see README)");
+                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("create database {name}")))
+                    .await
+                    .unwrap();
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    cleanup: Cleanup::Postgres { admin, name },
+                }
+            }
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("ft_{}.db", uuid::Uuid::new_v4().simple()));
+                TestDb {
+                    url: format!("sqlite://{}", path.display()),
+                    cleanup: Cleanup::Sqlite { path },
+                }
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        if self.url.starts_with("postgres") {
+            Arc::new(PgStore::connect(&self.url).await.unwrap())
+        } else {
+            Arc::new(SqliteStore::connect(&self.url).await.unwrap())
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { admin, name } => {
+                let (admin, name) = (admin.clone(), name.clone());
+                // Drop runs inside the test's runtime; use a thread with its own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async {
+                        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                            let _ = sqlx::Executor::execute(
+                                &mut conn,
+                                sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")),
+                            )
+                            .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// The simulators, served over HTTP on a port of their own.
+pub struct SimServer {
+    pub sim: Sim,
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimServer {
+    pub async fn start(timing: NodeTiming) -> SimServer {
+        let sim = Sim::new(Knobs { hang_ms: 3_000, ..Knobs::default() }, timing);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let auth = SimAuth {
+            admin_key: Some(ADMIN_KEY.into()),
+            internal_secret: Some(INTERNAL_SECRET.into()),
+        };
+        let task = tokio::spawn({
+            let sim = sim.clone();
+            async move {
+                let _ = fulfillment::sim::serve(sim, auth, listener).await;
+            }
+        });
+        SimServer { sim, url, task }
+    }
+
+    /// Gives `user` an active hosting subscription.
+    pub fn subscribe(&self, user: &str, subscription_id: &str, plan: &str) {
+        self.sim.subscriptions.set(
+            user,
+            "obox",
+            "hosting",
+            Some(SubscriptionSnapshot {
+                subscription_id: subscription_id.into(),
+                status: "active".into(),
+                plan_tier: plan.into(),
+                expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
+                auto_renew: true,
+            }),
+        );
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A configuration for tests: fast polls and retries, the given database and simulators.
+pub fn test_config(db_url: &str, sim_url: &str) -> Config {
+    let vars = [
+        ("DB_URL", db_url.to_owned()),
+        ("JWT_SECRET", JWT_SECRET.to_owned()),
+        ("INTERNAL_SECRET", INTERNAL_SECRET.to_owned()),
+        ("HOSTING_SERVICE_URL", sim_url.to_owned()),
+        ("HOSTING_ADMIN_KEY", ADMIN_KEY.to_owned()),
+        ("SUBSCRIPTION_SERVICE_URL", sim_url.to_owned()),
+        ("OTUN_MANAGER_URL", sim_url.to_owned()),
+        ("BIND_ADDR", "127.0.0.1".to_owned()),
+        ("UPSTREAM_TIMEOUT_SECS", "1".to_owned()),
+        ("SUBSCRIPTION_CACHE_SECS", "0".to_owned()),
+        ("NODE_POLL_SECS", "0.05".to_owned()),
+        ("ENGINE_LEASE_SECS", "3".to_owned()),
+        ("ENGINE_POLL_SECS", "0.2".to_owned()),
+        ("RETRY_BASE_SECS", "0.05".to_owned()),
+        ("RETRY_MAX_SECS", "0.4".to_owned()),
+    ];
+    Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap()
+}
+
+/// The service and the simulators, both over real HTTP, on a database of the test's own.
+pub struct TestApp {
+    pub db: TestDb,
+    pub sims: SimServer,
+    pub config: Config,
+    pub running: Option<Running>,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, NodeTiming::default(), |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, timing: NodeTiming, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let sims = SimServer::start(timing).await;
+        let mut config = test_config(&db.url, &sims.url);
+        tweak(&mut config);
+        let mut app = TestApp {
+            db,
+            sims,
+            config,
+            running: None,
+            base: String::new(),
+            http: reqwest::Client::new(),
+        };
+        app.start().await;
+        app
+    }
+
+    pub async fn start(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = server::start(&self.config, listener, None).await.unwrap();
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+    }
+
+    /// Stops gracefully and starts again on the same database.
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        self.start().await;
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the service is running")
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.running().state.app.ports.store.clone()
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        mint_user_token(JWT_SECRET, user, Duration::from_secs(3600))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A user API call; returns status and JSON body.
+    pub async fn user(&self, method: reqwest::Method, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(self.token(user));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    /// An internal API call with the right secret.
+    pub async fn internal(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).header("X-Internal-Secret", INTERNAL_SECRET);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    pub async fn provision(&self, user: &str, subscription: &str) -> (u16, Value) {
+        self.internal(
+            reqwest::Method::POST,
+            "/api/internal/provision",
+            Some(serde_json::json!({"user_id": user, "subscription_id": subscription,
+                "app_source": "obox", "plan_tier": "premium", "region": "ap-northeast-1"})),
+        )
+        .await
+    }
+
+    pub async fn resource(&self, id: &str) -> Value {
+        let (status, body) = self.internal(reqwest::Method::GET, &format!("/api/internal/resources/{id}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the resource reaches `status` (panics after 20 s).
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let last = self.resource(id).await;
+            if last["status"] == status {
+                return last;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "resource {id} never reached {status}; last seen {last}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the subscription service has received `n` callbacks for `subscription`.
+    pub async fn wait_callbacks(&self, subscription: &str, n: usize) -> Vec<fulfillment::ports::FulfillmentCallback> {
+        let ok = wait_until(Duration::from_secs(20), || async {
+            self.sims.sim.subscriptions.callbacks_for(subscription).len() >= n
+        })
+        .await;
+        let got = self.sims.sim.subscriptions.callbacks_for(subscription);
+        assert!(ok, "expected {n} callbacks for {subscription}, got {got:?}");
+        got
+    }
+}
+
+/// Status and JSON body of a response (`Null` for an empty body).
+pub async fn read(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, body)
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub async fn wait_until<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

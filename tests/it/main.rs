@@ -1,0 +1,13 @@
+//! Integration tests, in one binary so the suite links once. Every test gets its own
+//! database (a fresh PostgreSQL database or SQLite file); storage-dependent tests run on
+//! both backends.
+
+mod helpers;
+
+mod api_auth;
+mod api_bad_input;
+mod crash;
+mod golden;
+mod hosting_flow;
+mod store_conformance;
+mod upstream_clients;
