@@ -95,7 +95,8 @@ impl Engine {
             self.now() + to_chrono(self.config.backoff.delay(r.attempts)),
         ));
         c.release_lease = true;
-        c.event = Some(NewEvent::new(EventKind::AttemptFailed, ACTOR).with_message(msg));
+        c.events
+            .push(NewEvent::new(EventKind::AttemptFailed, ACTOR).with_message(msg));
         self.commit(c).await.map(|_| ())
     }
 
@@ -125,6 +126,7 @@ impl Engine {
     async fn reconcile_node(&self, r: Resource) -> StoreResult<()> {
         let now = self.now();
         match (r.desired, r.status) {
+            (Desired::Active, Status::Active) if r.node_id.is_none() => self.learn_node_id(r).await,
             (_, Status::Deleted) | (Desired::Active, Status::Active) => self.settle(&r).await,
             (Desired::Active, Status::Pending | Status::Creating)
                 if r.deadline_at.is_some_and(|d| now >= d) =>
@@ -157,7 +159,8 @@ impl Engine {
         c.callback_token_hash = Some(digest);
         c.deadline_at = Some(Some(self.now() + to_chrono(self.config.ready_timeout)));
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::VpsCreateRequested, ACTOR));
+        c.events
+            .push(NewEvent::new(EventKind::VpsCreateRequested, ACTOR));
         if !self.commit(c).await? {
             return Ok(());
         }
@@ -201,9 +204,28 @@ impl Engine {
         tracing::info!(resource_id = %r.id, node_id = %keep.node_id, "adopted a node from an earlier attempt");
         let mut c = self.change(&r);
         c.node_id = Some(keep.node_id.clone());
-        c.event =
-            Some(NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(keep.node_id.clone()));
+        c.events
+            .push(NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(keep.node_id.clone()));
         self.on_node_seen(r, c, keep).await
+    }
+
+    /// The node agent reported ready before we learned the node's id (our create call's
+    /// answer was lost): find the node so that deleting it later needs no search.
+    async fn learn_node_id(&self, r: Resource) -> StoreResult<()> {
+        let found = match self.find_our_nodes(&r).await {
+            Ok(found) => found,
+            Err(e) => return self.retry(&r, "looking up the node's id", e).await,
+        };
+        let mut c = self.change(&r);
+        if let Some(node) = found.into_iter().min_by_key(|n| n.created_at) {
+            c.node_id = Some(node.node_id.clone());
+            c.events
+                .push(NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(node.node_id));
+        }
+        c.attempts = Attempts::Reset;
+        c.next_attempt_at = Some(None);
+        c.release_lease = true;
+        self.commit(c).await.map(|_| ())
     }
 
     async fn create_node(&self, r: Resource, token: String) -> StoreResult<()> {
@@ -263,7 +285,8 @@ impl Engine {
                 // Up, but its details are not all reported yet: the last step.
                 if r.phase < 4 {
                     c.phase = Some(4);
-                    c.event = Some(NewEvent::new(EventKind::NodeFinalizing, ACTOR));
+                    c.events
+                        .push(NewEvent::new(EventKind::NodeFinalizing, ACTOR));
                 }
                 c.connection = Some(conn);
                 self.poll_later(c).await
@@ -271,7 +294,8 @@ impl Engine {
             "installing" => {
                 if r.phase < 3 {
                     c.phase = Some(3);
-                    c.event = Some(NewEvent::new(EventKind::NodeInstalling, ACTOR));
+                    c.events
+                        .push(NewEvent::new(EventKind::NodeInstalling, ACTOR));
                 }
                 self.poll_later(c).await
             }
@@ -321,7 +345,7 @@ impl Engine {
         c.ready_at = Some(self.now());
         c.deadline_at = Some(None);
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::NodeReady, actor));
+        c.events.push(NewEvent::new(EventKind::NodeReady, actor));
         c.callback = Some(node_callback(r, CallbackStatus::Active, None, None));
         c.next_attempt_at = Some(None);
         c.release_lease = true;
@@ -335,7 +359,8 @@ impl Engine {
         c.error_message = Some(msg.clone());
         c.deadline_at = Some(None);
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::Failed, ACTOR).with_message(msg.clone()));
+        c.events
+            .push(NewEvent::new(EventKind::Failed, ACTOR).with_message(msg.clone()));
         c.callback = Some(node_callback(
             &r,
             CallbackStatus::Failed,
@@ -367,7 +392,8 @@ impl Engine {
         let mut c = self.change(&r);
         c.upstream_released = Some(true);
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::UpstreamReleased, ACTOR));
+        c.events
+            .push(NewEvent::new(EventKind::UpstreamReleased, ACTOR));
         c.next_attempt_at = Some(None);
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
@@ -379,7 +405,7 @@ impl Engine {
         c.status = Some(Status::Deleting);
         c.deadline_at = Some(None);
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::Deleting, ACTOR));
+        c.events.push(NewEvent::new(EventKind::Deleting, ACTOR));
         if !self.commit(c).await? {
             return Ok(());
         }
@@ -402,7 +428,8 @@ impl Engine {
         c.status = Some(Status::Deleted);
         c.upstream_released = Some(true);
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::Deleted, ACTOR).with_message(reason.as_str()));
+        c.events
+            .push(NewEvent::new(EventKind::Deleted, ACTOR).with_message(reason.as_str()));
         c.callback = Some(node_callback(
             &r,
             CallbackStatus::Deleted,
@@ -531,9 +558,10 @@ impl Engine {
         c.ready_at = Some(self.now());
         c.deadline_at = Some(None);
         c.attempts = Attempts::Reset;
-        c.event = Some(NewEvent::new(EventKind::NodeReady, "node"));
+        c.events.push(NewEvent::new(EventKind::NodeReady, "node"));
         c.callback = Some(node_callback(r, CallbackStatus::Active, None, None));
-        c.next_attempt_at = Some(None);
+        // Without the node's id (a lost create answer), the engine still has to find it.
+        c.next_attempt_at = Some(r.node_id.is_none().then(|| self.now()));
         self.ports.store.apply(&c).await
     }
 
@@ -547,7 +575,8 @@ impl Engine {
         c.status = Some(Status::Failed);
         c.error_message = Some(msg.clone());
         c.deadline_at = Some(None);
-        c.event = Some(NewEvent::new(EventKind::Failed, "node").with_message(msg.clone()));
+        c.events
+            .push(NewEvent::new(EventKind::Failed, "node").with_message(msg.clone()));
         c.callback = Some(node_callback(
             r,
             CallbackStatus::Failed,

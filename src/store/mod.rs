@@ -175,7 +175,8 @@ pub struct Change {
     pub seen_generation: i64,
     /// Give the lease back with this change.
     pub release_lease: bool,
-    pub event: Option<NewEvent>,
+    /// Appended to the history, in order, with the change.
+    pub events: Vec<NewEvent>,
     pub callback: Option<FulfillmentCallback>,
     pub now: DateTime<Utc>,
 }
@@ -203,7 +204,7 @@ impl Change {
             next_attempt_at: None,
             seen_generation: resource.generation,
             release_lease: false,
-            event: None,
+            events: Vec::new(),
             callback: None,
             now,
         }

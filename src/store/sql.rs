@@ -297,7 +297,7 @@ macro_rules! impl_store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                if let Some(event) = &c.event {
+                for event in &c.events {
                     insert_event(&mut tx, c.id, event, c.now).await?;
                 }
                 let due_now = matches!(c.next_attempt_at, Some(Some(at)) if at <= c.now);

@@ -56,7 +56,8 @@ enum Cleanup {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 impl TestDb {
@@ -68,9 +69,12 @@ impl TestDb {
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
                     .await
                     .expect("PostgreSQL must be running for the tests (see README)");
-                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("create database {name}")))
-                    .await
-                    .unwrap();
+                sqlx::Executor::execute(
+                    &mut conn,
+                    sqlx::AssertSqlSafe(format!("create database {name}")),
+                )
+                .await
+                .unwrap();
                 let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
                 TestDb {
                     url: format!("{base}/{name}"),
@@ -78,7 +82,8 @@ impl TestDb {
                 }
             }
             Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("ft_{}.db", uuid::Uuid::new_v4().simple()));
+                let path =
+                    std::env::temp_dir().join(format!("ft_{}.db", uuid::Uuid::new_v4().simple()));
                 TestDb {
                     url: format!("sqlite://{}", path.display()),
                     cleanup: Cleanup::Sqlite { path },
@@ -108,12 +113,19 @@ impl Drop for TestDb {
                 let (admin, name) = (admin.clone(), name.clone());
                 // Drop runs inside the test's runtime; use a thread with its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
                     rt.block_on(async {
-                        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                        if let Ok(mut conn) =
+                            <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                        {
                             let _ = sqlx::Executor::execute(
                                 &mut conn,
-                                sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")),
+                                sqlx::AssertSqlSafe(format!(
+                                    "drop database if exists {name} with (force)"
+                                )),
                             )
                             .await;
                         }
@@ -134,7 +146,13 @@ pub struct SimServer {
 
 impl SimServer {
     pub async fn start(timing: NodeTiming) -> SimServer {
-        let sim = Sim::new(Knobs { hang_ms: 3_000, ..Knobs::default() }, timing);
+        let sim = Sim::new(
+            Knobs {
+                hang_ms: 3_000,
+                ..Knobs::default()
+            },
+            timing,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let auth = SimAuth {
@@ -210,7 +228,11 @@ impl TestApp {
         Self::spawn_with(backend, NodeTiming::default(), |_| {}).await
     }
 
-    pub async fn spawn_with(backend: Backend, timing: NodeTiming, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    pub async fn spawn_with(
+        backend: Backend,
+        timing: NodeTiming,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let db = TestDb::new(backend).await;
         let sims = SimServer::start(timing).await;
         let mut config = test_config(&db.url, &sims.url);
@@ -221,7 +243,7 @@ impl TestApp {
             config,
             running: None,
             base: String::new(),
-            http: reqwest::Client::new(),
+            http: fulfillment::upstream::http_client(Duration::from_secs(30)),
         };
         app.start().await;
         app
@@ -259,8 +281,17 @@ impl TestApp {
     }
 
     /// A user API call; returns status and JSON body.
-    pub async fn user(&self, method: reqwest::Method, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(self.token(user));
+    pub async fn user(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(self.token(user));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -268,8 +299,16 @@ impl TestApp {
     }
 
     /// An internal API call with the right secret.
-    pub async fn internal(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(path)).header("X-Internal-Secret", INTERNAL_SECRET);
+    pub async fn internal(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header("X-Internal-Secret", INTERNAL_SECRET);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -280,14 +319,22 @@ impl TestApp {
         self.internal(
             reqwest::Method::POST,
             "/api/internal/provision",
-            Some(serde_json::json!({"user_id": user, "subscription_id": subscription,
-                "app_source": "obox", "plan_tier": "premium", "region": "ap-northeast-1"})),
+            Some(
+                serde_json::json!({"user_id": user, "subscription_id": subscription,
+                "app_source": "obox", "plan_tier": "premium", "region": "ap-northeast-1"}),
+            ),
         )
         .await
     }
 
     pub async fn resource(&self, id: &str) -> Value {
-        let (status, body) = self.internal(reqwest::Method::GET, &format!("/api/internal/resources/{id}"), None).await;
+        let (status, body) = self
+            .internal(
+                reqwest::Method::GET,
+                &format!("/api/internal/resources/{id}"),
+                None,
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -300,15 +347,27 @@ impl TestApp {
             if last["status"] == status {
                 return last;
             }
-            assert!(tokio::time::Instant::now() < deadline, "resource {id} never reached {status}; last seen {last}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "resource {id} never reached {status}; last seen {last}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     /// Waits until the subscription service has received `n` callbacks for `subscription`.
-    pub async fn wait_callbacks(&self, subscription: &str, n: usize) -> Vec<fulfillment::ports::FulfillmentCallback> {
+    pub async fn wait_callbacks(
+        &self,
+        subscription: &str,
+        n: usize,
+    ) -> Vec<fulfillment::ports::FulfillmentCallback> {
         let ok = wait_until(Duration::from_secs(20), || async {
-            self.sims.sim.subscriptions.callbacks_for(subscription).len() >= n
+            self.sims
+                .sim
+                .subscriptions
+                .callbacks_for(subscription)
+                .len()
+                >= n
         })
         .await;
         let got = self.sims.sim.subscriptions.callbacks_for(subscription);
@@ -321,7 +380,11 @@ impl TestApp {
 pub async fn read(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, body)
 }
 

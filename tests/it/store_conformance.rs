@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use fulfillment::domain::progress::SubscriptionSnapshot;
 use fulfillment::domain::{DeleteReason, Desired, EventKind, ResourceKind, Status};
 use fulfillment::ports::FulfillmentCallback;
-use fulfillment::store::{Attempts, Change, Claim, Guard, IdempotencyBegin, Inserted, NewEvent, NewResource, Store};
+use fulfillment::store::{
+    Attempts, Change, Claim, Guard, IdempotencyBegin, Inserted, NewEvent, NewResource, Store,
+};
 use uuid::Uuid;
 
 use crate::helpers::TestDb;
@@ -183,7 +185,7 @@ on_both! {
         c.node_id = Some("node-1".into());
         c.callback_token_hash = Some("digest".into());
         c.attempts = Attempts::Increment;
-        c.event = Some(NewEvent::new(EventKind::VpsCreateRequested, "engine"));
+        c.events.push(NewEvent::new(EventKind::VpsCreateRequested, "engine"));
         c.callback = Some(callback("sub-1", "active"));
         c.next_attempt_at = Some(Some(now + chrono::Duration::seconds(5)));
         c.release_lease = true;
