@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Internal};
+use super::extract::{ApiJson, Internal, RawBody};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
 use crate::app::{Deprovision, Provision};
 use crate::domain::Status;
@@ -25,7 +25,7 @@ pub async fn provision(
     State(st): State<Arc<ApiState>>,
     _: Internal,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let key = headers
         .get("idempotency-key")
