@@ -136,14 +136,25 @@ impl From<&MyNode> for NodeStatus {
     fn from(m: &MyNode) -> Self {
         let node = visible_node(m.node.as_ref());
         let subscription = match &m.subscription {
-            SubscriptionState::Active(s) => Some(s),
-            SubscriptionState::Inactive { last_known } => last_known.as_ref(),
+            SubscriptionState::Active(s) => Some(SubscriptionView::from(s)),
+            // The last one we saw is no longer active: say so rather than echo "active".
+            SubscriptionState::Inactive { last_known } => {
+                last_known.as_ref().map(|s| SubscriptionView {
+                    status: if s.expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
+                        "expired"
+                    } else {
+                        "inactive"
+                    }
+                    .into(),
+                    ..SubscriptionView::from(s)
+                })
+            }
             SubscriptionState::Unknown => None,
         };
         NodeStatus {
             hosting_status: m.status,
             has_subscription: matches!(m.subscription, SubscriptionState::Active(_)),
-            subscription: subscription.map(SubscriptionView::from),
+            subscription,
             has_node: node.is_some(),
             node: node.map(|n| NodeView::new(n, m.region.as_ref())),
             creation_progress: match node {

@@ -23,9 +23,10 @@ impl Regions {
 
     pub async fn all(&self) -> StoreResult<Arc<Vec<Region>>> {
         if let Some((at, regions)) = &*self.cached.lock().unwrap()
-            && at.elapsed() < TTL {
-                return Ok(regions.clone());
-            }
+            && at.elapsed() < TTL
+        {
+            return Ok(regions.clone());
+        }
         let regions = Arc::new(self.store.regions().await?);
         *self.cached.lock().unwrap() = Some((Instant::now(), regions.clone()));
         Ok(regions)

@@ -44,9 +44,10 @@ impl SubscriptionLookup {
         let key = (user_id.to_owned(), app);
         let previous = self.cache.lock().unwrap().get(&key).cloned();
         if let Some((at, state)) = &previous
-            && at.elapsed() < self.ttl {
-                return Ok(state.clone());
-            }
+            && at.elapsed() < self.ttl
+        {
+            return Ok(state.clone());
+        }
         let now = self.clock.now();
         let state = match self.upstream.active(user_id, app, service_type).await {
             Ok(Some(snapshot)) => {
