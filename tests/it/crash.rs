@@ -1,1 +1,135 @@
-//! placeholder
+//! Crash safety with the real binary: SIGKILL at the two dangerous moments, restart, and
+//! check from the simulators' records that exactly one node exists and the callback
+//! arrives.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fulfillment::sim::{Fault, NodeTiming, Op};
+use serde_json::{Value, json};
+
+use crate::helpers::{INTERNAL_SECRET, SimServer, TestDb, read, test_env, wait_until};
+use crate::on_both;
+
+/// The service as a child process.
+struct Service {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Service {
+    async fn start(db: &TestDb, sims: &SimServer, port: u16) -> Service {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("ft-crash-{port}.log"))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fulfillment"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .envs(test_env(&db.url, &sims.url))
+            .env("SERVER_PORT", port.to_string())
+            // Long enough that a create in flight is still waiting when we kill.
+            .env("UPSTREAM_TIMEOUT_SECS", "10")
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().expect("the binary is built by cargo test");
+        let service = Service {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: fulfillment::upstream::http_client(Duration::from_secs(5)),
+        };
+        let up = wait_until(Duration::from_secs(20), || async {
+            service.http.get(format!("{}/ready", service.base)).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up, "the service came up");
+        service
+    }
+
+    /// SIGKILL: no cleanup, no graceful anything.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn internal(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("X-Internal-Secret", INTERNAL_SECRET);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        read(req.send().await.unwrap()).await
+    }
+
+    async fn status_of(&self, id: &str) -> String {
+        let (_, r) = self.internal(reqwest::Method::GET, &format!("/api/internal/resources/{id}"), None).await;
+        r["status"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn provision(service: &Service) -> String {
+    let order = json!({"user_id": "u-1", "subscription_id": "sub-1", "plan_tier": "standard", "region": "us-east-1"});
+    let (status, body) = service.internal(reqwest::Method::POST, "/api/internal/provision", Some(order)).await;
+    assert_eq!(status, 202, "{body}");
+    body["resource_id"].as_str().unwrap().to_owned()
+}
+
+on_both! {
+    async fn killed_between_create_requested_and_node_id_stored(b: Backend) {
+        let db = TestDb::new(b).await;
+        let sims = SimServer::start(NodeTiming { send_callbacks: false, ..NodeTiming::default() }).await;
+        // The create takes effect at once, but its answer takes 3 s to come back.
+        sims.sim.faults.script(Op::CreateNode, [Fault::LostResponse]);
+        let port = free_port();
+        let service = Service::start(&db, &sims, port).await;
+        let id = provision(&service).await;
+        assert!(wait_until(Duration::from_secs(10), || async { sims.sim.hosting.creates().len() == 1 }).await);
+        service.kill();
+        let before = db.store().await.resource(id.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(before.node_id, None, "killed before the node id was stored");
+
+        let service = Service::start(&db, &sims, port).await;
+        assert!(wait_until(Duration::from_secs(20), || async { service.status_of(&id).await == "active" }).await);
+        assert_eq!(sims.sim.hosting.creates().len(), 1, "no second create");
+        assert_eq!(sims.sim.hosting.obox_nodes().len(), 1, "exactly one node exists");
+        assert!(wait_until(Duration::from_secs(20), || async { !sims.sim.subscriptions.callbacks_for("sub-1").is_empty() }).await);
+        let calls = sims.sim.subscriptions.callbacks_for("sub-1");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].status, "active");
+    }
+}
+
+on_both! {
+    async fn killed_between_active_and_callback_delivered(b: Backend) {
+        let db = TestDb::new(b).await;
+        let sims = SimServer::start(NodeTiming::default()).await;
+        sims.sim.faults.script(Op::Callback, std::iter::repeat_n(Fault::Error(503), 10_000));
+        let port = free_port();
+        let service = Service::start(&db, &sims, port).await;
+        let id = provision(&service).await;
+        assert!(wait_until(Duration::from_secs(20), || async { service.status_of(&id).await == "active" }).await);
+        service.kill();
+        assert!(sims.sim.subscriptions.callbacks_for("sub-1").is_empty());
+        assert_eq!(db.store().await.outbox_backlog().await.unwrap(), 1, "the callback waits in the outbox");
+
+        sims.sim.faults.clear();
+        let _service = Service::start(&db, &sims, port).await;
+        assert!(wait_until(Duration::from_secs(20), || async { !sims.sim.subscriptions.callbacks_for("sub-1").is_empty() }).await,
+            "the callback arrives after the restart");
+        let store = db.store().await;
+        assert!(wait_until(Duration::from_secs(10), || async { store.outbox_backlog().await.unwrap() == 0 }).await);
+        let calls = sims.sim.subscriptions.callbacks_for("sub-1");
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].status, "active");
+        assert_eq!(sims.sim.hosting.obox_nodes().len(), 1);
+    }
+}

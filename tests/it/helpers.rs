@@ -191,9 +191,10 @@ impl Drop for SimServer {
     }
 }
 
-/// A configuration for tests: fast polls and retries, the given database and simulators.
-pub fn test_config(db_url: &str, sim_url: &str) -> Config {
-    let vars = [
+/// The environment of a service under test: fast polls and retries, the given database
+/// and simulators.
+pub fn test_env(db_url: &str, sim_url: &str) -> Vec<(&'static str, String)> {
+    vec![
         ("DB_URL", db_url.to_owned()),
         ("JWT_SECRET", JWT_SECRET.to_owned()),
         ("INTERNAL_SECRET", INTERNAL_SECRET.to_owned()),
@@ -209,7 +210,12 @@ pub fn test_config(db_url: &str, sim_url: &str) -> Config {
         ("ENGINE_POLL_SECS", "0.2".to_owned()),
         ("RETRY_BASE_SECS", "0.05".to_owned()),
         ("RETRY_MAX_SECS", "0.4".to_owned()),
-    ];
+    ]
+}
+
+/// `test_env` as a `Config`.
+pub fn test_config(db_url: &str, sim_url: &str) -> Config {
+    let vars = test_env(db_url, sim_url);
     Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap()
 }
 
