@@ -20,7 +20,8 @@ struct Service {
 
 impl Service {
     async fn start(db: &TestDb, sims: &SimServer, port: u16) -> Service {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("ft-crash-{port}.log"))).unwrap();
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("ft-crash-{port}.log")))
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fulfillment"));
         cmd.arg("serve")
             .env_clear()
@@ -38,7 +39,12 @@ impl Service {
             http: fulfillment::upstream::http_client(Duration::from_secs(5)),
         };
         let up = wait_until(Duration::from_secs(20), || async {
-            service.http.get(format!("{}/ready", service.base)).send().await.is_ok_and(|r| r.status().is_success())
+            service
+                .http
+                .get(format!("{}/ready", service.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         })
         .await;
         assert!(up, "the service came up");
@@ -51,8 +57,16 @@ impl Service {
         self.child.wait().unwrap();
     }
 
-    async fn internal(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("X-Internal-Secret", INTERNAL_SECRET);
+    async fn internal(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-Internal-Secret", INTERNAL_SECRET);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -60,7 +74,13 @@ impl Service {
     }
 
     async fn status_of(&self, id: &str) -> String {
-        let (_, r) = self.internal(reqwest::Method::GET, &format!("/api/internal/resources/{id}"), None).await;
+        let (_, r) = self
+            .internal(
+                reqwest::Method::GET,
+                &format!("/api/internal/resources/{id}"),
+                None,
+            )
+            .await;
         r["status"].as_str().unwrap_or_default().to_owned()
     }
 }
@@ -73,12 +93,22 @@ impl Drop for Service {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn provision(service: &Service) -> String {
     let order = json!({"user_id": "u-1", "subscription_id": "sub-1", "plan_tier": "standard", "region": "us-east-1"});
-    let (status, body) = service.internal(reqwest::Method::POST, "/api/internal/provision", Some(order)).await;
+    let (status, body) = service
+        .internal(
+            reqwest::Method::POST,
+            "/api/internal/provision",
+            Some(order),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     body["resource_id"].as_str().unwrap().to_owned()
 }

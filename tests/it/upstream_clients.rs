@@ -9,11 +9,19 @@ use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn hosting(server: &MockServer, timeout: Duration) -> HostingClient {
-    HostingClient::new(http_client(timeout), server.uri().parse().unwrap(), "admin-key".into())
+    HostingClient::new(
+        http_client(timeout),
+        server.uri().parse().unwrap(),
+        "admin-key".into(),
+    )
 }
 
 fn subscriptions(server: &MockServer) -> SubscriptionsClient {
-    SubscriptionsClient::new(http_client(Duration::from_secs(2)), server.uri().parse().unwrap(), "secret".into())
+    SubscriptionsClient::new(
+        http_client(Duration::from_secs(2)),
+        server.uri().parse().unwrap(),
+        "secret".into(),
+    )
 }
 
 fn create_request() -> CreateNode {
@@ -35,40 +43,96 @@ async fn create_sends_the_contract_and_reads_the_node_id() {
     Mock::given(method("POST"))
         .and(path("/api/admin/nodes"))
         .and(header("X-Admin-Key", "admin-key"))
-        .and(body_json(json!({"cloud_provider": "lightsail", "region": "us-east-1", "bundle_id": "small_3_0",
+        .and(body_json(
+            json!({"cloud_provider": "lightsail", "region": "us-east-1", "bundle_id": "small_3_0",
             "subscription_id": "sub-1", "user_id": "u-1", "resource_id": "r-1",
-            "callback_url": "http://us/api/callback/node", "callback_token": "tok"})))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"node_id": "n-1", "status": "creating", "message": "ok"})))
+            "callback_url": "http://us/api/callback/node", "callback_token": "tok"}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"node_id": "n-1", "status": "creating", "message": "ok"})),
+        )
         .expect(1)
         .mount(&server)
         .await;
-    let id = hosting(&server, Duration::from_secs(2)).create_node(&create_request()).await.unwrap();
+    let id = hosting(&server, Duration::from_secs(2))
+        .create_node(&create_request())
+        .await
+        .unwrap();
     assert_eq!(id, "n-1");
 }
 
+/// A canned answer, what error it must become, and whether that error is retryable.
+type Case = (ResponseTemplate, fn(&UpstreamError) -> bool, bool);
+
 #[tokio::test]
 async fn create_failures_say_whether_a_retry_can_help() {
-    let cases: Vec<(ResponseTemplate, fn(&UpstreamError) -> bool, bool)> = vec![
-        (ResponseTemplate::new(500), |e| matches!(e, UpstreamError::Status { status: 500, .. }), true),
-        (ResponseTemplate::new(503), |e| matches!(e, UpstreamError::Status { status: 503, .. }), true),
-        (ResponseTemplate::new(429), |e| matches!(e, UpstreamError::Status { status: 429, .. }), true),
-        (ResponseTemplate::new(400).set_body_string("bad bundle"), |e| matches!(e, UpstreamError::Status { status: 400, body } if body == "bad bundle"), false),
-        (ResponseTemplate::new(401), |e| matches!(e, UpstreamError::Status { status: 401, .. }), false),
-        (ResponseTemplate::new(200).set_body_string("<html>oops"), |e| matches!(e, UpstreamError::InvalidBody(_)), true),
-        (ResponseTemplate::new(200).set_body_json(json!({"node_id": ""})), |e| matches!(e, UpstreamError::InvalidBody(_)), true),
-        (ResponseTemplate::new(200).set_delay(Duration::from_millis(800)), |e| matches!(e, UpstreamError::Timeout), true),
+    let cases: Vec<Case> = vec![
+        (
+            ResponseTemplate::new(500),
+            |e| matches!(e, UpstreamError::Status { status: 500, .. }),
+            true,
+        ),
+        (
+            ResponseTemplate::new(503),
+            |e| matches!(e, UpstreamError::Status { status: 503, .. }),
+            true,
+        ),
+        (
+            ResponseTemplate::new(429),
+            |e| matches!(e, UpstreamError::Status { status: 429, .. }),
+            true,
+        ),
+        (
+            ResponseTemplate::new(400).set_body_string("bad bundle"),
+            |e| matches!(e, UpstreamError::Status { status: 400, body } if body == "bad bundle"),
+            false,
+        ),
+        (
+            ResponseTemplate::new(401),
+            |e| matches!(e, UpstreamError::Status { status: 401, .. }),
+            false,
+        ),
+        (
+            ResponseTemplate::new(200).set_body_string("<html>oops"),
+            |e| matches!(e, UpstreamError::InvalidBody(_)),
+            true,
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"node_id": ""})),
+            |e| matches!(e, UpstreamError::InvalidBody(_)),
+            true,
+        ),
+        (
+            ResponseTemplate::new(200).set_delay(Duration::from_millis(800)),
+            |e| matches!(e, UpstreamError::Timeout),
+            true,
+        ),
     ];
     for (i, (response, expected, retryable)) in cases.into_iter().enumerate() {
         let server = MockServer::start().await;
-        Mock::given(method("POST")).respond_with(response).mount(&server).await;
-        let err = hosting(&server, Duration::from_millis(300)).create_node(&create_request()).await.unwrap_err();
+        Mock::given(method("POST"))
+            .respond_with(response)
+            .mount(&server)
+            .await;
+        let err = hosting(&server, Duration::from_millis(300))
+            .create_node(&create_request())
+            .await
+            .unwrap_err();
         assert!(expected(&err), "case {i}: {err:?}");
         assert_eq!(err.is_retryable(), retryable, "case {i}: {err:?}");
     }
     // Nothing listening at all.
-    let client = HostingClient::new(http_client(Duration::from_millis(300)), "http://127.0.0.1:9".parse().unwrap(), "k".into());
+    let client = HostingClient::new(
+        http_client(Duration::from_millis(300)),
+        "http://127.0.0.1:9".parse().unwrap(),
+        "k".into(),
+    );
     let err = client.create_node(&create_request()).await.unwrap_err();
-    assert!(matches!(err, UpstreamError::Connect(_)) && err.is_retryable(), "{err:?}");
+    assert!(
+        matches!(err, UpstreamError::Connect(_)) && err.is_retryable(),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -82,11 +146,23 @@ async fn get_treats_placeholders_as_absent_and_404_as_unknown() {
             "vless_port": 0, "ss_port": 0, "public_key": "", "short_id": "", "error_message": "", "created_at": "2026-10-22T21:55:00Z"})))
         .mount(&server)
         .await;
-    Mock::given(method("GET")).and(path("/api/admin/nodes/gone")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api/admin/nodes/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
     let client = hosting(&server, Duration::from_secs(2));
     let node = client.get_node("n-1").await.unwrap().unwrap();
     assert_eq!(node.status, "installing");
-    assert_eq!((node.public_ip, node.node_api_key, node.vless_port, node.error_message), (None, None, None, None));
+    assert_eq!(
+        (
+            node.public_ip,
+            node.node_api_key,
+            node.vless_port,
+            node.error_message
+        ),
+        (None, None, None, None)
+    );
     assert!(node.created_at.is_some());
     assert_eq!(client.get_node("gone").await.unwrap(), None);
 }
@@ -94,10 +170,26 @@ async fn get_treats_placeholders_as_absent_and_404_as_unknown() {
 #[tokio::test]
 async fn delete_counts_404_as_gone_and_reports_server_errors() {
     let server = MockServer::start().await;
-    Mock::given(method("DELETE")).and(path("/api/admin/nodes/a")).respond_with(ResponseTemplate::new(204)).mount(&server).await;
-    Mock::given(method("DELETE")).and(path("/api/admin/nodes/b")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
-    Mock::given(method("DELETE")).and(path("/api/admin/nodes/c")).respond_with(ResponseTemplate::new(202)).mount(&server).await;
-    Mock::given(method("DELETE")).and(path("/api/admin/nodes/d")).respond_with(ResponseTemplate::new(502)).mount(&server).await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/admin/nodes/a"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/admin/nodes/b"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/admin/nodes/c"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/admin/nodes/d"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
     let client = hosting(&server, Duration::from_secs(2));
     client.delete_node("a").await.unwrap();
     client.delete_node("b").await.unwrap();
@@ -117,19 +209,33 @@ async fn list_asks_for_our_purpose_only() {
         .expect(1)
         .mount(&server)
         .await;
-    let nodes = hosting(&server, Duration::from_secs(2)).list_nodes().await.unwrap();
+    let nodes = hosting(&server, Duration::from_secs(2))
+        .list_nodes()
+        .await
+        .unwrap();
     assert_eq!(nodes.len(), 2);
-    assert_eq!((nodes[0].resource_id.as_deref(), nodes[1].resource_id.as_deref()), (Some("r-1"), None));
+    assert_eq!(
+        (
+            nodes[0].resource_id.as_deref(),
+            nodes[1].resource_id.as_deref()
+        ),
+        (Some("r-1"), None)
+    );
 }
 
 #[tokio::test]
 async fn active_subscription_lookup_escapes_the_user_id() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/api/internal/users/apple_000123.abc/active/obox/hosting"))
+        .and(path(
+            "/api/internal/users/apple_000123.abc/active/obox/hosting",
+        ))
         .and(header("X-Internal-Secret", "secret"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"subscription_id": "sub_1", "status": "active",
-            "plan_tier": "premium", "expires_at": "2026-10-22T21:55:00Z", "auto_renew": true})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"subscription_id": "sub_1", "status": "active",
+            "plan_tier": "premium", "expires_at": "2026-10-22T21:55:00Z", "auto_renew": true})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -143,10 +249,24 @@ async fn active_subscription_lookup_escapes_the_user_id() {
         .mount(&server)
         .await;
     let client = subscriptions(&server);
-    let s = client.active("apple_000123.abc", "obox", "hosting").await.unwrap().unwrap();
-    assert_eq!((s.subscription_id.as_str(), s.plan_tier.as_str(), s.auto_renew), ("sub_1", "premium", true));
+    let s = client
+        .active("apple_000123.abc", "obox", "hosting")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            s.subscription_id.as_str(),
+            s.plan_tier.as_str(),
+            s.auto_renew
+        ),
+        ("sub_1", "premium", true)
+    );
     assert_eq!(client.active("a/b", "obox", "hosting").await.unwrap(), None);
-    assert!(matches!(client.active("garbage", "obox", "hosting").await, Err(UpstreamError::InvalidBody(_))));
+    assert!(matches!(
+        client.active("garbage", "obox", "hosting").await,
+        Err(UpstreamError::InvalidBody(_))
+    ));
 }
 
 #[tokio::test]
@@ -163,13 +283,18 @@ async fn callbacks_are_acknowledged_by_any_2xx_only() {
     Mock::given(method("POST"))
         .and(path("/api/internal/fulfillment/callback"))
         .and(header("X-Internal-Secret", "secret"))
-        .and(body_json(json!({"subscription_id": "sub-1", "app": "obox", "status": "deleted",
-            "reason": "user_initiated", "message": "hosting node deleted"})))
+        .and(body_json(
+            json!({"subscription_id": "sub-1", "app": "obox", "status": "deleted",
+            "reason": "user_initiated", "message": "hosting node deleted"}),
+        ))
         .respond_with(ResponseTemplate::new(204))
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
     let client = subscriptions(&server);
     client.callback(&cb).await.unwrap();
     let err = client.callback(&cb).await.unwrap_err();

@@ -1,0 +1,479 @@
+//! Benchmarks (not tests): `bench/run`. Each measures the service against a baseline taken
+//! in the same run on the same machine, and reports the ratio, because absolute numbers on
+//! a shared 2-core machine do not compare across runs.
+//!
+//! - `read`: `GET /api/v1/my/node` for users with active nodes, on PostgreSQL, at a fixed
+//!   concurrency for a fixed time; baseline: pgbench running the request's SQL.
+//! - `provision`: orders through the HTTP API until every node is active and every callback
+//!   delivered, against in-process simulators with no latency; transactions per resource
+//!   from `pg_stat_database`; baseline: `pgbench -N`.
+//!
+//! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fulfillment::api::extract::mint_user_token;
+use fulfillment::config::Config;
+use fulfillment::server;
+use fulfillment::sim::{Knobs, NodeTiming, Sim};
+use sqlx::{Connection, Executor, PgConnection};
+
+#[derive(Parser)]
+struct Args {
+    /// `read`, `provision` or `all`.
+    #[arg(long, default_value = "all")]
+    which: String,
+    /// Seconds of each timed phase.
+    #[arg(long, default_value_t = 20)]
+    secs: u64,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 2_000)]
+    orders: usize,
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// A PostgreSQL URL with the right to create databases.
+    #[arg(
+        long,
+        env = "BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pg: String,
+    /// Where to append the results (nothing is written when empty).
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    out: String,
+}
+
+const JWT: &str = "bench-jwt-secret-0123456789abcdef0123456789";
+const INTERNAL: &str = "bench-internal-secret-0123456789abcdef0123";
+
+fn config(db_url: &str) -> Config {
+    let vars = [
+        ("DB_URL", db_url),
+        ("JWT_SECRET", JWT),
+        ("INTERNAL_SECRET", INTERNAL),
+        ("HOSTING_SERVICE_URL", "http://127.0.0.1:9"),
+        ("HOSTING_ADMIN_KEY", "unused: simulated in process"),
+        ("SUBSCRIPTION_SERVICE_URL", "http://127.0.0.1:9"),
+        ("OTUN_MANAGER_URL", "http://127.0.0.1:9"),
+        ("BIND_ADDR", "127.0.0.1"),
+        ("SUBSCRIPTION_CACHE_SECS", "600"),
+        ("NODE_POLL_SECS", "0.2"),
+        ("DB_MAX_CONNECTIONS", "16"),
+    ];
+    Config::from_lookup(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+}
+
+/// A database of its own, dropped at the end.
+struct Db {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Db {
+    async fn create(admin: &str, prefix: &str) -> Db {
+        let name = format!("{prefix}_{}", std::process::id());
+        let mut conn = PgConnection::connect(admin)
+            .await
+            .expect("PostgreSQL is reachable");
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "drop database if exists {name} with (force)"
+        )))
+        .await
+        .unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+        Db {
+            admin: admin.into(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    async fn drop(self) {
+        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+        let _ = conn
+            .execute(sqlx::AssertSqlSafe(format!(
+                "drop database if exists {} with (force)",
+                self.name
+            )))
+            .await;
+    }
+
+    /// Committed plus rolled-back transactions so far.
+    async fn transactions(&self) -> i64 {
+        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+        sqlx::query_scalar(
+            "select (xact_commit + xact_rollback)::bigint from pg_stat_database where datname = $1",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+    }
+}
+
+fn pg_args(url: &str) -> Vec<String> {
+    let u = reqwest::Url::parse(url).unwrap();
+    vec![
+        "-h".into(),
+        u.host_str().unwrap_or("127.0.0.1").into(),
+        "-p".into(),
+        u.port().unwrap_or(5432).to_string(),
+        "-U".into(),
+        if u.username().is_empty() {
+            "postgres".into()
+        } else {
+            u.username().into()
+        },
+    ]
+}
+
+/// Runs pgbench and returns its TPS (excluding connection time).
+fn pgbench(db: &Db, extra: &[&str]) -> f64 {
+    let out = Command::new("pgbench")
+        .args(pg_args(&db.url))
+        .args(extra)
+        .arg(&db.name)
+        .output()
+        .expect("pgbench is installed (postgresql-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("pgbench printed a tps line")
+}
+
+/// Resets this process's peak RSS (Linux: clear_refs 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+async fn start(db: &Db, sim: Sim) -> server::Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    server::start(&config(&db.url), listener, Some(sim))
+        .await
+        .unwrap()
+}
+
+fn sim(send_callbacks: bool) -> Sim {
+    let sim = Sim::new(
+        Knobs::default(),
+        NodeTiming {
+            send_callbacks,
+            ..NodeTiming::default()
+        },
+    );
+    sim.subscriptions.set_default_plan(Some("premium".into()));
+    sim
+}
+
+async fn read_bench(args: &Args, report: &mut String) {
+    let db = Db::create(&args.pg, "bench_read").await;
+    let running = start(&db, sim(false)).await;
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "insert into resources (id, resource_type, subscription_id, user_id, order_key, provider, region, \
+         plan_tier, status, desired_state, generation, phase, public_ip, api_port, api_key, vless_port, \
+         ss_port, public_key, short_id, traffic_limit, traffic_used, attempts, upstream_released, node_id, \
+         created_at, updated_at, ready_at) \
+         select gen_random_uuid()::text, 'hosting_node', 'sub_obox_bench-user-' || i, 'bench-user-' || i, \
+         'sub_obox_bench-user-' || i || '|sub', 'lightsail', 'ap-northeast-1', 'premium', 'active', 'active', \
+         0, 4, '203.0.113.1', 8080, 'agent-key-' || i, 443, 8388, 'pk', 'sid', 3298534883328, \
+         (i % 100)::bigint * 1073741824, 0, false, 'node-' || i, now(), now(), now() \
+         from generate_series(1, $1) as i",
+    )
+    .bind(args.users as i32)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.execute("analyze resources").await.unwrap();
+
+    let tokens: Arc<Vec<String>> = Arc::new(
+        (1..=args.users)
+            .map(|i| mint_user_token(JWT, &format!("bench-user-{i}"), Duration::from_secs(3600)))
+            .collect(),
+    );
+    let base = format!("http://{}", running.addr);
+    let http = fulfillment::upstream::http_client(Duration::from_secs(10));
+    let url = format!("{base}/api/v1/my/node");
+
+    // Warm-up: one request per user fills the subscription cache (the steady state).
+    let per = args.users.div_ceil(args.concurrency);
+    let warm: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (http, url, tokens) = (http.clone(), url.clone(), tokens.clone());
+            tokio::spawn(async move {
+                for t in tokens.iter().skip(w * per).take(per) {
+                    let r = http.get(&url).bearer_auth(t).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(body["hosting_status"], "node_active");
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(warm).await;
+
+    // Baseline: the request's SQL through pgbench at the same concurrency.
+    let script = std::env::temp_dir().join(format!("bench-read-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "\\set uid random(1, {})\nselect id, resource_type, subscription_id, user_id, user_email, order_key, \
+             provider, region, plan_tier, status, desired_state, generation, delete_reason, node_id, phase, \
+             public_ip, api_port, api_key, vless_port, ss_port, public_key, short_id, traffic_limit, \
+             traffic_used, error_message, attempts, upstream_released, deadline_at, next_attempt_at, \
+             created_at, updated_at, ready_at from resources where resource_type = 'hosting_node' and \
+             desired_state = 'active' and status <> 'deleted' and user_id = 'bench-user-' || :uid;\n",
+            args.users
+        ),
+    )
+    .unwrap();
+    let c = args.concurrency.to_string();
+    let t = args.secs.to_string();
+    let baseline = pgbench(
+        &db,
+        &[
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &c,
+            "-j",
+            "2",
+            "-T",
+            &t,
+            "-f",
+            script.to_str().unwrap(),
+        ],
+    );
+    let _ = std::fs::remove_file(&script);
+
+    reset_peak_rss();
+    let deadline = Instant::now() + Duration::from_secs(args.secs);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (http, url, tokens) = (http.clone(), url.clone(), tokens.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(50_000);
+                let mut i = w * 7919;
+                while Instant::now() < deadline {
+                    i = (i + 104_729) % tokens.len();
+                    let t0 = Instant::now();
+                    let r = http.get(&url).bearer_auth(&tokens[i]).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.unwrap();
+                    latencies.push(t0.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mb();
+    latencies.sort();
+    let rps = latencies.len() as f64 / elapsed;
+    let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+    running.stop().await;
+    db.drop().await;
+
+    let ratio = rps / baseline;
+    let _ = writeln!(
+        report,
+        "### GET /api/v1/my/node ({} users with active nodes, PostgreSQL, {} connections, {} s)\n\n\
+         | measure | value | target |\n|---|---|---|\n\
+         | service | {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | p99 < 25 ms: {} |\n\
+         | baseline: pgbench, the request's SQL | {baseline:.0} tx/s | |\n\
+         | ratio service / baseline | {ratio:.2} | ≥ 0.5: {} |\n\
+         | peak RSS (service and load generator) | {rss:.1} MB | < 100 MB: {} |\n",
+        args.users,
+        args.concurrency,
+        args.secs,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        verdict(p99 < Duration::from_millis(25)),
+        verdict(ratio >= 0.5),
+        verdict(rss < 100.0),
+    );
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+async fn provision_bench(args: &Args, report: &mut String) {
+    let db = Db::create(&args.pg, "bench_prov").await;
+    let before = db.transactions().await;
+    let sim = sim(false);
+    reset_peak_rss();
+    let running = start(&db, sim.clone()).await;
+    let base = format!("http://{}", running.addr);
+    let http = fulfillment::upstream::http_client(Duration::from_secs(30));
+
+    let started = Instant::now();
+    let per = args.orders.div_ceil(args.concurrency);
+    let senders: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (http, base) = (http.clone(), base.clone());
+            let orders = args.orders;
+            tokio::spawn(async move {
+                for i in (w * per)..((w + 1) * per).min(orders) {
+                    let order = serde_json::json!({"user_id": format!("order-user-{i}"),
+                        "subscription_id": format!("order-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"});
+                    let r = http.post(format!("{base}/api/internal/provision"))
+                        .header("X-Internal-Secret", INTERNAL).json(&order).send().await.unwrap();
+                    assert_eq!(r.status(), 202);
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(senders).await;
+    let limit = Instant::now() + Duration::from_secs(600);
+    while sim.subscriptions.callbacks().len() < args.orders {
+        assert!(
+            Instant::now() < limit,
+            "provisioning did not finish in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mb();
+    assert_eq!(
+        sim.hosting.creates().len(),
+        args.orders,
+        "one node per order"
+    );
+    assert!(
+        sim.subscriptions
+            .callbacks()
+            .iter()
+            .all(|c| c.callback.status == "active")
+    );
+    running.stop().await;
+    // Backends flush their statistics within PostgreSQL's idle interval (10 s).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let tx = (db.transactions().await - before) as f64;
+    db.drop().await;
+
+    let baseline_db = Db::create(&args.pg, "bench_pgbench").await;
+    let init = Command::new("pgbench")
+        .args(pg_args(&baseline_db.url))
+        .args(["-i", "-q", "-s", "10"])
+        .arg(&baseline_db.name)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let c = args.concurrency.to_string();
+    let t = args.secs.to_string();
+    let baseline = pgbench(&baseline_db, &["-N", "-n", "-c", &c, "-j", "2", "-T", &t]);
+    baseline_db.drop().await;
+
+    let per_second = args.orders as f64 / elapsed;
+    let per_resource = tx / args.orders as f64;
+    let ratio = per_second * per_resource / baseline;
+    let _ = writeln!(
+        report,
+        "### Provisioning ({} orders, in-process simulators without latency, PostgreSQL)\n\n\
+         | measure | value | target |\n|---|---|---|\n\
+         | throughput, order to callback delivered | {per_second:.0} resources/s ({elapsed:.1} s) | |\n\
+         | database transactions per resource | {per_resource:.2} | ≤ 8: {} |\n\
+         | baseline: `pgbench -N`, {} clients | {baseline:.0} tx/s | |\n\
+         | resources/s × transactions per resource / baseline | {ratio:.2} | ≥ 0.3: {} |\n\
+         | peak RSS (service and load generator) | {rss:.1} MB | < 100 MB: {} |\n",
+        args.orders,
+        verdict(per_resource <= 8.0),
+        args.concurrency,
+        verdict(ratio >= 0.3),
+        verdict(rss < 100.0),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let mut report = String::new();
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let _ = writeln!(
+        report,
+        "## {} (commit {rev}, {} CPUs)\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    if matches!(args.which.as_str(), "read" | "all") {
+        read_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "provision" | "all") {
+        provision_bench(&args, &mut report).await;
+    }
+    println!("{report}");
+    if !args.out.is_empty() {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.out)
+            .unwrap();
+        writeln!(f, "{report}").unwrap();
+    }
+}
