@@ -12,7 +12,8 @@ use crate::on_both;
 fn slow_nodes(creating_ms: u64) -> NodeTiming {
     NodeTiming {
         creating_ms,
-        installing_ms: 200,
+        // Long enough that a loaded machine still sees the node installing.
+        installing_ms: 1_000,
         ..NodeTiming::default()
     }
 }
