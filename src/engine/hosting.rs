@@ -69,6 +69,9 @@ impl Engine {
     async fn commit(&self, c: Change) -> StoreResult<bool> {
         let (id, now) = (c.id, c.now);
         let applied = self.ports.store.apply(&c).await?;
+        if let (true, Some(Some(at))) = (applied, c.next_attempt_at) {
+            Engine::schedule_wake(&self.next_resource_wake, at);
+        }
         if !applied {
             tracing::debug!(resource_id = %id, "resource changed during the step; re-reading");
             self.ports

@@ -11,12 +11,13 @@ mod outbox;
 mod runner;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
 pub use runner::{Shutdown, spawn};
-
-use futures::future::join_all;
 
 use crate::ports::Ports;
 
@@ -31,6 +32,9 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Upper bound on the sleep between looks at the queue.
     pub fallback_poll: Duration,
+    /// After a wake-up, how long to let more work arrive before claiming, so a burst is
+    /// claimed in one batch rather than one query per item.
+    pub batch_window: Duration,
     /// How often a node that is coming up is polled.
     pub node_poll: Duration,
     /// How long a node may take to become ready before it is failed.
@@ -54,6 +58,7 @@ impl EngineConfig {
             lease: Duration::from_secs(60),
             concurrency: 32,
             fallback_poll: Duration::from_secs(5),
+            batch_window: Duration::from_millis(5),
             node_poll: Duration::from_secs(5),
             ready_timeout: Duration::from_secs(600),
             backoff: Backoff::default(),
@@ -68,42 +73,31 @@ impl EngineConfig {
 pub struct Engine {
     pub ports: Ports,
     pub config: EngineConfig,
+    /// The earliest time this process's own steps scheduled more work for (unix ms), so
+    /// the loops can sleep exactly until then without asking the database.
+    next_resource_wake: AtomicI64,
+    next_outbox_wake: AtomicI64,
 }
 
 impl Engine {
     pub fn new(ports: Ports, config: EngineConfig) -> Arc<Self> {
-        Arc::new(Engine { ports, config })
+        Arc::new(Engine {
+            ports,
+            config,
+            next_resource_wake: AtomicI64::new(i64::MAX),
+            next_outbox_wake: AtomicI64::new(i64::MAX),
+        })
     }
 
-    /// Claims the resources that are due and takes one step on each. Returns how many were
-    /// claimed. Tests call this to drive the engine deterministically.
-    pub async fn tick_resources(&self) -> anyhow::Result<usize> {
-        let batch = self.claim_resources(self.config.concurrency as i64).await?;
-        let n = batch.len();
-        let steps = batch.into_iter().map(|r| self.reconcile(r));
-        for result in join_all(steps).await {
-            result?;
-        }
-        Ok(n)
+    fn schedule_wake(slot: &AtomicI64, at: DateTime<Utc>) {
+        slot.fetch_min(at.timestamp_millis(), Ordering::Relaxed);
     }
 
-    /// Delivers the callbacks that are due. Returns how many were attempted.
-    pub async fn tick_outbox(&self) -> anyhow::Result<usize> {
-        let batch = self.claim_outbox(self.config.concurrency as i64).await?;
-        let n = batch.len();
-        join_all(batch.into_iter().map(|m| self.deliver(m))).await;
-        Ok(n)
-    }
-
-    /// Ticks both loops until neither finds work (or `max_rounds` passes). For tests and
-    /// tools that drive the engine by hand.
-    pub async fn drain(&self, max_rounds: usize) -> anyhow::Result<()> {
-        for _ in 0..max_rounds {
-            let worked = self.tick_resources().await? + self.tick_outbox().await?;
-            if worked == 0 {
-                return Ok(());
-            }
-        }
-        Ok(())
+    /// Takes the earliest wake-up scheduled since the last call.
+    fn take_wake(slot: &AtomicI64) -> Option<DateTime<Utc>> {
+        let ms = slot.swap(i64::MAX, Ordering::Relaxed);
+        (ms != i64::MAX)
+            .then(|| DateTime::from_timestamp_millis(ms))
+            .flatten()
     }
 }

@@ -35,6 +35,7 @@ impl Engine {
                 let next = now + to_chrono(self.config.backoff.delay(m.attempts));
                 tracing::warn!(outbox_id = m.id, subscription_id = %m.subscription_id,
                     attempts = m.attempts + 1, error = %e, "callback not delivered; will retry");
+                Engine::schedule_wake(&self.next_outbox_wake, next);
                 store.outbox_retry(m.id, owner, next, &e.to_string()).await
             }
         };

@@ -3,30 +3,25 @@
 //! is due, or until the fallback poll, whichever is first. Shutdown stops claiming and
 //! waits for the steps in flight.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::Engine;
-use crate::store::StoreResult;
+use crate::domain::Resource;
+use crate::store::{OutboxMessage, StoreResult, Wakeups};
 
-/// Tells the loops to stop; dropping it does too.
+/// Tells the loops to stop.
 pub struct Shutdown {
     tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Shutdown {
-    /// Drops the loops and their steps wherever they are (a crash, for tests).
-    pub fn abort(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-
     /// Stops claiming new work and waits for the work in flight.
     pub async fn stop(self) {
         let _ = self.tx.send(true);
@@ -34,87 +29,125 @@ impl Shutdown {
             let _ = t.await;
         }
     }
+
+    /// Drops the loops and their steps wherever they are (a crash, for tests).
+    pub fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// Starts the reconciler and the outbox dispatcher.
 pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     let (tx, rx) = watch::channel(false);
-    let wakeups = engine.ports.store.wakeups();
-    let reconciler = {
-        let engine = engine.clone();
-        let wakeups = wakeups.clone();
-        run_loop(
-            "reconciler",
-            engine.clone(),
-            rx.clone(),
-            move |e, n| Box::pin(async move { e.claim_resources(n).await }),
-            |e, r| Box::pin(async move { e.reconcile(r).await }),
-            move |e| Box::pin(async move { e.ports.store.next_resource_due().await }),
-            move || wakeups.clone(),
-            |w| &w.resources,
-        )
-    };
-    let dispatcher = {
-        let wakeups = wakeups.clone();
-        run_loop(
-            "outbox",
-            engine.clone(),
-            rx,
-            move |e, n| Box::pin(async move { e.claim_outbox(n).await }),
-            |e, m| {
-                Box::pin(async move {
-                    e.deliver(m).await;
-                    Ok(())
-                })
-            },
-            move |e| Box::pin(async move { e.ports.store.next_outbox_due().await }),
-            move || wakeups.clone(),
-            |w| &w.outbox,
-        )
-    };
     Shutdown {
         tx,
-        tasks: vec![tokio::spawn(reconciler), tokio::spawn(dispatcher)],
+        tasks: vec![
+            tokio::spawn(run::<Reconciler>(engine.clone(), rx.clone())),
+            tokio::spawn(run::<Dispatcher>(engine, rx)),
+        ],
     }
 }
 
-type BoxFut<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// What a loop drives: how to claim work, do one item, and tell when more is due.
+#[async_trait]
+trait Worker: 'static {
+    type Item: Send + 'static;
+    const NAME: &'static str;
+    async fn claim(engine: &Engine, limit: i64) -> StoreResult<Vec<Self::Item>>;
+    async fn step(engine: Arc<Engine>, item: Self::Item) -> anyhow::Result<()>;
+    async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>>;
+    /// The earliest time this process's own steps scheduled work for, if any.
+    fn scheduled(engine: &Engine) -> Option<DateTime<Utc>>;
+    fn signal(wakeups: &Wakeups) -> &Notify;
+}
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one generic loop serves both workers"
-)]
-async fn run_loop<T: Send + 'static>(
-    name: &'static str,
-    engine: Arc<Engine>,
-    mut stop: watch::Receiver<bool>,
-    claim: impl Fn(Arc<Engine>, i64) -> BoxFut<'static, StoreResult<Vec<T>>>,
-    step: impl Fn(Arc<Engine>, T) -> BoxFut<'static, anyhow::Result<()>> + Copy + Send + 'static,
-    next_due: impl Fn(
-        Arc<Engine>,
-    ) -> BoxFut<'static, StoreResult<Option<chrono::DateTime<chrono::Utc>>>>,
-    wakeups: impl Fn() -> Arc<crate::store::Wakeups>,
-    signal: fn(&crate::store::Wakeups) -> &Notify,
-) {
+struct Reconciler;
+
+#[async_trait]
+impl Worker for Reconciler {
+    type Item = Resource;
+    const NAME: &'static str = "reconciler";
+
+    async fn claim(engine: &Engine, limit: i64) -> StoreResult<Vec<Resource>> {
+        engine.claim_resources(limit).await
+    }
+
+    async fn step(engine: Arc<Engine>, item: Resource) -> anyhow::Result<()> {
+        engine.reconcile(item).await
+    }
+
+    async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>> {
+        engine.ports.store.next_resource_due().await
+    }
+
+    fn scheduled(engine: &Engine) -> Option<DateTime<Utc>> {
+        Engine::take_wake(&engine.next_resource_wake)
+    }
+
+    fn signal(wakeups: &Wakeups) -> &Notify {
+        &wakeups.resources
+    }
+}
+
+struct Dispatcher;
+
+#[async_trait]
+impl Worker for Dispatcher {
+    type Item = OutboxMessage;
+    const NAME: &'static str = "outbox";
+
+    async fn claim(engine: &Engine, limit: i64) -> StoreResult<Vec<OutboxMessage>> {
+        engine.claim_outbox(limit).await
+    }
+
+    async fn step(engine: Arc<Engine>, item: OutboxMessage) -> anyhow::Result<()> {
+        engine.deliver(item).await;
+        Ok(())
+    }
+
+    async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>> {
+        engine.ports.store.next_outbox_due().await
+    }
+
+    fn scheduled(engine: &Engine) -> Option<DateTime<Utc>> {
+        Engine::take_wake(&engine.next_outbox_wake)
+    }
+
+    fn signal(wakeups: &Wakeups) -> &Notify {
+        &wakeups.outbox
+    }
+}
+
+async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let capacity = engine.config.concurrency.max(1);
+    let wakeups = engine.ports.store.wakeups();
     let mut running: JoinSet<()> = JoinSet::new();
-    let wakeups = wakeups();
-    tracing::info!(worker = name, owner = %engine.config.owner, "engine loop started");
-    loop {
-        if *stop.borrow() {
-            break;
+    // The earliest known time more work is due: from this process's own steps, and from
+    // the database when a claim comes back empty (so a busy loop costs no extra queries).
+    let mut next_known: Option<DateTime<Utc>> = None;
+    tracing::info!(worker = W::NAME, owner = %engine.config.owner, "engine loop started");
+    while !*stop.borrow() {
+        while let Some(done) = running.try_join_next() {
+            log_join(done, W::NAME);
         }
         // Register for a wake-up before looking, so one sent meanwhile is not missed.
-        let woken = signal(&wakeups).notified();
+        let woken = W::signal(&wakeups).notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
 
-        let room = capacity - running.len();
-        let claimed = if room > 0 {
-            match claim(engine.clone(), room as i64).await {
+        let room = capacity.saturating_sub(running.len());
+        if room > 0 && next_known.is_some_and(|t| t <= engine.ports.clock.now()) {
+            next_known = None; // this claim covers it
+        }
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            match W::claim(&engine, room as i64).await {
                 Ok(items) => items,
                 Err(e) => {
-                    tracing::warn!(worker = name, error = %e, "claim failed; backing off");
+                    tracing::warn!(worker = W::NAME, error = %e, "claim failed; backing off");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stop.changed() => {}
@@ -122,52 +155,50 @@ async fn run_loop<T: Send + 'static>(
                     continue;
                 }
             }
-        } else {
-            Vec::new()
         };
         let got = claimed.len();
         for item in claimed {
             let engine = engine.clone();
             running.spawn(async move {
-                if let Err(e) = step(engine, item).await {
-                    tracing::warn!(worker = name, error = %e, "step failed; its lease will expire and it will be retried");
+                if let Err(e) = W::step(engine, item).await {
+                    tracing::warn!(worker = W::NAME, error = %e, "step failed; its lease will expire and it will be retried");
                 }
             });
         }
         if got > 0 && got == room {
-            // There may be more waiting: look again as soon as there is room.
-            if running.len() >= capacity {
-                reap(&mut running, name).await;
-            }
+            // There may be more waiting: look again once there is room.
             continue;
         }
-        let sleep = match next_due(engine.clone()).await {
-            Ok(Some(at)) => (at - engine.ports.clock.now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(engine.config.fallback_poll),
-            Ok(None) => engine.config.fallback_poll,
-            Err(_) => Duration::from_secs(1),
+        let from_db = match (got, room) {
+            (0, 1..) => W::next_due(&engine).await.unwrap_or(None),
+            _ => None,
         };
-        // An item due "now" that we did not get is leased elsewhere or racing; don't spin.
-        let sleep = sleep.max(Duration::from_millis(20));
+        next_known = [next_known, from_db, W::scheduled(&engine)]
+            .into_iter()
+            .flatten()
+            .min();
+        let now = engine.ports.clock.now();
+        let sleep = next_known
+            .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(engine.config.fallback_poll)
+            .min(engine.config.fallback_poll)
+            // Something due "now" that we did not get is leased elsewhere: don't spin.
+            .max(Duration::from_millis(20));
+        let full = running.len() >= capacity;
         tokio::select! {
-            _ = &mut woken => {}
+            _ = &mut woken => {
+                // Let a burst gather so it is claimed in one batch.
+                tokio::time::sleep(engine.config.batch_window).await;
+            }
             _ = tokio::time::sleep(sleep) => {}
-            Some(done) = running.join_next(), if !running.is_empty() => log_join(done, name),
+            Some(done) = running.join_next(), if full => log_join(done, W::NAME),
             _ = stop.changed() => {}
         }
     }
     while let Some(done) = running.join_next().await {
-        log_join(done, name);
+        log_join(done, W::NAME);
     }
-    tracing::info!(worker = name, "engine loop stopped");
-}
-
-async fn reap(running: &mut JoinSet<()>, name: &str) {
-    if let Some(done) = running.join_next().await {
-        log_join(done, name);
-    }
+    tracing::info!(worker = W::NAME, "engine loop stopped");
 }
 
 fn log_join(done: Result<(), tokio::task::JoinError>, name: &str) {
