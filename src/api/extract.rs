@@ -30,27 +30,52 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// The raw body, within the size limit (413 with our error body past it).
+/// The raw body, within `BODY_LIMIT` (413 with our error body past it).
 pub struct RawBody(pub Bytes);
+
+/// How much of an oversized body is read and thrown away so that the client, still
+/// sending, receives our 413 instead of a reset connection. Larger bodies are cut off.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "request body is too large",
-                    )
-                } else {
-                    ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.body_text())
-                }
-            })
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        use futures::StreamExt;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body is too large",
+            )
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+            return Err(too_large());
+        }
+        let mut stream = req.into_body().into_data_stream();
+        let mut body = Vec::new();
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.to_string())
+            })?;
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            if seen <= super::BODY_LIMIT {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        if seen > super::BODY_LIMIT {
+            return Err(too_large());
+        }
+        Ok(RawBody(Bytes::from(body)))
     }
 }
 

@@ -3,8 +3,9 @@
 //! `Store` implementation is written once, here, and stamped out for each backend by
 //! `impl_store!`. A backend supplies three things: its pool type, the suffix that makes a
 //! claim skip rows other workers hold (`for update skip locked` on PostgreSQL; nothing on
-//! SQLite, whose single writer already serialises claims), and how it wakes waiting
-//! workers (`wake_in_tx`, `wake_after_commit`).
+//! SQLite, whose single writer already serialises claims), how it wakes waiting
+//! workers (`wake_in_tx`, `wake_after_commit`), and how it runs the hottest read
+//! (`hot_read`).
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip_locked:literal) => {
@@ -136,15 +137,16 @@ macro_rules! impl_store {
             }
 
             async fn resource(&self, id: Uuid) -> StoreResult<Option<Resource>> {
-                let row: Option<ResourceRow> = sqlx::query_as(concat!(
+                // Primary key: at most one row (`fetch_all`, see `current_hosting_node`).
+                let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
                     "select ",
                     resource_columns!(),
                     " from resources where id = $1"
                 ))
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                row.map(Resource::try_from).transpose()
+                rows.into_iter().next().map(Resource::try_from).transpose()
             }
 
             async fn resources_for_subscription(
@@ -163,13 +165,13 @@ macro_rules! impl_store {
             }
 
             async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>> {
-                let row: Option<ResourceRow> =
-                    sqlx::query_as(concat!(live_sql!(), "user_id = $1"))
-                        .bind(user_id)
-                        .bind(ResourceKind::HostingNode.as_str())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(Resource::try_from).transpose()
+                // At most one row (a unique index). This is the query behind every
+                // `GET /my/node`, so it takes the backend's fast path (`hot_read`).
+                let query = sqlx::query_as(concat!(live_sql!(), "user_id = $1"))
+                    .bind(user_id)
+                    .bind(ResourceKind::HostingNode.as_str());
+                let rows: Vec<ResourceRow> = self.hot_read(query).await?;
+                rows.into_iter().next().map(Resource::try_from).transpose()
             }
 
             async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqlitePool};
 use uuid::Uuid;
 
@@ -53,6 +55,14 @@ impl SqliteStore {
 
     async fn wake_in_tx(_tx: &mut sqlx::Transaction<'_, Sqlite>, _topic: Topic) -> StoreResult<()> {
         Ok(())
+    }
+
+    /// The hottest read; on SQLite, just the pool.
+    async fn hot_read<'q>(
+        &self,
+        query: sqlx::query::QueryAs<'q, Sqlite, ResourceRow, SqliteArguments>,
+    ) -> StoreResult<Vec<ResourceRow>> {
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     fn wake_after_commit(&self, topic: Topic) {
