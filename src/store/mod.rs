@@ -3,6 +3,7 @@
 //! the dialects agree (see `sql.rs`) and differ only in how work is claimed and how waiting
 //! workers are woken. One conformance suite (`tests/store_conformance.rs`) runs on both.
 
+mod node_lookups;
 mod postgres;
 mod row;
 mod sql;

@@ -8,59 +8,27 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
+use super::node_lookups::NodeLookups;
 use super::row::{
     self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns,
 };
 use super::sql::{Topic, impl_store, live_sql};
 use super::{
     Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,
-    NewEvent, NewResource, OutboxMessage, Region, Resource, ResourceKind, StoreError, StoreResult,
+    NewEvent, NewResource, OutboxMessage, Region, Resource, StoreError, StoreResult,
     StoredSnapshot, SubscriptionSnapshot, Wakeups,
 };
 
 pub struct PgStore {
     pool: PgPool,
-    /// Connections for the hottest read (see `hot_read`).
-    readers: deadpool::managed::Pool<Readers>,
+    /// The batched "user's live node" read (see `node_lookups`).
+    lookups: Arc<NodeLookups>,
     wakeups: Arc<Wakeups>,
     listener: tokio::task::JoinHandle<()>,
-}
-
-/// Makes plain connections for `hot_read`. sqlx's pool pings every connection when it is
-/// returned (one more round trip per query); these are handed back as they are, and a
-/// query that fails or is cancelled midway discards its connection instead.
-struct Readers(PgConnectOptions);
-
-impl deadpool::managed::Manager for Readers {
-    type Type = PgConnection;
-    type Error = sqlx::Error;
-
-    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
-        PgConnection::connect_with(&self.0).await
-    }
-
-    async fn recycle(
-        &self,
-        _: &mut PgConnection,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<sqlx::Error> {
-        Ok(())
-    }
-}
-
-/// Drops the connection (rather than returning it) unless the query completed.
-struct DiscardUnlessDone(Option<deadpool::managed::Object<Readers>>);
-
-impl Drop for DiscardUnlessDone {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(deadpool::managed::Object::take(conn));
-        }
-    }
 }
 
 impl Drop for PgStore {
@@ -86,14 +54,12 @@ impl PgStore {
             .connect(url)
             .await?;
         Self::migrate(&pool).await?;
-        let readers = deadpool::managed::Pool::builder(Readers(PgConnectOptions::from_str(url)?))
-            .max_size((max as usize / 2).max(1))
-            .build()?;
+        let lookups = NodeLookups::new(PgConnectOptions::from_str(url)?)?;
         let wakeups = Arc::new(Wakeups::default());
         let listener = tokio::spawn(listen(pool.clone(), wakeups.clone()));
         Ok(PgStore {
             pool,
-            readers,
+            lookups,
             wakeups,
             listener,
         })
@@ -119,22 +85,9 @@ impl PgStore {
 
     fn wake_after_commit(&self, _topic: Topic) {}
 
-    /// Runs a read on a `Readers` connection: one round trip instead of two.
-    async fn hot_read<'q>(
-        &self,
-        query: sqlx::query::QueryAs<'q, Postgres, ResourceRow, PgArguments>,
-    ) -> StoreResult<Vec<ResourceRow>> {
-        let conn = self
-            .readers
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let mut guard = DiscardUnlessDone(Some(conn));
-        let conn = guard.0.as_mut().expect("just set");
-        let rows = query.fetch_all(&mut **conn).await?;
-        // Completed: the connection is at a clean protocol boundary; hand it back.
-        drop(guard.0.take());
-        Ok(rows)
+    /// The user's live hosting node: batched with concurrent lookups.
+    async fn current_node_row(&self, user_id: &str) -> StoreResult<Option<ResourceRow>> {
+        self.lookups.get(user_id).await
     }
 }
 

@@ -21,12 +21,12 @@ macro_rules! resource_columns {
 }
 pub(crate) use resource_columns;
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 pub struct ResourceRow {
     id: String,
     resource_type: String,
     subscription_id: String,
-    user_id: String,
+    pub(crate) user_id: String,
     user_email: Option<String>,
     order_key: String,
     provider: String,

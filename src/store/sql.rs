@@ -5,7 +5,7 @@
 //! claim skip rows other workers hold (`for update skip locked` on PostgreSQL; nothing on
 //! SQLite, whose single writer already serialises claims), how it wakes waiting
 //! workers (`wake_in_tx`, `wake_after_commit`), and how it runs the hottest read
-//! (`hot_read`).
+//! (`current_node_row`).
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip_locked:literal) => {
@@ -165,13 +165,8 @@ macro_rules! impl_store {
             }
 
             async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>> {
-                // At most one row (a unique index). This is the query behind every
-                // `GET /my/node`, so it takes the backend's fast path (`hot_read`).
-                let query = sqlx::query_as(concat!(live_sql!(), "user_id = $1"))
-                    .bind(user_id)
-                    .bind(ResourceKind::HostingNode.as_str());
-                let rows: Vec<ResourceRow> = self.hot_read(query).await?;
-                rows.into_iter().next().map(Resource::try_from).transpose()
+                // The query behind every `GET /my/node`: the backend runs it its own way.
+                self.current_node_row(user_id).await?.map(Resource::try_from).transpose()
             }
 
             async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>> {

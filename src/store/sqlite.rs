@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 use uuid::Uuid;
 
@@ -57,12 +55,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The hottest read; on SQLite, just the pool.
-    async fn hot_read<'q>(
-        &self,
-        query: sqlx::query::QueryAs<'q, Sqlite, ResourceRow, SqliteArguments>,
-    ) -> StoreResult<Vec<ResourceRow>> {
-        Ok(query.fetch_all(&self.pool).await?)
+    /// The user's live hosting node (one writer, nothing to batch).
+    async fn current_node_row(&self, user_id: &str) -> StoreResult<Option<ResourceRow>> {
+        Ok(sqlx::query_as(concat!(live_sql!(), "user_id = $1"))
+            .bind(user_id)
+            .bind(ResourceKind::HostingNode.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     fn wake_after_commit(&self, topic: Topic) {

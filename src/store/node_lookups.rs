@@ -1,0 +1,161 @@
+//! The query behind every `GET /my/node` on PostgreSQL: "the user's live hosting node".
+//!
+//! Under load many of these run at once, and each costs a round trip, a backend wake-up and
+//! (through sqlx's pool) a second round trip to ping the connection on release. So lookups
+//! that arrive while others are in flight are answered together: one query
+//! (`user_id = any($1)`) per batch, at most `MAX_IN_FLIGHT` batches at a time, on
+//! connections of our own that are not pinged. A lone lookup runs at once, so an idle
+//! service pays no extra latency. Batches run in spawned tasks: a caller that goes away
+//! (a client disconnect, a timeout) cannot leave a connection mid-query.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::oneshot;
+
+use super::row::{ResourceRow, resource_columns};
+use super::{StoreError, StoreResult};
+use crate::domain::ResourceKind;
+
+/// Batches in flight at once (and connections held for them). Measured on 2 cores: 2
+/// gives 14.5k req/s, 4 gives 10k, 8 gives 8.4k (bigger batches, fewer round trips).
+const MAX_IN_FLIGHT: usize = 2;
+/// Lookups answered by one query at most.
+const MAX_BATCH: usize = 64;
+
+type Reply = oneshot::Sender<StoreResult<Option<ResourceRow>>>;
+
+pub struct NodeLookups {
+    connections: deadpool::managed::Pool<Connections>,
+    queue: Mutex<Vec<(String, Reply)>>,
+    in_flight: AtomicUsize,
+}
+
+/// Plain connections, handed back without a ping: a batch only returns its connection
+/// after its query completed, and drops it on any error.
+struct Connections(PgConnectOptions);
+
+impl deadpool::managed::Manager for Connections {
+    type Type = PgConnection;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.0).await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut PgConnection,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<sqlx::Error> {
+        Ok(())
+    }
+}
+
+impl NodeLookups {
+    pub fn new(options: PgConnectOptions) -> anyhow::Result<Arc<Self>> {
+        let connections = deadpool::managed::Pool::builder(Connections(options))
+            .max_size(MAX_IN_FLIGHT)
+            .build()?;
+        Ok(Arc::new(NodeLookups {
+            connections,
+            queue: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+        }))
+    }
+
+    /// The user's live hosting node, if any.
+    pub async fn get(self: &Arc<Self>, user_id: &str) -> StoreResult<Option<ResourceRow>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.lock().unwrap().push((user_id.to_owned(), tx));
+        self.start_batch_if_room();
+        rx.await
+            .map_err(|_| StoreError::Unavailable("node lookup was abandoned".into()))?
+    }
+
+    fn start_batch_if_room(self: &Arc<Self>) {
+        let mut n = self.in_flight.load(Ordering::Acquire);
+        while n < MAX_IN_FLIGHT {
+            match self
+                .in_flight
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    tokio::spawn(self.clone().drain());
+                    return;
+                }
+                Err(now) => n = now,
+            }
+        }
+        // Every slot is busy: a running batch takes this lookup when it finishes.
+    }
+
+    /// Answers queued lookups, a batch at a time, until the queue is empty.
+    async fn drain(self: Arc<Self>) {
+        loop {
+            let batch: Vec<(String, Reply)> = {
+                let mut queue = self.queue.lock().unwrap();
+                let n = queue.len().min(MAX_BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                // A lookup queued after we looked, while every slot was busy, would wait
+                // for nobody: look once more now that a slot is free.
+                if !self.queue.lock().unwrap().is_empty() {
+                    self.start_batch_if_room();
+                }
+                return;
+            }
+            let users: Vec<String> = batch.iter().map(|(u, _)| u.clone()).collect();
+            match self.query(&users).await {
+                Ok(rows) => {
+                    let by_user: HashMap<String, ResourceRow> =
+                        rows.into_iter().map(|r| (r.user_id.clone(), r)).collect();
+                    for (user, reply) in batch {
+                        // The same user may be in a batch twice: both get the answer.
+                        let _ = reply.send(Ok(by_user.get(&user).cloned()));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let unavailable = matches!(e, StoreError::Unavailable(_));
+                    for (_, reply) in batch {
+                        let err = if unavailable {
+                            StoreError::Unavailable(msg.clone())
+                        } else {
+                            StoreError::Other(msg.clone())
+                        };
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn query(&self, users: &[String]) -> StoreResult<Vec<ResourceRow>> {
+        let mut conn = self
+            .connections
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let result = sqlx::query_as(concat!(
+            "select ",
+            resource_columns!(),
+            " from resources where resource_type = $2 and desired_state = 'active' \
+             and status <> 'deleted' and user_id = any($1)"
+        ))
+        .bind(users)
+        .bind(ResourceKind::HostingNode.as_str())
+        .fetch_all(&mut *conn)
+        .await;
+        if result.is_err() {
+            // Whatever state the connection is in, it is not reused.
+            drop(deadpool::managed::Object::take(conn));
+        }
+        Ok(result?)
+    }
+}
