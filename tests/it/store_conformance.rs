@@ -312,3 +312,34 @@ on_both! {
 
 #[allow(dead_code)]
 fn _assert_object_safe(_: &dyn Store) {}
+
+on_both! {
+    async fn concurrent_node_lookups_each_get_their_own_answer(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        let mut ids = std::collections::HashMap::new();
+        for i in 0..40 {
+            let r = created(store.insert_resource(&order(&format!("sub-{i}"), &format!("u-{i}")), now).await.unwrap());
+            ids.insert(format!("u-{i}"), r.id);
+        }
+        // A deleted node is not "current".
+        store.request_deletion(ids["u-0"], DeleteReason::Admin, "admin", now).await.unwrap();
+        // Many at once (batched on PostgreSQL), some users twice, some with no node.
+        let users: Vec<String> = (0..40).chain(0..10).chain(100..110).map(|i| format!("u-{i}")).collect();
+        let lookups = users.iter().map(|u| {
+            let store = store.clone();
+            let u = u.clone();
+            tokio::spawn(async move { (u.clone(), store.current_hosting_node(&u).await.unwrap()) })
+        });
+        let all = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(lookups));
+        for joined in all.await.expect("no lookup is left waiting") {
+            let (user, found) = joined.unwrap();
+            let expected = ids.get(&user).filter(|_| user != "u-0");
+            assert_eq!(found.as_ref().map(|r| r.id), expected.copied(), "{user}");
+            if let Some(r) = found {
+                assert_eq!(r.user_id, user);
+            }
+        }
+    }
+}
