@@ -10,7 +10,7 @@ use crate::domain::progress::{
     self, CreationProgress, HostingStatus, SubscriptionSnapshot, SubscriptionState, visible_node,
 };
 use crate::domain::units::{gib, percent, rfc3339, rfc3339_opt};
-use crate::domain::{Resource, Status};
+use crate::domain::{Connection, Resource, Status};
 use crate::store::Region;
 
 /// A number that is written as an integer when it is whole.
@@ -64,13 +64,9 @@ fn user_status(s: Status) -> &'static str {
     }
 }
 
+/// A node's connection details; each is omitted until known.
 #[derive(Debug, Serialize)]
-pub struct NodeView {
-    pub resource_id: String,
-    pub region: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region_name: Option<String>,
-    pub status: &'static str,
+pub struct ConnectionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,22 +81,12 @@ pub struct NodeView {
     pub public_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub short_id: Option<String>,
-    pub plan_tier: String,
-    pub traffic_limit_gb: Num,
-    pub traffic_used_gb: Num,
-    pub traffic_percent: Num,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
 }
 
-impl NodeView {
-    pub fn new(r: &Resource, region: Option<&Region>) -> Self {
-        let c = r.connection.clone();
-        NodeView {
-            resource_id: r.id.to_string(),
-            region: r.region.clone(),
-            region_name: region.map(|g| g.name.clone()),
-            status: user_status(r.status),
+impl From<&Connection> for ConnectionView {
+    fn from(c: &Connection) -> Self {
+        let c = c.clone();
+        ConnectionView {
             public_ip: c.public_ip,
             api_port: c.api_port,
             api_key: c.api_key,
@@ -108,10 +94,54 @@ impl NodeView {
             ss_port: c.ss_port,
             public_key: c.public_key,
             short_id: c.short_id,
-            plan_tier: r.plan_tier.clone(),
+        }
+    }
+}
+
+/// Traffic allowance and use, in GiB and percent.
+#[derive(Debug, Serialize)]
+pub struct TrafficView {
+    pub traffic_limit_gb: Num,
+    pub traffic_used_gb: Num,
+    pub traffic_percent: Num,
+}
+
+impl TrafficView {
+    pub fn of(r: &Resource) -> Self {
+        TrafficView {
             traffic_limit_gb: Num(gib(r.traffic_limit)),
             traffic_used_gb: Num(gib(r.traffic_used)),
             traffic_percent: Num(percent(r.traffic_used, r.traffic_limit)),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub resource_id: String,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region_name: Option<String>,
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub connection: ConnectionView,
+    pub plan_tier: String,
+    #[serde(flatten)]
+    pub traffic: TrafficView,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl NodeView {
+    pub fn new(r: &Resource, region: Option<&Region>) -> Self {
+        NodeView {
+            resource_id: r.id.to_string(),
+            region: r.region.clone(),
+            region_name: region.map(|g| g.name.clone()),
+            status: user_status(r.status),
+            connection: ConnectionView::from(&r.connection),
+            plan_tier: r.plan_tier.clone(),
+            traffic: TrafficView::of(r),
             created_at: r.created_at,
         }
     }
@@ -217,24 +247,11 @@ pub struct ResourceStatus {
     pub provider: String,
     pub region: String,
     pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vless_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ss_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub short_id: Option<String>,
+    #[serde(flatten)]
+    pub connection: ConnectionView,
     pub plan_tier: String,
-    pub traffic_limit_gb: Num,
-    pub traffic_used_gb: Num,
-    pub traffic_percent: Num,
+    #[serde(flatten)]
+    pub traffic: TrafficView,
     #[serde(
         serialize_with = "rfc3339_opt",
         skip_serializing_if = "Option::is_none"
@@ -248,7 +265,6 @@ pub struct ResourceStatus {
 
 impl From<&Resource> for ResourceStatus {
     fn from(r: &Resource) -> Self {
-        let c = r.connection.clone();
         ResourceStatus {
             resource_id: r.id.to_string(),
             subscription_id: r.subscription_id.clone(),
@@ -257,17 +273,9 @@ impl From<&Resource> for ResourceStatus {
             provider: r.provider.clone(),
             region: r.region.clone(),
             status: r.status.as_str(),
-            public_ip: c.public_ip,
-            api_port: c.api_port,
-            api_key: c.api_key,
-            vless_port: c.vless_port,
-            ss_port: c.ss_port,
-            public_key: c.public_key,
-            short_id: c.short_id,
+            connection: ConnectionView::from(&r.connection),
             plan_tier: r.plan_tier.clone(),
-            traffic_limit_gb: Num(gib(r.traffic_limit)),
-            traffic_used_gb: Num(gib(r.traffic_used)),
-            traffic_percent: Num(percent(r.traffic_used, r.traffic_limit)),
+            traffic: TrafficView::of(r),
             ready_at: r.ready_at,
             created_at: r.created_at,
             error_message: r.error_message.clone(),

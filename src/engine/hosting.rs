@@ -342,6 +342,15 @@ impl Engine {
         conn: Connection,
         actor: &str,
     ) -> StoreResult<()> {
+        self.mark_ready(&mut c, r, conn, actor);
+        c.next_attempt_at = Some(None);
+        c.release_lease = true;
+        self.commit(c).await.map(|_| ())
+    }
+
+    /// What recording a ready node writes, whoever noticed it: status, connection details,
+    /// history, and the `active` callback.
+    fn mark_ready(&self, c: &mut Change, r: &Resource, conn: Connection, actor: &str) {
         c.status = Some(Status::Active);
         c.phase = Some(4);
         c.connection = Some(conn);
@@ -350,26 +359,29 @@ impl Engine {
         c.attempts = Attempts::Reset;
         c.events.push(NewEvent::new(EventKind::NodeReady, actor));
         c.callback = Some(node_callback(r, CallbackStatus::Active, None, None));
-        c.next_attempt_at = Some(None);
-        c.release_lease = true;
-        self.commit(c).await.map(|_| ())
+    }
+
+    /// What recording a failed node writes, whoever noticed it: status, message, history,
+    /// and the `failed` callback. Cleanup of the VPS follows in the engine.
+    fn mark_failed(&self, c: &mut Change, r: &Resource, msg: &str, actor: &str) {
+        c.status = Some(Status::Failed);
+        c.error_message = Some(msg.to_owned());
+        c.deadline_at = Some(None);
+        c.attempts = Attempts::Reset;
+        c.events
+            .push(NewEvent::new(EventKind::Failed, actor).with_message(msg));
+        c.callback = Some(node_callback(
+            r,
+            CallbackStatus::Failed,
+            Some(DeleteReason::ProvisionFailed),
+            Some(msg.to_owned()),
+        ));
     }
 
     /// → failed, reported, then clean up whatever may exist upstream.
     async fn fail_node(&self, r: Resource, mut c: Change, msg: String) -> StoreResult<()> {
         tracing::warn!(resource_id = %r.id, error = %msg, "node failed");
-        c.status = Some(Status::Failed);
-        c.error_message = Some(msg.clone());
-        c.deadline_at = Some(None);
-        c.attempts = Attempts::Reset;
-        c.events
-            .push(NewEvent::new(EventKind::Failed, ACTOR).with_message(msg.clone()));
-        c.callback = Some(node_callback(
-            &r,
-            CallbackStatus::Failed,
-            Some(DeleteReason::ProvisionFailed),
-            Some(msg.clone()),
-        ));
+        self.mark_failed(&mut c, &r, &msg, ACTOR);
         let node_id = c.node_id.clone().or(r.node_id.clone());
         if !self.commit(c).await? {
             return Ok(());
@@ -545,8 +557,6 @@ impl Engine {
         if r.desired != Desired::Active || r.status != Status::Creating {
             return Ok(false);
         }
-        let mut c = Change::on(r, Guard::Unleased, self.now());
-        c.expect_desired = Some(Desired::Active);
         let conn = Connection {
             api_port: conn.api_port.or(Some(self.config.node_api_port)),
             ..conn
@@ -555,14 +565,9 @@ impl Engine {
         if !conn.is_complete() {
             return Ok(false);
         }
-        c.status = Some(Status::Active);
-        c.phase = Some(4);
-        c.connection = Some(conn);
-        c.ready_at = Some(self.now());
-        c.deadline_at = Some(None);
-        c.attempts = Attempts::Reset;
-        c.events.push(NewEvent::new(EventKind::NodeReady, "node"));
-        c.callback = Some(node_callback(r, CallbackStatus::Active, None, None));
+        let mut c = Change::on(r, Guard::Unleased, self.now());
+        c.expect_desired = Some(Desired::Active);
+        self.mark_ready(&mut c, r, conn, "node");
         // Without the node's id (a lost create answer), the engine still has to find it.
         c.next_attempt_at = Some(r.node_id.is_none().then(|| self.now()));
         self.ports.store.apply(&c).await
@@ -575,17 +580,8 @@ impl Engine {
         }
         let mut c = Change::on(r, Guard::Unleased, self.now());
         c.expect_desired = Some(Desired::Active);
-        c.status = Some(Status::Failed);
-        c.error_message = Some(msg.clone());
-        c.deadline_at = Some(None);
-        c.events
-            .push(NewEvent::new(EventKind::Failed, "node").with_message(msg.clone()));
-        c.callback = Some(node_callback(
-            r,
-            CallbackStatus::Failed,
-            Some(DeleteReason::ProvisionFailed),
-            Some(msg),
-        ));
+        self.mark_failed(&mut c, r, &msg, "node");
+        // The VPS must go: make the row due for cleanup now.
         c.next_attempt_at = Some(Some(self.now()));
         self.ports.store.apply(&c).await
     }
