@@ -63,7 +63,6 @@ fn config(db_url: &str) -> Config {
         ("BIND_ADDR", "127.0.0.1"),
         ("SUBSCRIPTION_CACHE_SECS", "600"),
         ("NODE_POLL_SECS", "0.2"),
-        ("DB_MAX_CONNECTIONS", "16"),
     ];
     Config::from_lookup(|k| {
         vars.iter()

@@ -20,7 +20,6 @@ use crate::upstream::{HostingClient, SubscriptionsClient, http_client};
 pub struct Running {
     pub addr: SocketAddr,
     pub state: Arc<ApiState>,
-    pub engine: Arc<Engine>,
     /// The in-process simulators, in demo mode.
     pub sim: Option<Sim>,
     engine_loops: engine::Shutdown,
@@ -150,7 +149,6 @@ pub async fn start(
     Ok(Running {
         addr,
         state,
-        engine,
         sim,
         engine_loops,
         http,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -28,7 +28,8 @@ use crate::app::App;
 use error::ApiError;
 use extract::Auth;
 
-/// Largest request body accepted (orders and reports are a few hundred bytes).
+/// Largest request body accepted (orders and reports are a few hundred bytes); see
+/// `extract::RawBody`.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take before it is answered 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +80,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
         })
         .layer(
-            // Request ids, tracing, panics as JSON 500s, a timeout, and a body limit.
+            // Request ids, tracing, panics as JSON 500s, and a timeout. The body limit
+            // is enforced where bodies are read (`extract::RawBody`).
             ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
@@ -94,8 +96,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT)),
         )
         .with_state(state)
 }

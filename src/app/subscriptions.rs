@@ -95,14 +95,6 @@ impl SubscriptionLookup {
             },
         })
     }
-
-    /// Forgets a cached answer (after an order changes what the answer would be).
-    pub fn forget(&self, user_id: &str, app: &'static str) {
-        self.cache
-            .lock()
-            .unwrap()
-            .remove(&(user_id.to_owned(), app));
-    }
 }
 
 /// A snapshot's `subscription_id` is needed to record a node against it.

@@ -1,8 +1,7 @@
 //! The engine: workers that drive every resource toward its desired state and deliver
-//! every callback, with all their state in the database. Each worker is a `tick` (claim a
-//! batch, do one idempotent step per item, write the outcome with compare-and-set) and a
-//! loop around it that sleeps until woken, until the next item is due, or until the
-//! fallback poll. Any process can die at any instant: leases expire and another worker
+//! every callback, with all their state in the database. Each worker claims a batch of due
+//! items, takes one idempotent step per item (writing the outcome with compare-and-set),
+//! and sleeps until woken, until the next item is due, or until the fallback poll. Any process can die at any instant: leases expire and another worker
 //! continues from what the database says.
 
 mod backoff;

@@ -263,10 +263,6 @@ impl HostingSim {
             .collect()
     }
 
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
     /// Runs `effect` under the fault plan for `op`, as the in-process port does.
     async fn faulty<T>(&self, op: Op, effect: impl FnOnce() -> T) -> UpstreamResult<T> {
         run_with_faults(&self.faults, op, effect).await

@@ -103,10 +103,6 @@ impl SubscriptionsSim {
             .map(|c| c.callback)
             .collect()
     }
-
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
 }
 
 #[async_trait]

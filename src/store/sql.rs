@@ -219,6 +219,11 @@ macro_rules! impl_store {
             }
 
             async fn apply(&self, c: &Change) -> StoreResult<bool> {
+                if let Some(to) = c.status {
+                    // Every status write is a transition the state machine allows.
+                    $crate::domain::state::transition(c.expect, to)
+                        .map_err(|e| StoreError::Other(e.to_string()))?;
+                }
                 let owner = match &c.guard {
                     Guard::Lease(owner) => Some(owner.as_str()),
                     Guard::Unleased => None,

@@ -343,3 +343,16 @@ on_both! {
         }
     }
 }
+
+on_both! {
+    async fn a_status_write_the_state_machine_forbids_is_refused(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        let r = created(store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap());
+        let mut c = Change::on(&r, Guard::Unleased, now);
+        c.status = Some(Status::Active);
+        assert!(store.apply(&c).await.is_err(), "pending -> active skips creating");
+        assert_eq!(store.resource(r.id).await.unwrap().unwrap().status, Status::Pending);
+    }
+}
