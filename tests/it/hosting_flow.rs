@@ -167,6 +167,28 @@ on_both! {
         app.wait_status(&new_id, "active").await;
         app.wait_status(&id, "deleted").await;
         assert_eq!(app.sims.sim.hosting.obox_nodes().len(), 1);
+
+        // The other way back from a failure: delete the failed node, then create anew.
+        app.sims.sim.hosting.set_timing(NodeTiming { fail_rate: 1.0, ..NodeTiming::default() });
+        app.sims.subscribe("u-2", "sub-2", "basic");
+        let (_, created) = app.user(Method::POST, "/api/v1/my/node", "u-2", Some(json!({"region": "us-west-2"}))).await;
+        let failed_id = created["resource_id"].as_str().unwrap().to_owned();
+        app.wait_status(&failed_id, "failed").await;
+        let (status, _) = app.user(Method::DELETE, "/api/v1/my/node", "u-2", None).await;
+        assert_eq!(status, 200, "a failed node can be deleted");
+        app.wait_status(&failed_id, "deleted").await;
+        let (_, body) = app.user(Method::GET, "/api/v1/my/node", "u-2", None).await;
+        assert_eq!(body["hosting_status"], "subscribed_no_node");
+        app.sims.sim.hosting.set_timing(NodeTiming::default());
+        let (status, again) = app.user(Method::POST, "/api/v1/my/node", "u-2", Some(json!({"region": "us-west-2"}))).await;
+        assert_eq!(status, 200);
+        app.wait_status(again["resource_id"].as_str().unwrap(), "active").await;
+        let reasons: Vec<_> = app.wait_callbacks("sub-2", 3).await.into_iter().map(|c| (c.status, c.reason)).collect();
+        assert_eq!(reasons, [
+            ("failed".to_owned(), Some("provision_failed".to_owned())),
+            ("deleted".to_owned(), Some("user_initiated".to_owned())),
+            ("active".to_owned(), None),
+        ]);
     }
 }
 
