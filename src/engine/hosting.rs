@@ -134,8 +134,10 @@ impl Engine {
             (Desired::Active, Status::Pending | Status::Creating)
                 if r.deadline_at.is_some_and(|d| now >= d) =>
             {
-                let mins = self.config.ready_timeout.as_secs_f64() / 60.0;
-                let msg = format!("the node was not ready within {mins:.0} minutes");
+                let msg = format!(
+                    "the node was not ready within {}",
+                    human_duration(self.config.ready_timeout)
+                );
                 let c = self.change(&r);
                 self.fail_node(r, c, msg).await
             }
@@ -587,6 +589,29 @@ impl Engine {
     }
 }
 
+/// "10 minutes", "90 seconds": for messages people read.
+fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 120.0 {
+        format!("{:.0} minutes", secs / 60.0)
+    } else {
+        format!("{secs:.0} seconds")
+    }
+}
+
 pub(super) fn to_chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn deadlines_read_naturally_in_messages() {
+        assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 seconds");
+    }
 }
