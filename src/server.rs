@@ -12,9 +12,9 @@ use crate::api::{self, ApiState, extract::Auth};
 use crate::app::{App, AppConfig};
 use crate::config::Config;
 use crate::engine::{self, Backoff, Engine, EngineConfig};
-use crate::ports::{Hosting, Ports, Subscriptions, SystemClock};
+use crate::ports::{Hosting, Ports, Subscriptions, SystemClock, VpnManager};
 use crate::sim::{Knobs, NodeTiming, Sim};
-use crate::upstream::{HostingClient, SubscriptionsClient, http_client};
+use crate::upstream::{HostingClient, SubscriptionsClient, VpnClient, http_client};
 
 /// A running service.
 pub struct Running {
@@ -57,33 +57,36 @@ pub fn demo_sim() -> Sim {
     sim
 }
 
-fn upstreams(
-    config: &Config,
-    sim: Option<&Sim>,
-) -> anyhow::Result<(Arc<dyn Hosting>, Arc<dyn Subscriptions>)> {
+type Upstreams = (
+    Arc<dyn Hosting>,
+    Arc<dyn Subscriptions>,
+    Arc<dyn VpnManager>,
+);
+
+fn upstreams(config: &Config, sim: Option<&Sim>) -> anyhow::Result<Upstreams> {
     if let Some(sim) = sim {
-        return Ok((sim.hosting.clone(), sim.subscriptions.clone()));
+        return Ok((
+            sim.hosting.clone(),
+            sim.subscriptions.clone(),
+            sim.vpn.clone(),
+        ));
     }
     let http = http_client(config.upstream_timeout);
-    let hosting = config
-        .hosting_url
-        .clone()
-        .context("HOSTING_SERVICE_URL is required")?;
-    let subs = config
-        .subscription_url
-        .clone()
-        .context("SUBSCRIPTION_SERVICE_URL is required")?;
+    let url = |u: &Option<reqwest::Url>, name: &str| {
+        u.clone().with_context(|| format!("{name} is required"))
+    };
+    let hosting = url(&config.hosting_url, "HOSTING_SERVICE_URL")?;
+    let subs = url(&config.subscription_url, "SUBSCRIPTION_SERVICE_URL")?;
+    let vpn = url(&config.otun_url, "OTUN_MANAGER_URL")?;
+    let secret = config.internal_secret.clone();
     Ok((
         Arc::new(HostingClient::new(
             http.clone(),
             hosting,
             config.hosting_admin_key.clone(),
         )),
-        Arc::new(SubscriptionsClient::new(
-            http,
-            subs,
-            config.internal_secret.clone(),
-        )),
+        Arc::new(SubscriptionsClient::new(http.clone(), subs, secret.clone())),
+        Arc::new(VpnClient::new(http, vpn, secret)),
     ))
 }
 
@@ -97,11 +100,12 @@ pub async fn start(
     let store = crate::store::connect(&config.db_url)
         .await
         .with_context(|| format!("opening the database at {}", redact(&config.db_url)))?;
-    let (hosting, subscriptions) = upstreams(config, sim.as_ref())?;
+    let (hosting, subscriptions, vpn) = upstreams(config, sim.as_ref())?;
     let ports = Ports {
         store,
         hosting,
         subscriptions,
+        vpn,
         clock: Arc::new(SystemClock),
     };
     let public = config

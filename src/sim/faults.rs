@@ -17,6 +17,12 @@ pub enum Op {
     ListNodes,
     ActiveSubscription,
     Callback,
+    VpnCreate,
+    VpnGet,
+    VpnUpdate,
+    VpnDelete,
+    VpnSubscribe,
+    VpnSync,
 }
 
 /// What goes wrong with one call.

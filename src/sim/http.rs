@@ -1,6 +1,6 @@
-//! The simulators over real HTTP, speaking the upstream contracts byte for byte, plus a
-//! `/_sim/*` control surface for tests and operators (set subscriptions, script faults,
-//! read what was received).
+//! The simulators over real HTTP, speaking the upstream contracts byte for byte (hosting
+//! service, subscription service, VPN manager), plus a `/_sim/*` control surface for tests
+//! and operators (set subscriptions, script faults, read what was received).
 
 use std::future::Future;
 
@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Fault, Knobs, NodeTiming, Op, Sim};
-use crate::ports::{CreateNode, FulfillmentCallback, SubscriptionSnapshot};
+use crate::ports::{
+    CreateNode, CreateVpnUser, FulfillmentCallback, SubscriptionSnapshot, VpnUserUpdate,
+};
 
 /// Credentials the simulated services demand, when set.
 #[derive(Clone, Default)]
@@ -41,6 +43,13 @@ pub fn router(sim: Sim, auth: SimAuth) -> Router {
             get(active_subscription),
         )
         .route("/api/internal/fulfillment/callback", post(receive_callback))
+        .route("/api/users", post(vpn_create))
+        .route(
+            "/api/users/{uuid}",
+            get(vpn_get).put(vpn_update).delete(vpn_delete),
+        )
+        .route("/api/users/{uuid}/sync", get(vpn_sync))
+        .route("/api/subscribe", post(vpn_subscribe))
         .route("/_sim/faults", post(set_faults).delete(clear_faults))
         .route("/_sim/hosting/nodes", get(sim_nodes))
         .route("/_sim/hosting/creates", get(sim_creates))
@@ -49,6 +58,9 @@ pub fn router(sim: Sim, auth: SimAuth) -> Router {
         .route("/_sim/hosting/foreign", post(add_foreign))
         .route("/_sim/subscriptions", put(set_subscription))
         .route("/_sim/callbacks", get(sim_callbacks))
+        .route("/_sim/vpn/users", get(sim_vpn_users))
+        .route("/_sim/vpn/creates", get(sim_vpn_creates))
+        .route("/_sim/vpn/usage", put(sim_vpn_usage))
         .with_state(SimState { sim, auth })
 }
 
@@ -314,4 +326,146 @@ async fn set_subscription(
 
 async fn sim_callbacks(State(st): State<SimState>) -> impl IntoResponse {
     Json(st.sim.subscriptions.callbacks())
+}
+
+async fn vpn_create(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
+    }
+    let req: CreateVpnUser = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if req.auth_user_id.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "auth_user_id is required");
+    }
+    faulty(&st, Op::VpnCreate, || async {
+        let (user, created) = st.sim.vpn.create(&req);
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        (status, Json(user.view())).into_response()
+    })
+    .await
+}
+
+async fn vpn_get(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Response {
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
+    }
+    faulty(&st, Op::VpnGet, || async {
+        match st.sim.vpn.user(&uuid) {
+            Some(u) => Json(u.view()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "user not found"),
+        }
+    })
+    .await
+}
+
+async fn vpn_update(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: String,
+) -> Response {
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
+    }
+    let update: VpnUserUpdate = match serde_json::from_str(&body) {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    faulty(&st, Op::VpnUpdate, || async {
+        if st.sim.vpn.update(&uuid, &update) {
+            Json(json!({"message": "updated"})).into_response()
+        } else {
+            error(StatusCode::NOT_FOUND, "user not found")
+        }
+    })
+    .await
+}
+
+async fn vpn_delete(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Response {
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
+    }
+    faulty(&st, Op::VpnDelete, || async {
+        if st.sim.vpn.delete(&uuid) {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            error(StatusCode::NOT_FOUND, "user not found")
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct SubscribeBody {
+    device_id: String,
+}
+
+async fn vpn_subscribe(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
+    }
+    let req: SubscribeBody = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    faulty(&st, Op::VpnSubscribe, || async {
+        match st.sim.vpn.user_by_auth(&req.device_id) {
+            Some(u) => Json(u.subscription_view()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "user not found"),
+        }
+    })
+    .await
+}
+
+async fn vpn_sync(
+    State(st): State<SimState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Response {
+    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
+        return unauthorized();
+    }
+    faulty(&st, Op::VpnSync, || async {
+        match st.sim.vpn.user(&uuid) {
+            Some(u) => Json(u.subscription_view()).into_response(),
+            None => error(StatusCode::NOT_FOUND, "user not found"),
+        }
+    })
+    .await
+}
+
+async fn sim_vpn_users(State(st): State<SimState>) -> impl IntoResponse {
+    Json(st.sim.vpn.users())
+}
+
+async fn sim_vpn_creates(State(st): State<SimState>) -> impl IntoResponse {
+    Json(st.sim.vpn.creates())
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    uuid: String,
+    traffic_used: i64,
+}
+
+async fn sim_vpn_usage(State(st): State<SimState>, Json(u): Json<Usage>) -> StatusCode {
+    if st.sim.vpn.set_traffic_used(&u.uuid, u.traffic_used) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
 }

@@ -1,5 +1,5 @@
-//! Simulated upstreams, faithful to `CONTRACTS.md`: the hosting service and the
-//! subscription service. Each is a model (state plus the records tests assert on) that can
+//! Simulated upstreams, faithful to `CONTRACTS.md`: the hosting service, the subscription
+//! service and the VPN manager. Each is a model (state plus the records tests assert on) that can
 //! be used in process (it implements the port directly) or served over real HTTP
 //! (`fulfillment sim`, and the end-to-end tests), with knobs for latency, failures and
 //! timeouts, scripted per operation or drawn at random.
@@ -8,11 +8,13 @@ mod faults;
 mod hosting;
 mod http;
 mod subscriptions;
+mod vpn;
 
 pub use faults::{Fault, Faults, Knobs, Op};
 pub use hosting::{HostingSim, NodeTiming, SimNode};
 pub use http::{SimAuth, router, serve};
 pub use subscriptions::{ReceivedCallback, SubscriptionsSim};
+pub use vpn::{SimVpnUser, VpnSim};
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use std::sync::Arc;
 pub struct Sim {
     pub hosting: Arc<HostingSim>,
     pub subscriptions: Arc<SubscriptionsSim>,
+    pub vpn: Arc<VpnSim>,
     pub faults: Arc<Faults>,
 }
 
@@ -30,6 +33,7 @@ impl Sim {
         Sim {
             hosting: HostingSim::new(faults.clone(), timing),
             subscriptions: Arc::new(SubscriptionsSim::new(faults.clone())),
+            vpn: Arc::new(VpnSim::new(faults.clone())),
             faults,
         }
     }

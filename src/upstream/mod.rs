@@ -1,9 +1,10 @@
-//! HTTP clients for the services we call, one per upstream, each implementing its port.
+//! HTTP clients for the services we call (hosting, subscriptions, VPN manager), one per upstream, each implementing its port.
 //! One shared `reqwest::Client` carries the timeouts and user agent; every failure is a
 //! typed `UpstreamError` that says whether a retry can help.
 
 mod hosting;
 mod subscriptions;
+mod vpn;
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 pub use hosting::{HostingClient, node_from_json};
 pub use subscriptions::SubscriptionsClient;
+pub use vpn::VpnClient;
 
 use crate::ports::UpstreamError;
 

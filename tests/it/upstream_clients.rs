@@ -300,3 +300,209 @@ async fn callbacks_are_acknowledged_by_any_2xx_only() {
     let err = client.callback(&cb).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
 }
+
+fn vpn(server: &MockServer) -> fulfillment::upstream::VpnClient {
+    fulfillment::upstream::VpnClient::new(
+        http_client(Duration::from_millis(500)),
+        server.uri().parse().unwrap(),
+        "secret".into(),
+    )
+}
+
+fn vpn_order() -> fulfillment::ports::CreateVpnUser {
+    fulfillment::ports::CreateVpnUser {
+        uuid: "11111111-1111-1111-1111-111111111111".into(),
+        email: "a@example.com".into(),
+        auth_user_id: "u-1".into(),
+        protocols: vec!["vless".into(), "shadowsocks".into()],
+        ss_password: "pw".into(),
+        traffic_limit: 536_870_912_000,
+        expire_at: "2026-12-25T00:00:00Z".parse().unwrap(),
+        service_tier: "premium".into(),
+    }
+}
+
+#[tokio::test]
+async fn vpn_create_sends_the_contract_and_trusts_the_returned_uuid() {
+    use fulfillment::ports::VpnManager;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/users"))
+        .and(header("X-Internal-Secret", "secret"))
+        .and(body_json(json!({"uuid": "11111111-1111-1111-1111-111111111111", "email": "a@example.com",
+            "auth_user_id": "u-1", "protocols": ["vless", "shadowsocks"], "ss_password": "pw",
+            "traffic_limit": 536_870_912_000_i64, "expire_at": "2026-12-25T00:00:00Z", "service_tier": "premium"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"uuid": "22222222-2222-2222-2222-222222222222",
+            "email": "a@example.com", "ss_password": "old", "traffic_limit": 1, "traffic_used": 7,
+            "expire_at": "2026-11-30T00:00:00Z", "enabled": true})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let user = vpn(&server).create_user(&vpn_order()).await.unwrap();
+    assert_eq!(
+        user.uuid, "22222222-2222-2222-2222-222222222222",
+        "the VPN manager's uuid is authoritative"
+    );
+    assert_eq!((user.traffic_used, user.enabled), (7, true));
+    assert_eq!(
+        user.expire_at,
+        Some("2026-11-30T00:00:00Z".parse().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn vpn_calls_map_status_codes_timeouts_and_garbage() {
+    use fulfillment::ports::{VpnManager, VpnUserUpdate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/users/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/users/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/users/u"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/api/users/u"))
+        .and(body_json(
+            json!({"expire_at": "2026-12-25T00:00:00Z", "enabled": true}),
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/api/users/bad"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/subscribe"))
+        .and(body_json(json!({"device_id": "u-1"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"uuid": "u", "traffic_limit": 10, "traffic_used": 1,
+            "expire_at": "2026-12-25T00:00:00Z", "enabled": true,
+            "protocols": [{"protocol": "vless", "url": "vless://u@h:443", "node": "primary"}]}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/users/u/sync"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/users/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&server)
+        .await;
+
+    let client = vpn(&server);
+    assert_eq!(client.get_user("gone").await.unwrap(), None);
+    client.delete_user("gone").await.unwrap();
+    client.delete_user("u").await.unwrap();
+    let update = VpnUserUpdate {
+        expire_at: Some("2026-12-25T00:00:00Z".parse().unwrap()),
+        enabled: Some(true),
+        ..Default::default()
+    };
+    client.update_user("u", &update).await.unwrap();
+    assert!(
+        client
+            .update_user("bad", &update)
+            .await
+            .unwrap_err()
+            .is_retryable()
+    );
+    let sub = client.subscribe("u-1").await.unwrap();
+    assert_eq!(
+        (
+            sub.uuid.as_str(),
+            sub.protocols.len(),
+            sub.protocols[0].node.as_str()
+        ),
+        ("u", 1, "primary")
+    );
+    assert!(matches!(
+        client.sync("u").await,
+        Err(UpstreamError::InvalidBody(_))
+    ));
+    assert!(matches!(
+        client.get_user("slow").await,
+        Err(UpstreamError::Timeout)
+    ));
+}
+
+#[tokio::test]
+async fn the_vpn_simulator_over_http_keeps_the_contract() {
+    use fulfillment::ports::{VpnManager, VpnUserUpdate};
+    let sims = crate::helpers::SimServer::start(fulfillment::sim::NodeTiming::default()).await;
+    let client = fulfillment::upstream::VpnClient::new(
+        http_client(Duration::from_secs(2)),
+        sims.url.parse().unwrap(),
+        crate::helpers::INTERNAL_SECRET.into(),
+    );
+    let first = client.create_user(&vpn_order()).await.unwrap();
+    assert_eq!(first.uuid, vpn_order().uuid);
+    let mut again = vpn_order();
+    again.uuid = "33333333-3333-3333-3333-333333333333".into();
+    again.traffic_limit = 1;
+    let second = client.create_user(&again).await.unwrap();
+    assert_eq!(
+        second.uuid, first.uuid,
+        "de-duplicated by auth_user_id, answering with the existing uuid"
+    );
+    assert_eq!(
+        second.traffic_limit,
+        vpn_order().traffic_limit,
+        "and without applying the order"
+    );
+    client
+        .update_user(
+            &first.uuid,
+            &VpnUserUpdate {
+                traffic_limit: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .get_user(&first.uuid)
+            .await
+            .unwrap()
+            .unwrap()
+            .traffic_limit,
+        5
+    );
+    let sub = client.subscribe("u-1").await.unwrap();
+    let protocols: Vec<_> = sub.protocols.iter().map(|p| p.protocol.as_str()).collect();
+    assert_eq!(protocols, ["vless", "shadowsocks"]);
+    assert_eq!(
+        client.sync(&first.uuid).await.unwrap(),
+        sub,
+        "a read changes nothing"
+    );
+    client.delete_user(&first.uuid).await.unwrap();
+    assert_eq!(client.get_user(&first.uuid).await.unwrap(), None);
+    assert!(client.subscribe("u-1").await.is_err());
+    assert_eq!(sims.sim.vpn.creates().len(), 2);
+    // Without the secret the simulator refuses, like the real service.
+    let anonymous = fulfillment::upstream::VpnClient::new(
+        http_client(Duration::from_secs(2)),
+        sims.url.parse().unwrap(),
+        "wrong".into(),
+    );
+    assert!(matches!(
+        anonymous.get_user("x").await,
+        Err(UpstreamError::Status { status: 401, .. })
+    ));
+}
