@@ -3,6 +3,7 @@
 //! function of its inputs and is unit-tested exhaustively.
 
 pub mod credential;
+pub mod expiry;
 pub mod plan;
 pub mod progress;
 pub mod resource;

@@ -52,6 +52,30 @@ impl PlanTier {
         }
     }
 
+    /// Traffic allowance of a VPN user, in bytes: the order's own `traffic_limit` when it
+    /// gives one (> 0), else the plan's.
+    pub fn vpn_traffic_limit(&self, order_override: Option<i64>) -> i64 {
+        if let Some(bytes) = order_override.filter(|b| *b > 0) {
+            return bytes;
+        }
+        let gib = match self {
+            Self::Unlimited => 10_000,
+            Self::Premium => 500,
+            Self::Standard => 200,
+            Self::Basic => 50,
+            _ => 100,
+        };
+        gib * GIB
+    }
+
+    /// The VPN manager's service tier for this plan.
+    pub fn service_tier(&self) -> &'static str {
+        match self {
+            Self::Premium | Self::Unlimited => "premium",
+            _ => "standard",
+        }
+    }
+
     /// Traffic allowance of a dedicated node, in bytes.
     pub fn node_traffic_limit(&self) -> i64 {
         let tib = 1024 * GIB;
@@ -66,6 +90,33 @@ impl PlanTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_plan_maps_to_its_vpn_allowance_and_service_tier() {
+        let table = [
+            ("unlimited", 10_000, "premium"),
+            ("premium", 500, "premium"),
+            ("standard", 200, "standard"),
+            ("basic", 50, "standard"),
+            ("1tb", 100, "standard"),
+            ("something-new", 100, "standard"),
+        ];
+        for (name, gib, tier) in table {
+            let plan = PlanTier::parse(name);
+            assert_eq!(plan.vpn_traffic_limit(None), gib * GIB, "{name}");
+            assert_eq!(
+                plan.vpn_traffic_limit(Some(0)),
+                gib * GIB,
+                "{name}: 0 is no override"
+            );
+            assert_eq!(plan.service_tier(), tier, "{name}");
+        }
+        assert_eq!(
+            PlanTier::Basic.vpn_traffic_limit(Some(123)),
+            123,
+            "an order's limit overrides"
+        );
+    }
 
     #[test]
     fn every_plan_maps_to_its_bundle_and_node_allowance() {
