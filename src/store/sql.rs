@@ -512,6 +512,23 @@ macro_rules! impl_store {
                 if inserted.rows_affected() == 1 {
                     return Ok(IdempotencyBegin::Proceed);
                 }
+                // A first request that never finished (its process died) does not hold
+                // the key forever: after a while, the next request with it takes over.
+                let stale = now - chrono::Duration::seconds(IDEMPOTENCY_IN_FLIGHT_SECS);
+                let taken = sqlx::query(
+                    "update idempotency_keys set fingerprint = $3, created_at = $4 \
+                     where scope = $1 and key = $2 and status_code is null and created_at < $5",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(fingerprint)
+                .bind(now)
+                .bind(stale)
+                .execute(&self.pool)
+                .await?;
+                if taken.rows_affected() == 1 {
+                    return Ok(IdempotencyBegin::Proceed);
+                }
                 let row: Option<IdempotencyRow> = sqlx::query_as(
                     "select fingerprint, status_code, body from idempotency_keys \
                      where scope = $1 and key = $2",
@@ -606,6 +623,10 @@ macro_rules! live_sql {
 
 pub(crate) use impl_store;
 pub(crate) use live_sql;
+
+/// How long an unfinished `Idempotency-Key` request holds its key (longer than any
+/// request may take: the API answers every request within 30 s).
+pub const IDEMPOTENCY_IN_FLIGHT_SECS: i64 = 60;
 
 /// Which engine loop a wake-up is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

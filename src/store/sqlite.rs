@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::row::{
     self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns,
 };
-use super::sql::{Topic, impl_store, live_sql};
+use super::sql::{IDEMPOTENCY_IN_FLIGHT_SECS, Topic, impl_store, live_sql};
 use super::{
     Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,
     NewEvent, NewResource, OutboxMessage, Region, Resource, ResourceKind, StoreError, StoreResult,

@@ -295,6 +295,13 @@ on_both! {
         assert_eq!(store.idempotency_begin("p", "k2", "f", now).await.unwrap(), IdempotencyBegin::Proceed);
         store.idempotency_abandon("p", "k2").await.unwrap();
         assert_eq!(store.idempotency_begin("p", "k2", "f", now).await.unwrap(), IdempotencyBegin::Proceed);
+        // A request that died holding its key releases it after a while.
+        assert_eq!(store.idempotency_begin("p", "k3", "f", now).await.unwrap(), IdempotencyBegin::Proceed);
+        let soon = now + chrono::Duration::seconds(30);
+        assert_eq!(store.idempotency_begin("p", "k3", "f", soon).await.unwrap(), IdempotencyBegin::InFlight);
+        let later = now + chrono::Duration::seconds(61);
+        assert_eq!(store.idempotency_begin("p", "k3", "f", later).await.unwrap(), IdempotencyBegin::Proceed);
+        assert_eq!(store.idempotency_begin("p", "k3", "f", later).await.unwrap(), IdempotencyBegin::InFlight);
     }
 }
 
