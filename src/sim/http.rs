@@ -4,8 +4,9 @@
 
 use std::future::Future;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -30,14 +31,21 @@ struct SimState {
     auth: SimAuth,
 }
 
-/// All simulated upstreams on one router (their paths do not overlap).
+/// All simulated upstreams on one router (their paths do not overlap). Each service
+/// demands its own credential, when one is set, as the real ones do.
 pub fn router(sim: Sim, auth: SimAuth) -> Router {
-    Router::new()
+    let state = SimState { sim, auth };
+    let hosting = Router::new()
         .route("/api/admin/nodes", post(create_node).get(list_nodes))
         .route(
             "/api/admin/nodes/{node_id}",
             get(get_node).delete(delete_node),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_admin_key,
+        ));
+    let internal = Router::new()
         .route(
             "/api/internal/users/{user_id}/active/{app}/{service_type}",
             get(active_subscription),
@@ -50,6 +58,11 @@ pub fn router(sim: Sim, auth: SimAuth) -> Router {
         )
         .route("/api/users/{uuid}/sync", get(vpn_sync))
         .route("/api/subscribe", post(vpn_subscribe))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_internal_secret,
+        ));
+    let control = Router::new()
         .route("/_sim/faults", post(set_faults).delete(clear_faults))
         .route("/_sim/hosting/nodes", get(sim_nodes))
         .route("/_sim/hosting/creates", get(sim_creates))
@@ -60,8 +73,28 @@ pub fn router(sim: Sim, auth: SimAuth) -> Router {
         .route("/_sim/callbacks", get(sim_callbacks))
         .route("/_sim/vpn/users", get(sim_vpn_users))
         .route("/_sim/vpn/creates", get(sim_vpn_creates))
-        .route("/_sim/vpn/usage", put(sim_vpn_usage))
-        .with_state(SimState { sim, auth })
+        .route("/_sim/vpn/usage", put(sim_vpn_usage));
+    Router::new()
+        .merge(hosting)
+        .merge(internal)
+        .merge(control)
+        .with_state(state)
+}
+
+async fn require_admin_key(State(st): State<SimState>, req: Request, next: Next) -> Response {
+    if authorized(req.headers(), "x-admin-key", &st.auth.admin_key) {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
+}
+
+async fn require_internal_secret(State(st): State<SimState>, req: Request, next: Next) -> Response {
+    if authorized(req.headers(), "x-internal-secret", &st.auth.internal_secret) {
+        next.run(req).await
+    } else {
+        unauthorized()
+    }
 }
 
 /// Serves the simulators until the listener fails or the task is dropped.
@@ -119,10 +152,7 @@ where
     }
 }
 
-async fn create_node(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
-    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
-        return unauthorized();
-    }
+async fn create_node(State(st): State<SimState>, body: String) -> Response {
     let req: CreateNode = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -151,14 +181,7 @@ async fn create_node(State(st): State<SimState>, headers: HeaderMap, body: Strin
     .await
 }
 
-async fn get_node(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
-        return unauthorized();
-    }
+async fn get_node(State(st): State<SimState>, Path(id): Path<String>) -> Response {
     let echo = st.sim.hosting.timing().echo_resource_id;
     faulty(&st, Op::GetNode, || async {
         match st.sim.hosting.node(&id) {
@@ -169,14 +192,7 @@ async fn get_node(
     .await
 }
 
-async fn delete_node(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
-        return unauthorized();
-    }
+async fn delete_node(State(st): State<SimState>, Path(id): Path<String>) -> Response {
     faulty(&st, Op::DeleteNode, || async {
         if st.sim.hosting.delete(&id) {
             Json(json!({"message": "node deleted"})).into_response()
@@ -193,14 +209,7 @@ struct ListQuery {
     purpose: Option<String>,
 }
 
-async fn list_nodes(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    if !authorized(&headers, "x-admin-key", &st.auth.admin_key) {
-        return unauthorized();
-    }
+async fn list_nodes(State(st): State<SimState>, Query(q): Query<ListQuery>) -> Response {
     faulty(&st, Op::ListNodes, || async {
         let nodes = st
             .sim
@@ -213,12 +222,8 @@ async fn list_nodes(
 
 async fn active_subscription(
     State(st): State<SimState>,
-    headers: HeaderMap,
     Path((user_id, app, service_type)): Path<(String, String, String)>,
 ) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
     faulty(&st, Op::ActiveSubscription, || async {
         match st.sim.subscriptions.get(&user_id, &app, &service_type) {
             Some(s) => Json(s).into_response(),
@@ -228,14 +233,7 @@ async fn active_subscription(
     .await
 }
 
-async fn receive_callback(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
+async fn receive_callback(State(st): State<SimState>, body: String) -> Response {
     let cb: FulfillmentCallback = match serde_json::from_str(&body) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -328,10 +326,7 @@ async fn sim_callbacks(State(st): State<SimState>) -> impl IntoResponse {
     Json(st.sim.subscriptions.callbacks())
 }
 
-async fn vpn_create(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
+async fn vpn_create(State(st): State<SimState>, body: String) -> Response {
     let req: CreateVpnUser = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -351,14 +346,7 @@ async fn vpn_create(State(st): State<SimState>, headers: HeaderMap, body: String
     .await
 }
 
-async fn vpn_get(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
+async fn vpn_get(State(st): State<SimState>, Path(uuid): Path<String>) -> Response {
     faulty(&st, Op::VpnGet, || async {
         match st.sim.vpn.user(&uuid) {
             Some(u) => Json(u.view()).into_response(),
@@ -370,13 +358,9 @@ async fn vpn_get(
 
 async fn vpn_update(
     State(st): State<SimState>,
-    headers: HeaderMap,
     Path(uuid): Path<String>,
     body: String,
 ) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
     let update: VpnUserUpdate = match serde_json::from_str(&body) {
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -391,14 +375,7 @@ async fn vpn_update(
     .await
 }
 
-async fn vpn_delete(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
+async fn vpn_delete(State(st): State<SimState>, Path(uuid): Path<String>) -> Response {
     faulty(&st, Op::VpnDelete, || async {
         if st.sim.vpn.delete(&uuid) {
             StatusCode::NO_CONTENT.into_response()
@@ -414,10 +391,7 @@ struct SubscribeBody {
     device_id: String,
 }
 
-async fn vpn_subscribe(State(st): State<SimState>, headers: HeaderMap, body: String) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
+async fn vpn_subscribe(State(st): State<SimState>, body: String) -> Response {
     let req: SubscribeBody = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -431,14 +405,7 @@ async fn vpn_subscribe(State(st): State<SimState>, headers: HeaderMap, body: Str
     .await
 }
 
-async fn vpn_sync(
-    State(st): State<SimState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Response {
-    if !authorized(&headers, "x-internal-secret", &st.auth.internal_secret) {
-        return unauthorized();
-    }
+async fn vpn_sync(State(st): State<SimState>, Path(uuid): Path<String>) -> Response {
     faulty(&st, Op::VpnSync, || async {
         match st.sim.vpn.user(&uuid) {
             Some(u) => Json(u.subscription_view()).into_response(),
