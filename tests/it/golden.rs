@@ -106,6 +106,13 @@ async fn user_api_shapes() {
     );
     insta::assert_json_snapshot!("my_node_creating", my_node(&app, "u-1").await);
 
+    // `creating` is committed before the create call: wait for the call itself.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            !app.sims.sim.hosting.creates().is_empty()
+        })
+        .await
+    );
     let token = app.sims.sim.hosting.creates()[0].callback_token.clone();
     let r = app.http.post(app.url("/api/callback/node/ready")).bearer_auth(&token)
         .json(&json!({"resource_id": id, "public_ip": "1.2.3.4", "api_port": 8080, "api_key": "agent-key",
