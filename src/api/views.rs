@@ -64,40 +64,6 @@ fn user_status(s: Status) -> &'static str {
     }
 }
 
-/// A node's connection details; each is omitted until known.
-#[derive(Debug, Serialize)]
-pub struct ConnectionView {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vless_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ss_port: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub short_id: Option<String>,
-}
-
-impl From<&Connection> for ConnectionView {
-    fn from(c: &Connection) -> Self {
-        let c = c.clone();
-        ConnectionView {
-            public_ip: c.public_ip,
-            api_port: c.api_port,
-            api_key: c.api_key,
-            vless_port: c.vless_port,
-            ss_port: c.ss_port,
-            public_key: c.public_key,
-            short_id: c.short_id,
-        }
-    }
-}
-
 /// Traffic allowance and use, in GiB and percent.
 #[derive(Debug, Serialize)]
 pub struct TrafficView {
@@ -124,7 +90,7 @@ pub struct NodeView {
     pub region_name: Option<String>,
     pub status: &'static str,
     #[serde(flatten)]
-    pub connection: ConnectionView,
+    pub connection: Connection,
     pub plan_tier: String,
     #[serde(flatten)]
     pub traffic: TrafficView,
@@ -139,7 +105,7 @@ impl NodeView {
             region: r.region.clone(),
             region_name: region.map(|g| g.name.clone()),
             status: user_status(r.status),
-            connection: ConnectionView::from(&r.connection),
+            connection: r.connection.clone(),
             plan_tier: r.plan_tier.clone(),
             traffic: TrafficView::of(r),
             created_at: r.created_at,
@@ -248,7 +214,7 @@ pub struct ResourceStatus {
     pub region: String,
     pub status: &'static str,
     #[serde(flatten)]
-    pub connection: ConnectionView,
+    pub connection: Connection,
     pub plan_tier: String,
     #[serde(flatten)]
     pub traffic: TrafficView,
@@ -273,7 +239,7 @@ impl From<&Resource> for ResourceStatus {
             provider: r.provider.clone(),
             region: r.region.clone(),
             status: r.status.as_str(),
-            connection: ConnectionView::from(&r.connection),
+            connection: r.connection.clone(),
             plan_tier: r.plan_tier.clone(),
             traffic: TrafficView::of(r),
             ready_at: r.ready_at,

@@ -111,14 +111,22 @@ impl Status {
 
 /// How a customer's app connects to a node. Every field is optional until the hosting
 /// service reports it; the hosting service's placeholder values (`""`, `0`) never get here.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialised with the contract's field names, each omitted until known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Connection {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vless_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ss_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub short_id: Option<String>,
 }
 

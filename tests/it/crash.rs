@@ -8,7 +8,7 @@ use std::time::Duration;
 use fulfillment::sim::{Fault, NodeTiming, Op};
 use serde_json::{Value, json};
 
-use crate::helpers::{INTERNAL_SECRET, SimServer, TestDb, read, test_env, wait_until};
+use crate::helpers::{SimServer, TestDb, call_internal, test_env, wait_until};
 use crate::on_both;
 
 /// The service as a child process.
@@ -63,14 +63,7 @@ impl Service {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-Internal-Secret", INTERNAL_SECRET);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        read(req.send().await.unwrap()).await
+        call_internal(&self.http, &self.base, method, path, body).await
     }
 
     async fn status_of(&self, id: &str) -> String {

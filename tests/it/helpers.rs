@@ -311,14 +311,7 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, self.url(path))
-            .header("X-Internal-Secret", INTERNAL_SECRET);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        read(req.send().await.unwrap()).await
+        call_internal(&self.http, &self.base, method, path, body).await
     }
 
     pub async fn provision(&self, user: &str, subscription: &str) -> (u16, Value) {
@@ -380,6 +373,23 @@ impl TestApp {
         assert!(ok, "expected {n} callbacks for {subscription}, got {got:?}");
         got
     }
+}
+
+/// An internal API call with the right secret against the service at `base`.
+pub async fn call_internal(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http
+        .request(method, format!("{base}{path}"))
+        .header("X-Internal-Secret", INTERNAL_SECRET);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    read(req.send().await.unwrap()).await
 }
 
 /// Status and JSON body of a response (`Null` for an empty body).
