@@ -110,23 +110,43 @@ pub enum NodeCaller {
     Node(String),
 }
 
-const MAX_USER_ID: usize = 256;
+const MAX_ID: usize = 256;
 
 fn parse_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id).map_err(|_| AppError::not_found("resource_not_found", "resource not found"))
 }
 
-fn valid_user_id(user_id: &str) -> Result<(), AppError> {
-    if user_id.trim().is_empty() {
-        return Err(AppError::invalid("missing_user_id", "user_id is required"));
+/// Ids are opaque strings of 1 to 256 characters. They are indexed, so a longer one is
+/// refused here rather than failing in the database.
+fn valid_id(
+    value: &str,
+    missing: &'static str,
+    too_long: &'static str,
+    name: &str,
+) -> Result<(), AppError> {
+    if value.trim().is_empty() {
+        return Err(AppError::invalid(missing, format!("{name} is required")));
     }
-    if user_id.chars().count() > MAX_USER_ID {
+    if value.chars().count() > MAX_ID {
         return Err(AppError::invalid(
-            "user_id_too_long",
-            "user_id is longer than 256 characters",
+            too_long,
+            format!("{name} is longer than {MAX_ID} characters"),
         ));
     }
     Ok(())
+}
+
+fn valid_user_id(user_id: &str) -> Result<(), AppError> {
+    valid_id(user_id, "missing_user_id", "user_id_too_long", "user_id")
+}
+
+fn valid_subscription_id(subscription_id: &str) -> Result<(), AppError> {
+    valid_id(
+        subscription_id,
+        "missing_subscription_id",
+        "subscription_id_too_long",
+        "subscription_id",
+    )
 }
 
 impl App {
@@ -154,13 +174,8 @@ impl App {
                 message: "VPN provisioning is not available yet".into(),
             });
         }
-        let subscription_id = req
-            .subscription_id
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                AppError::invalid("missing_subscription_id", "subscription_id is required")
-            })?;
+        let subscription_id = req.subscription_id.as_deref().unwrap_or_default();
+        valid_subscription_id(subscription_id)?;
         let region = req
             .region
             .as_deref()
@@ -204,12 +219,7 @@ impl App {
 
     /// Asks for the subscription's resources (or the one named) to be deleted.
     pub async fn deprovision(&self, req: Deprovision) -> Result<DeprovisionOutcome, AppError> {
-        if req.subscription_id.trim().is_empty() {
-            return Err(AppError::invalid(
-                "missing_subscription_id",
-                "subscription_id is required",
-            ));
-        }
+        valid_subscription_id(&req.subscription_id)?;
         let reason = match req.reason.as_deref().filter(|r| !r.is_empty()) {
             None => DeleteReason::SubscriptionCancelled,
             Some(r) => DeleteReason::parse(r).map_err(|_| {
@@ -267,6 +277,7 @@ impl App {
     /// `GET /my/node`: the user's node (never hidden by a subscription service outage),
     /// their subscription, and the creation progress while the node comes up.
     pub async fn my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
+        valid_user_id(user_id)?;
         let (node, subscription) = tokio::join!(
             self.ports.store.current_hosting_node(user_id),
             self.subscriptions.state(user_id, HOSTING.0, HOSTING.1),

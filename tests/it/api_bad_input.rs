@@ -40,6 +40,7 @@ on_both! {
             (json!({"subscription_id": "sub-1"}).to_string(), 422, "missing_user_id"),
             (json!({"user_id": long_user, "subscription_id": "sub-1"}).to_string(), 422, "user_id_too_long"),
             (json!({"user_id": "u-1"}).to_string(), 422, "missing_subscription_id"),
+            (json!({"user_id": "u-1", "subscription_id": "s".repeat(10_000)}).to_string(), 422, "subscription_id_too_long"),
             (json!({"user_id": "u-1", "subscription_id": "sub-1", "region": "mars-1"}).to_string(), 422, "unknown_region"),
             (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun"}).to_string(), 501, "vpn_not_implemented"),
             (json!({"user_id": "u-1", "subscription_id": "sub-1", "resource_type": "vpn_user"}).to_string(), 501, "vpn_not_implemented"),
@@ -55,6 +56,10 @@ on_both! {
         assert_eq!((status, resp["code"].as_str()), (422, Some("invalid_reason")));
         let (status, resp) = post_raw(&app, "/api/internal/deprovision", json!({"reason": "admin"}).to_string(), None).await;
         assert_eq!((status, resp["code"].as_str()), (422, Some("missing_subscription_id")));
+        let (status, resp) = post_raw(&app, "/api/internal/deprovision", json!({"subscription_id": "s".repeat(10_000)}).to_string(), None).await;
+        assert_eq!((status, resp["code"].as_str()), (422, Some("subscription_id_too_long")));
+        let (status, resp) = app.internal(Method::GET, &format!("/api/internal/users/{}/resources", "u".repeat(10_000)), None).await;
+        assert_eq!((status, resp["code"].as_str()), (422, Some("user_id_too_long")));
 
         // The user API keeps its own refusal shape.
         let (status, resp) = post_raw(&app, "/api/v1/my/node", "{\"region\": ", Some("u-1")).await;
