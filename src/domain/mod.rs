@@ -3,6 +3,7 @@
 //! function of its inputs and is unit-tested exhaustively.
 
 pub mod credential;
+pub mod entitlement;
 pub mod expiry;
 pub mod plan;
 pub mod progress;
@@ -13,5 +14,5 @@ pub mod units;
 pub use plan::PlanTier;
 pub use resource::{
     CallbackStatus, Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind,
-    Status,
+    Status, VpnSpec,
 };

@@ -2,7 +2,7 @@
 //! (`desired`) and the state it is observed in (`status`).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// Defines a closed string enum whose wire spelling is the snake_case text in the table,
@@ -10,7 +10,7 @@ use uuid::Uuid;
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
@@ -22,10 +22,10 @@ macro_rules! wire_enum {
                 match self { $($name::$variant => $text),+ }
             }
 
-            pub fn parse(s: &str) -> Result<Self, UnknownValue> {
+            pub fn parse(s: &str) -> Result<Self, $crate::domain::resource::UnknownValue> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    other => Err(UnknownValue { kind: stringify!($name), value: other.to_owned() }),
+                    other => Err($crate::domain::resource::UnknownValue { kind: stringify!($name), value: other.to_owned() }),
                 }
             }
         }
@@ -45,6 +45,8 @@ pub struct UnknownValue {
     pub kind: &'static str,
     pub value: String,
 }
+
+pub(crate) use wire_enum;
 
 wire_enum! {
     /// What a resource is.
@@ -99,6 +101,9 @@ wire_enum! {
         Deleting => "deleting",
         UpstreamReleased => "upstream_released",
         Deleted => "deleted",
+        OrderRecorded => "order_recorded",
+        VpnUserCreated => "vpn_user_created",
+        VpnUserUpdated => "vpn_user_updated",
     }
 }
 
@@ -186,6 +191,29 @@ pub struct Resource {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
+    /// What the VPN manager must hold for a VPN user (empty for hosting nodes).
+    pub vpn: VpnSpec,
+}
+
+/// The VPN side of a resource: the account at the VPN manager and the terms it must
+/// enforce. `spec_version` counts changes to the terms; `applied_version` is the last one
+/// the VPN manager confirmed, so `applied_version < spec_version` means work to do.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpnSpec {
+    /// The VPN manager's uuid for the user (authoritative: it may differ from ours).
+    pub vpn_user_id: Option<String>,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub service_tier: Option<String>,
+    pub spec_version: i64,
+    pub applied_version: i64,
+    pub traffic_synced_at: Option<DateTime<Utc>>,
+}
+
+impl VpnSpec {
+    /// Whether the VPN manager is behind what we recorded.
+    pub fn is_pending(&self) -> bool {
+        self.applied_version < self.spec_version
+    }
 }
 
 /// One entry of a resource's history.

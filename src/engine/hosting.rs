@@ -360,7 +360,8 @@ impl Engine {
         c.deadline_at = Some(None);
         c.attempts = Attempts::Reset;
         c.events.push(NewEvent::new(EventKind::NodeReady, actor));
-        c.callback = Some(node_callback(r, CallbackStatus::Active, None, None));
+        c.callbacks
+            .push(node_callback(r, CallbackStatus::Active, None, None));
     }
 
     /// What recording a failed node writes, whoever noticed it: status, message, history,
@@ -372,7 +373,7 @@ impl Engine {
         c.attempts = Attempts::Reset;
         c.events
             .push(NewEvent::new(EventKind::Failed, actor).with_message(msg));
-        c.callback = Some(node_callback(
+        c.callbacks.push(node_callback(
             r,
             CallbackStatus::Failed,
             Some(DeleteReason::ProvisionFailed),
@@ -447,7 +448,7 @@ impl Engine {
         c.attempts = Attempts::Reset;
         c.events
             .push(NewEvent::new(EventKind::Deleted, ACTOR).with_message(reason.as_str()));
-        c.callback = Some(node_callback(
+        c.callbacks.push(node_callback(
             &r,
             CallbackStatus::Deleted,
             Some(reason),

@@ -8,6 +8,7 @@ mod backoff;
 mod hosting;
 mod outbox;
 mod runner;
+mod vpn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
 pub use runner::{Shutdown, spawn};
+pub use vpn::VPN_APP;
 
 use crate::ports::Ports;
 

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::domain::entitlement::{Entitlement, OrderTerms};
 use crate::domain::progress::SubscriptionSnapshot;
 use crate::domain::{
     Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status,
@@ -178,7 +179,15 @@ pub struct Change {
     pub release_lease: bool,
     /// Appended to the history, in order, with the change.
     pub events: Vec<NewEvent>,
-    pub callback: Option<FulfillmentCallback>,
+    /// Callbacks to queue in the outbox with the change, in order.
+    pub callbacks: Vec<FulfillmentCallback>,
+    /// The VPN manager's uuid for a VPN user.
+    pub vpn_user_id: Option<String>,
+    /// The VPN manager now holds this `spec_version` of the terms.
+    pub applied_version: Option<i64>,
+    /// Marks the resource's entitlements up to this `spec_version` as reported (their
+    /// callbacks are in `callbacks`).
+    pub report_through: Option<i64>,
     pub now: DateTime<Utc>,
 }
 
@@ -206,10 +215,97 @@ impl Change {
             seen_generation: resource.generation,
             release_lease: false,
             events: Vec::new(),
-            callback: None,
+            callbacks: Vec::new(),
+            vpn_user_id: None,
+            applied_version: None,
+            report_through: None,
             now,
         }
     }
+}
+
+/// A VPN order (or gift) to record.
+#[derive(Debug, Clone)]
+pub struct VpnOrder {
+    /// The id of the VPN user resource, if the user needs a new one.
+    pub resource_id: Uuid,
+    pub entitlement_id: Uuid,
+    pub user_id: String,
+    pub email: Option<String>,
+    /// `None` for gifts.
+    pub subscription_id: Option<String>,
+    /// The order's identity (`None` for gifts): a second delivery changes nothing.
+    pub order_key: Option<String>,
+    pub channel: String,
+    pub business_type: String,
+    pub plan_tier: String,
+    pub service_tier: String,
+    pub terms: OrderTerms,
+    pub is_trial: bool,
+    pub device_id: Option<String>,
+    pub note: Option<String>,
+    pub actor: String,
+    /// When the engine may take the resource over (the request tries first, and the engine
+    /// finishes what the request did not).
+    pub due_at: DateTime<Utc>,
+}
+
+/// What recording a VPN order did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VpnOrderOutcome {
+    /// Recorded, with the VPN user resource as it is after the write.
+    Recorded {
+        entitlement: Entitlement,
+        resource: Resource,
+    },
+    /// The same order was recorded before; nothing changed.
+    Duplicate {
+        entitlement: Entitlement,
+        resource: Resource,
+    },
+    /// A trial was asked for, but the user, device or email had one already.
+    TrialUsed,
+}
+
+/// Changes to a VPN user's current entitlement (`PUT /resources/{id}/vpn`).
+#[derive(Debug, Clone, Default)]
+pub struct VpnAdjustment {
+    pub traffic_limit: Option<i64>,
+    pub extend_days: Option<i64>,
+    pub plan_tier: Option<String>,
+    pub service_tier: Option<String>,
+}
+
+/// Filters of `GET /api/internal/entitlements`.
+#[derive(Debug, Clone, Default)]
+pub struct EntitlementFilter {
+    pub user_id: Option<String>,
+    pub business_type: Option<String>,
+    /// A stored status, or `expired` (an `active` row past its expiry).
+    pub status: Option<String>,
+    pub limit: i64,
+}
+
+/// A user's VPN as the store knows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VpnRecord {
+    /// The current entitlement, else the latest one.
+    pub entitlement: Option<Entitlement>,
+    /// The latest VPN user resource.
+    pub resource: Option<Resource>,
+}
+
+/// A node agent's report: cumulative counters since the node booted, and its load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NodeStats {
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
+    pub load1: Option<f64>,
+    pub cpu_percent: Option<f64>,
+    pub mem_percent: Option<f64>,
+    /// When the sample was taken (the agent's clock, else arrival): older samples than the
+    /// last one recorded are ignored.
+    pub at: DateTime<Utc>,
 }
 
 /// A callback waiting in the outbox.
@@ -337,6 +433,89 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<SubscriptionSnapshot>>;
     async fn subscription(&self, user_id: &str, app: &str) -> StoreResult<Option<StoredSnapshot>>;
+
+    /// Records a VPN order in one transaction: the entitlement (demoting the current one,
+    /// or folding a gift into it), the VPN user resource's new terms (creating the resource
+    /// if the user has none live), and the history. The same order twice, even concurrently,
+    /// is recorded once; a second trial for a user, device or email is refused.
+    async fn record_vpn_order(
+        &self,
+        order: &VpnOrder,
+        now: DateTime<Utc>,
+    ) -> StoreResult<VpnOrderOutcome>;
+    async fn vpn_of_user(&self, user_id: &str) -> StoreResult<VpnRecord>;
+    async fn entitlements(
+        &self,
+        filter: &EntitlementFilter,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Entitlement>>;
+    async fn entitlements_for_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> StoreResult<Vec<Entitlement>>;
+    /// The resource's entitlements up to `version` whose `active` callback is not queued.
+    async fn unreported_entitlements(
+        &self,
+        resource_id: Uuid,
+        version: i64,
+    ) -> StoreResult<Vec<Entitlement>>;
+    /// Ends a subscription's entitlements. When one of them was the user's current one, the
+    /// VPN user is to be deleted (returned); otherwise the `deleted` callback is queued at
+    /// once, since nothing changes at the VPN manager. `None` when nothing matches.
+    async fn cancel_vpn_subscription(
+        &self,
+        subscription_id: &str,
+        reason: DeleteReason,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Resource>>;
+    /// Changes the current entitlement of a VPN user resource and schedules the update at
+    /// the VPN manager; `None` when the resource is not a live VPN user with one.
+    async fn adjust_vpn(
+        &self,
+        resource_id: Uuid,
+        adjustment: &VpnAdjustment,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(Entitlement, Resource)>>;
+    /// Records a user's new email on their live resources and current entitlement, and
+    /// schedules the VPN manager update. Returns the live VPN user, if any.
+    async fn set_user_email(
+        &self,
+        user_id: &str,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Resource>>;
+    /// Whether another VPN user resource of this user is still being deleted (a new
+    /// account must wait: the VPN manager keeps one per user).
+    async fn vpn_user_deleting(&self, user_id: &str, except: Uuid) -> StoreResult<bool>;
+    /// Leases one resource, due or not (a request driving its own order).
+    async fn claim_resource(&self, id: Uuid, claim: Claim<'_>) -> StoreResult<Option<Resource>>;
+
+    /// Live VPN users with an account and unexpired terms, by id after `after`.
+    async fn vpn_sync_page(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, String)>>;
+    /// Records traffic read from the VPN manager, one statement for the whole batch.
+    async fn record_vpn_usage(&self, usage: &[(Uuid, i64)], now: DateTime<Utc>) -> StoreResult<()>;
+    /// Records a node agent's report, counting each byte once: a counter lower than the last
+    /// one is a reset (the node rebooted) and counts from zero; a sample older than the
+    /// last is ignored. `false` when the resource is not a live hosting node.
+    async fn record_node_stats(&self, id: Uuid, stats: &NodeStats) -> StoreResult<bool>;
+
+    /// Leases a periodic job when it is due; `false` when it is not due or another worker
+    /// holds it.
+    async fn claim_job(&self, name: &str, claim: Claim<'_>) -> StoreResult<bool>;
+    async fn finish_job(
+        &self,
+        name: &str,
+        owner: &str,
+        next_run_at: DateTime<Utc>,
+        result: &str,
+    ) -> StoreResult<()>;
 
     async fn idempotency_begin(
         &self,

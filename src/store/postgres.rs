@@ -14,14 +14,17 @@ use uuid::Uuid;
 
 use super::node_lookups::NodeLookups;
 use super::row::{
-    self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns,
+    self, EntitlementRow, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow,
+    entitlement_columns, resource_columns,
 };
 use super::sql::{IDEMPOTENCY_IN_FLIGHT_SECS, Topic, impl_store, live_sql};
 use super::{
-    Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,
-    NewEvent, NewResource, OutboxMessage, Region, Resource, StoreError, StoreResult,
-    StoredSnapshot, SubscriptionSnapshot, Wakeups,
+    Attempts, Change, Claim, DeleteReason, EntitlementFilter, Event, EventKind, Guard,
+    IdempotencyBegin, Inserted, NewEvent, NewResource, NodeStats, OutboxMessage, Region, Resource,
+    Status, StoreError, StoreResult, StoredSnapshot, SubscriptionSnapshot, VpnAdjustment, VpnOrder,
+    VpnOrderOutcome, VpnRecord, Wakeups,
 };
+use crate::domain::entitlement::{Entitlement, Placement, place_order};
 
 pub struct PgStore {
     pool: PgPool,
@@ -136,5 +139,6 @@ impl_store!(
     PgStore,
     Postgres,
     backend = "postgres",
-    skip_locked = " for update skip locked"
+    skip_locked = " for update skip locked",
+    for_update = " for update"
 );

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{OutboxMessage, StoreError};
+use crate::domain::entitlement::{Entitlement, EntitlementStatus};
 use crate::domain::{
-    Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status,
+    Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status, VpnSpec,
 };
 
 /// Every column of `resources` the core reads, as a literal so queries can `concat!` it.
@@ -16,7 +17,8 @@ macro_rules! resource_columns {
          plan_tier, status, desired_state, generation, delete_reason, node_id, phase, public_ip, \
          api_port, api_key, vless_port, ss_port, public_key, short_id, traffic_limit, \
          traffic_used, error_message, attempts, upstream_released, deadline_at, \
-         next_attempt_at, created_at, updated_at, ready_at"
+         next_attempt_at, created_at, updated_at, ready_at, vpn_user_id, expire_at, \
+         service_tier, spec_version, applied_version, traffic_synced_at"
     };
 }
 pub(crate) use resource_columns;
@@ -55,6 +57,12 @@ pub struct ResourceRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     ready_at: Option<DateTime<Utc>>,
+    vpn_user_id: Option<String>,
+    expire_at: Option<DateTime<Utc>>,
+    service_tier: Option<String>,
+    spec_version: i64,
+    applied_version: i64,
+    traffic_synced_at: Option<DateTime<Utc>>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -105,6 +113,14 @@ impl TryFrom<ResourceRow> for Resource {
             created_at: r.created_at,
             updated_at: r.updated_at,
             ready_at: r.ready_at,
+            vpn: VpnSpec {
+                vpn_user_id: r.vpn_user_id,
+                expire_at: r.expire_at,
+                service_tier: r.service_tier,
+                spec_version: r.spec_version,
+                applied_version: r.applied_version,
+                traffic_synced_at: r.traffic_synced_at,
+            },
         })
     }
 }
@@ -169,4 +185,73 @@ pub struct IdempotencyRow {
     pub fingerprint: String,
     pub status_code: Option<i32>,
     pub body: Option<String>,
+}
+
+/// Every column of `entitlements`, as a literal so queries can `concat!` it.
+macro_rules! entitlement_columns {
+    () => {
+        "id, user_id, resource_id, subscription_id, order_key, channel, business_type, \
+         plan_tier, service_tier, traffic_limit, expire_at, email, device_id, note, is_trial, \
+         is_current, status, spec_version, reported, created_at, updated_at"
+    };
+}
+pub(crate) use entitlement_columns;
+
+#[derive(sqlx::FromRow)]
+pub struct EntitlementRow {
+    id: String,
+    user_id: String,
+    resource_id: String,
+    subscription_id: Option<String>,
+    order_key: Option<String>,
+    channel: String,
+    business_type: String,
+    plan_tier: String,
+    service_tier: String,
+    traffic_limit: i64,
+    expire_at: DateTime<Utc>,
+    email: Option<String>,
+    device_id: Option<String>,
+    note: Option<String>,
+    is_trial: bool,
+    is_current: bool,
+    status: String,
+    spec_version: i64,
+    reported: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<EntitlementRow> for Entitlement {
+    type Error = StoreError;
+
+    fn try_from(r: EntitlementRow) -> Result<Self, StoreError> {
+        Ok(Entitlement {
+            id: Uuid::parse_str(&r.id).map_err(corrupt)?,
+            user_id: r.user_id,
+            resource_id: Uuid::parse_str(&r.resource_id).map_err(corrupt)?,
+            subscription_id: r.subscription_id,
+            order_key: r.order_key,
+            channel: r.channel,
+            business_type: r.business_type,
+            plan_tier: r.plan_tier,
+            service_tier: r.service_tier,
+            traffic_limit: r.traffic_limit,
+            expire_at: r.expire_at,
+            email: r.email,
+            device_id: r.device_id,
+            note: r.note,
+            is_trial: r.is_trial,
+            is_current: r.is_current,
+            status: EntitlementStatus::parse(&r.status).map_err(corrupt)?,
+            spec_version: r.spec_version,
+            reported: r.reported,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+pub fn entitlements(rows: Vec<EntitlementRow>) -> Result<Vec<Entitlement>, StoreError> {
+    rows.into_iter().map(Entitlement::try_from).collect()
 }

@@ -8,7 +8,7 @@
 //! (`current_node_row`).
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip_locked:literal) => {
+    ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip_locked:literal, for_update = $for_update:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> &'static str {
@@ -260,6 +260,9 @@ macro_rules! impl_store {
                          else next_attempt_at end, \
                      lease_owner = case when $26 then null else lease_owner end, \
                      lease_until = case when $26 then null else lease_until end, \
+                     vpn_user_id = coalesce($29, vpn_user_id), \
+                     applied_version = case when $30 > applied_version then $30 \
+                         else applied_version end, \
                      updated_at = $25 \
                      where id = $1 and status = $2 \
                      and ($27 is null or lease_owner = $27) \
@@ -293,6 +296,8 @@ macro_rules! impl_store {
                 .bind(c.release_lease)
                 .bind(owner)
                 .bind(c.expect_desired.map(|d| d.as_str()))
+                .bind(&c.vpn_user_id)
+                .bind(c.applied_version)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -306,26 +311,27 @@ macro_rules! impl_store {
                 if due_now {
                     Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                 }
-                if let Some(cb) = &c.callback {
-                    let payload = serde_json::to_string(cb)
-                        .map_err(|e| StoreError::Other(e.to_string()))?;
+                if let Some(version) = c.report_through {
                     sqlx::query(
-                        "insert into outbox (subscription_id, resource_id, payload, created_at, \
-                         attempts, next_attempt_at) values ($1, $2, $3, $4, 0, $4)",
+                        "update entitlements set reported = true \
+                         where resource_id = $1 and spec_version <= $2 and not reported",
                     )
-                    .bind(&cb.subscription_id)
                     .bind(c.id.to_string())
-                    .bind(payload)
-                    .bind(c.now)
+                    .bind(version)
                     .execute(&mut *tx)
                     .await?;
+                }
+                for cb in &c.callbacks {
+                    enqueue_callback(&mut tx, c.id, cb, c.now).await?;
+                }
+                if !c.callbacks.is_empty() {
                     Self::wake_in_tx(&mut tx, Topic::Outbox).await?;
                 }
                 tx.commit().await?;
                 if due_now {
                     self.wake_after_commit(Topic::Resources);
                 }
-                if c.callback.is_some() {
+                if !c.callbacks.is_empty() {
                     self.wake_after_commit(Topic::Outbox);
                 }
                 Ok(true)
@@ -492,6 +498,454 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn record_vpn_order(
+                &self,
+                order: &VpnOrder,
+                now: DateTime<Utc>,
+            ) -> StoreResult<VpnOrderOutcome> {
+                // A concurrent order for the same user (or the same order twice) trips a
+                // unique index; the loser looks again and finds what the winner recorded.
+                let mut last = None;
+                for _ in 0..5 {
+                    match self.try_record_vpn_order(order, now).await {
+                        Err(StoreError::Conflict(e)) => last = Some(e),
+                        other => return other,
+                    }
+                }
+                Err(StoreError::Conflict(last.unwrap_or_default()))
+            }
+
+            async fn vpn_of_user(&self, user_id: &str) -> StoreResult<VpnRecord> {
+                let entitlement: Option<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where user_id = $1 \
+                     order by is_current desc, created_at desc, id desc limit 1"
+                ))
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let resource: Option<ResourceRow> = sqlx::query_as(concat!(
+                    "select ",
+                    resource_columns!(),
+                    " from resources where user_id = $1 and resource_type = 'vpn_user' \
+                     order by created_at desc, id desc limit 1"
+                ))
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(VpnRecord {
+                    entitlement: entitlement.map(Entitlement::try_from).transpose()?,
+                    resource: resource.map(Resource::try_from).transpose()?,
+                })
+            }
+
+            async fn entitlements(
+                &self,
+                f: &EntitlementFilter,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Vec<Entitlement>> {
+                // `expired` is not stored: it is an `active` row past its expiry.
+                let (status, expired) = match f.status.as_deref() {
+                    Some("expired") => (Some("active"), Some(true)),
+                    Some("active") => (Some("active"), Some(false)),
+                    other => (other, None),
+                };
+                let rows: Vec<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where ($1 is null or user_id = $1) \
+                     and ($2 is null or business_type = $2) and ($3 is null or status = $3) \
+                     and ($4 is null or (expire_at <= $5) = $4) \
+                     order by created_at desc, id desc limit $6"
+                ))
+                .bind(&f.user_id)
+                .bind(&f.business_type)
+                .bind(status)
+                .bind(expired)
+                .bind(now)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                row::entitlements(rows)
+            }
+
+            async fn entitlements_for_subscription(
+                &self,
+                subscription_id: &str,
+            ) -> StoreResult<Vec<Entitlement>> {
+                let rows: Vec<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where subscription_id = $1 order by created_at, id"
+                ))
+                .bind(subscription_id)
+                .fetch_all(&self.pool)
+                .await?;
+                row::entitlements(rows)
+            }
+
+            async fn unreported_entitlements(
+                &self,
+                resource_id: Uuid,
+                version: i64,
+            ) -> StoreResult<Vec<Entitlement>> {
+                let rows: Vec<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where resource_id = $1 and spec_version <= $2 \
+                     and not reported order by spec_version, created_at"
+                ))
+                .bind(resource_id.to_string())
+                .bind(version)
+                .fetch_all(&self.pool)
+                .await?;
+                row::entitlements(rows)
+            }
+
+            async fn cancel_vpn_subscription(
+                &self,
+                subscription_id: &str,
+                reason: DeleteReason,
+                actor: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<Resource>> {
+                let mut tx = self.pool.begin().await?;
+                let ended: Vec<EntitlementRow> = sqlx::query_as(concat!(
+                    "update entitlements set status = 'cancelled', is_current = false, \
+                     updated_at = $2 where subscription_id = $1 and status <> 'cancelled' \
+                     returning ",
+                    entitlement_columns!()
+                ))
+                .bind(subscription_id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let ended = row::entitlements(ended)?;
+                let current = ended.iter().find(|e| e.is_current);
+                let Some(any) = current.or(ended.first()) else {
+                    tx.rollback().await?;
+                    // Already cancelled (a retried webhook): answer with the resource.
+                    let all = self.entitlements_for_subscription(subscription_id).await?;
+                    return match all.last() {
+                        Some(e) => self.resource(e.resource_id).await,
+                        None => Ok(None),
+                    };
+                };
+                let resource_id = any.resource_id;
+                if current.is_some() {
+                    // The user's VPN rests on this subscription: the account goes.
+                    let deleting: Option<ResourceRow> = sqlx::query_as(concat!(
+                        "update resources set desired_state = 'deleted', \
+                         generation = generation + 1, delete_reason = $2, subscription_id = $4, \
+                         next_attempt_at = $3, updated_at = $3 \
+                         where id = $1 and desired_state = 'active' and status <> 'deleted' \
+                         returning ",
+                        resource_columns!()
+                    ))
+                    .bind(resource_id.to_string())
+                    .bind(reason.as_str())
+                    .bind(now)
+                    .bind(subscription_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if deleting.is_some() {
+                        let event = NewEvent::new(EventKind::DeleteRequested, actor)
+                            .with_message(reason.as_str());
+                        insert_event(&mut tx, resource_id, &event, now).await?;
+                        Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                        tx.commit().await?;
+                        self.wake_after_commit(Topic::Resources);
+                        return self.resource(resource_id).await;
+                    }
+                }
+                // Superseded history (or an account already going): the VPN manager keeps
+                // serving the user's current entitlement, and the subscription is told now.
+                let cb = $crate::ports::FulfillmentCallback {
+                    subscription_id: subscription_id.to_owned(),
+                    app: $crate::engine::VPN_APP.into(),
+                    status: $crate::domain::CallbackStatus::Deleted.as_str().into(),
+                    reason: Some(reason.as_str().into()),
+                    error: None,
+                    message: Some("vpn entitlement ended".into()),
+                };
+                enqueue_callback(&mut tx, resource_id, &cb, now).await?;
+                Self::wake_in_tx(&mut tx, Topic::Outbox).await?;
+                tx.commit().await?;
+                self.wake_after_commit(Topic::Outbox);
+                self.resource(resource_id).await
+            }
+
+            async fn adjust_vpn(
+                &self,
+                resource_id: Uuid,
+                a: &VpnAdjustment,
+                due_at: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<(Entitlement, Resource)>> {
+                let mut tx = self.pool.begin().await?;
+                let current: Option<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where resource_id = $1 and is_current",
+                    $for_update
+                ))
+                .bind(resource_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(current) = current.map(Entitlement::try_from).transpose()? else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let traffic_limit = a.traffic_limit.unwrap_or(current.traffic_limit);
+                let expire_at = match a.extend_days {
+                    Some(d) => current.expire_at.max(now) + chrono::Duration::days(d),
+                    None => current.expire_at,
+                };
+                let plan_tier = a.plan_tier.clone().unwrap_or(current.plan_tier.clone());
+                let service_tier = a.service_tier.clone().unwrap_or(current.service_tier.clone());
+                let resource: Option<ResourceRow> = sqlx::query_as(concat!(
+                    "update resources set traffic_limit = $2, expire_at = $3, plan_tier = $4, \
+                     service_tier = $5, spec_version = spec_version + 1, \
+                     next_attempt_at = case when next_attempt_at is null or next_attempt_at > $6 \
+                         then $6 else next_attempt_at end, updated_at = $7 \
+                     where id = $1 and resource_type = 'vpn_user' and desired_state = 'active' \
+                     and status not in ('deleting', 'deleted') returning ",
+                    resource_columns!()
+                ))
+                .bind(resource_id.to_string())
+                .bind(traffic_limit)
+                .bind(expire_at)
+                .bind(&plan_tier)
+                .bind(&service_tier)
+                .bind(due_at)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(resource) = resource.map(Resource::try_from).transpose()? else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let updated: EntitlementRow = sqlx::query_as(concat!(
+                    "update entitlements set traffic_limit = $2, expire_at = $3, plan_tier = $4, \
+                     service_tier = $5, updated_at = $6 where id = $1 returning ",
+                    entitlement_columns!()
+                ))
+                .bind(current.id.to_string())
+                .bind(traffic_limit)
+                .bind(expire_at)
+                .bind(&plan_tier)
+                .bind(&service_tier)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = NewEvent::new(EventKind::OrderRecorded, "admin")
+                    .with_message("terms adjusted");
+                insert_event(&mut tx, resource_id, &event, now).await?;
+                if due_at <= now {
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                }
+                tx.commit().await?;
+                if due_at <= now {
+                    self.wake_after_commit(Topic::Resources);
+                }
+                Ok(Some((updated.try_into()?, resource)))
+            }
+
+            async fn set_user_email(
+                &self,
+                user_id: &str,
+                email: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<Resource>> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "update entitlements set email = $2, updated_at = $3 \
+                     where user_id = $1 and is_current",
+                )
+                .bind(user_id)
+                .bind(email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "update resources set user_email = $2, updated_at = $3 \
+                     where user_id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
+                )
+                .bind(user_id)
+                .bind(email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let vpn: Option<ResourceRow> = sqlx::query_as(concat!(
+                    "update resources set user_email = $2, spec_version = spec_version + 1, \
+                     next_attempt_at = $3, updated_at = $3 \
+                     where user_id = $1 and resource_type = 'vpn_user' \
+                     and desired_state = 'active' and status not in ('deleting', 'deleted') \
+                     returning ",
+                    resource_columns!()
+                ))
+                .bind(user_id)
+                .bind(email)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if vpn.is_some() {
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                }
+                tx.commit().await?;
+                if vpn.is_some() {
+                    self.wake_after_commit(Topic::Resources);
+                }
+                vpn.map(Resource::try_from).transpose()
+            }
+
+            async fn vpn_user_deleting(&self, user_id: &str, except: Uuid) -> StoreResult<bool> {
+                let n: i64 = sqlx::query_scalar(
+                    "select count(*) from resources where user_id = $1 \
+                     and resource_type = 'vpn_user' and desired_state = 'deleted' \
+                     and status <> 'deleted' and id <> $2",
+                )
+                .bind(user_id)
+                .bind(except.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n > 0)
+            }
+
+            async fn claim_resource(
+                &self,
+                id: Uuid,
+                claim: Claim<'_>,
+            ) -> StoreResult<Option<Resource>> {
+                let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
+                    "update resources set lease_owner = $2, lease_until = $3 \
+                     where id = $1 and next_attempt_at is not null \
+                     and (lease_until is null or lease_until < $4) returning ",
+                    resource_columns!()
+                ))
+                .bind(id.to_string())
+                .bind(claim.owner)
+                .bind(claim.lease_until())
+                .bind(claim.now)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().next().map(Resource::try_from).transpose()
+            }
+
+            async fn vpn_sync_page(
+                &self,
+                after: Option<Uuid>,
+                limit: i64,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Vec<(Uuid, String)>> {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "select id, vpn_user_id from resources \
+                     where resource_type = 'vpn_user' and status = 'active' \
+                     and desired_state = 'active' and vpn_user_id is not null \
+                     and expire_at > $2 and id > $1 order by id limit $3",
+                )
+                .bind(after.map(|id| id.to_string()).unwrap_or_default())
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, uuid)| {
+                        Ok((Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?, uuid))
+                    })
+                    .collect()
+            }
+
+            async fn record_vpn_usage(
+                &self,
+                usage: &[(Uuid, i64)],
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                if usage.is_empty() {
+                    return Ok(());
+                }
+                // One statement for the batch: `with v(id, used) as (values …) update …`.
+                let mut q = sqlx::QueryBuilder::<$db>::new("with v(id, used) as (");
+                q.push_values(usage, |mut b, (id, used)| {
+                    b.push_bind(id.to_string()).push_bind(*used);
+                });
+                q.push(
+                    ") update resources set traffic_used = v.used, traffic_synced_at = ",
+                );
+                q.push_bind(now);
+                q.push(" from v where resources.id = v.id");
+                q.build().execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn record_node_stats(&self, id: Uuid, st: &NodeStats) -> StoreResult<bool> {
+                // Per counter: growth counts its difference; a lower value is a reset (the
+                // node rebooted) and counts in full. A sample not newer than the last
+                // recorded one (a repeat, or a late delivery) changes nothing.
+                let done = sqlx::query(
+                    "update resources set \
+                     traffic_used = traffic_used \
+                         + (case when $2 >= counter_rx then $2 - counter_rx else $2 end) \
+                         + (case when $3 >= counter_tx then $3 - counter_tx else $3 end), \
+                     counter_rx = $2, counter_tx = $3, load1 = $4, cpu_percent = $5, \
+                     mem_percent = $6, stats_at = $7 \
+                     where id = $1 and resource_type = 'hosting_node' and status <> 'deleted' \
+                     and (stats_at is null or stats_at < $7)",
+                )
+                .bind(id.to_string())
+                .bind(st.rx_bytes)
+                .bind(st.tx_bytes)
+                .bind(st.load1)
+                .bind(st.cpu_percent)
+                .bind(st.mem_percent)
+                .bind(st.at)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_job(&self, name: &str, claim: Claim<'_>) -> StoreResult<bool> {
+                sqlx::query(
+                    "insert into jobs (name, next_run_at) values ($1, $2) on conflict do nothing",
+                )
+                .bind(name)
+                .bind(claim.now)
+                .execute(&self.pool)
+                .await?;
+                let done = sqlx::query(
+                    "update jobs set lease_owner = $2, lease_until = $3 where name = $1 \
+                     and next_run_at <= $4 and (lease_until is null or lease_until < $4)",
+                )
+                .bind(name)
+                .bind(claim.owner)
+                .bind(claim.lease_until())
+                .bind(claim.now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_job(
+                &self,
+                name: &str,
+                owner: &str,
+                next_run_at: DateTime<Utc>,
+                result: &str,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "update jobs set next_run_at = $3, last_result = $4, lease_owner = null, \
+                     lease_until = null where name = $1 and lease_owner = $2",
+                )
+                .bind(name)
+                .bind(owner)
+                .bind(next_run_at)
+                .bind(result)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn idempotency_begin(
                 &self,
                 scope: &str,
@@ -584,6 +1038,256 @@ macro_rules! impl_store {
                 .await?;
                 Ok(())
             }
+        }
+
+        impl $store {
+            /// One attempt at `record_vpn_order`; a unique-index conflict (a concurrent
+            /// order won) comes back as `StoreError::Conflict` for the caller to retry.
+            async fn try_record_vpn_order(
+                &self,
+                o: &VpnOrder,
+                now: DateTime<Utc>,
+            ) -> StoreResult<VpnOrderOutcome> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(key) = &o.order_key {
+                    let seen: Option<EntitlementRow> = sqlx::query_as(concat!(
+                        "select ",
+                        entitlement_columns!(),
+                        " from entitlements where order_key = $1"
+                    ))
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(seen) = seen {
+                        tx.rollback().await?;
+                        let entitlement = Entitlement::try_from(seen)?;
+                        let resource = $crate::store::Store::resource(self, entitlement.resource_id).await?.ok_or_else(
+                            || StoreError::Corrupt("entitlement without its resource".into()),
+                        )?;
+                        return Ok(VpnOrderOutcome::Duplicate {
+                            entitlement,
+                            resource,
+                        });
+                    }
+                }
+                if o.is_trial {
+                    let used: i64 = sqlx::query_scalar(
+                        "select count(*) from entitlements where is_trial and (user_id = $1 \
+                         or ($2 is not null and device_id = $2) \
+                         or ($3 is not null and lower(email) = lower($3)))",
+                    )
+                    .bind(&o.user_id)
+                    .bind(&o.device_id)
+                    .bind(&o.email)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if used > 0 {
+                        tx.rollback().await?;
+                        return Ok(VpnOrderOutcome::TrialUsed);
+                    }
+                }
+                let current: Option<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where user_id = $1 and is_current",
+                    $for_update
+                ))
+                .bind(&o.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let current = current.map(Entitlement::try_from).transpose()?;
+                let live: Option<ResourceRow> =
+                    sqlx::query_as(concat!(live_sql!(), "user_id = $1", $for_update))
+                        .bind(&o.user_id)
+                        .bind($crate::domain::ResourceKind::VpnUser.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let live = live.map(Resource::try_from).transpose()?;
+                let placement = place_order(&o.terms, current.as_ref(), now);
+                let (expire_at, traffic_limit, merged) = match placement {
+                    Placement::Current {
+                        expire_at,
+                        traffic_limit,
+                    } => (expire_at, traffic_limit, false),
+                    Placement::MergeIntoCurrent {
+                        expire_at,
+                        traffic_limit,
+                    } => (expire_at, traffic_limit, true),
+                };
+                // A merged gift keeps the current plan; anything else brings its own.
+                let (plan_tier, service_tier) = match (&current, merged) {
+                    (Some(c), true) => (c.plan_tier.clone(), c.service_tier.clone()),
+                    _ => (o.plan_tier.clone(), o.service_tier.clone()),
+                };
+                let subscription_id = o
+                    .subscription_id
+                    .clone()
+                    .unwrap_or_else(|| format!("gift:{}", o.entitlement_id));
+                let usable = live.filter(|r| r.status != Status::Failed);
+                let resource: ResourceRow = match usable {
+                    Some(r) => {
+                        let event = NewEvent::new(EventKind::OrderRecorded, &o.actor)
+                            .with_message(o.order_key.clone().unwrap_or_else(|| "gift".into()));
+                        insert_event(&mut tx, r.id, &event, now).await?;
+                        sqlx::query_as(concat!(
+                            "update resources set traffic_limit = $2, expire_at = $3, \
+                             plan_tier = $4, service_tier = $5, subscription_id = $6, \
+                             user_email = coalesce($7, user_email), \
+                             spec_version = spec_version + 1, \
+                             next_attempt_at = case when next_attempt_at is null \
+                                 or next_attempt_at > $8 then $8 else next_attempt_at end, \
+                             updated_at = $9 where id = $1 returning ",
+                            resource_columns!()
+                        ))
+                        .bind(r.id.to_string())
+                        .bind(traffic_limit)
+                        .bind(expire_at)
+                        .bind(&plan_tier)
+                        .bind(&service_tier)
+                        .bind(if merged { &r.subscription_id } else { &subscription_id })
+                        .bind(&o.email)
+                        .bind(o.due_at)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    }
+                    None => {
+                        // A failed account (refused by the VPN manager) is replaced.
+                        sqlx::query(
+                            "update resources set desired_state = 'deleted', \
+                             generation = generation + 1, delete_reason = 'provision_failed', \
+                             next_attempt_at = $2, updated_at = $2 where user_id = $1 \
+                             and resource_type = 'vpn_user' and desired_state = 'active' \
+                             and status = 'failed'",
+                        )
+                        .bind(&o.user_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        let row: ResourceRow = sqlx::query_as(concat!(
+                            "insert into resources (id, resource_type, subscription_id, user_id, \
+                             user_email, order_key, provider, region, plan_tier, status, \
+                             desired_state, generation, phase, traffic_limit, traffic_used, \
+                             attempts, upstream_released, next_attempt_at, created_at, \
+                             updated_at, expire_at, service_tier, spec_version, applied_version) \
+                             values ($1, 'vpn_user', $2, $3, $4, $5, 'otun', '', $6, 'pending', \
+                             'active', 0, 1, $7, 0, 0, false, $8, $9, $9, $10, $11, 1, 0) \
+                             returning ",
+                            resource_columns!()
+                        ))
+                        .bind(o.resource_id.to_string())
+                        .bind(&subscription_id)
+                        .bind(&o.user_id)
+                        .bind(&o.email)
+                        .bind(o.order_key.clone().unwrap_or_else(|| subscription_id.clone()))
+                        .bind(&plan_tier)
+                        .bind(traffic_limit)
+                        .bind(o.due_at)
+                        .bind(now)
+                        .bind(expire_at)
+                        .bind(&service_tier)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let event = NewEvent::new(EventKind::ProvisionRequested, &o.actor);
+                        insert_event(&mut tx, o.resource_id, &event, now).await?;
+                        row
+                    }
+                };
+                let resource = Resource::try_from(resource)?;
+                let version = resource.vpn.spec_version;
+                if merged {
+                    sqlx::query(
+                        "update entitlements set expire_at = $2, traffic_limit = $3, \
+                         updated_at = $4 where user_id = $1 and is_current",
+                    )
+                    .bind(&o.user_id)
+                    .bind(expire_at)
+                    .bind(traffic_limit)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "update entitlements set is_current = false, \
+                         status = case when status = 'active' then 'superseded' else status end, \
+                         updated_at = $2 where user_id = $1 and is_current",
+                    )
+                    .bind(&o.user_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // A merged grant is kept as a record of what it added.
+                let (row_expire, row_limit) = if merged {
+                    (expire_at, o.terms.traffic_limit)
+                } else {
+                    (expire_at, traffic_limit)
+                };
+                let entitlement: EntitlementRow = sqlx::query_as(concat!(
+                    "insert into entitlements (id, user_id, resource_id, subscription_id, \
+                     order_key, channel, business_type, plan_tier, service_tier, traffic_limit, \
+                     expire_at, email, device_id, note, is_trial, is_current, status, \
+                     spec_version, reported, created_at, updated_at) values ($1, $2, $3, $4, \
+                     $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+                     $20) returning ",
+                    entitlement_columns!()
+                ))
+                .bind(o.entitlement_id.to_string())
+                .bind(&o.user_id)
+                .bind(resource.id.to_string())
+                .bind(&o.subscription_id)
+                .bind(&o.order_key)
+                .bind(&o.channel)
+                .bind(&o.business_type)
+                .bind(&o.plan_tier)
+                .bind(&o.service_tier)
+                .bind(row_limit)
+                .bind(row_expire)
+                .bind(&o.email)
+                .bind(&o.device_id)
+                .bind(&o.note)
+                .bind(o.is_trial)
+                .bind(!merged)
+                .bind(if merged { "merged" } else { "active" })
+                .bind(version)
+                .bind(o.subscription_id.is_none())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let wake = o.due_at <= now;
+                if wake {
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                }
+                tx.commit().await?;
+                if wake {
+                    self.wake_after_commit(Topic::Resources);
+                }
+                Ok(VpnOrderOutcome::Recorded {
+                    entitlement: entitlement.try_into()?,
+                    resource,
+                })
+            }
+        }
+
+        async fn enqueue_callback(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            id: Uuid,
+            cb: &$crate::ports::FulfillmentCallback,
+            now: DateTime<Utc>,
+        ) -> StoreResult<()> {
+            let payload =
+                serde_json::to_string(cb).map_err(|e| StoreError::Other(e.to_string()))?;
+            sqlx::query(
+                "insert into outbox (subscription_id, resource_id, payload, created_at, \
+                 attempts, next_attempt_at) values ($1, $2, $3, $4, 0, $4)",
+            )
+            .bind(&cb.subscription_id)
+            .bind(id.to_string())
+            .bind(payload)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
 
         async fn insert_event(

@@ -12,14 +12,17 @@ use sqlx::{Sqlite, SqlitePool};
 use uuid::Uuid;
 
 use super::row::{
-    self, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow, resource_columns,
+    self, EntitlementRow, EventRow, IdempotencyRow, OutboxRow, ResourceRow, SnapshotRow,
+    entitlement_columns, resource_columns,
 };
 use super::sql::{IDEMPOTENCY_IN_FLIGHT_SECS, Topic, impl_store, live_sql};
 use super::{
-    Attempts, Change, Claim, DeleteReason, Event, EventKind, Guard, IdempotencyBegin, Inserted,
-    NewEvent, NewResource, OutboxMessage, Region, Resource, ResourceKind, StoreError, StoreResult,
-    StoredSnapshot, SubscriptionSnapshot, Wakeups,
+    Attempts, Change, Claim, DeleteReason, EntitlementFilter, Event, EventKind, Guard,
+    IdempotencyBegin, Inserted, NewEvent, NewResource, NodeStats, OutboxMessage, Region, Resource,
+    ResourceKind, Status, StoreError, StoreResult, StoredSnapshot, SubscriptionSnapshot,
+    VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, Wakeups,
 };
+use crate::domain::entitlement::{Entitlement, Placement, place_order};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -72,4 +75,10 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, Sqlite, backend = "sqlite", skip_locked = "");
+impl_store!(
+    SqliteStore,
+    Sqlite,
+    backend = "sqlite",
+    skip_locked = "",
+    for_update = ""
+);
