@@ -48,6 +48,14 @@ pub struct Config {
     pub fallback_poll: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How long a VPN request waits for the VPN manager before answering `pending`.
+    pub vpn_wait: Duration,
+    /// How often VPN traffic is read from the VPN manager.
+    pub vpn_sync_interval: Duration,
+    /// At most this many VPN manager reads per second during a traffic sync.
+    pub vpn_sync_rate: u32,
+    /// Public base URL of VPN subscription links; never the VPN manager's own URL.
+    pub vpn_subscribe_base: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +160,16 @@ impl Config {
                 std::net::Ipv4Addr::LOCALHOST.into()
             }
         };
+        let vpn_subscribe_base = url("VPN_SUBSCRIBE_BASE_URL", &mut errors);
+        if let (Some(public), Some(internal)) = (&vpn_subscribe_base, &otun_url)
+            && public.host_str() == internal.host_str()
+            && public.port_or_known_default() == internal.port_or_known_default()
+        {
+            errors.push(
+                "VPN_SUBSCRIBE_BASE_URL must not point at the VPN manager (OTUN_MANAGER_URL is internal)"
+                    .into(),
+            );
+        }
         let config = Config {
             demo,
             db_url: db_url.unwrap_or_else(|| "sqlite://fulfillment-demo.db".into()),
@@ -175,6 +193,18 @@ impl Config {
             fallback_poll: secs("ENGINE_POLL_SECS", 5, &mut errors),
             backoff_base: secs("RETRY_BASE_SECS", 1, &mut errors),
             backoff_max: secs("RETRY_MAX_SECS", 300, &mut errors),
+            vpn_wait: secs("VPN_WAIT_SECS", 3, &mut errors),
+            vpn_subscribe_base: vpn_subscribe_base.map(|u| u.to_string()),
+            vpn_sync_interval: secs("VPN_SYNC_INTERVAL_SECS", 300, &mut errors),
+            vpn_sync_rate: match get("VPN_SYNC_RATE").map(|v| v.parse::<u32>()) {
+                None => 50,
+                Some(Ok(v)) if v > 0 => v,
+                Some(_) => {
+                    errors
+                        .push("VPN_SYNC_RATE must be a positive number of calls per second".into());
+                    50
+                }
+            },
         };
         if errors.is_empty() {
             Ok(config)

@@ -126,6 +126,8 @@ pub async fn start(
     };
     engine_config.cloud_provider = config.cloud_provider.clone();
     engine_config.node_api_port = config.node_api_port;
+    engine_config.vpn_sync_interval = config.vpn_sync_interval;
+    engine_config.vpn_sync_rate = config.vpn_sync_rate;
     let engine = Engine::new(ports.clone(), engine_config);
     let app = App::new(
         ports,
@@ -134,6 +136,8 @@ pub async fn start(
             default_region: config.default_region.clone(),
             cloud_provider: config.cloud_provider.clone(),
             subscription_ttl: config.subscription_ttl,
+            vpn_wait: config.vpn_wait,
+            vpn_subscribe_base: config.vpn_subscribe_base.clone(),
         },
     );
     let state = Arc::new(ApiState {

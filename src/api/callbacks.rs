@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Node};
-use crate::app::NodeReport;
+use crate::app::{NodeReport, NodeStatsReport};
 
 fn ok() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -49,5 +49,15 @@ pub async fn failed_get(
     ApiQuery(report): ApiQuery<NodeReport>,
 ) -> Result<Json<Value>, ApiError> {
     st.app.node_failed(caller, report).await?;
+    Ok(ok())
+}
+
+/// `POST /api/callback/node/stats`: cumulative traffic counters and load.
+pub async fn stats(
+    State(st): State<Arc<ApiState>>,
+    Node(caller): Node,
+    ApiJson(report): ApiJson<NodeStatsReport>,
+) -> Result<Json<Value>, ApiError> {
+    st.app.node_stats(caller, report).await?;
     Ok(ok())
 }

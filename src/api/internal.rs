@@ -15,27 +15,44 @@ use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Internal, RawBody};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
-use crate::app::{Deprovision, Provision};
+use crate::app::{Deprovision, Provision, VpnOutcome};
 use crate::domain::Status;
 use crate::store::IdempotencyBegin;
 
-/// `POST /api/internal/provision`, honouring `Idempotency-Key`: the same key and body get
-/// the same answer, a different body 422, a key still in flight 409.
+/// `POST /api/internal/provision`, honouring `Idempotency-Key`.
 pub async fn provision(
     State(st): State<Arc<ApiState>>,
     _: Internal,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    idempotent(&st, "provision", &headers, &body, || {
+        provision_once(&st, &body)
+    })
+    .await
+}
+
+/// Runs `run` once per `Idempotency-Key` (when the caller sends one): the same key and
+/// body get the same answer, a different body 422, a key still in flight 409. Refusals are
+/// not remembered, so the caller may fix the cause and retry.
+pub(super) async fn idempotent<F, Fut>(
+    st: &ApiState,
+    scope: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    run: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
+{
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty());
     let Some(key) = key else {
-        return provision_once(&st, &body)
-            .await
-            .map(IntoResponse::into_response);
+        return run().await.map(|(s, v)| (s, Json(v)).into_response());
     };
     if key.len() > 255 {
         return Err(ApiError::new(
@@ -44,11 +61,11 @@ pub async fn provision(
             "Idempotency-Key is longer than 255 characters",
         ));
     }
-    let fingerprint = hex::encode(Sha256::digest(&body));
+    let fingerprint = hex::encode(Sha256::digest(body));
     let store = &st.app.ports.store;
     let now = st.app.ports.clock.now();
     match store
-        .idempotency_begin("provision", key, &fingerprint, now)
+        .idempotency_begin(scope, key, &fingerprint, now)
         .await?
     {
         IdempotencyBegin::Replay { status, body } => {
@@ -67,27 +84,27 @@ pub async fn provision(
             "a request with this Idempotency-Key is still being processed",
         )),
         IdempotencyBegin::Proceed => {
-            let result = provision_once(&st, &body).await;
+            let result = run().await;
             match &result {
-                Ok((status, Json(view))) => {
+                Ok((status, view)) => {
                     let text = serde_json::to_string(view).unwrap_or_default();
                     store
-                        .idempotency_finish("provision", key, status.as_u16(), &text)
+                        .idempotency_finish(scope, key, status.as_u16(), &text)
                         .await?;
                 }
-                // Refusals are not remembered: the caller may fix the cause and retry.
-                Err(_) => store.idempotency_abandon("provision", key).await?,
+                Err(_) => store.idempotency_abandon(scope, key).await?,
             }
-            result.map(IntoResponse::into_response)
+            result.map(|(s, v)| (s, Json(v)).into_response())
         }
     }
 }
 
-async fn provision_once(
-    st: &ApiState,
-    body: &Bytes,
-) -> Result<(StatusCode, Json<ProvisionView>), ApiError> {
+async fn provision_once(st: &ApiState, body: &Bytes) -> Result<(StatusCode, Value), ApiError> {
     let ApiJson(req): ApiJson<Provision> = ApiJson::from_bytes(body)?;
+    if req.is_vpn() {
+        let outcome = st.app.provision_vpn(req).await?;
+        return Ok(vpn_provision_view(&outcome));
+    }
     let outcome = st.app.provision(req).await?;
     let r = &outcome.resource;
     let in_progress = matches!(r.status, Status::Pending | Status::Creating);
@@ -102,16 +119,43 @@ async fn provision_once(
     } else {
         StatusCode::OK
     };
-    Ok((
+    let view = ProvisionView {
+        resource_id: r.id.to_string(),
+        status: r.status.as_str(),
+        estimated_ready_seconds: in_progress.then_some(300),
+        vpn_user_id: None,
+        message: message.into(),
+    };
+    Ok((status, json!(view)))
+}
+
+/// A VPN order's answer: `active` with the VPN manager's uuid once it holds the order,
+/// else `pending` (the engine finishes it), or `failed`.
+fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
+    let r = &o.resource;
+    let (code, status, message) = if o.is_applied() {
+        let message = if o.created {
+            "vpn user is active"
+        } else {
+            "order already applied"
+        };
+        (StatusCode::OK, "active", message)
+    } else if r.status == Status::Failed {
+        (StatusCode::OK, "failed", "the VPN manager refused the user")
+    } else if matches!(r.status, Status::Deleting | Status::Deleted) {
+        (StatusCode::OK, "deleted", "the VPN user was deprovisioned")
+    } else {
+        let message = "recorded; the VPN user will be updated when the VPN manager answers";
+        (StatusCode::ACCEPTED, "pending", message)
+    };
+    let view = ProvisionView {
+        resource_id: r.id.to_string(),
         status,
-        Json(ProvisionView {
-            resource_id: r.id.to_string(),
-            status: r.status.as_str(),
-            estimated_ready_seconds: in_progress.then_some(300),
-            vpn_user_id: None,
-            message: message.into(),
-        }),
-    ))
+        estimated_ready_seconds: (status == "pending").then_some(30),
+        vpn_user_id: o.is_applied().then(|| r.vpn.vpn_user_id.clone()).flatten(),
+        message: message.into(),
+    };
+    (code, json!(view))
 }
 
 pub async fn deprovision(

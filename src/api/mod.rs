@@ -7,6 +7,8 @@ pub mod extract;
 mod internal;
 mod user;
 pub mod views;
+mod vpn;
+pub mod vpn_views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -49,6 +51,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .post(user::create_my_node)
                 .delete(user::delete_my_node),
         )
+        .route("/my/vpn", get(vpn::my_vpn))
+        .route("/my/vpn/subscribe", get(vpn::my_vpn_subscribe))
         .route("/regions", get(user::regions))
         .route("/public/regions", get(user::public_regions));
     let internal = Router::new()
@@ -59,7 +63,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/subscriptions/{subscription_id}/resources",
             get(internal::subscription_resources),
         )
-        .route("/users/{user_id}/resources", get(internal::user_resources));
+        .route("/users/{user_id}/resources", get(internal::user_resources))
+        .route("/users/{user_id}/email", put(vpn::set_email))
+        .route("/resources/{id}/vpn", put(vpn::change_vpn))
+        .route("/vpn/user/{user_id}/subscribe", get(vpn::user_subscribe))
+        .route("/vpn/user/{user_id}/status", get(vpn::user_status))
+        .route("/entitlements", get(vpn::entitlements))
+        .route("/entitlements/gift", post(vpn::gift));
     let node_callbacks = Router::new()
         .route(
             "/ready",
@@ -68,7 +78,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(
             "/failed",
             get(callbacks::failed_get).post(callbacks::failed_post),
-        );
+        )
+        .route("/stats", post(callbacks::stats));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(readiness))

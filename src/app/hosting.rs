@@ -11,7 +11,7 @@ use crate::domain::resource::order_key;
 use crate::domain::{
     Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential,
 };
-use crate::store::{Inserted, NewResource, Region};
+use crate::store::{Inserted, NewResource, NodeStats, Region};
 
 /// The app name and service type of hosting subscriptions.
 pub const HOSTING: (&str, &str) = ("obox", "hosting");
@@ -101,6 +101,21 @@ pub struct NodeReport {
     pub error_message: Option<String>,
 }
 
+/// A node agent's usage report: counters are cumulative since the node booted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeStatsReport {
+    pub resource_id: String,
+    pub rx_bytes: Option<i64>,
+    pub tx_bytes: Option<i64>,
+    pub load1: Option<f64>,
+    pub cpu_percent: Option<f64>,
+    pub mem_percent: Option<f64>,
+    /// When the agent took the sample (optional; arrival time otherwise). With it, a late
+    /// delivery of an older sample is recognised and ignored.
+    pub reported_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Who is reporting on a node.
 #[derive(Debug, Clone)]
 pub enum NodeCaller {
@@ -118,7 +133,7 @@ fn parse_id(id: &str) -> Result<Uuid, AppError> {
 
 /// Ids are opaque strings of 1 to 256 characters. They are indexed, so a longer one is
 /// refused here rather than failing in the database.
-fn valid_id(
+pub(super) fn valid_id(
     value: &str,
     missing: &'static str,
     too_long: &'static str,
@@ -136,11 +151,11 @@ fn valid_id(
     Ok(())
 }
 
-fn valid_user_id(user_id: &str) -> Result<(), AppError> {
+pub(super) fn valid_user_id(user_id: &str) -> Result<(), AppError> {
     valid_id(user_id, "missing_user_id", "user_id_too_long", "user_id")
 }
 
-fn valid_subscription_id(subscription_id: &str) -> Result<(), AppError> {
+pub(super) fn valid_subscription_id(subscription_id: &str) -> Result<(), AppError> {
     valid_id(
         subscription_id,
         "missing_subscription_id",
@@ -168,12 +183,6 @@ impl App {
     /// resource; the database's uniqueness makes that true under concurrency too.
     pub async fn provision(&self, req: Provision) -> Result<ProvisionOutcome, AppError> {
         valid_user_id(&req.user_id)?;
-        if req.is_vpn() {
-            return Err(AppError::NotImplemented {
-                code: "vpn_not_implemented",
-                message: "VPN provisioning is not available yet".into(),
-            });
-        }
         let subscription_id = req.subscription_id.as_deref().unwrap_or_default();
         valid_subscription_id(subscription_id)?;
         let region = req
@@ -227,12 +236,19 @@ impl App {
             })?,
         };
         let wanted = req.resource_id.as_deref().map(parse_id).transpose()?;
+        if let Some(resource) = self
+            .deprovision_vpn(&req.subscription_id, wanted, reason)
+            .await?
+        {
+            return Ok(DeprovisionOutcome { resource });
+        }
         let matching: Vec<Resource> = self
             .ports
             .store
             .resources_for_subscription(&req.subscription_id)
             .await?
             .into_iter()
+            .filter(|r| r.kind == ResourceKind::HostingNode)
             .filter(|r| wanted.is_none_or(|id| r.id == id))
             .collect();
         let not_found = || AppError::not_found("resource_not_found", "no resource matches");
@@ -466,5 +482,44 @@ impl App {
             .filter(|m| !m.trim().is_empty())
             .unwrap_or_else(|| "the node reported a failure".into());
         Ok(self.engine.node_failed(&r, msg).await?)
+    }
+
+    /// A node agent reports usage. Counted once whatever the delivery order (see
+    /// `Store::record_node_stats`); ignored for a node that is gone.
+    pub async fn node_stats(
+        &self,
+        caller: NodeCaller,
+        report: NodeStatsReport,
+    ) -> Result<bool, AppError> {
+        let counter = |v: Option<i64>, name: &str| match v {
+            Some(v) if v >= 0 => Ok(v),
+            Some(_) => Err(AppError::invalid(
+                "invalid_counter",
+                format!("{name} must not be negative"),
+            )),
+            None => Err(AppError::invalid(
+                "missing_counter",
+                format!("{name} is required"),
+            )),
+        };
+        let rx_bytes = counter(report.rx_bytes, "rx_bytes")?;
+        let tx_bytes = counter(report.tx_bytes, "tx_bytes")?;
+        let gauge = |v: Option<f64>, name: &str| match v {
+            Some(v) if !v.is_finite() || v < 0.0 => Err(AppError::invalid(
+                "invalid_gauge",
+                format!("{name} must be a non-negative number"),
+            )),
+            other => Ok(other),
+        };
+        let stats = NodeStats {
+            rx_bytes,
+            tx_bytes,
+            load1: gauge(report.load1, "load1")?,
+            cpu_percent: gauge(report.cpu_percent, "cpu_percent")?,
+            mem_percent: gauge(report.mem_percent, "mem_percent")?,
+            at: report.reported_at.unwrap_or_else(|| self.ports.clock.now()),
+        };
+        let r = self.reported_resource(&caller, &report.resource_id).await?;
+        Ok(self.ports.store.record_node_stats(r.id, &stats).await?)
     }
 }

@@ -6,16 +6,18 @@ mod error;
 mod hosting;
 mod regions;
 mod subscriptions;
+mod vpn;
 
 use std::sync::Arc;
 
 pub use error::AppError;
 pub use hosting::{
-    Deprovision, DeprovisionOutcome, HOSTING, MyNode, NodeCaller, NodeReport, Provision,
-    ProvisionOutcome,
+    Deprovision, DeprovisionOutcome, HOSTING, MyNode, NodeCaller, NodeReport, NodeStatsReport,
+    Provision, ProvisionOutcome,
 };
 pub use regions::Regions;
 pub use subscriptions::SubscriptionLookup;
+pub use vpn::{Gift, MyVpn, VPN, VpnChange, VpnConfig, VpnOutcome};
 
 use crate::engine::Engine;
 use crate::ports::Ports;
@@ -27,6 +29,10 @@ pub struct AppConfig {
     pub cloud_provider: String,
     /// How long a subscription answer is reused before asking again.
     pub subscription_ttl: std::time::Duration,
+    /// How long a VPN request waits for the VPN manager before answering `pending`.
+    pub vpn_wait: std::time::Duration,
+    /// Public base of VPN subscription links (`subscribe_url` is `{base}/{uuid}`).
+    pub vpn_subscribe_base: Option<String>,
 }
 
 /// The application: ports, the engine (for callbacks that change state), and caches.

@@ -235,6 +235,7 @@ mod tests {
             created_at: at(0),
             updated_at: at(0),
             ready_at: None,
+            vpn: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::Engine;
+use super::vpn::VPN_APP;
 use crate::domain::{
     CallbackStatus, Connection, DeleteReason, Desired, EventKind, PlanTier, Resource, ResourceKind,
     Status, credential,
@@ -19,25 +20,36 @@ use crate::ports::{CreateNode, FulfillmentCallback, HostingNode, UpstreamError};
 use crate::store::{Attempts, Change, Claim, Guard, NewEvent, StoreResult};
 
 /// Who the engine is in the event log.
-const ACTOR: &str = "engine";
+pub(super) const ACTOR: &str = "engine";
 /// The app name of hosting nodes in callbacks.
 pub const HOSTING_APP: &str = "obox";
 
-/// The callback that reports a hosting node's outcome.
+/// The callback that reports a resource's outcome.
 pub fn node_callback(
     r: &Resource,
     status: CallbackStatus,
     reason: Option<DeleteReason>,
     error: Option<String>,
 ) -> FulfillmentCallback {
-    let message = match status {
-        CallbackStatus::Active => "hosting node is active",
-        CallbackStatus::Failed => "hosting node provisioning failed",
-        CallbackStatus::Deleted => "hosting node deleted",
+    let (app, message) = match (r.kind, status) {
+        (ResourceKind::HostingNode, CallbackStatus::Active) => {
+            (HOSTING_APP, "hosting node is active")
+        }
+        (ResourceKind::HostingNode, CallbackStatus::Failed) => {
+            (HOSTING_APP, "hosting node provisioning failed")
+        }
+        (ResourceKind::HostingNode, CallbackStatus::Deleted) => {
+            (HOSTING_APP, "hosting node deleted")
+        }
+        (ResourceKind::VpnUser, CallbackStatus::Active) => (VPN_APP, "vpn user is active"),
+        (ResourceKind::VpnUser, CallbackStatus::Failed) => {
+            (VPN_APP, "vpn user provisioning failed")
+        }
+        (ResourceKind::VpnUser, CallbackStatus::Deleted) => (VPN_APP, "vpn user deleted"),
     };
     FulfillmentCallback {
         subscription_id: r.subscription_id.clone(),
-        app: HOSTING_APP.into(),
+        app: app.into(),
         status: status.as_str().into(),
         reason: reason.map(|r| r.as_str().into()),
         error,
@@ -56,17 +68,17 @@ impl Engine {
         self.ports.store.claim_resources(claim).await
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(super) fn now(&self) -> DateTime<Utc> {
         self.ports.clock.now()
     }
 
-    fn change(&self, r: &Resource) -> Change {
+    pub(super) fn change(&self, r: &Resource) -> Change {
         Change::on(r, Guard::Lease(self.config.owner.clone()), self.now())
     }
 
     /// Applies a change; when the row moved under us (a callback, a delete request), gives
     /// the lease back so the row is looked at again right away.
-    async fn commit(&self, c: Change) -> StoreResult<bool> {
+    pub(super) async fn commit(&self, c: Change) -> StoreResult<bool> {
         let (id, now) = (c.id, c.now);
         let applied = self.ports.store.apply(&c).await?;
         if let (true, Some(Some(at))) = (applied, c.next_attempt_at) {
@@ -83,7 +95,7 @@ impl Engine {
     }
 
     /// Schedules a retry with backoff after a failed upstream call.
-    async fn retry(
+    pub(super) async fn retry(
         &self,
         r: &Resource,
         what: &str,
@@ -104,7 +116,7 @@ impl Engine {
     }
 
     /// Nothing to do until something changes.
-    async fn settle(&self, r: &Resource) -> StoreResult<()> {
+    pub(super) async fn settle(&self, r: &Resource) -> StoreResult<()> {
         let mut c = self.change(r);
         c.next_attempt_at = Some(None);
         c.release_lease = true;
@@ -117,8 +129,7 @@ impl Engine {
         async move {
             match r.kind {
                 ResourceKind::HostingNode => self.reconcile_node(r).await,
-                // VPN users are provisioned by a later milestone; nothing drives them yet.
-                ResourceKind::VpnUser => self.settle(&r).await,
+                ResourceKind::VpnUser => self.reconcile_vpn(r).await,
             }
         }
         .instrument(span)
@@ -139,7 +150,7 @@ impl Engine {
                     human_duration(self.config.ready_timeout)
                 );
                 let c = self.change(&r);
-                self.fail_node(r, c, msg).await
+                self.fail_resource(r, c, msg).await
             }
             (Desired::Active, Status::Pending) => self.start_create(r).await,
             (Desired::Active, Status::Creating) => match r.node_id.clone() {
@@ -250,7 +261,7 @@ impl Engine {
             Err(e) => {
                 let c = self.change(&r);
                 let msg = format!("the hosting service refused to create the node: {e}");
-                return self.fail_node(r, c, msg).await;
+                return self.fail_resource(r, c, msg).await;
             }
         };
         tracing::info!(resource_id = %r.id, %node_id, "node requested");
@@ -273,7 +284,7 @@ impl Engine {
             Ok(None) => {
                 let c = self.change(&r);
                 let msg = "the node disappeared at the hosting service".to_owned();
-                self.fail_node(r, c, msg).await
+                self.fail_resource(r, c, msg).await
             }
             Err(e) => self.retry(&r, "polling the node", e).await,
         }
@@ -308,11 +319,11 @@ impl Engine {
                 let msg = node
                     .error_message
                     .unwrap_or_else(|| "the hosting service reported the node failed".into());
-                self.fail_node(r, c, msg).await
+                self.fail_resource(r, c, msg).await
             }
             "deleted" => {
                 let msg = "the node was deleted at the hosting service".to_owned();
-                self.fail_node(r, c, msg).await
+                self.fail_resource(r, c, msg).await
             }
             _ => self.poll_later(c).await,
         }
@@ -382,7 +393,12 @@ impl Engine {
     }
 
     /// → failed, reported, then clean up whatever may exist upstream.
-    async fn fail_node(&self, r: Resource, mut c: Change, msg: String) -> StoreResult<()> {
+    pub(super) async fn fail_resource(
+        &self,
+        r: Resource,
+        mut c: Change,
+        msg: String,
+    ) -> StoreResult<()> {
         tracing::warn!(resource_id = %r.id, error = %msg, "node failed");
         self.mark_failed(&mut c, &r, &msg, ACTOR);
         let node_id = c.node_id.clone().or(r.node_id.clone());
@@ -418,7 +434,7 @@ impl Engine {
     }
 
     /// Any live status → deleting (committed first), then delete.
-    async fn begin_delete(&self, r: Resource) -> StoreResult<()> {
+    pub(super) async fn begin_delete(&self, r: Resource) -> StoreResult<()> {
         let mut c = self.change(&r);
         c.status = Some(Status::Deleting);
         c.deadline_at = Some(None);
@@ -437,7 +453,7 @@ impl Engine {
 
     /// deleting → deleted once nothing exists upstream; retried (with backoff) until then,
     /// however long it takes: giving up would leak a billed server.
-    async fn finish_delete(&self, r: Resource) -> StoreResult<()> {
+    pub(super) async fn finish_delete(&self, r: Resource) -> StoreResult<()> {
         if let Err(e) = self.release_upstream(&r).await {
             return self.retry(&r, "deleting the node", e).await;
         }
@@ -463,6 +479,9 @@ impl Engine {
     async fn release_upstream(&self, r: &Resource) -> Result<(), String> {
         if r.upstream_released {
             return Ok(());
+        }
+        if r.kind == ResourceKind::VpnUser {
+            return self.release_vpn_user(r).await;
         }
         if let Some(node_id) = &r.node_id {
             return self

@@ -8,6 +8,7 @@ mod backoff;
 mod hosting;
 mod outbox;
 mod runner;
+mod traffic;
 mod vpn;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
 pub use runner::{Shutdown, spawn};
+pub use traffic::{SyncReport, TRAFFIC_JOB};
 pub use vpn::VPN_APP;
 
 use crate::ports::Ports;
@@ -46,6 +48,10 @@ pub struct EngineConfig {
     pub node_callback_url: String,
     pub cloud_provider: String,
     pub node_api_port: i32,
+    /// How often VPN traffic is read from the VPN manager (one replica at a time).
+    pub vpn_sync_interval: Duration,
+    /// VPN manager reads per second during a traffic sync, at most.
+    pub vpn_sync_rate: u32,
 }
 
 impl EngineConfig {
@@ -66,6 +72,8 @@ impl EngineConfig {
             node_callback_url,
             cloud_provider: "lightsail".into(),
             node_api_port: 8080,
+            vpn_sync_interval: Duration::from_secs(300),
+            vpn_sync_rate: 50,
         }
     }
 }

@@ -45,7 +45,8 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
         tx,
         tasks: vec![
             tokio::spawn(run::<Reconciler>(engine.clone(), rx.clone())),
-            tokio::spawn(run::<Dispatcher>(engine, rx)),
+            tokio::spawn(run::<Dispatcher>(engine.clone(), rx.clone())),
+            tokio::spawn(super::traffic::run(engine, rx)),
         ],
     }
 }

@@ -175,6 +175,8 @@ pub struct Change {
     /// state changed since `seen_generation`, the row is due at once instead.
     pub next_attempt_at: Option<Option<DateTime<Utc>>>,
     pub seen_generation: i64,
+    /// Likewise for the VPN terms: if they changed since, the row is due at once.
+    pub seen_spec_version: i64,
     /// Give the lease back with this change.
     pub release_lease: bool,
     /// Appended to the history, in order, with the change.
@@ -213,6 +215,7 @@ impl Change {
             attempts: Attempts::Keep,
             next_attempt_at: None,
             seen_generation: resource.generation,
+            seen_spec_version: resource.vpn.spec_version,
             release_lease: false,
             events: Vec::new(),
             callbacks: Vec::new(),

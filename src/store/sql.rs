@@ -256,7 +256,7 @@ macro_rules! impl_store {
                      deadline_at = case when $19 then $20 else deadline_at end, \
                      attempts = case $21 when 1 then 0 when 2 then attempts + 1 else attempts end, \
                      next_attempt_at = case when $22 then \
-                         (case when generation <> $24 then $25 else $23 end) \
+                         (case when generation <> $24 or spec_version <> $31 then $25 else $23 end) \
                          else next_attempt_at end, \
                      lease_owner = case when $26 then null else lease_owner end, \
                      lease_until = case when $26 then null else lease_until end, \
@@ -298,6 +298,7 @@ macro_rules! impl_store {
                 .bind(c.expect_desired.map(|d| d.as_str()))
                 .bind(&c.vpn_user_id)
                 .bind(c.applied_version)
+                .bind(c.seen_spec_version)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {

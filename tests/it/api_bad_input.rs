@@ -42,8 +42,14 @@ on_both! {
             (json!({"user_id": "u-1"}).to_string(), 422, "missing_subscription_id"),
             (json!({"user_id": "u-1", "subscription_id": "s".repeat(10_000)}).to_string(), 422, "subscription_id_too_long"),
             (json!({"user_id": "u-1", "subscription_id": "sub-1", "region": "mars-1"}).to_string(), 422, "unknown_region"),
-            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun"}).to_string(), 501, "vpn_not_implemented"),
-            (json!({"user_id": "u-1", "subscription_id": "sub-1", "resource_type": "vpn_user"}).to_string(), 501, "vpn_not_implemented"),
+            (json!({"user_id": "u-1", "app_source": "otun"}).to_string(), 422, "missing_subscription_id"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun", "expire_days": 0}).to_string(), 422, "invalid_expire_days"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun", "expire_days": 99_999}).to_string(), 422, "invalid_expire_days"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "resource_type": "vpn_user", "traffic_limit": -1}).to_string(), 422, "invalid_traffic_limit"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun", "user_email": "not-an-address"}).to_string(), 422, "invalid_email"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun", "period_start": "yesterday", "period_end": "today"}).to_string(), 422, "invalid_period"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun", "months": "one"}).to_string(), 422, "invalid_field"),
+            (json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "otun", "device_id": "d".repeat(300)}).to_string(), 422, "field_too_long"),
             (big, 413, "body_too_large"),
         ];
         for (body, status, code) in cases {
@@ -91,6 +97,9 @@ on_both! {
         let (_, mine) = app.user(Method::GET, "/api/v1/my/node", "u-1", None).await;
         assert_eq!(mine["hosting_status"], "subscribed_no_node");
         assert!(app.sims.sim.hosting.creates().is_empty());
+        assert!(app.sims.sim.vpn.creates().is_empty());
+        let (_, list) = app.internal(Method::GET, "/api/internal/entitlements?user_id=u-1", None).await;
+        assert_eq!(list, json!({"entitlements": []}));
     }
 }
 

@@ -284,14 +284,6 @@ async fn internal_api_shapes() {
         )
         .await;
     insta::assert_json_snapshot!("deprovision_not_found", missing);
-    let (_, vpn) = app
-        .internal(
-            Method::POST,
-            "/api/internal/provision",
-            Some(json!({"user_id": "u-1", "app_source": "otun"})),
-        )
-        .await;
-    insta::assert_json_snapshot!("provision_vpn_not_implemented", vpn);
 
     // What the subscription service received, in order.
     let calls = app.wait_callbacks("sub_123", 2).await;

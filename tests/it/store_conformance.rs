@@ -186,7 +186,7 @@ on_both! {
         c.callback_token_hash = Some("digest".into());
         c.attempts = Attempts::Increment;
         c.events.push(NewEvent::new(EventKind::VpsCreateRequested, "engine"));
-        c.callback = Some(callback("sub-1", "active"));
+        c.callbacks.push(callback("sub-1", "active"));
         c.next_attempt_at = Some(Some(now + chrono::Duration::seconds(5)));
         c.release_lease = true;
         assert!(store.apply(&c).await.unwrap());
@@ -234,7 +234,7 @@ on_both! {
             let r = created(store.insert_resource(&order(sub, user), now).await.unwrap());
             for status in ["active", "deleted"] {
                 let mut c = Change::on(&r, Guard::Unleased, now);
-                c.callback = Some(callback(sub, status));
+                c.callbacks.push(callback(sub, status));
                 assert!(store.apply(&c).await.unwrap());
             }
         }

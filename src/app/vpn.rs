@@ -1,0 +1,502 @@
+//! VPN use cases: orders and gifts (recorded as entitlements, then pushed to the VPN
+//! manager by the engine, first from inside the request under a short wait), the user's VPN
+//! status and connection config, adjustments, email changes and deprovisioning.
+
+use chrono::DateTime;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::hosting::{Provision, valid_id, valid_subscription_id, valid_user_id};
+use super::{App, AppError};
+use crate::domain::entitlement::{Entitlement, OrderTerms, VpnStatus, vpn_status};
+use crate::domain::expiry::OrderKind;
+use crate::domain::progress::SubscriptionState;
+use crate::domain::units::GIB;
+use crate::domain::{DeleteReason, PlanTier, Resource, ResourceKind, Status};
+use crate::ports::VpnSubscription;
+use crate::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord};
+
+/// The app name and service type of VPN subscriptions.
+pub const VPN: (&str, &str) = ("otun", "vpn");
+/// Longest grant of days one order may carry (ten years).
+const MAX_DAYS: i64 = 3650;
+const MAX_EMAIL: usize = 254;
+
+/// What a VPN order (or gift) did.
+#[derive(Debug, Clone)]
+pub struct VpnOutcome {
+    pub entitlement: Entitlement,
+    /// The VPN user resource, as it is when the request stopped waiting.
+    pub resource: Resource,
+    /// False when the order was a repeat and nothing changed.
+    pub created: bool,
+}
+
+impl VpnOutcome {
+    /// Whether the VPN manager holds this order's terms.
+    pub fn is_applied(&self) -> bool {
+        self.resource.status == Status::Active
+            && self.resource.vpn.applied_version >= self.entitlement.spec_version
+    }
+}
+
+/// Everything `GET /my/vpn` shows.
+#[derive(Debug, Clone)]
+pub struct MyVpn {
+    pub status: VpnStatus,
+    pub subscription: SubscriptionState,
+    pub record: VpnRecord,
+}
+
+/// The connection config (`GET /my/vpn/subscribe`).
+#[derive(Debug, Clone)]
+pub struct VpnConfig {
+    pub entitlement: Entitlement,
+    pub resource: Resource,
+    pub live: VpnSubscription,
+}
+
+/// `POST /api/internal/entitlements/gift`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Gift {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub traffic_gb: Option<f64>,
+    pub duration_days: Option<i64>,
+    pub service_tier: Option<String>,
+    pub note: Option<String>,
+}
+
+/// `PUT /api/internal/resources/{id}/vpn`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct VpnChange {
+    pub traffic_limit: Option<i64>,
+    pub extend_days: Option<i64>,
+    pub plan_tier: Option<String>,
+}
+
+fn valid_days(days: i64, code: &'static str, name: &str) -> Result<i64, AppError> {
+    if (1..=MAX_DAYS).contains(&days) {
+        Ok(days)
+    } else {
+        Err(AppError::invalid(
+            code,
+            format!("{name} must be between 1 and {MAX_DAYS}"),
+        ))
+    }
+}
+
+fn valid_email(email: Option<&str>) -> Result<Option<String>, AppError> {
+    let Some(email) = email.map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(None);
+    };
+    let shaped = email.len() <= MAX_EMAIL
+        && email
+            .split_once('@')
+            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('@'));
+    if !shaped {
+        return Err(AppError::invalid(
+            "invalid_email",
+            "email is not an address",
+        ));
+    }
+    Ok(Some(email.to_owned()))
+}
+
+fn optional_text(value: Option<&str>, name: &str) -> Result<Option<String>, AppError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => {
+            valid_id(v, "invalid_field", "field_too_long", name)?;
+            Ok(Some(v.to_owned()))
+        }
+    }
+}
+
+/// Days an order buys: `expire_days`, else `months` × 30, else its period, else 30.
+fn order_days(req: &Provision) -> Result<i64, AppError> {
+    if let Some(days) = req.expire_days {
+        return valid_days(days, "invalid_expire_days", "expire_days");
+    }
+    if let Some(months) = req.months {
+        return valid_days(
+            months.saturating_mul(30),
+            "invalid_months",
+            "months × 30 days",
+        );
+    }
+    if let (Some(start), Some(end)) = (&req.period_start, &req.period_end) {
+        let parse = |s: &str| {
+            DateTime::parse_from_rfc3339(s).map_err(|_| {
+                AppError::invalid(
+                    "invalid_period",
+                    "period_start and period_end must be RFC 3339",
+                )
+            })
+        };
+        let days = (parse(end)? - parse(start)?).num_days();
+        return valid_days(days, "invalid_period", "the period in days");
+    }
+    Ok(30)
+}
+
+impl App {
+    /// Records a VPN order and tries to finish it within the request. A repeated order
+    /// changes nothing and answers with what the first one recorded.
+    pub async fn provision_vpn(&self, req: Provision) -> Result<VpnOutcome, AppError> {
+        valid_user_id(&req.user_id)?;
+        let subscription_id = req.subscription_id.clone().unwrap_or_default();
+        valid_subscription_id(&subscription_id)?;
+        let days = order_days(&req)?;
+        if req.traffic_limit.is_some_and(|t| t < 0) {
+            return Err(AppError::invalid(
+                "invalid_traffic_limit",
+                "traffic_limit must not be negative",
+            ));
+        }
+        let email = valid_email(req.user_email.as_deref())?;
+        let channel = optional_text(req.channel.as_deref(), "channel")?;
+        let business_type = optional_text(req.business_type.as_deref(), "business_type")?;
+        let device_id = optional_text(req.device_id.as_deref(), "device_id")?;
+        for v in [&req.channel_tx_id, &req.period_start, &req.period_end] {
+            optional_text(v.as_deref(), "order identity")?;
+        }
+        let kind = OrderKind::of(channel.as_deref(), business_type.as_deref());
+        let is_trial =
+            channel.as_deref() == Some("trial") || business_type.as_deref() == Some("trial");
+        let plan = PlanTier::parse(req.plan_tier.as_deref().unwrap_or("basic"));
+        let period = req.period_start.as_deref().zip(req.period_end.as_deref());
+        let order = VpnOrder {
+            resource_id: Uuid::now_v7(),
+            entitlement_id: Uuid::now_v7(),
+            user_id: req.user_id.clone(),
+            email,
+            order_key: Some(crate::domain::resource::order_key(
+                &subscription_id,
+                req.channel_tx_id.as_deref(),
+                period,
+            )),
+            subscription_id: Some(subscription_id),
+            channel: channel.unwrap_or_else(|| "unknown".into()),
+            business_type: business_type.unwrap_or_else(|| "subscription".into()),
+            plan_tier: plan.as_str().to_owned(),
+            service_tier: plan.service_tier().to_owned(),
+            terms: OrderTerms {
+                kind,
+                days,
+                traffic_limit: plan.vpn_traffic_limit(req.traffic_limit),
+            },
+            is_trial,
+            device_id,
+            note: None,
+            actor: "subscription_service".into(),
+            due_at: self.ports.clock.now(),
+        };
+        self.record_vpn(order).await
+    }
+
+    /// `POST /entitlements/gift`: free access that adds to whatever the user has.
+    pub async fn gift(&self, g: Gift) -> Result<VpnOutcome, AppError> {
+        valid_user_id(&g.user_id)?;
+        let days = valid_days(
+            g.duration_days.unwrap_or_default(),
+            "invalid_duration_days",
+            "duration_days",
+        )?;
+        let traffic_gb = g.traffic_gb.unwrap_or_default();
+        if !(traffic_gb > 0.0 && traffic_gb <= 1_000_000.0) {
+            return Err(AppError::invalid(
+                "invalid_traffic_gb",
+                "traffic_gb must be a positive number of GiB",
+            ));
+        }
+        let service_tier = match g.service_tier.as_deref().unwrap_or("standard") {
+            t @ ("standard" | "premium") => t.to_owned(),
+            other => {
+                return Err(AppError::invalid(
+                    "invalid_service_tier",
+                    format!("unknown service_tier {other:?} (standard or premium)"),
+                ));
+            }
+        };
+        let note = g.note.filter(|n| !n.trim().is_empty());
+        if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
+            return Err(AppError::invalid(
+                "note_too_long",
+                "note is over 1000 characters",
+            ));
+        }
+        let order = VpnOrder {
+            resource_id: Uuid::now_v7(),
+            entitlement_id: Uuid::now_v7(),
+            user_id: g.user_id,
+            email: valid_email(g.email.as_deref())?,
+            subscription_id: None,
+            order_key: None,
+            channel: "gift".into(),
+            business_type: "gift".into(),
+            plan_tier: service_tier.clone(),
+            service_tier,
+            terms: OrderTerms {
+                kind: OrderKind::Free,
+                days,
+                traffic_limit: (traffic_gb * GIB as f64).round() as i64,
+            },
+            is_trial: false,
+            device_id: None,
+            note,
+            actor: "admin".into(),
+            due_at: self.ports.clock.now(),
+        };
+        self.record_vpn(order).await
+    }
+
+    async fn record_vpn(&self, mut order: VpnOrder) -> Result<VpnOutcome, AppError> {
+        // The request takes the first step itself; the engine only takes over if the
+        // request did not finish it (or this process died).
+        order.due_at = self.ports.clock.now()
+            + chrono::Duration::from_std(self.config.vpn_wait).unwrap_or_default()
+            + chrono::Duration::seconds(1);
+        let (entitlement, resource) = match self
+            .ports
+            .store
+            .record_vpn_order(&order, self.ports.clock.now())
+            .await?
+        {
+            VpnOrderOutcome::TrialUsed => {
+                return Err(AppError::conflict(
+                    "trial_already_used",
+                    "a trial was already used by this user, device or email",
+                ));
+            }
+            VpnOrderOutcome::Duplicate {
+                entitlement,
+                resource,
+            } => {
+                return Ok(VpnOutcome {
+                    entitlement,
+                    resource,
+                    created: false,
+                });
+            }
+            VpnOrderOutcome::Recorded {
+                entitlement,
+                resource,
+            } => (entitlement, resource),
+        };
+        let resource = self
+            .engine
+            .drive_vpn(resource.id, entitlement.spec_version, self.config.vpn_wait)
+            .await?
+            .unwrap_or(resource);
+        Ok(VpnOutcome {
+            entitlement,
+            resource,
+            created: true,
+        })
+    }
+
+    /// Ends the VPN access a subscription gave, when it has any (`None` otherwise).
+    pub(super) async fn deprovision_vpn(
+        &self,
+        subscription_id: &str,
+        wanted: Option<Uuid>,
+        reason: DeleteReason,
+    ) -> Result<Option<Resource>, AppError> {
+        let entitlements = self
+            .ports
+            .store
+            .entitlements_for_subscription(subscription_id)
+            .await?;
+        if entitlements.is_empty()
+            || wanted.is_some_and(|id| entitlements.iter().all(|e| e.resource_id != id))
+        {
+            return Ok(None);
+        }
+        let now = self.ports.clock.now();
+        Ok(self
+            .ports
+            .store
+            .cancel_vpn_subscription(subscription_id, reason, "subscription_service", now)
+            .await?)
+    }
+
+    /// `GET /my/vpn`: our entitlements decide the status (an expired or deprovisioned VPN
+    /// never reads `active`, whatever the subscription service says).
+    pub async fn my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
+        valid_user_id(user_id)?;
+        let (record, subscription) = tokio::join!(
+            self.ports.store.vpn_of_user(user_id),
+            self.subscriptions.state(user_id, VPN.0, VPN.1),
+        );
+        let record = record?;
+        let subscription = subscription?;
+        let status = vpn_status(
+            record.entitlement.as_ref(),
+            record.resource.as_ref(),
+            self.ports.clock.now(),
+        );
+        Ok(MyVpn {
+            status,
+            subscription,
+            record,
+        })
+    }
+
+    /// The connection config, only while the VPN is active. Read from the VPN manager
+    /// with a read that never changes the user's terms there.
+    pub async fn vpn_config(&self, user_id: &str) -> Result<VpnConfig, AppError> {
+        valid_user_id(user_id)?;
+        let record = self.ports.store.vpn_of_user(user_id).await?;
+        let now = self.ports.clock.now();
+        let status = vpn_status(record.entitlement.as_ref(), record.resource.as_ref(), now);
+        let (Some(entitlement), Some(resource)) = (record.entitlement, record.resource) else {
+            return Err(AppError::not_found("no_vpn", "no VPN subscription"));
+        };
+        if status != VpnStatus::Active {
+            return Err(AppError::forbidden(
+                "vpn_not_active",
+                format!("the VPN is {status}"),
+            ));
+        }
+        let Some(uuid) = resource.vpn.vpn_user_id.clone() else {
+            return Err(AppError::conflict(
+                "vpn_provisioning",
+                "the VPN account is still being created; try again shortly",
+            ));
+        };
+        let live =
+            self.ports.vpn.sync(&uuid).await.map_err(|e| {
+                AppError::Unavailable(format!("the VPN manager is unreachable: {e}"))
+            })?;
+        Ok(VpnConfig {
+            entitlement,
+            resource,
+            live,
+        })
+    }
+
+    /// The user's VPN as we record it (no upstream call).
+    pub async fn vpn_record(&self, user_id: &str) -> Result<(VpnStatus, VpnRecord), AppError> {
+        valid_user_id(user_id)?;
+        let record = self.ports.store.vpn_of_user(user_id).await?;
+        if record.entitlement.is_none() {
+            return Err(AppError::not_found("no_vpn", "no VPN subscription"));
+        }
+        let now = self.ports.clock.now();
+        let status = vpn_status(record.entitlement.as_ref(), record.resource.as_ref(), now);
+        Ok((status, record))
+    }
+
+    /// `PUT /resources/{id}/vpn`: changes the current terms; `true` when the VPN manager
+    /// already holds them, `false` when they are saved and will be applied.
+    pub async fn change_vpn(&self, id: &str, ch: VpnChange) -> Result<bool, AppError> {
+        let resource = self.resource(id).await?;
+        if resource.kind != ResourceKind::VpnUser {
+            return Err(AppError::invalid(
+                "not_a_vpn_user",
+                "the resource is not a VPN user",
+            ));
+        }
+        if ch.traffic_limit.is_some_and(|t| t < 0) {
+            return Err(AppError::invalid(
+                "invalid_traffic_limit",
+                "traffic_limit must not be negative",
+            ));
+        }
+        if let Some(d) = ch.extend_days {
+            valid_days(d, "invalid_extend_days", "extend_days")?;
+        }
+        let plan = ch
+            .plan_tier
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PlanTier::parse);
+        if ch.traffic_limit.is_none() && ch.extend_days.is_none() && plan.is_none() {
+            return Err(AppError::invalid(
+                "nothing_to_change",
+                "give traffic_limit, extend_days or plan_tier",
+            ));
+        }
+        let adjustment = VpnAdjustment {
+            traffic_limit: ch.traffic_limit,
+            extend_days: ch.extend_days,
+            service_tier: plan.as_ref().map(|p| p.service_tier().to_owned()),
+            plan_tier: plan.map(|p| p.as_str().to_owned()),
+        };
+        let now = self.ports.clock.now();
+        let due = now
+            + chrono::Duration::from_std(self.config.vpn_wait).unwrap_or_default()
+            + chrono::Duration::seconds(1);
+        let Some((_, resource)) = self
+            .ports
+            .store
+            .adjust_vpn(resource.id, &adjustment, due, now)
+            .await?
+        else {
+            return Err(AppError::conflict(
+                "vpn_not_live",
+                "the VPN user is being deleted or has no current entitlement",
+            ));
+        };
+        let version = resource.vpn.spec_version;
+        let after = self
+            .engine
+            .drive_vpn(resource.id, version, self.config.vpn_wait)
+            .await?;
+        Ok(after.is_some_and(|r| r.vpn.applied_version >= version))
+    }
+
+    /// `PUT /users/{id}/email`: recorded now, pushed to the VPN manager by the engine
+    /// (retried until it is accepted).
+    pub async fn set_email(&self, user_id: &str, email: Option<&str>) -> Result<(), AppError> {
+        valid_user_id(user_id)?;
+        let Some(email) = valid_email(email)? else {
+            return Err(AppError::invalid("missing_email", "email is required"));
+        };
+        let now = self.ports.clock.now();
+        self.ports
+            .store
+            .set_user_email(user_id, &email, now)
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /entitlements`.
+    pub async fn entitlements(
+        &self,
+        mut filter: EntitlementFilter,
+    ) -> Result<Vec<Entitlement>, AppError> {
+        if let Some(u) = &filter.user_id {
+            valid_user_id(u)?;
+        }
+        if let Some(s) = filter.status.as_deref()
+            && !matches!(
+                s,
+                "active" | "expired" | "superseded" | "merged" | "cancelled"
+            )
+        {
+            return Err(AppError::invalid(
+                "invalid_status",
+                format!("unknown status {s:?}"),
+            ));
+        }
+        if let Some(b) = &filter.business_type {
+            valid_id(
+                b,
+                "invalid_business_type",
+                "business_type_too_long",
+                "business_type",
+            )?;
+        }
+        filter.limit = 500;
+        Ok(self
+            .ports
+            .store
+            .entitlements(&filter, self.ports.clock.now())
+            .await?)
+    }
+}

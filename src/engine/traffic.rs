@@ -1,0 +1,138 @@
+//! VPN traffic metering: a periodic pass that reads each live VPN user's usage from the
+//! VPN manager and records it. One replica at a time runs it (a leased job row). It reads
+//! only live, unexpired accounts, a page at a time (one query to read a page, one to write
+//! it), and paces its calls so the VPN manager is never flooded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::Engine;
+use crate::store::{Claim, StoreResult};
+
+/// The job row of the traffic sync.
+pub const TRAFFIC_JOB: &str = "vpn_traffic_sync";
+/// Accounts read per page.
+const PAGE: i64 = 500;
+/// VPN manager reads in flight at once.
+const IN_FLIGHT: usize = 16;
+/// A pass that dies keeps the job this long before another worker may start one.
+const JOB_LEASE: Duration = Duration::from_secs(3600);
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Accounts whose usage was recorded.
+    pub updated: usize,
+    /// Reads that failed (left as they were until the next pass).
+    pub failed: usize,
+    /// Pages read from the database (each one read and at most one write).
+    pub pages: usize,
+}
+
+impl Engine {
+    /// Runs a pass if one is due and no other worker is running it.
+    pub async fn traffic_sync_tick(self: &Arc<Self>) -> StoreResult<Option<SyncReport>> {
+        let now = self.now();
+        let claim = Claim {
+            owner: &self.config.owner,
+            now,
+            lease: JOB_LEASE,
+            limit: 1,
+        };
+        if !self.ports.store.claim_job(TRAFFIC_JOB, claim).await? {
+            return Ok(None);
+        }
+        let report = self.sync_vpn_traffic().await;
+        let summary = match &report {
+            Ok(r) => format!(
+                "updated {} failed {} pages {}",
+                r.updated, r.failed, r.pages
+            ),
+            Err(e) => format!("error: {e}"),
+        };
+        let next = self.now() + super::hosting::to_chrono(self.config.vpn_sync_interval);
+        self.ports
+            .store
+            .finish_job(TRAFFIC_JOB, &self.config.owner, next, &summary)
+            .await?;
+        tracing::info!(%summary, "vpn traffic sync pass");
+        report.map(Some)
+    }
+
+    /// Reads every live VPN user's usage from the VPN manager, at most `vpn_sync_rate`
+    /// reads per second, and records it a page at a time.
+    pub async fn sync_vpn_traffic(&self) -> StoreResult<SyncReport> {
+        let now = self.now();
+        let rate = f64::from(self.config.vpn_sync_rate.max(1));
+        let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report = SyncReport::default();
+        let mut after = None;
+        loop {
+            let page = self.ports.store.vpn_sync_page(after, PAGE, now).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0);
+            report.pages += 1;
+            let mut reads = JoinSet::new();
+            let mut usage = Vec::with_capacity(page.len());
+            for (id, uuid) in page {
+                pace.tick().await;
+                while reads.len() >= IN_FLIGHT {
+                    collect(reads.join_next().await, &mut usage, &mut report);
+                }
+                let vpn = self.ports.vpn.clone();
+                reads.spawn(async move { (id, vpn.get_user(&uuid).await) });
+            }
+            while let Some(done) = reads.join_next().await {
+                collect(Some(done), &mut usage, &mut report);
+            }
+            self.ports.store.record_vpn_usage(&usage, now).await?;
+            report.updated += usage.len();
+        }
+        Ok(report)
+    }
+}
+
+type Read = (
+    uuid::Uuid,
+    crate::ports::UpstreamResult<Option<crate::ports::VpnUser>>,
+);
+
+fn collect(
+    done: Option<Result<Read, tokio::task::JoinError>>,
+    usage: &mut Vec<(uuid::Uuid, i64)>,
+    report: &mut SyncReport,
+) {
+    match done {
+        Some(Ok((id, Ok(Some(user))))) => usage.push((id, user.traffic_used.max(0))),
+        Some(Ok((id, Ok(None)))) => {
+            tracing::warn!(resource_id = %id, "VPN user unknown to the VPN manager during sync");
+            report.failed += 1;
+        }
+        Some(Ok((id, Err(e)))) => {
+            tracing::debug!(resource_id = %id, error = %e, "traffic read failed");
+            report.failed += 1;
+        }
+        Some(Err(_)) | None => report.failed += 1,
+    }
+}
+
+/// Runs the traffic sync until told to stop, looking for a due pass now and then.
+pub(super) async fn run(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let look = engine
+        .config
+        .vpn_sync_interval
+        .min(Duration::from_secs(30))
+        .max(Duration::from_millis(50));
+    while !*stop.borrow() {
+        if let Err(e) = engine.traffic_sync_tick().await {
+            tracing::warn!(error = %e, "vpn traffic sync failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(look) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
