@@ -52,6 +52,12 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
             }
+            // Deadlock or serialization failure: the transaction can simply run again.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                StoreError::Conflict(db.message().to_owned())
+            }
             sqlx::Error::Database(db) if is_transient_db_error(db.code().as_deref()) => {
                 StoreError::Unavailable(e.to_string())
             }

@@ -612,17 +612,33 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
             ) -> StoreResult<Option<Resource>> {
                 let mut tx = self.pool.begin().await?;
-                let ended: Vec<EntitlementRow> = sqlx::query_as(concat!(
-                    "update entitlements set status = 'cancelled', is_current = false, \
-                     updated_at = $2 where subscription_id = $1 and status <> 'cancelled' \
-                     returning ",
-                    entitlement_columns!()
+                // Resource rows first, then entitlements (the order every writer locks in).
+                sqlx::query(concat!(
+                    "select id from resources where id in (select resource_id from entitlements \
+                     where subscription_id = $1 and status <> 'cancelled') order by id",
+                    $for_update
                 ))
                 .bind(subscription_id)
-                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                let ended: Vec<EntitlementRow> = sqlx::query_as(concat!(
+                    "select ",
+                    entitlement_columns!(),
+                    " from entitlements where subscription_id = $1 and status <> 'cancelled'",
+                    $for_update
+                ))
+                .bind(subscription_id)
                 .fetch_all(&mut *tx)
                 .await?;
                 let ended = row::entitlements(ended)?;
+                sqlx::query(
+                    "update entitlements set status = 'cancelled', is_current = false, \
+                     updated_at = $2 where subscription_id = $1 and status <> 'cancelled'",
+                )
+                .bind(subscription_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 let current = ended.iter().find(|e| e.is_current);
                 let Some(any) = current.or(ended.first()) else {
                     tx.rollback().await?;
@@ -685,6 +701,11 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
             ) -> StoreResult<Option<(Entitlement, Resource)>> {
                 let mut tx = self.pool.begin().await?;
+                // Resource first, then entitlements (the order every writer locks in).
+                sqlx::query(concat!("select id from resources where id = $1", $for_update))
+                    .bind(resource_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let current: Option<EntitlementRow> = sqlx::query_as(concat!(
                     "select ",
                     entitlement_columns!(),
@@ -761,15 +782,6 @@ macro_rules! impl_store {
             ) -> StoreResult<Option<Resource>> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
-                    "update entitlements set email = $2, updated_at = $3 \
-                     where user_id = $1 and is_current",
-                )
-                .bind(user_id)
-                .bind(email)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
                     "update resources set user_email = $2, updated_at = $3 \
                      where user_id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
                 )
@@ -790,6 +802,15 @@ macro_rules! impl_store {
                 .bind(email)
                 .bind(now)
                 .fetch_optional(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "update entitlements set email = $2, updated_at = $3 \
+                     where user_id = $1 and is_current",
+                )
+                .bind(user_id)
+                .bind(email)
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
                 if vpn.is_some() {
                     Self::wake_in_tx(&mut tx, Topic::Resources).await?;
@@ -1087,6 +1108,14 @@ macro_rules! impl_store {
                         return Ok(VpnOrderOutcome::TrialUsed);
                     }
                 }
+                // Locks are taken resource first, then entitlements, everywhere.
+                let live: Option<ResourceRow> =
+                    sqlx::query_as(concat!(live_sql!(), "user_id = $1", $for_update))
+                        .bind(&o.user_id)
+                        .bind($crate::domain::ResourceKind::VpnUser.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let live = live.map(Resource::try_from).transpose()?;
                 let current: Option<EntitlementRow> = sqlx::query_as(concat!(
                     "select ",
                     entitlement_columns!(),
@@ -1097,13 +1126,6 @@ macro_rules! impl_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let current = current.map(Entitlement::try_from).transpose()?;
-                let live: Option<ResourceRow> =
-                    sqlx::query_as(concat!(live_sql!(), "user_id = $1", $for_update))
-                        .bind(&o.user_id)
-                        .bind($crate::domain::ResourceKind::VpnUser.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let live = live.map(Resource::try_from).transpose()?;
                 let placement = place_order(&o.terms, current.as_ref(), now);
                 let (expire_at, traffic_limit, merged) = match placement {
                     Placement::Current {

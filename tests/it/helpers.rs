@@ -101,6 +101,38 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Moves a user's current VPN entitlement (and its account's terms) to expire at `at`:
+    /// time passing, without waiting for it.
+    pub async fn set_vpn_expiry(&self, user: &str, at: chrono::DateTime<chrono::Utc>) {
+        const ENTITLEMENT: &str =
+            "update entitlements set expire_at = $1 where user_id = $2 and is_current";
+        const RESOURCE: &str = "update resources set expire_at = $1 where user_id = $2 \
+             and resource_type = 'vpn_user' and status <> 'deleted'";
+        if self.url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            for sql in [ENTITLEMENT, RESOURCE] {
+                sqlx::query(sql)
+                    .bind(at)
+                    .bind(user)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            for sql in [ENTITLEMENT, RESOURCE] {
+                sqlx::query(sql)
+                    .bind(at)
+                    .bind(user)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         match &self.cleanup {
@@ -180,6 +212,24 @@ impl SimServer {
                 plan_tier: plan.into(),
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
                 auto_renew: true,
+            }),
+        );
+    }
+}
+
+impl SimServer {
+    /// Gives `user` an active VPN subscription at the subscription service.
+    pub fn subscribe_vpn(&self, user: &str, subscription_id: &str, plan: &str) {
+        self.sim.subscriptions.set(
+            user,
+            "otun",
+            "vpn",
+            Some(SubscriptionSnapshot {
+                subscription_id: subscription_id.into(),
+                status: "active".into(),
+                plan_tier: plan.into(),
+                expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
+                auto_renew: false,
             }),
         );
     }

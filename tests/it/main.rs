@@ -11,3 +11,4 @@ mod golden;
 mod hosting_flow;
 mod store_conformance;
 mod upstream_clients;
+mod vpn_flow;
