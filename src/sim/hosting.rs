@@ -28,6 +28,8 @@ pub struct NodeTiming {
     pub send_callbacks: bool,
     /// Whether node listings echo our `resource_id` (the real service may not).
     pub echo_resource_id: bool,
+    /// How often a ready node's agent reports its traffic and load (0: never).
+    pub stats_interval_ms: u64,
 }
 
 impl Default for NodeTiming {
@@ -38,6 +40,7 @@ impl Default for NodeTiming {
             fail_rate: 0.0,
             send_callbacks: true,
             echo_resource_id: true,
+            stats_interval_ms: 10_000,
         }
     }
 }
@@ -301,6 +304,7 @@ pub(super) async fn run_with_faults<T>(
 /// The node agent: once the node is up, report ready (or failed) to `callback_url`,
 /// retrying a few times like a real agent would.
 async fn agent_reports(sim: Weak<HostingSim>, node: SimNode) {
+    let weak = sim.clone();
     let wait = (node.ready_at - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
     let Some((base, token)) = node.callback.clone() else {
@@ -330,8 +334,55 @@ async fn agent_reports(sim: Weak<HostingSim>, node: SimNode) {
         };
         let url = format!("{}/{path}", base.trim_end_matches('/'));
         match http.post(url).bearer_auth(&token).json(&body).send().await {
+            Ok(r) if r.status().is_success() && !current.fails => {
+                let to = Reporter {
+                    url: format!("{}/stats", base.trim_end_matches('/')),
+                    token,
+                    http,
+                };
+                return report_stats(weak, to, node).await;
+            }
             Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
             _ => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+        }
+    }
+}
+
+/// Where an agent reports.
+struct Reporter {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// A ready node's agent reports cumulative counters (and a made-up load) until the node is
+/// deleted or its reports are refused.
+async fn report_stats(sim: Weak<HostingSim>, to: Reporter, node: SimNode) {
+    let (mut rx, mut tx) = (0i64, 0i64);
+    loop {
+        let interval = match sim.upgrade() {
+            Some(sim) if sim.node(&node.node_id).is_some() => sim.timing().stats_interval_ms,
+            _ => return,
+        };
+        if interval == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(interval)).await;
+        rx += 40 * 1024 * 1024;
+        tx += 8 * 1024 * 1024;
+        let body = serde_json::json!({"resource_id": node.resource_id, "rx_bytes": rx,
+            "tx_bytes": tx, "load1": 0.12, "cpu_percent": 3.5, "mem_percent": 21.0,
+            "reported_at": Utc::now()});
+        match to
+            .http
+            .post(&to.url)
+            .bearer_auth(&to.token)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_client_error() => return,
+            _ => {}
         }
     }
 }

@@ -10,5 +10,6 @@ mod crash;
 mod golden;
 mod hosting_flow;
 mod store_conformance;
+mod traffic;
 mod upstream_clients;
 mod vpn_flow;
