@@ -12,9 +12,19 @@ async fn post_raw(
     body: impl Into<reqwest::Body>,
     user: Option<&str>,
 ) -> (u16, Value) {
+    send_raw(app, Method::POST, path, body, user).await
+}
+
+async fn send_raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+    user: Option<&str>,
+) -> (u16, Value) {
     let mut req = app
         .http
-        .post(app.url(path))
+        .request(method, app.url(path))
         .header("Content-Type", "application/json")
         .body(body);
     req = match user {
@@ -140,4 +150,74 @@ async fn unknown_routes_and_methods_answer_json() {
         (status, body["code"].as_str()),
         (405, Some("method_not_allowed"))
     );
+}
+
+on_both! {
+    async fn bad_input_on_the_vpn_endpoints_changes_nothing(b: Backend) {
+        let app = TestApp::spawn(b).await;
+        let order = json!({"user_id": "v-1", "subscription_id": "sub-v", "app_source": "otun",
+            "plan_tier": "premium", "channel": "stripe", "expire_days": 30});
+        let (_, vpn) = app.internal(Method::POST, "/api/internal/provision", Some(order)).await;
+        let vpn_id = vpn["resource_id"].as_str().unwrap().to_owned();
+        let uuid = vpn["vpn_user_id"].as_str().unwrap().to_owned();
+        app.sims.subscribe("h-1", "sub-h", "basic");
+        let (_, node) = app.provision("h-1", "sub-h").await;
+        let node_id = node["resource_id"].as_str().unwrap().to_owned();
+        let before = app.sims.sim.vpn.user(&uuid).unwrap();
+        let entitlements_before = app.internal(Method::GET, "/api/internal/entitlements", None).await;
+
+        let long = "x".repeat(300);
+        let adjust = format!("/api/internal/resources/{vpn_id}/vpn");
+        let cases: Vec<(Method, String, String, u16, &str)> = vec![
+            (Method::PUT, adjust.clone(), "{oops".into(), 400, "malformed_json"),
+            (Method::PUT, adjust.clone(), "{}".into(), 422, "nothing_to_change"),
+            (Method::PUT, adjust.clone(), json!({"traffic_limit": "big"}).to_string(), 422, "invalid_field"),
+            (Method::PUT, adjust.clone(), json!({"traffic_limit": -5}).to_string(), 422, "invalid_traffic_limit"),
+            (Method::PUT, adjust.clone(), json!({"extend_days": 0}).to_string(), 422, "invalid_extend_days"),
+            (Method::PUT, "/api/internal/resources/nope/vpn".into(), json!({"extend_days": 1}).to_string(), 404, "resource_not_found"),
+            (Method::PUT, format!("/api/internal/resources/{node_id}/vpn"), json!({"extend_days": 1}).to_string(), 422, "not_a_vpn_user"),
+            (Method::PUT, "/api/internal/users/v-1/email".into(), "{}".into(), 422, "missing_email"),
+            (Method::PUT, "/api/internal/users/v-1/email".into(), json!({"email": "nobody"}).to_string(), 422, "invalid_email"),
+            (Method::PUT, "/api/internal/users/v-1/email".into(), json!({"email": 7}).to_string(), 422, "invalid_field"),
+            (Method::PUT, format!("/api/internal/users/{long}/email"), json!({"email": "a@b.c"}).to_string(), 422, "user_id_too_long"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), json!({"traffic_gb": 1, "duration_days": 1}).to_string(), 422, "missing_user_id"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), json!({"user_id": "v-1", "traffic_gb": 0, "duration_days": 1}).to_string(), 422, "invalid_traffic_gb"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), json!({"user_id": "v-1", "traffic_gb": 1, "duration_days": 0}).to_string(), 422, "invalid_duration_days"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), json!({"user_id": "v-1", "traffic_gb": 1, "duration_days": 1, "service_tier": "gold"}).to_string(), 422, "invalid_service_tier"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), json!({"user_id": "v-1", "traffic_gb": "1", "duration_days": 1}).to_string(), 422, "invalid_field"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), json!({"user_id": "v-1", "traffic_gb": 1, "duration_days": 1, "note": "n".repeat(1001)}).to_string(), 422, "note_too_long"),
+            (Method::POST, "/api/internal/entitlements/gift".into(), format!("{{\"user_id\": \"{}\"}}", "x".repeat(100_000)), 413, "body_too_large"),
+            (Method::GET, "/api/internal/entitlements?status=bogus".into(), String::new(), 422, "invalid_status"),
+            (Method::GET, format!("/api/internal/entitlements?user_id={long}"), String::new(), 422, "user_id_too_long"),
+            (Method::GET, "/api/internal/vpn/user/nobody/status".into(), String::new(), 404, "no_vpn"),
+            (Method::GET, "/api/internal/vpn/user/nobody/subscribe".into(), String::new(), 404, "no_vpn"),
+        ];
+        for (method, path, body, status, code) in cases {
+            let (got, resp) = send_raw(&app, method.clone(), &path, body, None).await;
+            let short: String = path.chars().take(60).collect();
+            assert_eq!((got, resp["code"].as_str()), (status, Some(code)), "{method} {short}: {resp}");
+            assert!(resp["error"].as_str().is_some_and(|e| !e.is_empty()), "{resp}");
+        }
+        // The internal VPN lookups keep their `success: false` shape.
+        let (_, resp) = app.internal(Method::GET, "/api/internal/vpn/user/nobody/status", None).await;
+        assert_eq!(resp["success"], false);
+        // Without the secret, nothing.
+        for (method, path) in [(Method::GET, "/api/internal/entitlements"), (Method::POST, "/api/internal/entitlements/gift"),
+            (Method::PUT, "/api/internal/users/v-1/email"), (Method::GET, "/api/internal/vpn/user/v-1/status")] {
+            let r = app.http.request(method, app.url(path)).json(&json!({})).send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path}");
+        }
+        // The user API: no VPN, no config; no token, nothing.
+        let (status, resp) = app.user(Method::GET, "/api/v1/my/vpn/subscribe", "nobody", None).await;
+        assert_eq!((status, resp["code"].as_str()), (404, Some("no_vpn")));
+        let (status, resp) = app.user(Method::GET, "/api/v1/my/vpn", "nobody", None).await;
+        assert_eq!((status, resp["vpn_status"].as_str(), resp["has_vpn_user"].as_bool()), (200, Some("no_subscription"), Some(false)));
+        let r = app.http.get(app.url("/api/v1/my/vpn")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+
+        // Nothing changed.
+        assert_eq!(app.sims.sim.vpn.user(&uuid).unwrap(), before);
+        assert_eq!(app.sims.sim.vpn.users().len(), 1);
+        assert_eq!(app.internal(Method::GET, "/api/internal/entitlements", None).await, entitlements_before);
+    }
 }

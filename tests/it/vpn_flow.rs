@@ -9,7 +9,7 @@ use fulfillment::sim::{Fault, Op};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, wait_until};
+use crate::helpers::{TestApp, wait_until};
 use crate::on_both;
 
 const GIB: i64 = 1024 * 1024 * 1024;
