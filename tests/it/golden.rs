@@ -1,4 +1,4 @@
-//! Golden snapshots of every hosting response shape (`CONTRACTS.md` §1.2–1.4). Ids and
+//! Golden snapshots of every response shape (`CONTRACTS.md` §1.2–1.4). Ids and
 //! timestamps are replaced by placeholders; everything else is compared byte for byte.
 
 use std::time::Duration;
@@ -10,13 +10,19 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, INTERNAL_SECRET, TestApp, read, wait_until};
 
-const VOLATILE: [&str; 6] = [
+const VOLATILE: [&str; 12] = [
     "resource_id",
     "created_at",
     "started_at",
     "expires_at",
     "ready_at",
     "subscription_id",
+    "expire_at",
+    "vpn_user_id",
+    "otun_uuid",
+    "entitlement_id",
+    "url",
+    "subscribe_url",
 ];
 
 /// Replaces ids and timestamps with placeholders (keeping their presence and type).
@@ -29,6 +35,8 @@ fn redact(mut v: Value) -> Value {
                         let s = val.as_str().unwrap();
                         let placeholder = if k == "subscription_id" {
                             s.to_owned()
+                        } else if s.contains("://") {
+                            "[url]".into()
                         } else if chrono::DateTime::parse_from_rfc3339(s).is_ok() {
                             assert!(
                                 s.ends_with('Z') && !s.contains('.'),
@@ -296,4 +304,136 @@ async fn internal_api_shapes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpn_shapes() {
+    let app = TestApp::spawn_with(Backend::Sqlite, NodeTiming::default(), |c| {
+        c.vpn_wait = Duration::from_millis(300);
+        c.vpn_subscribe_base = Some("https://sub.example.com/s".into());
+    })
+    .await;
+    let internal = |method: Method, path: &'static str, body: Option<Value>| {
+        let app = &app;
+        async move { app.internal(method, path, body).await }
+    };
+    let mine = |user: &'static str, path: &'static str| {
+        let app = &app;
+        async move { redact(app.user(Method::GET, path, user, None).await.1) }
+    };
+    let order = json!({"user_id": "vpn-1", "subscription_id": "sub_vpn", "app_source": "otun",
+        "plan_tier": "premium", "channel": "stripe", "business_type": "subscription",
+        "expire_days": 30, "user_email": "vpn-1@example.com", "device_id": "device-1"});
+    app.sims.sim.subscriptions.set(
+        "vpn-1",
+        "otun",
+        "vpn",
+        Some(SubscriptionSnapshot {
+            subscription_id: "sub_vpn".into(),
+            ..snapshot(chrono::Duration::days(30))
+        }),
+    );
+    insta::assert_json_snapshot!(
+        "my_vpn_no_subscription",
+        mine("vpn-1", "/api/v1/my/vpn").await
+    );
+    let (status, active) =
+        internal(Method::POST, "/api/internal/provision", Some(order.clone())).await;
+    assert_eq!(status, 200);
+    insta::assert_json_snapshot!("provision_vpn_active", redact(active.clone()));
+    let (status, again) = internal(Method::POST, "/api/internal/provision", Some(order)).await;
+    assert_eq!(status, 200);
+    insta::assert_json_snapshot!("provision_vpn_repeated", redact(again));
+    insta::assert_json_snapshot!("my_vpn_active", mine("vpn-1", "/api/v1/my/vpn").await);
+    insta::assert_json_snapshot!(
+        "my_vpn_subscribe",
+        mine("vpn-1", "/api/v1/my/vpn/subscribe").await
+    );
+    let (_, sub) = internal(Method::GET, "/api/internal/vpn/user/vpn-1/subscribe", None).await;
+    insta::assert_json_snapshot!("internal_vpn_subscribe", redact(sub));
+    let (_, status_view) = internal(Method::GET, "/api/internal/vpn/user/vpn-1/status", None).await;
+    insta::assert_json_snapshot!("internal_vpn_status", redact(status_view));
+    let (_, missing) = internal(Method::GET, "/api/internal/vpn/user/nobody/subscribe", None).await;
+    insta::assert_json_snapshot!("internal_vpn_subscribe_not_found", missing);
+
+    let id = active["resource_id"].as_str().unwrap().to_owned();
+    let path: &'static str =
+        Box::leak(format!("/api/internal/resources/{id}/vpn").into_boxed_str());
+    let (_, ok) = internal(Method::PUT, path, Some(json!({"extend_days": 3}))).await;
+    insta::assert_json_snapshot!("adjust_vpn_ok", ok);
+    app.sims
+        .sim
+        .faults
+        .script(Op::VpnUpdate, [Fault::Error(503); 4]);
+    let (_, pending) = internal(
+        Method::PUT,
+        path,
+        Some(json!({"traffic_limit": 300_i64 << 30})),
+    )
+    .await;
+    insta::assert_json_snapshot!("adjust_vpn_pending", pending);
+    let (_, email) = internal(
+        Method::PUT,
+        "/api/internal/users/vpn-1/email",
+        Some(json!({"email": "new@example.com"})),
+    )
+    .await;
+    insta::assert_json_snapshot!("email_updated", email);
+    let (status, gift) = internal(
+        Method::POST,
+        "/api/internal/entitlements/gift",
+        Some(json!({"user_id": "vpn-2", "traffic_gb": 25, "duration_days": 7, "note": "welcome"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    insta::assert_json_snapshot!("gift_created", redact(gift));
+    let (_, list) = internal(
+        Method::GET,
+        "/api/internal/entitlements?user_id=vpn-2",
+        None,
+    )
+    .await;
+    insta::assert_json_snapshot!("entitlements", redact(list));
+    let (_, resource) = internal(
+        Method::GET,
+        Box::leak(format!("/api/internal/resources/{id}").into_boxed_str()),
+        None,
+    )
+    .await;
+    insta::assert_json_snapshot!("resource_status_vpn", redact(resource));
+
+    // The VPN manager down: the order is recorded and answered `pending`.
+    app.sims
+        .sim
+        .faults
+        .script(Op::VpnCreate, [Fault::Error(503); 10]);
+    let (status, pending) = internal(
+        Method::POST,
+        "/api/internal/provision",
+        Some(
+            json!({"user_id": "vpn-3", "subscription_id": "sub_vpn3", "resource_type": "vpn_user"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202);
+    insta::assert_json_snapshot!("provision_vpn_pending", redact(pending));
+    insta::assert_json_snapshot!("my_vpn_being_set_up", mine("vpn-3", "/api/v1/my/vpn").await);
+
+    let (_, gone) = internal(
+        Method::POST,
+        "/api/internal/deprovision",
+        Some(json!({"subscription_id": "sub_vpn"})),
+    )
+    .await;
+    insta::assert_json_snapshot!("deprovision_vpn", redact(gone));
+    app.wait_status(&id, "deleted").await;
+    insta::assert_json_snapshot!("my_vpn_disabled", mine("vpn-1", "/api/v1/my/vpn").await);
+    let (_, refused) = app
+        .user(Method::GET, "/api/v1/my/vpn/subscribe", "vpn-1", None)
+        .await;
+    insta::assert_json_snapshot!("my_vpn_subscribe_refused", refused);
+    app.db
+        .set_vpn_expiry("vpn-2", chrono::Utc::now() - chrono::Duration::days(1))
+        .await;
+    insta::assert_json_snapshot!("my_vpn_expired", mine("vpn-2", "/api/v1/my/vpn").await);
 }
