@@ -123,6 +123,7 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
     let running = server::start(&config, listener, sim).await?;
     if config.demo {
+        server::seed_demo(&running.state.app).await?;
         print_demo_banner(&config, running.addr);
     }
     tracing::info!(addr = %running.addr, db = running.state.app.ports.store.backend(), "fulfillment-service listening");
@@ -145,13 +146,15 @@ fn print_demo_banner(config: &Config, addr: SocketAddr) {
     println!(
         "\n================================ DEMO MODE ================================\n\
          Nothing is configured, so this is a demo: SQLite at {db},\n\
-         simulated hosting and subscription services in process, generated secrets\n\
+         simulated hosting, VPN and subscription services in process, generated secrets\n\
          (kept in ./fulfillment-demo.secrets). Configure DB_URL, secrets and upstream\n\
          URLs (see .env.example) to run for real.\n\n\
-         User token for demo-user (premium hosting subscription):\n  TOKEN={token}\n\n\
+         User token for demo-user (premium hosting and VPN subscriptions):\n  TOKEN={token}\n\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
          curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"region\":\"ap-northeast-1\"}}' {base}/api/v1/my/node\n\
          curl -s -X DELETE -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/vpn\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/vpn/subscribe\n\
          curl -s {base}/api/v1/public/regions\n\
          curl -s -H \"X-Internal-Secret: {secret}\" {base}/api/internal/users/demo-user/resources\n\
          ===========================================================================\n",

@@ -57,6 +57,29 @@ pub fn demo_sim() -> Sim {
     sim
 }
 
+/// Gives the demo user an active VPN, as the subscription service would have ordered it:
+/// one order per calendar month, so restarting the demo changes nothing and a new month
+/// renews it.
+pub async fn seed_demo(app: &crate::app::App) -> anyhow::Result<()> {
+    let month = app.ports.clock.now().format("%Y-%m");
+    let order = crate::app::Provision {
+        user_id: "demo-user".into(),
+        subscription_id: Some("demo-vpn".into()),
+        user_email: Some("demo-user@example.com".into()),
+        app_source: Some("otun".into()),
+        business_type: Some("subscription".into()),
+        channel: Some("stripe".into()),
+        plan_tier: Some("premium".into()),
+        expire_days: Some(31),
+        channel_tx_id: Some(format!("demo-{month}")),
+        ..Default::default()
+    };
+    app.provision_vpn(order)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the demo VPN: {e}"))?;
+    Ok(())
+}
+
 type Upstreams = (
     Arc<dyn Hosting>,
     Arc<dyn Subscriptions>,

@@ -436,3 +436,16 @@ on_both! {
         assert_eq!(app.sims.sim.vpn.user(&uuid).unwrap().traffic_limit, 200 * GIB);
     }
 }
+
+on_both! {
+    async fn the_demo_user_has_an_active_vpn_and_reseeding_changes_nothing(b: Backend) {
+        let app = TestApp::spawn(b).await;
+        let core = &app.running().state.app;
+        fulfillment::server::seed_demo(core).await.unwrap();
+        fulfillment::server::seed_demo(core).await.unwrap();
+        let (_, mine) = app.user(Method::GET, "/api/v1/my/vpn", "demo-user", None).await;
+        assert_eq!(mine["vpn_status"], "active", "{mine}");
+        assert_eq!(entitlements(&app, "user_id=demo-user").await.len(), 1);
+        assert_eq!(app.sims.sim.vpn.users().len(), 1);
+    }
+}
