@@ -102,6 +102,26 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// Runs one SQL statement directly, bypassing the store (to prove what the schema
+    /// itself refuses).
+    pub async fn exec(&self, sql: &str) -> Result<u64, String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .map(|r| r.rows_affected())
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query(sql)
+                .execute(&pool)
+                .await
+                .map(|r| r.rows_affected())
+        }
+        .map_err(|e| e.to_string())
+    }
+
     /// Moves a user's current VPN entitlement (and its account's terms) to expire at `at`:
     /// time passing, without waiting for it.
     pub async fn set_vpn_expiry(&self, user: &str, at: chrono::DateTime<chrono::Utc>) {

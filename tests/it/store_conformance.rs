@@ -3,11 +3,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fulfillment::domain::entitlement::{Entitlement, EntitlementStatus, OrderTerms};
+use fulfillment::domain::expiry::OrderKind;
 use fulfillment::domain::progress::SubscriptionSnapshot;
 use fulfillment::domain::{DeleteReason, Desired, EventKind, ResourceKind, Status};
 use fulfillment::ports::FulfillmentCallback;
 use fulfillment::store::{
-    Attempts, Change, Claim, Guard, IdempotencyBegin, Inserted, NewEvent, NewResource, Store,
+    Attempts, Change, Claim, EntitlementFilter, Guard, IdempotencyBegin, Inserted, NewEvent,
+    NewResource, Store, VpnOrder, VpnOrderOutcome,
 };
 use uuid::Uuid;
 
@@ -361,5 +364,149 @@ on_both! {
         c.status = Some(Status::Active);
         assert!(store.apply(&c).await.is_err(), "pending -> active skips creating");
         assert_eq!(store.resource(r.id).await.unwrap().unwrap().status, Status::Pending);
+    }
+}
+
+/// A fixed, whole-second "now" (both databases store it exactly).
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_900_000_000, 0).unwrap()
+}
+
+fn vpn_order(user: &str, key: Option<&str>, kind: OrderKind) -> VpnOrder {
+    VpnOrder {
+        resource_id: Uuid::now_v7(),
+        entitlement_id: Uuid::now_v7(),
+        user_id: user.into(),
+        email: Some(format!("{user}@example.com")),
+        subscription_id: key.map(|k| format!("sub-{k}")),
+        order_key: key.map(str::to_owned),
+        channel: "stripe".into(),
+        business_type: "subscription".into(),
+        plan_tier: "premium".into(),
+        service_tier: "premium".into(),
+        terms: OrderTerms {
+            kind,
+            days: 30,
+            traffic_limit: 500,
+        },
+        is_trial: false,
+        device_id: None,
+        note: None,
+        actor: "test".into(),
+        due_at: now(),
+    }
+}
+
+fn recorded(o: VpnOrderOutcome) -> (Entitlement, fulfillment::domain::Resource) {
+    match o {
+        VpnOrderOutcome::Recorded {
+            entitlement,
+            resource,
+        } => (entitlement, resource),
+        other => panic!("expected a recorded order, got {other:?}"),
+    }
+}
+
+on_both! {
+    async fn vpn_orders_are_recorded_once_and_renewals_demote_the_current_one(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let (first, r1) = recorded(store.record_vpn_order(&vpn_order("u", Some("k1"), OrderKind::Paid), now()).await.unwrap());
+        assert_eq!((r1.status, r1.kind, r1.vpn.spec_version, r1.vpn.applied_version), (Status::Pending, ResourceKind::VpnUser, 1, 0));
+        assert!(first.is_current && !first.reported);
+        assert_eq!(r1.vpn.expire_at, Some(now() + chrono::Duration::days(30)));
+
+        let again = store.record_vpn_order(&vpn_order("u", Some("k1"), OrderKind::Paid), now()).await.unwrap();
+        assert!(matches!(again, VpnOrderOutcome::Duplicate { ref entitlement, .. } if entitlement.id == first.id), "{again:?}");
+
+        let (second, r2) = recorded(store.record_vpn_order(&vpn_order("u", Some("k2"), OrderKind::Paid), now()).await.unwrap());
+        assert_eq!(r2.id, r1.id, "one VPN user per user");
+        assert_eq!(r2.vpn.spec_version, 2);
+        assert_eq!(r2.vpn.expire_at, Some(now() + chrono::Duration::days(60)), "paid after paid stacks");
+        assert_eq!(second.spec_version, 2);
+        let history = store.entitlements(&EntitlementFilter { user_id: Some("u".into()), limit: 10, ..Default::default() }, now()).await.unwrap();
+        let old = history.iter().find(|e| e.id == first.id).unwrap();
+        assert_eq!((old.is_current, old.status), (false, EntitlementStatus::Superseded));
+        assert_eq!(history.iter().filter(|e| e.is_current).count(), 1);
+
+        // The engine reports both orders once the VPN manager holds version 2.
+        assert_eq!(store.unreported_entitlements(r1.id, 1).await.unwrap().len(), 1);
+        assert_eq!(store.unreported_entitlements(r1.id, 2).await.unwrap().len(), 2);
+    }
+}
+
+on_both! {
+    async fn the_schema_itself_allows_one_current_entitlement_and_one_trial(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let mut trial = vpn_order("t", Some("trial-1"), OrderKind::Free);
+        trial.is_trial = true;
+        trial.device_id = Some("dev".into());
+        let (e, r) = recorded(store.record_vpn_order(&trial, now()).await.unwrap());
+        let insert = |id: &str, user: &str, current: bool, trial: bool, device: &str, email: &str| format!(
+            "insert into entitlements (id, user_id, resource_id, channel, business_type, plan_tier, \
+             service_tier, traffic_limit, expire_at, email, device_id, is_trial, is_current, status, \
+             spec_version, reported, created_at, updated_at) values ('{id}', '{user}', '{}', 'x', 'x', \
+             'x', 'x', 1, '2030-01-01T00:00:00Z', '{email}', '{device}', {trial}, {current}, 'active', 1, \
+             true, '2030-01-01T00:00:00Z', '2030-01-01T00:00:00Z')", r.id);
+        for (sql, why) in [
+            (insert("a", "t", true, false, "d-a", "a@x"), "a second current entitlement"),
+            (insert("b", "t", false, true, "d-b", "b@x"), "a second trial for the user"),
+            (insert("c", "other", false, true, "dev", "c@x"), "a second trial on the device"),
+            (insert("d", "other", false, true, "d-d", "T@EXAMPLE.COM"), "a second trial for the email"),
+        ] {
+            let err = db.exec(&sql).await.expect_err(why);
+            assert!(err.to_lowercase().contains("unique"), "{why}: {err}");
+        }
+        db.exec(&insert("e", "other", false, true, "d-e", "e@x")).await.expect("another user's own trial");
+        assert!(e.is_trial);
+        let mut again = vpn_order("t2", Some("trial-2"), OrderKind::Free);
+        again.is_trial = true;
+        again.device_id = Some("dev".into());
+        assert_eq!(store.record_vpn_order(&again, now()).await.unwrap(), VpnOrderOutcome::TrialUsed);
+    }
+}
+
+on_both! {
+    async fn traffic_sync_pages_and_batches_and_jobs_run_on_one_worker(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let (_, r) = recorded(store.record_vpn_order(&vpn_order(&format!("u{i}"), Some(&format!("k{i}")), OrderKind::Paid), now()).await.unwrap());
+            let r = store.claim_resource(r.id, claim("w", now())).await.unwrap().unwrap();
+            let mut c = Change::on(&r, Guard::Lease("w".into()), now());
+            c.status = Some(Status::Creating);
+            assert!(store.apply(&c).await.unwrap());
+            let r = store.resource(r.id).await.unwrap().unwrap();
+            let mut c = Change::on(&r, Guard::Lease("w".into()), now());
+            c.status = Some(Status::Active);
+            c.vpn_user_id = Some(format!("uuid-{i}"));
+            c.applied_version = Some(1);
+            c.release_lease = true;
+            assert!(store.apply(&c).await.unwrap());
+            ids.push(r.id);
+        }
+        ids.sort();
+        let first = store.vpn_sync_page(None, 3, now()).await.unwrap();
+        let rest = store.vpn_sync_page(Some(first[2].0), 3, now()).await.unwrap();
+        assert_eq!((first.len(), rest.len()), (3, 2));
+        assert_eq!(first.iter().chain(&rest).map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        // Expired accounts are not read.
+        assert!(store.vpn_sync_page(None, 10, now() + chrono::Duration::days(31)).await.unwrap().is_empty());
+
+        let usage: Vec<(Uuid, i64)> = ids.iter().enumerate().map(|(i, id)| (*id, 1000 * i as i64)).collect();
+        store.record_vpn_usage(&usage, now()).await.unwrap();
+        for (id, used) in &usage {
+            let r = store.resource(*id).await.unwrap().unwrap();
+            assert_eq!((r.traffic_used, r.vpn.traffic_synced_at), (*used, Some(now())));
+        }
+
+        let job = |owner: &'static str, at: DateTime<Utc>| Claim { owner, now: at, lease: Duration::from_secs(60), limit: 1 };
+        assert!(store.claim_job("sync", job("a", now())).await.unwrap());
+        assert!(!store.claim_job("sync", job("b", now())).await.unwrap(), "held by a");
+        store.finish_job("sync", "a", now() + chrono::Duration::minutes(5), "ok").await.unwrap();
+        assert!(!store.claim_job("sync", job("b", now())).await.unwrap(), "not due yet");
+        assert!(store.claim_job("sync", job("b", now() + chrono::Duration::minutes(6))).await.unwrap());
     }
 }
