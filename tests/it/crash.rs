@@ -1,6 +1,7 @@
-//! Crash safety with the real binary: SIGKILL at the two dangerous moments, restart, and
-//! check from the simulators' records that exactly one node exists and the callback
-//! arrives.
+//! Crash safety with the real binary: SIGKILL at the dangerous moments (a node create in
+//! flight, a callback not yet delivered, a VPN order answered `pending`), restart, and
+//! check from the simulators' records that exactly one node or account exists and the
+//! callback arrives once.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -30,6 +31,7 @@ impl Service {
             .env("SERVER_PORT", port.to_string())
             // Long enough that a create in flight is still waiting when we kill.
             .env("UPSTREAM_TIMEOUT_SECS", "10")
+            .env("VPN_WAIT_SECS", "0.3")
             .stdout(Stdio::null())
             .stderr(log);
         let child = cmd.spawn().expect("the binary is built by cargo test");
@@ -154,5 +156,36 @@ on_both! {
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(calls[0].status, "active");
         assert_eq!(sims.sim.hosting.obox_nodes().len(), 1);
+    }
+}
+
+on_both! {
+    async fn killed_while_a_vpn_order_is_pending(b: Backend) {
+        let db = TestDb::new(b).await;
+        let sims = SimServer::start(NodeTiming::default()).await;
+        // The VPN manager takes the create but its answer is lost; the request answers
+        // `pending` and the process dies before anything is recorded as applied.
+        sims.sim.faults.script(Op::VpnCreate, [Fault::LostResponse]);
+        let port = free_port();
+        let service = Service::start(&db, &sims, port).await;
+        let order = json!({"user_id": "v-1", "subscription_id": "sub-v", "app_source": "otun",
+            "plan_tier": "premium", "channel": "stripe", "expire_days": 30});
+        let (status, body) = service.internal(reqwest::Method::POST, "/api/internal/provision", Some(order.clone())).await;
+        assert_eq!((status, body["status"].as_str()), (202, Some("pending")), "{body}");
+        let id = body["resource_id"].as_str().unwrap().to_owned();
+        assert!(wait_until(Duration::from_secs(10), || async { sims.sim.vpn.creates().len() == 1 }).await);
+        service.kill();
+        let before = db.store().await.resource(id.parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(before.vpn.applied_version, 0, "killed before the VPN manager's answer was recorded");
+
+        let service = Service::start(&db, &sims, port).await;
+        assert!(wait_until(Duration::from_secs(20), || async { service.status_of(&id).await == "active" }).await);
+        assert_eq!(sims.sim.vpn.users().len(), 1, "one account");
+        assert!(wait_until(Duration::from_secs(20), || async { !sims.sim.subscriptions.callbacks_for("sub-v").is_empty() }).await);
+        let (_, again) = service.internal(reqwest::Method::POST, "/api/internal/provision", Some(order)).await;
+        assert_eq!(again["status"], "active", "the repeated webhook sees it done");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let calls = sims.sim.subscriptions.callbacks_for("sub-v");
+        assert_eq!((calls.len(), calls[0].status.as_str(), calls[0].app.as_str()), (1, "active", "otun"));
     }
 }
