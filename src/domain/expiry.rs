@@ -8,6 +8,10 @@
 //! | paid | nothing, or free time | now + days (free time is not stacked onto paid) |
 //! | paid | paid, still running | current expiry + days |
 //! | paid | paid, already over | now + days |
+//!
+//! One refinement sits on top, in `entitlement::place_order`: a free grant (gift, trial)
+//! on top of running paid time is added to it rather than replacing it, so a gift never
+//! shortens a paying user's expiry or lowers their limit.
 
 use chrono::{DateTime, Duration, Utc};
 
