@@ -429,6 +429,65 @@ async fn pgbench_writes(args: &Args) -> f64 {
     baseline
 }
 
+/// Waits until `n` callbacks reached the subscription service; the time since `started`
+/// and the peak RSS.
+async fn until_reported(sim: &Sim, n: usize, started: Instant) -> (f64, f64) {
+    let limit = Instant::now() + Duration::from_secs(600);
+    while sim.subscriptions.callbacks().len() < n {
+        assert!(
+            Instant::now() < limit,
+            "orders did not finish in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (started.elapsed().as_secs_f64(), peak_rss_mb())
+}
+
+/// Stops the service and returns the database's transactions since `before`; drops it.
+async fn stop_and_count(running: server::Running, db: Db, before: i64) -> f64 {
+    running.stop().await;
+    // Backends flush their statistics within PostgreSQL's idle interval (10 s).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let tx = (db.transactions().await - before) as f64;
+    db.drop().await;
+    tx
+}
+
+/// Posts `orders` orders (made by `order(i)`) to `/api/internal/provision`, `concurrency`
+/// at a time, and returns every answer.
+async fn post_orders(
+    base: &str,
+    orders: usize,
+    concurrency: usize,
+    order: fn(usize) -> serde_json::Value,
+) -> Vec<(u16, serde_json::Value)> {
+    let http = fulfillment::upstream::http_client(Duration::from_secs(30));
+    let per = orders.div_ceil(concurrency);
+    let senders = (0..concurrency).map(|w| {
+        let (http, url) = (http.clone(), format!("{base}/api/internal/provision"));
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in (w * per)..((w + 1) * per).min(orders) {
+                let r = http
+                    .post(&url)
+                    .header("X-Internal-Secret", INTERNAL)
+                    .json(&order(i))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                answers.push((status, r.json().await.unwrap()));
+            }
+            answers
+        })
+    });
+    futures::future::join_all(senders)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect()
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
@@ -440,36 +499,15 @@ async fn provision_bench(args: &Args, report: &mut String) {
     reset_peak_rss();
     let running = start(&db, sim.clone()).await;
     let base = format!("http://{}", running.addr);
-    let http = fulfillment::upstream::http_client(Duration::from_secs(30));
 
     let started = Instant::now();
-    let per = args.orders.div_ceil(args.concurrency);
-    let senders: Vec<_> = (0..args.concurrency)
-        .map(|w| {
-            let (http, base) = (http.clone(), base.clone());
-            let orders = args.orders;
-            tokio::spawn(async move {
-                for i in (w * per)..((w + 1) * per).min(orders) {
-                    let order = serde_json::json!({"user_id": format!("order-user-{i}"),
-                        "subscription_id": format!("order-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"});
-                    let r = http.post(format!("{base}/api/internal/provision"))
-                        .header("X-Internal-Secret", INTERNAL).json(&order).send().await.unwrap();
-                    assert_eq!(r.status(), 202);
-                }
-            })
-        })
-        .collect();
-    futures::future::join_all(senders).await;
-    let limit = Instant::now() + Duration::from_secs(600);
-    while sim.subscriptions.callbacks().len() < args.orders {
-        assert!(
-            Instant::now() < limit,
-            "provisioning did not finish in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let rss = peak_rss_mb();
+    let answers = post_orders(&base, args.orders, args.concurrency, |i| {
+        serde_json::json!({"user_id": format!("order-user-{i}"),
+            "subscription_id": format!("order-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"})
+    })
+    .await;
+    assert!(answers.iter().all(|(status, _)| *status == 202));
+    let (elapsed, rss) = until_reported(&sim, args.orders, started).await;
     assert_eq!(
         sim.hosting.creates().len(),
         args.orders,
@@ -481,12 +519,7 @@ async fn provision_bench(args: &Args, report: &mut String) {
             .iter()
             .all(|c| c.callback.status == "active")
     );
-    running.stop().await;
-    // Backends flush their statistics within PostgreSQL's idle interval (10 s).
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let tx = (db.transactions().await - before) as f64;
-    db.drop().await;
-
+    let tx = stop_and_count(running, db, before).await;
     let baseline = pgbench_writes(args).await;
 
     let per_second = args.orders as f64 / elapsed;
@@ -518,53 +551,20 @@ async fn vpn_bench(args: &Args, report: &mut String) {
     reset_peak_rss();
     let running = start(&db, sim.clone()).await;
     let base = format!("http://{}", running.addr);
-    let http = fulfillment::upstream::http_client(Duration::from_secs(30));
     let started = Instant::now();
-    let per = args.orders.div_ceil(args.concurrency);
-    let senders: Vec<_> = (0..args.concurrency)
-        .map(|w| {
-            let (http, base) = (http.clone(), base.clone());
-            let orders = args.orders;
-            tokio::spawn(async move {
-                let mut active = 0;
-                for i in (w * per)..((w + 1) * per).min(orders) {
-                    let order = serde_json::json!({"user_id": format!("vpn-user-{i}"),
-                        "subscription_id": format!("vpn-sub-{i}"), "app_source": "otun",
-                        "plan_tier": "premium", "channel": "stripe", "expire_days": 30});
-                    let r = http
-                        .post(format!("{base}/api/internal/provision"))
-                        .header("X-Internal-Secret", INTERNAL)
-                        .json(&order)
-                        .send()
-                        .await
-                        .unwrap();
-                    let body: serde_json::Value = r.json().await.unwrap();
-                    active += usize::from(body["status"] == "active");
-                }
-                active
-            })
-        })
-        .collect();
-    let answered_active: usize = futures::future::join_all(senders)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .sum();
-    let limit = Instant::now() + Duration::from_secs(600);
-    while sim.subscriptions.callbacks().len() < args.orders {
-        assert!(
-            Instant::now() < limit,
-            "VPN orders did not finish in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let rss = peak_rss_mb();
+    let answers = post_orders(&base, args.orders, args.concurrency, |i| {
+        serde_json::json!({"user_id": format!("vpn-user-{i}"),
+            "subscription_id": format!("vpn-sub-{i}"), "app_source": "otun",
+            "plan_tier": "premium", "channel": "stripe", "expire_days": 30})
+    })
+    .await;
+    let answered_active = answers
+        .iter()
+        .filter(|(_, b)| b["status"] == "active")
+        .count();
+    let (elapsed, rss) = until_reported(&sim, args.orders, started).await;
     assert_eq!(sim.vpn.users().len(), args.orders, "one VPN user per order");
-    running.stop().await;
-    tokio::time::sleep(Duration::from_secs(11)).await;
-    let tx = (db.transactions().await - before) as f64;
-    db.drop().await;
+    let tx = stop_and_count(running, db, before).await;
     let baseline = pgbench_writes(args).await;
 
     let per_second = args.orders as f64 / elapsed;

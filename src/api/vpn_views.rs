@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::views::{Num, SubscriptionView};
+use super::views::{SubscriptionView, TrafficView};
 use crate::app::{MyVpn, VpnConfig, VpnOutcome};
 use crate::domain::entitlement::{Entitlement, VpnStatus};
 use crate::domain::progress::SubscriptionState;
-use crate::domain::units::{gib, percent, rfc3339, rfc3339_opt};
+use crate::domain::units::{rfc3339, rfc3339_opt};
 use crate::domain::{Resource, Status};
 use crate::store::VpnRecord;
 
@@ -28,9 +28,8 @@ pub struct VpnUserView {
     pub vpn_user_id: String,
     pub status: &'static str,
     pub plan_tier: String,
-    pub traffic_limit_gb: Num,
-    pub traffic_used_gb: Num,
-    pub traffic_percent: Num,
+    #[serde(flatten)]
+    pub traffic: TrafficView,
     #[serde(
         serialize_with = "rfc3339_opt",
         skip_serializing_if = "Option::is_none"
@@ -58,9 +57,7 @@ impl VpnUserView {
             vpn_user_id: uuid,
             status: account_status(r, status),
             plan_tier: r.plan_tier.clone(),
-            traffic_limit_gb: Num(gib(r.traffic_limit)),
-            traffic_used_gb: Num(gib(r.traffic_used)),
-            traffic_percent: Num(percent(r.traffic_used, r.traffic_limit)),
+            traffic: TrafficView::of(r),
             expire_at: r.vpn.expire_at,
             created_at: r.created_at,
         })

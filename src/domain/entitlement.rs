@@ -167,7 +167,7 @@ pub fn vpn_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ResourceKind, resource::Connection};
+    use crate::domain::ResourceKind;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -205,35 +205,7 @@ mod tests {
     }
 
     fn resource(status: Status, desired: Desired) -> Resource {
-        Resource {
-            id: Uuid::nil(),
-            kind: ResourceKind::VpnUser,
-            subscription_id: "s".into(),
-            user_id: "u".into(),
-            user_email: None,
-            order_key: "s|sub".into(),
-            provider: "otun".into(),
-            region: String::new(),
-            plan_tier: "premium".into(),
-            status,
-            desired,
-            generation: 0,
-            delete_reason: None,
-            node_id: None,
-            phase: 1,
-            connection: Connection::default(),
-            traffic_limit: 0,
-            traffic_used: 0,
-            error_message: None,
-            attempts: 0,
-            upstream_released: false,
-            deadline_at: None,
-            next_attempt_at: None,
-            created_at: now(),
-            updated_at: now(),
-            ready_at: None,
-            vpn: Default::default(),
-        }
+        Resource::fixture(ResourceKind::VpnUser, status, desired, now())
     }
 
     fn terms(kind: OrderKind, days: i64, traffic: i64) -> OrderTerms {

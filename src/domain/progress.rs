@@ -199,9 +199,8 @@ pub fn creation_progress(resource: &Resource, events: &[Event]) -> CreationProgr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Connection, ResourceKind};
+    use crate::domain::ResourceKind;
     use chrono::TimeZone;
-    use uuid::Uuid;
 
     fn at(min: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 10, 22, 21, min, 0).unwrap()
@@ -209,33 +208,9 @@ mod tests {
 
     fn node(status: Status, desired: Desired, phase: i32) -> Resource {
         Resource {
-            id: Uuid::nil(),
-            kind: ResourceKind::HostingNode,
-            subscription_id: "sub".into(),
-            user_id: "u".into(),
-            user_email: None,
-            order_key: "sub|sub".into(),
-            provider: "lightsail".into(),
-            region: "us-east-1".into(),
-            plan_tier: "premium".into(),
-            status,
-            desired,
-            generation: 0,
-            delete_reason: None,
-            node_id: None,
             phase,
-            connection: Connection::default(),
-            traffic_limit: 0,
-            traffic_used: 0,
             error_message: Some("boom".into()),
-            attempts: 0,
-            upstream_released: false,
-            deadline_at: None,
-            next_attempt_at: None,
-            created_at: at(0),
-            updated_at: at(0),
-            ready_at: None,
-            vpn: Default::default(),
+            ..Resource::fixture(ResourceKind::HostingNode, status, desired, at(0))
         }
     }
 

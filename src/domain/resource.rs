@@ -241,6 +241,47 @@ pub fn order_key(
 }
 
 #[cfg(test)]
+impl Resource {
+    /// A resource for unit tests, made at `at`, with everything optional left empty.
+    pub(crate) fn fixture(
+        kind: ResourceKind,
+        status: Status,
+        desired: Desired,
+        at: DateTime<Utc>,
+    ) -> Resource {
+        Resource {
+            id: Uuid::nil(),
+            kind,
+            subscription_id: "sub".into(),
+            user_id: "u".into(),
+            user_email: None,
+            order_key: "sub|sub".into(),
+            provider: "lightsail".into(),
+            region: "us-east-1".into(),
+            plan_tier: "premium".into(),
+            status,
+            desired,
+            generation: 0,
+            delete_reason: None,
+            node_id: None,
+            phase: 1,
+            connection: Connection::default(),
+            traffic_limit: 0,
+            traffic_used: 0,
+            error_message: None,
+            attempts: 0,
+            upstream_released: false,
+            deadline_at: None,
+            next_attempt_at: None,
+            created_at: at,
+            updated_at: at,
+            ready_at: None,
+            vpn: VpnSpec::default(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

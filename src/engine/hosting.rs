@@ -169,24 +169,41 @@ impl Engine {
     /// pending → creating (committed first), then ask for the node.
     async fn start_create(&self, r: Resource) -> StoreResult<()> {
         let (token, digest) = credential::mint();
-        let mut c = self.change(&r);
-        c.status = Some(Status::Creating);
-        c.phase = Some(2);
+        let mut c = self.creating(&r);
         c.callback_token_hash = Some(digest);
-        c.deadline_at = Some(Some(self.now() + to_chrono(self.config.ready_timeout)));
-        c.attempts = Attempts::Reset;
         c.events
             .push(NewEvent::new(EventKind::VpsCreateRequested, ACTOR));
-        if !self.commit(c).await? {
-            return Ok(());
+        match self.commit_creating(r, c).await? {
+            Some(r) => self.create_node(r, token).await,
+            None => Ok(()),
         }
-        let r = Resource {
+    }
+
+    /// pending → creating, with the creation deadline: committed before any upstream call.
+    pub(super) fn creating(&self, r: &Resource) -> Change {
+        let mut c = self.change(r);
+        c.status = Some(Status::Creating);
+        c.phase = Some(2);
+        c.deadline_at = Some(Some(self.now() + to_chrono(self.config.ready_timeout)));
+        c.attempts = Attempts::Reset;
+        c
+    }
+
+    /// Commits a `creating` change; the resource as it now is, or `None` if the row moved.
+    pub(super) async fn commit_creating(
+        &self,
+        r: Resource,
+        c: Change,
+    ) -> StoreResult<Option<Resource>> {
+        if !self.commit(c).await? {
+            return Ok(None);
+        }
+        Ok(Some(Resource {
             status: Status::Creating,
             phase: r.phase.max(2),
             attempts: 0,
             ..r
-        };
-        self.create_node(r, token).await
+        }))
     }
 
     /// creating without a node id: an earlier attempt may have created the node. Look

@@ -7,7 +7,7 @@
 //! the VPN manager has confirmed it.
 
 use super::Engine;
-use super::hosting::{ACTOR, to_chrono};
+use super::hosting::ACTOR;
 use crate::domain::{
     CallbackStatus, Desired, EventKind, Resource, Status, credential, plan::PlanTier,
 };
@@ -53,21 +53,11 @@ impl Engine {
                 self.fail_resource(r, c, msg).await
             }
             (Desired::Active, Status::Pending) => {
-                let mut c = self.change(&r);
-                c.status = Some(Status::Creating);
-                c.phase = Some(2);
-                c.deadline_at = Some(Some(now + to_chrono(self.config.ready_timeout)));
-                c.attempts = Attempts::Reset;
-                if !self.commit(c).await? {
-                    return Ok(());
+                let c = self.creating(&r);
+                match self.commit_creating(r, c).await? {
+                    Some(r) => self.create_vpn_user(r).await,
+                    None => Ok(()),
                 }
-                let r = Resource {
-                    status: Status::Creating,
-                    phase: r.phase.max(2),
-                    attempts: 0,
-                    ..r
-                };
-                self.create_vpn_user(r).await
             }
             (Desired::Active, Status::Creating) => self.create_vpn_user(r).await,
             (Desired::Active, Status::Active) if r.vpn.is_pending() => self.push_vpn_terms(r).await,

@@ -44,6 +44,19 @@ macro_rules! on_both {
     };
 }
 
+/// Runs `$body` with `$pool` connected to the PostgreSQL or SQLite database at `$url`.
+macro_rules! on_pool {
+    ($url:expr, |$pool:ident| $body:expr) => {
+        if $url.starts_with("postgres") {
+            let $pool = sqlx::PgPool::connect($url).await.unwrap();
+            $body
+        } else {
+            let $pool = sqlx::SqlitePool::connect($url).await.unwrap();
+            $body
+        }
+    };
+}
+
 /// A database of its own for one test, removed afterwards.
 pub struct TestDb {
     pub url: String,
@@ -99,27 +112,17 @@ impl TestDb {
             Arc::new(SqliteStore::connect(&self.url).await.unwrap())
         }
     }
-}
 
-impl TestDb {
     /// Runs one SQL statement directly, bypassing the store (to prove what the schema
     /// itself refuses).
     pub async fn exec(&self, sql: &str) -> Result<u64, String> {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        if self.url.starts_with("postgres") {
-            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-            sqlx::query(sql)
-                .execute(&pool)
-                .await
-                .map(|r| r.rows_affected())
-        } else {
-            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-            sqlx::query(sql)
-                .execute(&pool)
-                .await
-                .map(|r| r.rows_affected())
-        }
-        .map_err(|e| e.to_string())
+        on_pool!(&self.url, |pool| sqlx::query(sqlx::AssertSqlSafe(
+            sql.to_owned()
+        ))
+        .execute(&pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| e.to_string()))
     }
 
     /// Moves a user's current VPN entitlement (and its account's terms) to expire at `at`:
@@ -129,27 +132,14 @@ impl TestDb {
             "update entitlements set expire_at = $1 where user_id = $2 and is_current";
         const RESOURCE: &str = "update resources set expire_at = $1 where user_id = $2 \
              and resource_type = 'vpn_user' and status <> 'deleted'";
-        if self.url.starts_with("postgres") {
-            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-            for sql in [ENTITLEMENT, RESOURCE] {
-                sqlx::query(sql)
-                    .bind(at)
-                    .bind(user)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-        } else {
-            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-            for sql in [ENTITLEMENT, RESOURCE] {
-                sqlx::query(sql)
-                    .bind(at)
-                    .bind(user)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-        }
+        on_pool!(&self.url, |pool| for sql in [ENTITLEMENT, RESOURCE] {
+            sqlx::query(sql)
+                .bind(at)
+                .bind(user)
+                .execute(&pool)
+                .await
+                .unwrap();
+        })
     }
 }
 
@@ -222,34 +212,32 @@ impl SimServer {
 
     /// Gives `user` an active hosting subscription.
     pub fn subscribe(&self, user: &str, subscription_id: &str, plan: &str) {
-        self.sim.subscriptions.set(
-            user,
-            "obox",
-            "hosting",
-            Some(SubscriptionSnapshot {
-                subscription_id: subscription_id.into(),
-                status: "active".into(),
-                plan_tier: plan.into(),
-                expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
-                auto_renew: true,
-            }),
-        );
+        self.subscribe_to(("obox", "hosting"), user, subscription_id, plan, true);
     }
-}
 
-impl SimServer {
-    /// Gives `user` an active VPN subscription at the subscription service.
+    /// Gives `user` an active VPN subscription.
     pub fn subscribe_vpn(&self, user: &str, subscription_id: &str, plan: &str) {
+        self.subscribe_to(("otun", "vpn"), user, subscription_id, plan, false);
+    }
+
+    fn subscribe_to(
+        &self,
+        (app, service): (&str, &str),
+        user: &str,
+        subscription_id: &str,
+        plan: &str,
+        auto_renew: bool,
+    ) {
         self.sim.subscriptions.set(
             user,
-            "otun",
-            "vpn",
+            app,
+            service,
             Some(SubscriptionSnapshot {
                 subscription_id: subscription_id.into(),
                 status: "active".into(),
                 plan_tier: plan.into(),
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
-                auto_renew: false,
+                auto_renew,
             }),
         );
     }
