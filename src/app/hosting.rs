@@ -511,13 +511,15 @@ impl App {
             )),
             other => Ok(other),
         };
+        let now = self.ports.clock.now();
         let stats = NodeStats {
             rx_bytes,
             tx_bytes,
             load1: gauge(report.load1, "load1")?,
             cpu_percent: gauge(report.cpu_percent, "cpu_percent")?,
             mem_percent: gauge(report.mem_percent, "mem_percent")?,
-            at: report.reported_at.unwrap_or_else(|| self.ports.clock.now()),
+            // A clock ahead of ours must not freeze metering until it is caught up with.
+            at: report.reported_at.map_or(now, |at| at.min(now)),
         };
         let r = self.reported_resource(&caller, &report.resource_id).await?;
         Ok(self.ports.store.record_node_stats(r.id, &stats).await?)

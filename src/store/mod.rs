@@ -312,8 +312,8 @@ pub struct NodeStats {
     pub load1: Option<f64>,
     pub cpu_percent: Option<f64>,
     pub mem_percent: Option<f64>,
-    /// When the sample was taken (the agent's clock, else arrival): older samples than the
-    /// last one recorded are ignored.
+    /// When the sample was taken (the agent's clock, never later than ours; else arrival):
+    /// samples older than the last one recorded are ignored.
     pub at: DateTime<Utc>,
 }
 
@@ -399,6 +399,7 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Resource>>;
     async fn resource(&self, id: Uuid) -> StoreResult<Option<Resource>>;
+    /// Resources of a subscription: its nodes, and the VPN users any of its entitlements apply to.
     async fn resources_for_subscription(&self, subscription_id: &str)
     -> StoreResult<Vec<Resource>>;
     /// The user's live hosting node that is meant to exist, if any.
@@ -512,7 +513,7 @@ pub trait Store: Send + Sync {
     async fn record_vpn_usage(&self, usage: &[(Uuid, i64)], now: DateTime<Utc>) -> StoreResult<()>;
     /// Records a node agent's report, counting each byte once: a counter lower than the last
     /// one is a reset (the node rebooted) and counts from zero; a sample older than the
-    /// last is ignored. `false` when the resource is not a live hosting node.
+    /// last is ignored, and a repeat adds nothing. `false` when the resource is not a live hosting node.
     async fn record_node_stats(&self, id: Uuid, stats: &NodeStats) -> StoreResult<bool>;
 
     /// Leases a periodic job when it is due; `false` when it is not due or another worker

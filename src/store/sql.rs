@@ -156,7 +156,9 @@ macro_rules! impl_store {
                 let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
                     "select ",
                     resource_columns!(),
-                    " from resources where subscription_id = $1 order by created_at, id"
+                    " from resources where subscription_id = $1 or id in \
+                     (select resource_id from entitlements where subscription_id = $1) \
+                     order by created_at, id"
                 ))
                 .bind(subscription_id)
                 .fetch_all(&self.pool)
@@ -732,7 +734,7 @@ macro_rules! impl_store {
                      next_attempt_at = case when next_attempt_at is null or next_attempt_at > $6 \
                          then $6 else next_attempt_at end, updated_at = $7 \
                      where id = $1 and resource_type = 'vpn_user' and desired_state = 'active' \
-                     and status not in ('deleting', 'deleted') returning ",
+                     and status in ('pending', 'creating', 'active') returning ",
                     resource_columns!()
                 ))
                 .bind(resource_id.to_string())
@@ -794,7 +796,7 @@ macro_rules! impl_store {
                     "update resources set user_email = $2, spec_version = spec_version + 1, \
                      next_attempt_at = $3, updated_at = $3 \
                      where user_id = $1 and resource_type = 'vpn_user' \
-                     and desired_state = 'active' and status not in ('deleting', 'deleted') \
+                     and desired_state = 'active' and status in ('pending', 'creating', 'active') \
                      returning ",
                     resource_columns!()
                 ))
@@ -903,8 +905,8 @@ macro_rules! impl_store {
 
             async fn record_node_stats(&self, id: Uuid, st: &NodeStats) -> StoreResult<bool> {
                 // Per counter: growth counts its difference; a lower value is a reset (the
-                // node rebooted) and counts in full. A sample not newer than the last
-                // recorded one (a repeat, or a late delivery) changes nothing.
+                // node rebooted) and counts in full. A sample older than the last recorded
+                // one (a late delivery) changes nothing; a repeat adds nothing.
                 let done = sqlx::query(
                     "update resources set \
                      traffic_used = traffic_used \
@@ -913,7 +915,7 @@ macro_rules! impl_store {
                      counter_rx = $2, counter_tx = $3, load1 = $4, cpu_percent = $5, \
                      mem_percent = $6, stats_at = $7 \
                      where id = $1 and resource_type = 'hosting_node' and status <> 'deleted' \
-                     and (stats_at is null or stats_at < $7)",
+                     and (stats_at is null or stats_at <= $7)",
                 )
                 .bind(id.to_string())
                 .bind(st.rx_bytes)

@@ -77,11 +77,17 @@ on_both! {
             assert_eq!((status, resp), (200, json!({"status": "ok"})), "{what}");
             assert_eq!(used().await, expected, "{what}");
         }
+        // An agent clock far ahead is read as now, so it cannot freeze later reports.
+        let future = Utc::now() + chrono::Duration::days(365);
+        report(&app, Some(&token), sample(2 * GIB, GIB / 2, Some(future))).await;
+        assert_eq!(used().await, json!(6.5));
+        report(&app, Some(&token), sample(2 * GIB, GIB, None)).await;
+        assert_eq!(used().await, json!(7), "a later report still counts");
         let (_, mine) = app.user(Method::GET, "/api/v1/my/node", "n-1", None).await;
-        assert_eq!(mine["node"]["traffic_used_gb"], 5.5);
+        assert_eq!(mine["node"]["traffic_used_gb"], 7);
         assert_eq!(mine["node"]["traffic_limit_gb"], 3072);
-        // 5.5 / 3072 × 100 = 0.179…, shown to two decimals.
-        assert_eq!(mine["node"]["traffic_percent"], 0.18);
+        // 7 / 3072 × 100 = 0.2278…, shown to two decimals.
+        assert_eq!(mine["node"]["traffic_percent"], 0.23);
     }
 }
 

@@ -184,6 +184,9 @@ on_both! {
         assert_eq!(second["status"], "active");
         assert_eq!(second["vpn_user_id"], first["vpn_user_id"]);
 
+        // The old subscription still lists the VPN user its order applied to.
+        let (_, listed) = app.internal(Method::GET, "/api/internal/subscriptions/sub-apple/resources", None).await;
+        assert_eq!(listed["resources"][0]["resource_id"], first["resource_id"], "{listed}");
         let rows = entitlements(&app, "user_id=u-4").await;
         let by_sub = |s: &str| rows.iter().find(|e| e["subscription_id"] == s).unwrap().clone();
         let (old, new) = (by_sub("sub-apple"), by_sub("sub-stripe"));
