@@ -130,16 +130,12 @@ async fn provision_once(st: &ApiState, body: &Bytes) -> Result<(StatusCode, Valu
 }
 
 /// A VPN order's answer: `active` with the VPN manager's uuid once it holds the order,
-/// else `pending` (the engine finishes it), or `failed`.
+/// else `pending` (the engine finishes it), `failed` or `deleted`.
 fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
     let r = &o.resource;
+    // By state only, so a repeated delivery gets the same answer as the first.
     let (code, status, message) = if o.is_applied() {
-        let message = if o.created {
-            "vpn user is active"
-        } else {
-            "order already applied"
-        };
-        (StatusCode::OK, "active", message)
+        (StatusCode::OK, "active", "vpn user is active")
     } else if r.status == Status::Failed {
         (StatusCode::OK, "failed", "the VPN manager refused the user")
     } else if matches!(r.status, Status::Deleting | Status::Deleted) {

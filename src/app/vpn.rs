@@ -2,7 +2,7 @@
 //! manager by the engine, first from inside the request under a short wait), the user's VPN
 //! status and connection config, adjustments, email changes and deprovisioning.
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -192,7 +192,7 @@ impl App {
             device_id,
             note: None,
             actor: "subscription_service".into(),
-            due_at: self.ports.clock.now(),
+            due_at: self.vpn_due_at(),
         };
         self.record_vpn(order).await
     }
@@ -248,17 +248,21 @@ impl App {
             device_id: None,
             note,
             actor: "admin".into(),
-            due_at: self.ports.clock.now(),
+            due_at: self.vpn_due_at(),
         };
         self.record_vpn(order).await
     }
 
-    async fn record_vpn(&self, mut order: VpnOrder) -> Result<VpnOutcome, AppError> {
-        // The request takes the first step itself; the engine only takes over if the
-        // request did not finish it (or this process died).
-        order.due_at = self.ports.clock.now()
+    /// When the engine may take over a VPN change the request is making: the request takes
+    /// the first step itself, and the engine only finishes what it did not (or what a
+    /// process that died left).
+    fn vpn_due_at(&self) -> DateTime<Utc> {
+        self.ports.clock.now()
             + chrono::Duration::from_std(self.config.vpn_wait).unwrap_or_default()
-            + chrono::Duration::seconds(1);
+            + chrono::Duration::seconds(1)
+    }
+
+    async fn record_vpn(&self, order: VpnOrder) -> Result<VpnOutcome, AppError> {
         let (entitlement, resource) = match self
             .ports
             .store
@@ -428,13 +432,10 @@ impl App {
             plan_tier: plan.map(|p| p.as_str().to_owned()),
         };
         let now = self.ports.clock.now();
-        let due = now
-            + chrono::Duration::from_std(self.config.vpn_wait).unwrap_or_default()
-            + chrono::Duration::seconds(1);
         let Some((_, resource)) = self
             .ports
             .store
-            .adjust_vpn(resource.id, &adjustment, due, now)
+            .adjust_vpn(resource.id, &adjustment, self.vpn_due_at(), now)
             .await?
         else {
             return Err(AppError::conflict(
