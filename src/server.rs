@@ -64,7 +64,8 @@ pub async fn seed_demo(app: &crate::app::App) -> anyhow::Result<()> {
     let month = app.ports.clock.now().format("%Y-%m");
     let order = crate::app::Provision {
         user_id: "demo-user".into(),
-        subscription_id: Some("demo-vpn".into()),
+        // The id the simulated subscription service gives the demo user's VPN subscription.
+        subscription_id: Some("sub_otun_demo-user".into()),
         user_email: Some("demo-user@example.com".into()),
         app_source: Some("otun".into()),
         business_type: Some("subscription".into()),
