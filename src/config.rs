@@ -56,6 +56,10 @@ pub struct Config {
     pub vpn_sync_rate: u32,
     /// Public base URL of VPN subscription links; never the VPN manager's own URL.
     pub vpn_subscribe_base: Option<String>,
+    pub orphan_sweep_interval: Duration,
+    pub orphan_grace: Duration,
+    pub orphan_max_per_run: usize,
+    pub orphan_dry_run: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +199,24 @@ impl Config {
             backoff_max: secs("RETRY_MAX_SECS", 300, &mut errors),
             vpn_wait: secs("VPN_WAIT_SECS", 3, &mut errors),
             vpn_subscribe_base: vpn_subscribe_base.map(|u| u.to_string()),
+            orphan_sweep_interval: secs("ORPHAN_SWEEP_INTERVAL_SECS", 600, &mut errors),
+            orphan_grace: secs("ORPHAN_GRACE_SECS", 1800, &mut errors),
+            orphan_max_per_run: match get("ORPHAN_SWEEP_MAX").map(|v| v.parse::<usize>()) {
+                None => 10,
+                Some(Ok(v)) => v,
+                Some(Err(_)) => {
+                    errors.push("ORPHAN_SWEEP_MAX must be a whole number".into());
+                    10
+                }
+            },
+            orphan_dry_run: match get("ORPHAN_SWEEP_DRY_RUN").as_deref() {
+                None | Some("" | "0" | "false") => false,
+                Some("1" | "true") => true,
+                Some(_) => {
+                    errors.push("ORPHAN_SWEEP_DRY_RUN must be true or false".into());
+                    false
+                }
+            },
             vpn_sync_interval: secs("VPN_SYNC_INTERVAL_SECS", 300, &mut errors),
             vpn_sync_rate: match get("VPN_SYNC_RATE").map(|v| v.parse::<u32>()) {
                 None => 50,

@@ -152,6 +152,10 @@ pub async fn start(
     engine_config.node_api_port = config.node_api_port;
     engine_config.vpn_sync_interval = config.vpn_sync_interval;
     engine_config.vpn_sync_rate = config.vpn_sync_rate;
+    engine_config.orphan_sweep_interval = config.orphan_sweep_interval;
+    engine_config.orphan_grace = config.orphan_grace;
+    engine_config.orphan_max_per_run = config.orphan_max_per_run;
+    engine_config.orphan_dry_run = config.orphan_dry_run;
     let engine = Engine::new(ports.clone(), engine_config);
     let app = App::new(
         ports,

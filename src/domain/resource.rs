@@ -104,6 +104,9 @@ wire_enum! {
         OrderRecorded => "order_recorded",
         VpnUserCreated => "vpn_user_created",
         VpnUserUpdated => "vpn_user_updated",
+        OrphanDeleted => "orphan_deleted",
+        OperatorRetry => "operator_retry",
+        OperatorFailed => "operator_failed",
     }
 }
 

@@ -8,6 +8,7 @@ mod backoff;
 mod hosting;
 mod outbox;
 mod runner;
+mod sweep;
 mod traffic;
 mod vpn;
 
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
 pub use runner::{Shutdown, spawn};
+pub use sweep::{SWEEP_JOB, SweepReport};
 pub use traffic::{SyncReport, TRAFFIC_JOB};
 pub use vpn::VPN_APP;
 
@@ -52,6 +54,14 @@ pub struct EngineConfig {
     pub vpn_sync_interval: Duration,
     /// VPN manager reads per second during a traffic sync, at most.
     pub vpn_sync_rate: u32,
+    /// How often the orphan sweep runs (one replica at a time).
+    pub orphan_sweep_interval: Duration,
+    /// Nodes younger than this are never swept (they may not be linked yet).
+    pub orphan_grace: Duration,
+    /// Most deletions per sweep.
+    pub orphan_max_per_run: usize,
+    /// Report orphans without deleting them.
+    pub orphan_dry_run: bool,
 }
 
 impl EngineConfig {
@@ -74,6 +84,10 @@ impl EngineConfig {
             node_api_port: 8080,
             vpn_sync_interval: Duration::from_secs(300),
             vpn_sync_rate: 50,
+            orphan_sweep_interval: Duration::from_secs(600),
+            orphan_grace: Duration::from_secs(1800),
+            orphan_max_per_run: 10,
+            orphan_dry_run: false,
         }
     }
 }

@@ -46,7 +46,7 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
         tasks: vec![
             tokio::spawn(run::<Reconciler>(engine.clone(), rx.clone())),
             tokio::spawn(run::<Dispatcher>(engine.clone(), rx.clone())),
-            tokio::spawn(super::traffic::run(engine, rx)),
+            tokio::spawn(run_jobs(engine, rx)),
         ],
     }
 }
@@ -206,5 +206,28 @@ fn log_join(done: Result<(), tokio::task::JoinError>, name: &str) {
     if let Err(e) = done {
         // A panicking step loses nothing: its lease expires and the item is retried.
         tracing::error!(worker = name, error = %e, "a step panicked");
+    }
+}
+
+/// The periodic jobs (VPN traffic sync, orphan sweep): each is a leased row in `jobs`, so
+/// one replica runs each pass; every replica looks now and then whether one is due.
+async fn run_jobs(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    let look = engine
+        .config
+        .vpn_sync_interval
+        .min(engine.config.orphan_sweep_interval)
+        .min(Duration::from_secs(30))
+        .max(Duration::from_millis(50));
+    while !*stop.borrow() {
+        if let Err(e) = engine.traffic_sync_tick().await {
+            tracing::warn!(error = %e, "vpn traffic sync failed");
+        }
+        if let Err(e) = engine.sweep_tick().await {
+            tracing::warn!(error = %e, "orphan sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(look) => {}
+            _ = stop.changed() => {}
+        }
     }
 }

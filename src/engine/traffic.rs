@@ -118,21 +118,3 @@ fn collect(
         Some(Err(_)) | None => report.failed += 1,
     }
 }
-
-/// Runs the traffic sync until told to stop, looking for a due pass now and then.
-pub(super) async fn run(engine: Arc<Engine>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let look = engine
-        .config
-        .vpn_sync_interval
-        .min(Duration::from_secs(30))
-        .max(Duration::from_millis(50));
-    while !*stop.borrow() {
-        if let Err(e) = engine.traffic_sync_tick().await {
-            tracing::warn!(error = %e, "vpn traffic sync failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(look) => {}
-            _ = stop.changed() => {}
-        }
-    }
-}

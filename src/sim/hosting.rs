@@ -192,10 +192,23 @@ impl HostingSim {
 
     /// Adds a node that is not ours (another purpose, such as a shared VPN node).
     pub fn add_foreign_node(&self, purpose: &str) -> String {
+        self.add_node(purpose, "", "", "", chrono::Duration::zero())
+    }
+
+    /// Adds a ready node as if created `age` ago, with the given purpose and correlation
+    /// (an orphan, a node another deployment made, a shared node…).
+    pub fn add_node(
+        &self,
+        purpose: &str,
+        resource_id: &str,
+        subscription_id: &str,
+        user_id: &str,
+        age: chrono::Duration,
+    ) -> String {
         let mut st = self.state.lock().unwrap();
         st.serial += 1;
-        let now = Utc::now();
-        let id = format!("foreign-{:06}", st.serial);
+        let at = Utc::now() - age;
+        let id = format!("added-{:06}", st.serial);
         st.nodes.insert(
             id.clone(),
             SimNode {
@@ -204,17 +217,17 @@ impl HostingSim {
                 cloud_provider: "lightsail".into(),
                 region: "us-east-1".into(),
                 bundle_id: "nano_3_0".into(),
-                subscription_id: String::new(),
-                user_id: String::new(),
-                resource_id: String::new(),
-                created_at: now,
-                installing_at: now,
-                ready_at: now,
+                subscription_id: subscription_id.into(),
+                user_id: user_id.into(),
+                resource_id: resource_id.into(),
+                created_at: at,
+                installing_at: at,
+                ready_at: at,
                 fails: false,
                 public_ip: "203.0.113.254".into(),
-                api_key: "shared".into(),
-                public_key: "shared".into(),
-                short_id: "shared".into(),
+                api_key: "added".into(),
+                public_key: "added".into(),
+                short_id: "added".into(),
                 callback: None,
             },
         );

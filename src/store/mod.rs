@@ -407,6 +407,9 @@ pub trait Store: Send + Sync {
     /// Node ids recorded on any resource, to tell our nodes apart when adopting one.
     async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>>;
     async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>>;
+    /// Appends to a resource's history without changing it.
+    async fn append_event(&self, id: Uuid, event: &NewEvent, now: DateTime<Utc>)
+    -> StoreResult<()>;
     /// The digest of the node credential minted for this resource, if any.
     async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>>;
 

@@ -192,6 +192,18 @@ macro_rules! impl_store {
                 rows.into_iter().map(Event::try_from).collect()
             }
 
+            async fn append_event(
+                &self,
+                id: Uuid,
+                event: &NewEvent,
+                now: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                insert_event(&mut tx, id, event, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>> {
                 let digest: Option<Option<String>> =
                     sqlx::query_scalar("select callback_token_hash from resources where id = $1")

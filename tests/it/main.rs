@@ -10,6 +10,7 @@ mod crash;
 mod golden;
 mod hosting_flow;
 mod store_conformance;
+mod sweep;
 mod traffic;
 mod upstream_clients;
 mod vpn_flow;
