@@ -5,6 +5,7 @@ mod callbacks;
 pub mod error;
 pub mod extract;
 mod internal;
+mod operator;
 mod user;
 pub mod views;
 mod vpn;
@@ -69,7 +70,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/vpn/user/{user_id}/subscribe", get(vpn::user_subscribe))
         .route("/vpn/user/{user_id}/status", get(vpn::user_status))
         .route("/entitlements", get(vpn::entitlements))
-        .route("/entitlements/gift", post(vpn::gift));
+        .route("/entitlements/gift", post(vpn::gift))
+        .route("/resources/{id}/events", get(operator::events))
+        .route("/operator/queue", get(operator::queue))
+        .route("/operator/resources/{id}/retry", post(operator::retry))
+        .route("/operator/resources/{id}/fail", post(operator::fail));
     let node_callbacks = Router::new()
         .route(
             "/ready",

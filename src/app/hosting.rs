@@ -127,7 +127,7 @@ pub enum NodeCaller {
 
 const MAX_ID: usize = 256;
 
-fn parse_id(id: &str) -> Result<Uuid, AppError> {
+pub(super) fn parse_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id).map_err(|_| AppError::not_found("resource_not_found", "resource not found"))
 }
 

@@ -4,6 +4,7 @@
 
 mod error;
 mod hosting;
+mod operator;
 mod regions;
 mod subscriptions;
 mod vpn;
@@ -15,6 +16,7 @@ pub use hosting::{
     Deprovision, DeprovisionOutcome, HOSTING, MyNode, NodeCaller, NodeReport, NodeStatsReport,
     Provision, ProvisionOutcome,
 };
+pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
 pub use regions::Regions;
 pub use subscriptions::SubscriptionLookup;
 pub use vpn::{Gift, MyVpn, VPN, VpnChange, VpnConfig, VpnOutcome};

@@ -106,7 +106,6 @@ wire_enum! {
         VpnUserUpdated => "vpn_user_updated",
         OrphanDeleted => "orphan_deleted",
         OperatorRetry => "operator_retry",
-        OperatorFailed => "operator_failed",
     }
 }
 
@@ -184,6 +183,8 @@ pub struct Resource {
     pub traffic_limit: i64,
     pub traffic_used: i64,
     pub error_message: Option<String>,
+    /// The last failed attempt's error (kept while retrying), for operators.
+    pub last_error: Option<String>,
     /// Failed attempts of the current step; reset on progress.
     pub attempts: i32,
     /// True once nothing can exist upstream for this resource any more.
@@ -272,6 +273,7 @@ impl Resource {
             traffic_limit: 0,
             traffic_used: 0,
             error_message: None,
+            last_error: None,
             attempts: 0,
             upstream_released: false,
             deadline_at: None,

@@ -614,12 +614,23 @@ impl Engine {
 
     /// Applies a failure report from the node agent: failed, reported, cleanup scheduled.
     pub async fn node_failed(&self, r: &Resource, msg: String) -> StoreResult<bool> {
+        self.fail_from_outside(r, &msg, "node").await
+    }
+
+    /// Fails a resource that is coming up, for someone outside the engine (a node agent,
+    /// an operator): failed, reported, cleanup scheduled. `false` when it is not coming up.
+    pub async fn fail_from_outside(
+        &self,
+        r: &Resource,
+        msg: &str,
+        actor: &str,
+    ) -> StoreResult<bool> {
         if r.desired != Desired::Active || !matches!(r.status, Status::Pending | Status::Creating) {
             return Ok(false);
         }
         let mut c = Change::on(r, Guard::Unleased, self.now());
         c.expect_desired = Some(Desired::Active);
-        self.mark_failed(&mut c, r, &msg, "node");
+        self.mark_failed(&mut c, r, msg, actor);
         // The VPS must go: make the row due for cleanup now.
         c.next_attempt_at = Some(Some(self.now()));
         self.ports.store.apply(&c).await

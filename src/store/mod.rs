@@ -317,6 +317,14 @@ pub struct NodeStats {
     pub at: DateTime<Utc>,
 }
 
+/// A callback the subscription service keeps refusing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StuckCallback {
+    pub message: OutboxMessage,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
 /// A callback waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
@@ -529,6 +537,29 @@ pub trait Store: Send + Sync {
         next_run_at: DateTime<Utc>,
         result: &str,
     ) -> StoreResult<()>;
+
+    /// Resources an operator should look at: failed (and still meant to exist), past
+    /// their deadline, or retried at least `min_attempts` times; oldest change first.
+    async fn failed_work(
+        &self,
+        now: DateTime<Utc>,
+        min_attempts: i32,
+        limit: i64,
+    ) -> StoreResult<Vec<Resource>>;
+    /// Callbacks retried at least `min_attempts` times and still undelivered.
+    async fn stuck_callbacks(
+        &self,
+        min_attempts: i32,
+        limit: i64,
+    ) -> StoreResult<Vec<StuckCallback>>;
+    /// Makes a resource due now with a fresh retry budget, recording who asked and why.
+    /// `None` when it does not exist or is already deleted.
+    async fn retry_now(
+        &self,
+        id: Uuid,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Resource>>;
 
     async fn idempotency_begin(
         &self,

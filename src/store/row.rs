@@ -18,7 +18,7 @@ macro_rules! resource_columns {
          api_port, api_key, vless_port, ss_port, public_key, short_id, traffic_limit, \
          traffic_used, error_message, attempts, upstream_released, deadline_at, \
          next_attempt_at, created_at, updated_at, ready_at, vpn_user_id, expire_at, \
-         service_tier, spec_version, applied_version, traffic_synced_at"
+         service_tier, spec_version, applied_version, traffic_synced_at, last_error"
     };
 }
 pub(crate) use resource_columns;
@@ -63,6 +63,7 @@ pub struct ResourceRow {
     spec_version: i64,
     applied_version: i64,
     traffic_synced_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -106,6 +107,7 @@ impl TryFrom<ResourceRow> for Resource {
             traffic_limit: r.traffic_limit,
             traffic_used: r.traffic_used,
             error_message: r.error_message,
+            last_error: r.last_error,
             attempts: r.attempts,
             upstream_released: r.upstream_released,
             deadline_at: r.deadline_at,

@@ -982,6 +982,88 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn failed_work(
+                &self,
+                now: DateTime<Utc>,
+                min_attempts: i32,
+                limit: i64,
+            ) -> StoreResult<Vec<Resource>> {
+                let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
+                    "select ",
+                    resource_columns!(),
+                    " from resources where status <> 'deleted' and (\
+                     (status = 'failed' and desired_state = 'active') \
+                     or (deadline_at is not null and deadline_at < $1) \
+                     or attempts >= $2) order by updated_at, id limit $3"
+                ))
+                .bind(now)
+                .bind(min_attempts)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                row::resources(rows)
+            }
+
+            async fn stuck_callbacks(
+                &self,
+                min_attempts: i32,
+                limit: i64,
+            ) -> StoreResult<Vec<$crate::store::StuckCallback>> {
+                let rows: Vec<(i64, String, String, i32, DateTime<Utc>, Option<String>, DateTime<Utc>)> =
+                    sqlx::query_as(
+                        "select id, subscription_id, payload, attempts, created_at, last_error, \
+                         next_attempt_at from outbox where delivered_at is null and attempts >= $1 \
+                         order by id limit $2",
+                    )
+                    .bind(min_attempts)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(id, subscription_id, payload, attempts, created_at, last_error, next)| {
+                        Ok($crate::store::StuckCallback {
+                            message: OutboxMessage {
+                                id,
+                                subscription_id,
+                                callback: serde_json::from_str(&payload)
+                                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                                attempts,
+                                created_at,
+                            },
+                            last_error,
+                            next_attempt_at: next,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn retry_now(
+                &self,
+                id: Uuid,
+                event: &NewEvent,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<Resource>> {
+                let mut tx = self.pool.begin().await?;
+                let row: Option<ResourceRow> = sqlx::query_as(concat!(
+                    "update resources set attempts = 0, next_attempt_at = $2, updated_at = $2 \
+                     where id = $1 and status <> 'deleted' returning ",
+                    resource_columns!()
+                ))
+                .bind(id.to_string())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if row.is_none() {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                insert_event(&mut tx, id, event, now).await?;
+                Self::wake_in_tx(&mut tx, Topic::Resources).await?;
+                tx.commit().await?;
+                self.wake_after_commit(Topic::Resources);
+                row.map(Resource::try_from).transpose()
+            }
+
             async fn idempotency_begin(
                 &self,
                 scope: &str,

@@ -1,0 +1,138 @@
+//! The operators' endpoints (`/api/internal/operator/*`, `/api/internal/resources/{id}/events`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::ApiError;
+use super::extract::{ApiJson, Internal};
+use super::views::ResourceStatus;
+use crate::app::{OperatorAction, STUCK_ATTEMPTS};
+use crate::domain::units::{rfc3339, rfc3339_opt};
+use crate::domain::{Event, Resource, Status};
+
+/// A resource in the queue, with what an operator needs to decide.
+#[derive(Debug, Serialize)]
+pub struct QueueItem {
+    #[serde(flatten)]
+    pub resource: ResourceStatus,
+    /// `failed`, `past_deadline` or `retrying`.
+    pub why: &'static str,
+    pub desired_state: &'static str,
+    pub attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(
+        serialize_with = "rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deadline_at: Option<DateTime<Utc>>,
+    #[serde(
+        serialize_with = "rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl QueueItem {
+    fn new(r: &Resource, now: DateTime<Utc>) -> Self {
+        let why = if r.status == Status::Failed {
+            "failed"
+        } else if r.deadline_at.is_some_and(|d| d < now) {
+            "past_deadline"
+        } else {
+            "retrying"
+        };
+        QueueItem {
+            resource: ResourceStatus::from(r),
+            why,
+            desired_state: r.desired.as_str(),
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            deadline_at: r.deadline_at,
+            next_attempt_at: r.next_attempt_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EventView<'a> {
+    kind: &'static str,
+    actor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(serialize_with = "rfc3339")]
+    at: DateTime<Utc>,
+}
+
+pub async fn queue(State(st): State<Arc<ApiState>>, _: Internal) -> Result<Json<Value>, ApiError> {
+    let q = st.app.operator_queue().await?;
+    let now = st.app.ports.clock.now();
+    let resources: Vec<QueueItem> = q.resources.iter().map(|r| QueueItem::new(r, now)).collect();
+    let callbacks: Vec<Value> = q
+        .callbacks
+        .iter()
+        .map(|c| {
+            json!({"outbox_id": c.message.id, "subscription_id": c.message.subscription_id,
+                "callback": c.message.callback, "attempts": c.message.attempts,
+                "last_error": c.last_error,
+                "created_at": c.message.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "next_attempt_at": c.next_attempt_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+        })
+        .collect();
+    Ok(Json(json!({
+        "resources": resources,
+        "callbacks": callbacks,
+        "stuck_after_attempts": STUCK_ATTEMPTS,
+    })))
+}
+
+pub async fn retry(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    Path(id): Path<String>,
+    ApiJson(action): ApiJson<OperatorAction>,
+) -> Result<Json<Value>, ApiError> {
+    let r = st.app.operator_retry(&id, action).await?;
+    Ok(Json(
+        json!({"status": "ok", "message": "the next step runs now", "resource": ResourceStatus::from(&r)}),
+    ))
+}
+
+pub async fn fail(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    Path(id): Path<String>,
+    ApiJson(action): ApiJson<OperatorAction>,
+) -> Result<Json<Value>, ApiError> {
+    let r = st.app.operator_fail(&id, action).await?;
+    Ok(Json(json!({"status": "ok",
+        "message": "failed, reported, and anything upstream is being cleaned up",
+        "resource": ResourceStatus::from(&r)})))
+}
+
+pub async fn events(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let events: Vec<Event> = st.app.history(&id).await?;
+    let views: Vec<EventView<'_>> = events
+        .iter()
+        .map(|e| EventView {
+            kind: e.kind.as_str(),
+            actor: &e.actor,
+            message: e.message.as_deref(),
+            at: e.at,
+        })
+        .collect();
+    Ok(Json(json!({"resource_id": id, "events": views})))
+}
