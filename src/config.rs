@@ -60,6 +60,9 @@ pub struct Config {
     pub orphan_grace: Duration,
     pub orphan_max_per_run: usize,
     pub orphan_dry_run: bool,
+    pub rate_limits: crate::api::limits::RateLimitConfig,
+    /// Calls in flight at once toward each upstream service.
+    pub upstream_max_in_flight: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +177,22 @@ impl Config {
                     .into(),
             );
         }
+        let count = |k: &str, default: u32, errors: &mut Vec<String>| -> u32 {
+            match get(k).map(|v| v.parse::<u32>()) {
+                None => default,
+                Some(Ok(v)) if v > 0 => v,
+                Some(_) => {
+                    errors.push(format!("{k} must be a positive whole number"));
+                    default
+                }
+            }
+        };
+        let rate_limits = crate::api::limits::RateLimitConfig {
+            per_second: count("USER_RATE_PER_SEC", 10, &mut errors),
+            burst: count("USER_RATE_BURST", 30, &mut errors),
+            node_creates_per_minute: count("NODE_CREATES_PER_MIN", 5, &mut errors),
+        };
+        let upstream_max_in_flight = count("UPSTREAM_MAX_IN_FLIGHT", 64, &mut errors) as usize;
         let config = Config {
             demo,
             db_url: db_url.unwrap_or_else(|| "sqlite://fulfillment-demo.db".into()),
@@ -209,6 +228,8 @@ impl Config {
                     10
                 }
             },
+            rate_limits,
+            upstream_max_in_flight,
             orphan_dry_run: match get("ORPHAN_SWEEP_DRY_RUN").as_deref() {
                 None | Some("" | "0" | "false") => false,
                 Some("1" | "true") => true,

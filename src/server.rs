@@ -103,14 +103,16 @@ fn upstreams(config: &Config, sim: Option<&Sim>) -> anyhow::Result<Upstreams> {
     let subs = url(&config.subscription_url, "SUBSCRIPTION_SERVICE_URL")?;
     let vpn = url(&config.otun_url, "OTUN_MANAGER_URL")?;
     let secret = config.internal_secret.clone();
+    let n = config.upstream_max_in_flight;
     Ok((
-        Arc::new(HostingClient::new(
-            http.clone(),
-            hosting,
-            config.hosting_admin_key.clone(),
-        )),
-        Arc::new(SubscriptionsClient::new(http.clone(), subs, secret.clone())),
-        Arc::new(VpnClient::new(http, vpn, secret)),
+        Arc::new(
+            HostingClient::new(http.clone(), hosting, config.hosting_admin_key.clone())
+                .with_max_in_flight(n),
+        ),
+        Arc::new(
+            SubscriptionsClient::new(http.clone(), subs, secret.clone()).with_max_in_flight(n),
+        ),
+        Arc::new(VpnClient::new(http, vpn, secret).with_max_in_flight(n)),
     ))
 }
 
@@ -171,6 +173,7 @@ pub async fn start(
     let state = Arc::new(ApiState {
         app,
         auth: Auth::new(&config.jwt_secret, &config.internal_secret),
+        limits: api::limits::RateLimits::new(config.rate_limits),
     });
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -27,6 +27,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub shape: Shape,
+    /// Seconds for `Retry-After` on a 429 or 503 (5 when not set).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -36,6 +38,7 @@ impl ApiError {
             code,
             message: message.into(),
             shape: Shape::Plain,
+            retry_after: None,
         }
     }
 
@@ -107,8 +110,10 @@ impl IntoResponse for ApiError {
             self.status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(self.retry_after.unwrap_or(5)),
+            );
         }
         resp
     }

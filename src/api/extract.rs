@@ -207,7 +207,9 @@ impl FromRequestParts<Arc<ApiState>> for User {
         let token = bearer(parts)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "missing bearer token"))?;
-        state.auth.user_of(token).map(User)
+        let user = state.auth.user_of(token)?;
+        state.limits.request(&user)?;
+        Ok(User(user))
     }
 }
 

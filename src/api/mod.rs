@@ -5,6 +5,7 @@ mod callbacks;
 pub mod error;
 pub mod extract;
 mod internal;
+pub mod limits;
 mod operator;
 mod user;
 pub mod views;
@@ -41,6 +42,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ApiState {
     pub app: App,
     pub auth: Auth,
+    pub limits: limits::RateLimits,
 }
 
 /// Every route of the service.

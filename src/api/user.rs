@@ -32,6 +32,9 @@ pub async fn create_my_node(
     User(user): User,
     body: Result<ApiJson<CreateNode>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
+    st.limits
+        .node_create(&user)
+        .map_err(|e| e.shaped(Shape::CreateNode))?;
     let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
     let (node, events) = st
         .app

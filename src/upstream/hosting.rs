@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{expect_success, is_not_found, json, url_with_segments};
+use super::{Gate, expect_success, is_not_found, json, url_with_segments};
 use crate::ports::{CreateNode, Hosting, HostingNode, UpstreamResult};
 
 /// Calls `HOSTING_SERVICE_URL` with `X-Admin-Key`.
 #[derive(Clone)]
 pub struct HostingClient {
     http: reqwest::Client,
+    gate: Gate,
     base: Url,
     admin_key: String,
 }
@@ -20,9 +21,16 @@ impl HostingClient {
     pub fn new(http: reqwest::Client, base: Url, admin_key: String) -> Self {
         HostingClient {
             http,
+            gate: Gate::default(),
             base,
             admin_key,
         }
+    }
+
+    /// Allows at most `n` calls in flight at once (64 by default).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.gate = Gate::new(n);
+        self
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -105,6 +113,7 @@ struct NodeList {
 #[async_trait]
 impl Hosting for HostingClient {
     async fn create_node(&self, req: &CreateNode) -> UpstreamResult<String> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .post(self.url(&["api", "admin", "nodes"]))
@@ -122,6 +131,7 @@ impl Hosting for HostingClient {
     }
 
     async fn get_node(&self, node_id: &str) -> UpstreamResult<Option<HostingNode>> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .get(self.url(&["api", "admin", "nodes", node_id]))
@@ -136,6 +146,7 @@ impl Hosting for HostingClient {
     }
 
     async fn delete_node(&self, node_id: &str) -> UpstreamResult<()> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .delete(self.url(&["api", "admin", "nodes", node_id]))
@@ -150,6 +161,7 @@ impl Hosting for HostingClient {
     }
 
     async fn list_nodes(&self) -> UpstreamResult<Vec<HostingNode>> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .get(self.url(&["api", "admin", "nodes"]))

@@ -17,6 +17,31 @@ pub use vpn::VpnClient;
 
 use crate::ports::UpstreamError;
 
+/// At most so many calls in flight toward one upstream; more wait their turn (bounded
+/// by the caller's own deadline), so a burst never floods a service that is struggling.
+#[derive(Debug, Clone)]
+pub struct Gate(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    pub fn new(max_in_flight: usize) -> Self {
+        Gate(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            max_in_flight.max(1),
+        )))
+    }
+
+    /// Waits for a slot; the slot is held until the returned permit is dropped.
+    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this cannot fail.
+        self.0.acquire().await.ok()
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new(64)
+    }
+}
+
 /// Builds the shared client. `timeout` bounds every call end to end.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     // reqwest is built without a bundled crypto provider; use ring's (ignored if a

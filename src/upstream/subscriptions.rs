@@ -3,20 +3,32 @@
 use async_trait::async_trait;
 use reqwest::Url;
 
-use super::{expect_success, is_not_found, json, url_with_segments};
+use super::{Gate, expect_success, is_not_found, json, url_with_segments};
 use crate::ports::{FulfillmentCallback, SubscriptionSnapshot, Subscriptions, UpstreamResult};
 
 /// Calls `SUBSCRIPTION_SERVICE_URL` with `X-Internal-Secret`.
 #[derive(Clone)]
 pub struct SubscriptionsClient {
     http: reqwest::Client,
+    gate: Gate,
     base: Url,
     secret: String,
 }
 
 impl SubscriptionsClient {
     pub fn new(http: reqwest::Client, base: Url, secret: String) -> Self {
-        SubscriptionsClient { http, base, secret }
+        SubscriptionsClient {
+            http,
+            gate: Gate::default(),
+            base,
+            secret,
+        }
+    }
+
+    /// Allows at most `n` calls in flight at once (64 by default).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.gate = Gate::new(n);
+        self
     }
 }
 
@@ -28,6 +40,7 @@ impl Subscriptions for SubscriptionsClient {
         app: &str,
         service_type: &str,
     ) -> UpstreamResult<Option<SubscriptionSnapshot>> {
+        let _in_flight = self.gate.enter().await;
         let url = url_with_segments(
             &self.base,
             &[
@@ -53,6 +66,7 @@ impl Subscriptions for SubscriptionsClient {
     }
 
     async fn callback(&self, cb: &FulfillmentCallback) -> UpstreamResult<()> {
+        let _in_flight = self.gate.enter().await;
         let url = url_with_segments(&self.base, &["api", "internal", "fulfillment", "callback"]);
         let resp = self
             .http

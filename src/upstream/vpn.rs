@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{expect_success, is_not_found, json, url_with_segments};
+use super::{Gate, expect_success, is_not_found, json, url_with_segments};
 use crate::ports::{
     CreateVpnUser, ProtocolLink, UpstreamError, UpstreamResult, VpnManager, VpnSubscription,
     VpnUser, VpnUserUpdate,
@@ -15,13 +15,25 @@ use crate::ports::{
 #[derive(Clone)]
 pub struct VpnClient {
     http: reqwest::Client,
+    gate: Gate,
     base: Url,
     secret: String,
 }
 
 impl VpnClient {
     pub fn new(http: reqwest::Client, base: Url, secret: String) -> Self {
-        VpnClient { http, base, secret }
+        VpnClient {
+            http,
+            gate: Gate::default(),
+            base,
+            secret,
+        }
+    }
+
+    /// Allows at most `n` calls in flight at once (64 by default).
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.gate = Gate::new(n);
+        self
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -100,6 +112,7 @@ fn subscription(w: WireSubscription) -> UpstreamResult<VpnSubscription> {
 #[async_trait]
 impl VpnManager for VpnClient {
     async fn create_user(&self, req: &CreateVpnUser) -> UpstreamResult<VpnUser> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .post(self.url(&["api", "users"]))
@@ -111,6 +124,7 @@ impl VpnManager for VpnClient {
     }
 
     async fn get_user(&self, uuid: &str) -> UpstreamResult<Option<VpnUser>> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .get(self.url(&["api", "users", uuid]))
@@ -124,6 +138,7 @@ impl VpnManager for VpnClient {
     }
 
     async fn update_user(&self, uuid: &str, update: &VpnUserUpdate) -> UpstreamResult<()> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .put(self.url(&["api", "users", uuid]))
@@ -136,6 +151,7 @@ impl VpnManager for VpnClient {
     }
 
     async fn delete_user(&self, uuid: &str) -> UpstreamResult<()> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .delete(self.url(&["api", "users", uuid]))
@@ -150,6 +166,7 @@ impl VpnManager for VpnClient {
     }
 
     async fn subscribe(&self, device_id: &str) -> UpstreamResult<VpnSubscription> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .post(self.url(&["api", "subscribe"]))
@@ -161,6 +178,7 @@ impl VpnManager for VpnClient {
     }
 
     async fn sync(&self, uuid: &str) -> UpstreamResult<VpnSubscription> {
+        let _in_flight = self.gate.enter().await;
         let resp = self
             .http
             .get(self.url(&["api", "users", uuid, "sync"]))

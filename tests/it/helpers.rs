@@ -268,6 +268,10 @@ pub fn test_env(db_url: &str, sim_url: &str) -> Vec<(&'static str, String)> {
         ("ENGINE_POLL_SECS", "0.2".to_owned()),
         ("RETRY_BASE_SECS", "0.05".to_owned()),
         ("RETRY_MAX_SECS", "0.4".to_owned()),
+        // Tests poll hard; the limits have tests of their own.
+        ("USER_RATE_PER_SEC", "10000".to_owned()),
+        ("USER_RATE_BURST", "10000".to_owned()),
+        ("NODE_CREATES_PER_MIN", "10000".to_owned()),
     ]
 }
 

@@ -9,6 +9,7 @@ mod api_bad_input;
 mod crash;
 mod golden;
 mod hosting_flow;
+mod limits;
 mod operator;
 mod store_conformance;
 mod sweep;

@@ -1,0 +1,135 @@
+//! Limits: per-user rate limits on the user API (stricter on creating a node), and bounded
+//! concurrency toward each upstream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fulfillment::api::limits::RateLimitConfig;
+use fulfillment::ports::Hosting;
+use fulfillment::upstream::{HostingClient, http_client};
+use reqwest::Method;
+
+use crate::helpers::{Backend, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_rate_limited_each_on_their_own() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
+        c.rate_limits = RateLimitConfig {
+            per_second: 1,
+            burst: 3,
+            node_creates_per_minute: 2,
+        };
+    })
+    .await;
+    app.sims.subscribe("r-1", "sub-r1", "basic");
+    for _ in 0..3 {
+        let (status, _) = app.user(Method::GET, "/api/v1/my/node", "r-1", None).await;
+        assert_eq!(status, 200);
+    }
+    let r = app
+        .http
+        .get(app.url("/api/v1/my/node"))
+        .bearer_auth(app.token("r-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    // Someone else is not slowed down by r-1.
+    let (status, _) = app.user(Method::GET, "/api/v1/my/vpn", "r-2", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_creation_has_its_own_stricter_limit() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
+        c.rate_limits = RateLimitConfig {
+            per_second: 1000,
+            burst: 1000,
+            node_creates_per_minute: 2,
+        };
+    })
+    .await;
+    app.sims.subscribe("r-3", "sub-r3", "basic");
+    let body = serde_json::json!({"region": "us-east-1"});
+    for _ in 0..2 {
+        let (status, _) = app
+            .user(Method::POST, "/api/v1/my/node", "r-3", Some(body.clone()))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, refused) = app
+        .user(Method::POST, "/api/v1/my/node", "r-3", Some(body))
+        .await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        (
+            refused["success"].as_bool(),
+            refused["status"].as_str(),
+            refused["code"].as_str()
+        ),
+        (Some(false), Some("failed"), Some("rate_limited")),
+        "the create refusal keeps its shape: {refused}"
+    );
+    let (status, _) = app.user(Method::GET, "/api/v1/my/node", "r-3", None).await;
+    assert_eq!(status, 200, "reads are not held back by the create limit");
+    let (_, listed) = app
+        .internal(
+            Method::GET,
+            "/api/internal/subscriptions/sub-r3/resources",
+            None,
+        )
+        .await;
+    assert_eq!(listed["resources"].as_array().unwrap().len(), 1, "one node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_toward_an_upstream_are_bounded() {
+    // A hosting service that counts how many requests it is serving at once.
+    let now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (now, most) = (now.clone(), most.clone());
+        move || {
+            let (now, most) = (now.clone(), most.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                axum::http::StatusCode::NOT_FOUND
+            }
+        }
+    };
+    let router = axum::Router::new().route("/api/admin/nodes/{id}", axum::routing::get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = HostingClient::new(
+        http_client(Duration::from_secs(5)),
+        base.parse().unwrap(),
+        "key".into(),
+    )
+    .with_max_in_flight(2);
+    let calls = (0..8).map(|i| {
+        let client = client.clone();
+        async move { client.get_node(&format!("n-{i}")).await }
+    });
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.unwrap(), None);
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "never more than 2 at once, and 2 at times"
+    );
+    server.abort();
+}
