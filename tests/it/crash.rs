@@ -13,14 +13,14 @@ use crate::helpers::{SimServer, TestDb, call_internal, test_env, wait_until};
 use crate::on_both;
 
 /// The service as a child process.
-struct Service {
+pub(crate) struct Service {
     child: Child,
     base: String,
     http: reqwest::Client,
 }
 
 impl Service {
-    async fn start(db: &TestDb, sims: &SimServer, port: u16) -> Service {
+    pub(crate) async fn start(db: &TestDb, sims: &SimServer, port: u16) -> Service {
         let log = std::fs::File::create(std::env::temp_dir().join(format!("ft-crash-{port}.log")))
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fulfillment"));
@@ -54,7 +54,7 @@ impl Service {
     }
 
     /// SIGKILL: no cleanup, no graceful anything.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -87,7 +87,7 @@ impl Drop for Service {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

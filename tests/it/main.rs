@@ -6,6 +6,7 @@ mod helpers;
 
 mod api_auth;
 mod api_bad_input;
+mod chaos;
 mod crash;
 mod golden;
 mod hosting_flow;

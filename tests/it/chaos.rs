@@ -1,0 +1,404 @@
+//! Chaos: mixed orders (hosting and VPN; provisions, renewals, deprovisions, users deleting
+//! a node while it is created) against the simulators over HTTP, while service processes
+//! are killed with SIGKILL at random and restarted; with one replica, and with three on one
+//! PostgreSQL. At the end, from the simulators' records and the database: every order
+//! reached its final state, exactly one upstream node or VPN user per live resource and
+//! none for deleted ones, no create repeated for a node, every callback delivered in order
+//! per subscription, nothing stuck in a transitional state.
+//!
+//! The short form runs in the normal suite (`CHAOS_ORDERS`, default 60, and 10 kills); the
+//! long form is `CHAOS_ORDERS=300 CHAOS_KILLS=20 cargo test --test it chaos`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fulfillment::domain::{Desired, ResourceKind, Status};
+use fulfillment::sim::NodeTiming;
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use crate::crash::{Service, free_port};
+use crate::helpers::{Backend, INTERNAL_SECRET, JWT_SECRET, SimServer, TestDb, read, wait_until};
+use crate::on_both;
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the script decided for one order, to check the end state against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    NodeKept,
+    NodeDeprovisioned,
+    NodeDeletedByUser,
+    VpnKept { orders: usize },
+    VpnDeprovisioned,
+}
+
+/// Calls whichever replica answers, like a webhook sender that retries until it gets an
+/// answer: a refused connection or a 503 is tried again.
+struct Client {
+    http: reqwest::Client,
+    ports: Vec<u16>,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        user: Option<&str>,
+    ) -> (u16, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let port = self.ports[rand::rng().random_range(0..self.ports.len())];
+            let mut req = self
+                .http
+                .request(method.clone(), format!("http://127.0.0.1:{port}{path}"));
+            req = match user {
+                Some(u) => req.bearer_auth(fulfillment::api::extract::mint_user_token(
+                    JWT_SECRET,
+                    u,
+                    Duration::from_secs(3600),
+                )),
+                None => req.header("X-Internal-Secret", INTERNAL_SECRET),
+            };
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(r) if r.status().as_u16() != 503 => return read(r).await,
+                _ => {}
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no replica answered {path} for 2 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn run_order(client: &Client, i: usize) -> (String, Plan) {
+    let roll = rand::rng().random_range(0..100);
+    if roll < 40 {
+        let (user, sub) = (format!("h-{i}"), format!("hs-{i}"));
+        let order = json!({"user_id": user, "subscription_id": sub, "plan_tier": "basic", "region": "us-east-1"});
+        let (status, resp) = client
+            .call(
+                reqwest::Method::POST,
+                "/api/internal/provision",
+                Some(order),
+                None,
+            )
+            .await;
+        assert!(matches!(status, 200 | 202), "{status} {resp}");
+        let plan = match roll % 4 {
+            0 => {
+                tokio::time::sleep(Duration::from_millis(rand::rng().random_range(0..400))).await;
+                let (status, resp) = client
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/internal/deprovision",
+                        Some(json!({"subscription_id": sub, "reason": "subscription_cancelled"})),
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{resp}");
+                Plan::NodeDeprovisioned
+            }
+            1 => {
+                // 404 when a retried delete finds the first one already took effect.
+                let (status, resp) = client
+                    .call(
+                        reqwest::Method::DELETE,
+                        "/api/v1/my/node",
+                        None,
+                        Some(&user),
+                    )
+                    .await;
+                assert!(matches!(status, 200 | 404), "{status} {resp}");
+                Plan::NodeDeletedByUser
+            }
+            _ => Plan::NodeKept,
+        };
+        (sub, plan)
+    } else {
+        let (user, sub) = (format!("v-{i}"), format!("vs-{i}"));
+        let order = |tx: &str| {
+            json!({"user_id": user, "subscription_id": sub, "app_source": "otun",
+            "plan_tier": "premium", "channel": "stripe", "expire_days": 30, "channel_tx_id": tx})
+        };
+        let (status, resp) = client
+            .call(
+                reqwest::Method::POST,
+                "/api/internal/provision",
+                Some(order("t1")),
+                None,
+            )
+            .await;
+        assert!(matches!(status, 200 | 202), "{status} {resp}");
+        let plan = match roll % 3 {
+            0 => {
+                let (status, resp) = client
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/internal/provision",
+                        Some(order("t2")),
+                        None,
+                    )
+                    .await;
+                assert!(matches!(status, 200 | 202), "{status} {resp}");
+                Plan::VpnKept { orders: 2 }
+            }
+            1 => {
+                let (status, resp) = client
+                    .call(
+                        reqwest::Method::POST,
+                        "/api/internal/deprovision",
+                        Some(json!({"subscription_id": sub})),
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, 200, "{resp}");
+                Plan::VpnDeprovisioned
+            }
+            _ => Plan::VpnKept { orders: 1 },
+        };
+        (sub, plan)
+    }
+}
+
+/// Statuses reported for a subscription, with repeats of the same callback collapsed
+/// (delivery is at least once: a process killed after the send, before recording it,
+/// sends it again).
+fn reported(sims: &SimServer, sub: &str) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for c in sims.sim.subscriptions.callbacks_for(sub) {
+        if seen.last() != Some(&c.status) {
+            seen.push(c.status.clone());
+        }
+    }
+    seen
+}
+
+pub(crate) async fn chaos(b: Backend, replicas: usize) {
+    let orders = env_usize("CHAOS_ORDERS", 60);
+    let kills = env_usize("CHAOS_KILLS", 10);
+    let db = TestDb::new(b).await;
+    let sims = SimServer::start(NodeTiming {
+        creating_ms: 150,
+        installing_ms: 150,
+        stats_interval_ms: 0,
+        ..NodeTiming::default()
+    })
+    .await;
+    let ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
+    let mut services = Vec::new();
+    for &port in &ports {
+        services.push(Some(Service::start(&db, &sims, port).await));
+    }
+    let client = Arc::new(Client {
+        http: fulfillment::upstream::http_client(Duration::from_secs(10)),
+        ports: ports.clone(),
+    });
+
+    // The killer: SIGKILL a random replica now and then, and bring it back.
+    let done = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (done, killed) = (done.clone(), killed.clone());
+        let ports = ports.clone();
+        let (db, sims) = (&db, &sims);
+        let mut services = services;
+        async move {
+            while !done.load(Ordering::SeqCst) || killed.load(Ordering::SeqCst) < kills {
+                tokio::time::sleep(Duration::from_millis(rand::rng().random_range(150..600))).await;
+                let victim = rand::rng().random_range(0..ports.len());
+                if let Some(s) = services[victim].take() {
+                    s.kill();
+                    killed.fetch_add(1, Ordering::SeqCst);
+                }
+                services[victim] = Some(Service::start(db, sims, ports[victim]).await);
+            }
+            services
+        }
+    };
+    let work = {
+        let client = client.clone();
+        let done = done.clone();
+        async move {
+            let results: Vec<(String, Plan)> = futures::stream::iter(0..orders)
+                .map(|i| {
+                    let client = client.clone();
+                    async move { run_order(&client, i).await }
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
+            done.store(true, Ordering::SeqCst);
+            results
+        }
+    };
+    let (services, results) = tokio::join!(killer, work);
+    assert!(killed.load(Ordering::SeqCst) >= kills);
+    let plans: HashMap<String, Plan> = results.into_iter().collect();
+
+    // Everything settles: nothing transitional, every callback delivered.
+    let store = db.store().await;
+    let settled = wait_until(Duration::from_secs(120), || async {
+        let mut all = Vec::new();
+        for sub in plans.keys() {
+            all.extend(store.resources_for_subscription(sub).await.unwrap());
+        }
+        let transitional = all.iter().any(|r| {
+            matches!(
+                r.status,
+                Status::Pending | Status::Creating | Status::Deleting
+            ) || (r.desired == Desired::Active
+                && r.kind == ResourceKind::VpnUser
+                && r.vpn.is_pending())
+        });
+        !transitional && store.outbox_backlog().await.unwrap() == 0
+    })
+    .await;
+    assert!(settled, "work left in flight after 2 minutes");
+
+    let nodes = sims.sim.hosting.obox_nodes();
+    let mut nodes_by_resource: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &nodes {
+        *nodes_by_resource.entry(n.resource_id.clone()).or_default() += 1;
+    }
+    let mut creates_by_resource: BTreeMap<String, usize> = BTreeMap::new();
+    for c in sims.sim.hosting.creates() {
+        *creates_by_resource
+            .entry(c.resource_id.clone())
+            .or_default() += 1;
+    }
+    assert!(
+        creates_by_resource.values().all(|&n| n == 1),
+        "a node was created twice: {creates_by_resource:?}"
+    );
+    let mut live_nodes = 0;
+    for (sub, plan) in &plans {
+        let resources = store.resources_for_subscription(sub).await.unwrap();
+        let calls = reported(&sims, sub);
+        match plan {
+            Plan::NodeKept => {
+                assert_eq!(resources.len(), 1, "{sub}: {resources:?}");
+                let r = &resources[0];
+                assert_eq!(r.status, Status::Active, "{sub}");
+                assert_eq!(
+                    nodes_by_resource.get(&r.id.to_string()),
+                    Some(&1),
+                    "{sub}: one node"
+                );
+                assert_eq!(calls, ["active"], "{sub}");
+                live_nodes += 1;
+            }
+            Plan::NodeDeprovisioned | Plan::NodeDeletedByUser => {
+                for r in &resources {
+                    assert_eq!(r.status, Status::Deleted, "{sub}: {r:?}");
+                    assert_eq!(
+                        nodes_by_resource.get(&r.id.to_string()),
+                        None,
+                        "{sub}: no node left"
+                    );
+                }
+                let reason = if *plan == Plan::NodeDeletedByUser {
+                    "user_initiated"
+                } else {
+                    "subscription_cancelled"
+                };
+                assert_eq!(
+                    calls.last().map(String::as_str),
+                    Some("deleted"),
+                    "{sub}: {calls:?}"
+                );
+                assert!(
+                    calls == ["deleted"] || calls == ["active", "deleted"],
+                    "{sub}: in order: {calls:?}"
+                );
+                let last = sims
+                    .sim
+                    .subscriptions
+                    .callbacks_for(sub)
+                    .last()
+                    .cloned()
+                    .unwrap();
+                assert_eq!(last.reason.as_deref(), Some(reason), "{sub}");
+            }
+            Plan::VpnKept { orders } => {
+                assert_eq!(resources.len(), 1, "{sub}: {resources:?}");
+                let r = &resources[0];
+                assert_eq!(r.status, Status::Active, "{sub}");
+                let uuid = r.vpn.vpn_user_id.clone().unwrap();
+                let user = sims
+                    .sim
+                    .vpn
+                    .user(&uuid)
+                    .unwrap_or_else(|| panic!("{sub}: account {uuid}"));
+                assert_eq!(
+                    user.expire_at.timestamp(),
+                    r.vpn.expire_at.unwrap().timestamp(),
+                    "{sub}: terms applied"
+                );
+                let all = sims.sim.subscriptions.callbacks_for(sub);
+                assert!(all.iter().all(|c| c.status == "active"), "{sub}: {all:?}");
+                let distinct = store.entitlements_for_subscription(sub).await.unwrap();
+                assert_eq!(distinct.len(), *orders, "{sub}");
+                assert!(
+                    distinct.iter().all(|e| e.reported),
+                    "{sub}: every order reported"
+                );
+                assert!(all.len() >= *orders, "{sub}: {all:?}");
+            }
+            Plan::VpnDeprovisioned => {
+                for r in &resources {
+                    assert_eq!(r.status, Status::Deleted, "{sub}: {r:?}");
+                    if let Some(uuid) = &r.vpn.vpn_user_id {
+                        assert!(sims.sim.vpn.user(uuid).is_none(), "{sub}: account deleted");
+                    }
+                }
+                assert_eq!(
+                    calls.last().map(String::as_str),
+                    Some("deleted"),
+                    "{sub}: {calls:?}"
+                );
+                assert!(
+                    calls == ["deleted"] || calls == ["active", "deleted"],
+                    "{sub}: in order: {calls:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(nodes.len(), live_nodes, "no node without a live resource");
+    let live_vpn = plans
+        .values()
+        .filter(|p| matches!(p, Plan::VpnKept { .. }))
+        .count();
+    assert_eq!(
+        sims.sim.vpn.users().len(),
+        live_vpn,
+        "one account per live VPN user, none for deleted ones"
+    );
+    drop(services);
+}
+
+on_both! {
+    async fn chaos_with_one_replica_killed_at_random(b: Backend) {
+        chaos(b, 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_three_replicas_on_one_postgres() {
+    chaos(Backend::Postgres, 3).await;
+}
