@@ -56,6 +56,9 @@ struct SimArgs {
     /// How long a hanging call hangs, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     hang_ms: u64,
+    /// Fraction of calls that take effect but answer after the hang time (a lost answer).
+    #[arg(long, default_value_t = 0.0)]
+    lost_response_rate: f64,
     /// Time a node spends creating, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     creating_ms: u64,
@@ -185,6 +188,7 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
             failure_rate: args.failure_rate,
             timeout_rate: args.timeout_rate,
             hang_ms: args.hang_ms,
+            lost_response_rate: args.lost_response_rate,
         },
         NodeTiming {
             creating_ms: args.creating_ms,

@@ -59,6 +59,9 @@ pub struct Knobs {
     pub timeout_rate: f64,
     /// How long a hanging call hangs.
     pub hang_ms: u64,
+    /// Fraction of calls that take effect but answer only after the hang time (the caller
+    /// has given up by then: the answer is lost).
+    pub lost_response_rate: f64,
 }
 
 /// The fault plan shared by the simulators.
@@ -115,6 +118,8 @@ impl Faults {
             Some(Fault::Error(503))
         } else if roll < k.failure_rate + k.timeout_rate {
             Some(Fault::Hang)
+        } else if roll < k.failure_rate + k.timeout_rate + k.lost_response_rate {
+            Some(Fault::LostResponse)
         } else {
             None
         }

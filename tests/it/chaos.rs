@@ -24,6 +24,10 @@ use crate::crash::{Service, free_port};
 use crate::helpers::{Backend, INTERNAL_SECRET, JWT_SECRET, SimServer, TestDb, read, wait_until};
 use crate::on_both;
 
+/// A lost answer (1.5 s) comes after the service's upstream timeout; a killed worker's
+/// leases run out quickly.
+const SERVICE_ENV: &[(&str, &str)] = &[("UPSTREAM_TIMEOUT_SECS", "1"), ("ENGINE_LEASE_SECS", "1")];
+
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
         .ok()
@@ -193,17 +197,33 @@ pub(crate) async fn chaos(b: Backend, replicas: usize) {
     let orders = env_usize("CHAOS_ORDERS", 60);
     let kills = env_usize("CHAOS_KILLS", 10);
     let db = TestDb::new(b).await;
+    // Nodes take longer to come up than the service waits for an answer, so a lost create
+    // answer is noticed by the engine (not by the node agent's ready report) first.
     let sims = SimServer::start(NodeTiming {
-        creating_ms: 150,
-        installing_ms: 150,
+        creating_ms: 1_200,
+        installing_ms: 300,
         stats_interval_ms: 0,
+        // Readiness by polling only: a node agent's report would otherwise mask the
+        // engine's own recovery of a lost create answer (tested elsewhere).
+        send_callbacks: false,
         ..NodeTiming::default()
     })
     .await;
+    // Upstreams misbehave too: some calls fail, and some take effect but answer only after
+    // the service gave up on them (the answer of a create is lost).
+    sims.sim.faults.set_knobs(fulfillment::sim::Knobs {
+        latency_ms: 20,
+        failure_rate: 0.05,
+        lost_response_rate: 0.08,
+        hang_ms: 1_500,
+        ..Default::default()
+    });
     let ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
     let mut services = Vec::new();
     for &port in &ports {
-        services.push(Some(Service::start(&db, &sims, port).await));
+        services.push(Some(
+            Service::start_with(&db, &sims, port, SERVICE_ENV).await,
+        ));
     }
     let client = Arc::new(Client {
         http: fulfillment::upstream::http_client(Duration::from_secs(10)),
@@ -226,7 +246,8 @@ pub(crate) async fn chaos(b: Backend, replicas: usize) {
                     s.kill();
                     killed.fetch_add(1, Ordering::SeqCst);
                 }
-                services[victim] = Some(Service::start(db, sims, ports[victim]).await);
+                services[victim] =
+                    Some(Service::start_with(db, sims, ports[victim], SERVICE_ENV).await);
             }
             services
         }

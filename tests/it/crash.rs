@@ -3,7 +3,7 @@
 //! check from the simulators' records that exactly one node or account exists and the
 //! callback arrives once.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use fulfillment::sim::{Fault, NodeTiming, Op};
@@ -21,7 +21,21 @@ pub(crate) struct Service {
 
 impl Service {
     pub(crate) async fn start(db: &TestDb, sims: &SimServer, port: u16) -> Service {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("ft-crash-{port}.log")))
+        Self::start_with(db, sims, port, &[]).await
+    }
+
+    /// `start`, with some settings of the test environment replaced.
+    pub(crate) async fn start_with(
+        db: &TestDb,
+        sims: &SimServer,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Service {
+        // Appended to, so the history of every restart on this port is kept.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(std::env::temp_dir().join(format!("ft-crash-{port}.log")))
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fulfillment"));
         cmd.arg("serve")
@@ -32,7 +46,8 @@ impl Service {
             // Long enough that a create in flight is still waiting when we kill.
             .env("UPSTREAM_TIMEOUT_SECS", "10")
             .env("VPN_WAIT_SECS", "0.3")
-            .stdout(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
             .stderr(log);
         let child = cmd.spawn().expect("the binary is built by cargo test");
         let service = Service {
