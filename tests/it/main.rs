@@ -8,6 +8,7 @@ mod api_auth;
 mod api_bad_input;
 mod chaos;
 mod crash;
+mod db_outage;
 mod golden;
 mod hosting_flow;
 mod limits;
