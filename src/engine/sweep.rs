@@ -53,7 +53,10 @@ impl Engine {
             lease: self.config.lease,
             limit: 1,
         };
-        if !self.ports.store.claim_job(SWEEP_JOB, claim).await? {
+        // The first sweep comes one interval after the job is first seen: right after a
+        // deployment there is nothing it would find that the next one would not.
+        let first = claim.now + to_chrono(self.config.orphan_sweep_interval);
+        if !self.ports.store.claim_job(SWEEP_JOB, first, claim).await? {
             return Ok(None);
         }
         let result = self.sweep_orphans().await;

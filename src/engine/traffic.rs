@@ -41,7 +41,7 @@ impl Engine {
             lease: JOB_LEASE,
             limit: 1,
         };
-        if !self.ports.store.claim_job(TRAFFIC_JOB, claim).await? {
+        if !self.ports.store.claim_job(TRAFFIC_JOB, now, claim).await? {
             return Ok(None);
         }
         let report = self.sync_vpn_traffic().await;

@@ -530,8 +530,13 @@ pub trait Store: Send + Sync {
     async fn record_node_stats(&self, id: Uuid, stats: &NodeStats) -> StoreResult<bool>;
 
     /// Leases a periodic job when it is due; `false` when it is not due or another worker
-    /// holds it.
-    async fn claim_job(&self, name: &str, claim: Claim<'_>) -> StoreResult<bool>;
+    /// holds it. A job never seen before is first due at `first_run_at`.
+    async fn claim_job(
+        &self,
+        name: &str,
+        first_run_at: DateTime<Utc>,
+        claim: Claim<'_>,
+    ) -> StoreResult<bool>;
     async fn finish_job(
         &self,
         name: &str,

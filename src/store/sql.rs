@@ -941,12 +941,17 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn claim_job(&self, name: &str, claim: Claim<'_>) -> StoreResult<bool> {
+            async fn claim_job(
+                &self,
+                name: &str,
+                first_run_at: DateTime<Utc>,
+                claim: Claim<'_>,
+            ) -> StoreResult<bool> {
                 sqlx::query(
                     "insert into jobs (name, next_run_at) values ($1, $2) on conflict do nothing",
                 )
                 .bind(name)
-                .bind(claim.now)
+                .bind(first_run_at)
                 .execute(&self.pool)
                 .await?;
                 let done = sqlx::query(

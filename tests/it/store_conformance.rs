@@ -503,10 +503,13 @@ on_both! {
         }
 
         let job = |owner: &'static str, at: DateTime<Utc>| Claim { owner, now: at, lease: Duration::from_secs(60), limit: 1 };
-        assert!(store.claim_job("sync", job("a", now())).await.unwrap());
-        assert!(!store.claim_job("sync", job("b", now())).await.unwrap(), "held by a");
+        // Not seen before and first due in a minute: not yet.
+        assert!(!store.claim_job("later", now() + chrono::Duration::minutes(1), job("a", now())).await.unwrap());
+        assert!(store.claim_job("later", now(), job("a", now() + chrono::Duration::minutes(2))).await.unwrap());
+        assert!(store.claim_job("sync", now(), job("a", now())).await.unwrap());
+        assert!(!store.claim_job("sync", now(), job("b", now())).await.unwrap(), "held by a");
         store.finish_job("sync", "a", now() + chrono::Duration::minutes(5), "ok").await.unwrap();
-        assert!(!store.claim_job("sync", job("b", now())).await.unwrap(), "not due yet");
-        assert!(store.claim_job("sync", job("b", now() + chrono::Duration::minutes(6))).await.unwrap());
+        assert!(!store.claim_job("sync", now(), job("b", now())).await.unwrap(), "not due yet");
+        assert!(store.claim_job("sync", now(), job("b", now() + chrono::Duration::minutes(6))).await.unwrap());
     }
 }
