@@ -8,6 +8,8 @@
 //!   delivered, against in-process simulators with no latency; transactions per resource
 //!   from `pg_stat_database`; baseline: `pgbench -N`.
 //!
+//! - `replicas`: the provisioning run with 1 and with 3 service instances on one database;
+//!   the throughput ratio shows whether claiming scales or contends.
 //! - `vpn`: VPN orders through the HTTP API (each tried within its request) until every
 //!   callback is delivered; transactions per order; baseline: `pgbench -N`.
 //! - `sync`: one VPN traffic-sync pass over 100,000 live VPN users: wall time, statements
@@ -29,7 +31,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 #[derive(Parser)]
 struct Args {
-    /// `read`, `provision`, `vpn`, `sync` or `all`.
+    /// `read`, `provision`, `replicas`, `vpn`, `sync` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -454,22 +456,26 @@ async fn stop_and_count(running: server::Running, db: Db, before: i64) -> f64 {
 }
 
 /// Posts `orders` orders (made by `order(i)`) to `/api/internal/provision`, `concurrency`
-/// at a time, and returns every answer.
+/// at a time, spread over the services at `bases`, and returns every answer.
 async fn post_orders(
-    base: &str,
+    bases: &[String],
     orders: usize,
     concurrency: usize,
     order: fn(usize) -> serde_json::Value,
 ) -> Vec<(u16, serde_json::Value)> {
     let http = fulfillment::upstream::http_client(Duration::from_secs(30));
     let per = orders.div_ceil(concurrency);
+    let urls: Vec<String> = bases
+        .iter()
+        .map(|b| format!("{b}/api/internal/provision"))
+        .collect();
     let senders = (0..concurrency).map(|w| {
-        let (http, url) = (http.clone(), format!("{base}/api/internal/provision"));
+        let (http, urls) = (http.clone(), urls.clone());
         tokio::spawn(async move {
             let mut answers = Vec::new();
             for i in (w * per)..((w + 1) * per).min(orders) {
                 let r = http
-                    .post(&url)
+                    .post(&urls[i % urls.len()])
                     .header("X-Internal-Secret", INTERNAL)
                     .json(&order(i))
                     .send()
@@ -501,7 +507,7 @@ async fn provision_bench(args: &Args, report: &mut String) {
     let base = format!("http://{}", running.addr);
 
     let started = Instant::now();
-    let answers = post_orders(&base, args.orders, args.concurrency, |i| {
+    let answers = post_orders(&[base], args.orders, args.concurrency, |i| {
         serde_json::json!({"user_id": format!("order-user-{i}"),
             "subscription_id": format!("order-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"})
     })
@@ -542,6 +548,62 @@ async fn provision_bench(args: &Args, report: &mut String) {
     );
 }
 
+/// Hosting orders with 1 and with 3 service instances on one PostgreSQL database, each
+/// with its own engine: whether claiming scales or contends, and that no node is created
+/// twice by racing replicas.
+async fn replicas_bench(args: &Args, report: &mut String) {
+    let mut rows = String::new();
+    let mut throughput = Vec::new();
+    for replicas in [1usize, 3] {
+        let db = Db::create(&args.pg, &format!("bench_rep{replicas}")).await;
+        let before = db.transactions().await;
+        let sim = sim(false);
+        let mut running = Vec::new();
+        for _ in 0..replicas {
+            running.push(start(&db, sim.clone()).await);
+        }
+        let bases: Vec<String> = running
+            .iter()
+            .map(|r| format!("http://{}", r.addr))
+            .collect();
+        let started = Instant::now();
+        let answers = post_orders(&bases, args.orders, args.concurrency, |i| {
+            serde_json::json!({"user_id": format!("rep-user-{i}"),
+                "subscription_id": format!("rep-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"})
+        })
+        .await;
+        assert!(answers.iter().all(|(status, _)| *status == 202));
+        let (elapsed, _) = until_reported(&sim, args.orders, started).await;
+        assert_eq!(
+            sim.hosting.creates().len(),
+            args.orders,
+            "no node created twice"
+        );
+        let mut rest = running.into_iter();
+        let first = rest.next().unwrap();
+        for r in rest {
+            r.stop().await;
+        }
+        let tx = stop_and_count(first, db, before).await;
+        let per_second = args.orders as f64 / elapsed;
+        throughput.push(per_second);
+        let _ = writeln!(
+            rows,
+            "| {replicas} | {per_second:.0} resources/s ({elapsed:.1} s) | {:.2} |",
+            tx / args.orders as f64
+        );
+    }
+    let _ = writeln!(
+        report,
+        "### Replicas ({} hosting orders, in-process simulators, one PostgreSQL)\n\n\
+         | service instances | throughput, order to callback delivered | transactions per resource |\n|---|---|---|\n\
+         {rows}\n3 instances / 1 instance: **{:.2}** (all on the same 2 cores, so this shows \
+         whether claims contend, not how more machines would scale)\n",
+        args.orders,
+        throughput[1] / throughput[0],
+    );
+}
+
 /// VPN orders through the HTTP API, each answered `active` within its request (the VPN
 /// manager simulated in process, without latency), until every callback is delivered.
 async fn vpn_bench(args: &Args, report: &mut String) {
@@ -552,7 +614,7 @@ async fn vpn_bench(args: &Args, report: &mut String) {
     let running = start(&db, sim.clone()).await;
     let base = format!("http://{}", running.addr);
     let started = Instant::now();
-    let answers = post_orders(&base, args.orders, args.concurrency, |i| {
+    let answers = post_orders(&[base], args.orders, args.concurrency, |i| {
         serde_json::json!({"user_id": format!("vpn-user-{i}"),
             "subscription_id": format!("vpn-sub-{i}"), "app_source": "otun",
             "plan_tier": "premium", "channel": "stripe", "expire_days": 30})
@@ -699,6 +761,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "provision" | "all") {
         provision_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "replicas" | "all") {
+        replicas_bench(&args, &mut report).await;
     }
     if matches!(args.which.as_str(), "vpn" | "all") {
         vpn_bench(&args, &mut report).await;
