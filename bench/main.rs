@@ -10,6 +10,8 @@
 //!
 //! - `replicas`: the provisioning run with 1 and with 3 service instances on one database;
 //!   the throughput ratio shows whether claiming scales or contends.
+//! - `resume`: the time from killing the service with work in flight to all of it done by
+//!   a new instance, with the default and a short lease, against no kill.
 //! - `vpn`: VPN orders through the HTTP API (each tried within its request) until every
 //!   callback is delivered; transactions per order; baseline: `pgbench -N`.
 //! - `sync`: one VPN traffic-sync pass over 100,000 live VPN users: wall time, statements
@@ -31,7 +33,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 #[derive(Parser)]
 struct Args {
-    /// `read`, `provision`, `replicas`, `vpn`, `sync` or `all`.
+    /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -243,10 +245,12 @@ fn wrk_percentile(text: &str, which: &str) -> Duration {
 }
 
 async fn start(db: &Db, sim: Sim) -> server::Running {
+    start_with(sim, config(&db.url)).await
+}
+
+async fn start_with(sim: Sim, config: Config) -> server::Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    server::start(&config(&db.url), listener, Some(sim))
-        .await
-        .unwrap()
+    server::start(&config, listener, Some(sim)).await.unwrap()
 }
 
 fn sim(send_callbacks: bool) -> Sim {
@@ -604,6 +608,67 @@ async fn replicas_bench(args: &Args, report: &mut String) {
     );
 }
 
+/// Kill recovery: orders whose nodes take 3 s to come up, the service killed (its tasks
+/// dropped at once, leases left behind) while they are in flight, a new instance started
+/// at once; the time until every order is active and reported, against the same run
+/// without a kill, for the default lease and a short one.
+async fn resume_bench(args: &Args, report: &mut String) {
+    let orders = 200;
+    let mut rows = String::new();
+    for (lease, kill) in [(60.0, false), (60.0, true), (5.0, true)] {
+        let db = Db::create(&args.pg, "bench_resume").await;
+        let sim = Sim::new(
+            Knobs::default(),
+            NodeTiming {
+                creating_ms: 3_000,
+                send_callbacks: false,
+                stats_interval_ms: 0,
+                ..NodeTiming::default()
+            },
+        );
+        sim.subscriptions.set_default_plan(Some("premium".into()));
+        let mut cfg = config(&db.url);
+        cfg.lease = Duration::from_secs_f64(lease);
+        let running = start_with(sim.clone(), cfg.clone()).await;
+        let bases = [format!("http://{}", running.addr)];
+        let answers = post_orders(&bases, orders, args.concurrency, |i| {
+            serde_json::json!({"user_id": format!("resume-user-{i}"),
+                "subscription_id": format!("resume-sub-{i}"), "plan_tier": "basic", "region": "us-east-1"})
+        })
+        .await;
+        assert!(answers.iter().all(|(status, _)| *status == 202));
+        // Every create is in flight at the hosting service: now the process dies.
+        while sim.hosting.creates().len() < orders {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let t0 = Instant::now();
+        let survivor = if kill {
+            running.kill();
+            start_with(sim.clone(), cfg).await
+        } else {
+            running
+        };
+        let (elapsed, _) = until_reported(&sim, orders, t0).await;
+        assert_eq!(sim.hosting.creates().len(), orders, "no node created twice");
+        survivor.stop().await;
+        db.drop().await;
+        let _ = writeln!(
+            rows,
+            "| {} | {lease:.0} s | {elapsed:.1} s |",
+            if kill {
+                "killed, restarted at once"
+            } else {
+                "no kill"
+            }
+        );
+    }
+    let _ = writeln!(
+        report,
+        "### Kill recovery ({orders} hosting orders in flight, nodes ready 3 s after create)\n\n\
+         | run | `ENGINE_LEASE_SECS` | from the kill (or the same moment) to all active and reported |\n|---|---|---|\n{rows}"
+    );
+}
+
 /// VPN orders through the HTTP API, each answered `active` within its request (the VPN
 /// manager simulated in process, without latency), until every callback is delivered.
 async fn vpn_bench(args: &Args, report: &mut String) {
@@ -764,6 +829,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "replicas" | "all") {
         replicas_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "resume" | "all") {
+        resume_bench(&args, &mut report).await;
     }
     if matches!(args.which.as_str(), "vpn" | "all") {
         vpn_bench(&args, &mut report).await;
