@@ -212,7 +212,7 @@ impl Config {
             upstream_timeout: secs("UPSTREAM_TIMEOUT_SECS", 10, &mut errors),
             subscription_ttl: secs("SUBSCRIPTION_CACHE_SECS", 30, &mut errors),
             node_poll: secs("NODE_POLL_SECS", 5, &mut errors),
-            lease: secs("ENGINE_LEASE_SECS", 60, &mut errors),
+            lease: secs("ENGINE_LEASE_SECS", 15, &mut errors),
             fallback_poll: secs("ENGINE_POLL_SECS", 5, &mut errors),
             backoff_base: secs("RETRY_BASE_SECS", 1, &mut errors),
             backoff_max: secs("RETRY_MAX_SECS", 300, &mut errors),

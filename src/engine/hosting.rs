@@ -123,8 +123,31 @@ impl Engine {
         self.commit(c).await.map(|_| ())
     }
 
-    /// One step for a claimed resource.
+    /// One step for a claimed resource, keeping its lease alive while the step runs (a
+    /// step waits on upstream calls; the lease can then stay short, so a dead worker's rows
+    /// are taken over quickly).
     pub(super) async fn reconcile(&self, r: Resource) -> anyhow::Result<()> {
+        let id = r.id;
+        let step = self.reconcile_once(r);
+        tokio::pin!(step);
+        let every = (self.config.lease / 3).max(std::time::Duration::from_millis(100));
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                out = &mut step => return out,
+                _ = beat.tick() => {
+                    let until = self.now() + to_chrono(self.config.lease);
+                    match self.ports.store.extend_lease(id, &self.config.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(resource_id = %id, "lease lost during a step"),
+                        Err(e) => tracing::warn!(resource_id = %id, error = %e, "could not extend a lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reconcile_once(&self, r: Resource) -> anyhow::Result<()> {
         let span = tracing::info_span!("reconcile", resource_id = %r.id, status = %r.status, desired = %r.desired);
         async move {
             match r.kind {

@@ -72,7 +72,7 @@ impl EngineConfig {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
-            lease: Duration::from_secs(60),
+            lease: Duration::from_secs(15),
             concurrency: 32,
             fallback_poll: Duration::from_secs(5),
             batch_window: Duration::from_millis(5),

@@ -50,7 +50,8 @@ impl Engine {
         let claim = Claim {
             owner: &self.config.owner,
             now: self.now(),
-            lease: self.config.lease,
+            // Long enough for a whole run; a run that dies frees the job after this.
+            lease: std::time::Duration::from_secs(600),
             limit: 1,
         };
         // The first sweep comes one interval after the job is first seen: right after a

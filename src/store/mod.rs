@@ -427,6 +427,9 @@ pub trait Store: Send + Sync {
     async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>>;
     /// Applies a compare-and-set change; `false` when the guard did not match.
     async fn apply(&self, change: &Change) -> StoreResult<bool>;
+    /// Extends a lease its owner still holds (a step that runs long); `false` when it does
+    /// not hold it any more.
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> StoreResult<bool>;
     /// Gives a lease back and makes the row due now (after a lost compare-and-set).
     async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
     /// When the earliest scheduled resource is due.

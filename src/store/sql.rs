@@ -352,6 +352,23 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
+            async fn extend_lease(
+                &self,
+                id: Uuid,
+                owner: &str,
+                until: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "update resources set lease_until = $3 where id = $1 and lease_owner = $2",
+                )
+                .bind(id.to_string())
+                .bind(owner)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
                 sqlx::query(
                     "update resources set lease_owner = null, lease_until = null, \

@@ -513,3 +513,19 @@ on_both! {
         assert!(store.claim_job("sync", now(), job("b", now() + chrono::Duration::minutes(6))).await.unwrap());
     }
 }
+
+on_both! {
+    async fn a_lease_is_extended_only_by_its_owner(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let r = created(store.insert_resource(&order("sub-l", "u-l"), now()).await.unwrap());
+        let claimed = store.claim_resources(claim("a", now())).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let later = now() + chrono::Duration::seconds(45);
+        assert!(store.extend_lease(r.id, "a", later + chrono::Duration::seconds(30)).await.unwrap());
+        assert!(!store.extend_lease(r.id, "b", later).await.unwrap(), "not b's lease");
+        // Past the first lease (30 s) but within the extension: nobody else may claim it.
+        assert!(store.claim_resources(claim("b", later)).await.unwrap().is_empty());
+        assert_eq!(store.claim_resources(claim("b", later + chrono::Duration::seconds(31))).await.unwrap().len(), 1);
+    }
+}
