@@ -11,7 +11,7 @@
 //! - `replicas`: the provisioning run with 1 and with 3 service instances on one database;
 //!   the throughput ratio shows whether claiming scales or contends.
 //! - `resume`: the time from killing the service with work in flight to all of it done by
-//!   a new instance, with the default and a short lease, against no kill.
+//!   a new instance, with the default lease (15 s) and the old one (60 s), against no kill.
 //! - `vpn`: VPN orders through the HTTP API (each tried within its request) until every
 //!   callback is delivered; transactions per order; baseline: `pgbench -N`.
 //! - `sync`: one VPN traffic-sync pass over 100,000 live VPN users: wall time, statements
@@ -615,7 +615,7 @@ async fn replicas_bench(args: &Args, report: &mut String) {
 async fn resume_bench(args: &Args, report: &mut String) {
     let orders = 200;
     let mut rows = String::new();
-    for (lease, kill) in [(60.0, false), (60.0, true), (5.0, true)] {
+    for (lease, kill) in [(15.0, false), (15.0, true), (60.0, true)] {
         let db = Db::create(&args.pg, "bench_resume").await;
         let sim = Sim::new(
             Knobs::default(),
