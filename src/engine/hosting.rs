@@ -127,24 +127,28 @@ impl Engine {
     /// step waits on upstream calls; the lease can then stay short, so a dead worker's rows
     /// are taken over quickly).
     pub(super) async fn reconcile(&self, r: Resource) -> anyhow::Result<()> {
-        let id = r.id;
-        let step = self.reconcile_once(r);
-        tokio::pin!(step);
-        let every = (self.config.lease / 3).max(std::time::Duration::from_millis(100));
-        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                out = &mut step => return out,
-                _ = beat.tick() => {
-                    let until = self.now() + to_chrono(self.config.lease);
-                    match self.ports.store.extend_lease(id, &self.config.owner, until).await {
+        // The heartbeat runs in a task of its own: it must never hold up the step (whose
+        // open transaction its update may wait for).
+        let _heartbeat = AbortOnDrop(tokio::spawn({
+            let (store, owner, id) = (self.ports.store.clone(), self.config.owner.clone(), r.id);
+            let (clock, lease) = (self.ports.clock.clone(), self.config.lease);
+            let every = (lease / 3).max(std::time::Duration::from_millis(100));
+            async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let until = clock.now() + to_chrono(lease);
+                    match store.extend_lease(id, &owner, until).await {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!(resource_id = %id, "lease lost during a step"),
-                        Err(e) => tracing::warn!(resource_id = %id, error = %e, "could not extend a lease"),
+                        Ok(false) => return,
+                        Err(e) => {
+                            tracing::warn!(resource_id = %id, error = %e, "could not extend a lease");
+                        }
                     }
                 }
             }
-        }
+        }));
+        // Stopped however the step ends, even if it is dropped half-way.
+        self.reconcile_once(r).await
     }
 
     async fn reconcile_once(&self, r: Resource) -> anyhow::Result<()> {
@@ -657,6 +661,15 @@ impl Engine {
         // The VPS must go: make the row due for cleanup now.
         c.next_attempt_at = Some(Some(self.now()));
         self.ports.store.apply(&c).await
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
