@@ -64,7 +64,6 @@ impl From<AppError> for ApiError {
             AppError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             AppError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
-            AppError::NotImplemented { code, .. } => (StatusCode::NOT_IMPLEMENTED, code),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable"),
             AppError::Store(e) => return e.into(),
         };

@@ -15,9 +15,6 @@ pub enum AppError {
     Forbidden { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
-    /// Not built yet.
-    #[error("{message}")]
-    NotImplemented { code: &'static str, message: String },
     /// A dependency is down; the caller should retry.
     #[error("{0}")]
     Unavailable(String),
