@@ -63,6 +63,8 @@ pub struct Config {
     pub rate_limits: crate::api::limits::RateLimitConfig,
     /// Calls in flight at once toward each upstream service.
     pub upstream_max_in_flight: usize,
+    /// PostgreSQL pool size of this process (`DB_MAX_CONNECTIONS`).
+    pub db_max_connections: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,7 @@ impl Config {
             node_creates_per_minute: count("NODE_CREATES_PER_MIN", 5, &mut errors),
         };
         let upstream_max_in_flight = count("UPSTREAM_MAX_IN_FLIGHT", 64, &mut errors) as usize;
+        let db_max_connections = count("DB_MAX_CONNECTIONS", 16, &mut errors);
         let config = Config {
             demo,
             db_url: db_url.unwrap_or_else(|| "sqlite://fulfillment-demo.db".into()),
@@ -230,6 +233,7 @@ impl Config {
             },
             rate_limits,
             upstream_max_in_flight,
+            db_max_connections,
             orphan_dry_run: match get("ORPHAN_SWEEP_DRY_RUN").as_deref() {
                 None | Some("" | "0" | "false") => false,
                 Some("1" | "true") => true,

@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve().await,
         Command::Migrate => {
             let config = Config::from_process_env()?;
-            fulfillment::store::connect(&config.db_url).await?;
+            fulfillment::store::connect(&config.db_url, config.db_max_connections).await?;
             tracing::info!(db = %server::redact(&config.db_url), "migrations applied");
             Ok(())
         }

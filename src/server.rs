@@ -123,7 +123,7 @@ pub async fn start(
     sim: Option<Sim>,
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let store = crate::store::connect(&config.db_url)
+    let store = crate::store::connect(&config.db_url, config.db_max_connections)
         .await
         .with_context(|| format!("opening the database at {}", redact(&config.db_url)))?;
     let (hosting, subscriptions, vpn) = upstreams(config, sim.as_ref())?;

@@ -590,9 +590,10 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the store a URL names: `postgres://…` or `sqlite://…`, applying migrations.
-pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// `max_connections` sizes PostgreSQL's pool (SQLite has one writer).
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else {

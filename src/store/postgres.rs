@@ -43,13 +43,9 @@ impl Drop for PgStore {
 impl PgStore {
     /// Connects, applies pending migrations (under PostgreSQL's migration lock, so replicas
     /// starting together are safe) and starts listening for wake-ups.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let max = std::env::var("DB_MAX_CONNECTIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(16);
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(max)
+            .max_connections(max_connections)
             // No ping before every checkout: that doubles the round trips of every query,
             // and a broken connection surfaces as an error on use anyway.
             .test_before_acquire(false)

@@ -9,6 +9,7 @@ mod api_bad_input;
 mod chaos;
 mod crash;
 mod db_outage;
+mod fault_matrix;
 mod golden;
 mod hosting_flow;
 mod limits;
