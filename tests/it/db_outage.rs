@@ -1,8 +1,9 @@
 //! PostgreSQL going away mid-run: the service answers (503 with `Retry-After` where it
 //! needs the database, never a 500 or a hang), reconnects by itself, and loses nothing.
-//! The outage is a TCP proxy between the service and PostgreSQL that drops every
-//! connection and refuses new ones, as a restarting server does, without disturbing the
-//! other tests' databases.
+//! Two outages, so the other tests' databases are not disturbed: a TCP proxy between the
+//! service and the shared server that drops every connection and refuses new ones, and a
+//! PostgreSQL server of the test's own, stopped the hard way (`pg_ctl stop -m immediate`,
+//! as a crash) and started again (crash recovery).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +73,147 @@ impl Proxy {
     }
 }
 
+/// A PostgreSQL server of the test's own, in a temporary directory, on a free port; run
+/// as the `postgres` user when the tests run as root (PostgreSQL refuses root).
+struct PrivatePg {
+    dir: std::path::PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PrivatePg {
+    fn start() -> PrivatePg {
+        let as_postgres = command("id", &["-u"], false).unwrap().trim() == "0";
+        let dir = std::env::temp_dir().join(format!("ft-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        if as_postgres {
+            command("chown", &["postgres", dir.to_str().unwrap()], false).unwrap();
+        }
+        let pg = PrivatePg {
+            port: crate::crash::free_port(),
+            dir,
+            as_postgres,
+        };
+        let data = pg.data();
+        pg.pg(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .unwrap();
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs one of PostgreSQL's programs (from `pg_config --bindir`).
+    fn pg(&self, program: &str, args: &[&str]) -> Result<String, String> {
+        let bin = command("pg_config", &["--bindir"], false)?;
+        command(&format!("{}/{program}", bin.trim()), args, self.as_postgres)
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        let data = self.data();
+        self.pg(
+            "pg_ctl",
+            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+        )
+        .unwrap();
+    }
+
+    /// Stops the server as a crash would: no shutdown checkpoint, connections cut.
+    fn crash(&self) -> Result<String, String> {
+        let data = self.data();
+        self.pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = self.crash();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a program (as the `postgres` user if asked): its output, or why it failed.
+fn command(program: &str, args: &[&str], as_postgres: bool) -> Result<String, String> {
+    let mut cmd = if as_postgres {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How the database goes away and comes back.
+enum Outage {
+    Proxy(Proxy),
+    Restart(PrivatePg),
+}
+
+impl Outage {
+    /// The URL the service reaches PostgreSQL at, given its test database's URL.
+    fn db_url(&self, test_db: &str) -> String {
+        match self {
+            Outage::Proxy(p) => {
+                let name = test_db.rsplit('/').next().unwrap();
+                format!("postgres://postgres@127.0.0.1:{}/{name}", p.port)
+            }
+            Outage::Restart(pg) => pg.url(),
+        }
+    }
+
+    async fn begin(&self) {
+        match self {
+            Outage::Proxy(p) => p.cut().await,
+            Outage::Restart(pg) => {
+                pg.crash().unwrap();
+            }
+        }
+    }
+
+    async fn end(&self) {
+        match self {
+            Outage::Proxy(p) => p.restore().await,
+            Outage::Restart(pg) => pg.up(),
+        }
+    }
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(task) = self.accept.lock().unwrap().take() {
@@ -82,11 +224,17 @@ impl Drop for Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_answered_503_and_nothing_is_lost() {
-    let proxy = Proxy::start().await;
+    outage_mid_run(Outage::Proxy(Proxy::start().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crashing_and_restarting_mid_run_loses_nothing() {
+    outage_mid_run(Outage::Restart(PrivatePg::start())).await;
+}
+
+async fn outage_mid_run(outage: Outage) {
     let app = TestApp::spawn_with(Backend::Postgres, Default::default(), |c| {
-        // The service reaches PostgreSQL through the proxy.
-        let name = c.db_url.rsplit('/').next().unwrap().to_owned();
-        c.db_url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+        c.db_url = outage.db_url(&c.db_url);
     })
     .await;
     app.sims.subscribe("d-1", "sub-d1", "basic");
@@ -99,7 +247,7 @@ async fn a_database_outage_is_answered_503_and_nothing_is_lost() {
     assert_eq!(status, 202);
     let b = b["resource_id"].as_str().unwrap().to_owned();
 
-    proxy.cut().await;
+    outage.begin().await;
     let (status, health) = app.internal(Method::GET, "/health", None).await;
     assert_eq!(
         (status, health["status"].as_str()),
@@ -150,7 +298,7 @@ async fn a_database_outage_is_answered_503_and_nothing_is_lost() {
         );
     }
 
-    proxy.restore().await;
+    outage.end().await;
     // The subscription service retries its webhook until it is taken.
     let order = json!({"user_id": "d-3", "subscription_id": "sub-d3", "region": "us-east-1"});
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
