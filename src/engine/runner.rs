@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Engine;
 use crate::domain::Resource;
-use crate::store::{OutboxMessage, StoreResult, Wakeups};
+use crate::store::{OutboxMessage, StoreResult, Topic, Wakeups};
 
 /// Tells the loops to stop.
 pub struct Shutdown {
     tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl Shutdown {
@@ -35,6 +36,10 @@ impl Shutdown {
         for t in &self.tasks {
             t.abort();
         }
+        // Wake-ups are no longer for this process's engine.
+        for topic in [Topic::Resources, Topic::Outbox] {
+            self.wakeups.set_room(topic, false);
+        }
     }
 }
 
@@ -42,6 +47,7 @@ impl Shutdown {
 pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     let (tx, rx) = watch::channel(false);
     Shutdown {
+        wakeups: engine.ports.store.wakeups(),
         tx,
         tasks: vec![
             tokio::spawn(run::<Reconciler>(engine.clone(), rx.clone())),
@@ -61,7 +67,8 @@ trait Worker: 'static {
     async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>>;
     /// The earliest time this process's own steps scheduled work for, if any.
     fn scheduled(engine: &Engine) -> Option<DateTime<Utc>>;
-    fn signal(wakeups: &Wakeups) -> &Notify;
+    /// The wake-ups this loop listens to.
+    const TOPIC: Topic;
 }
 
 struct Reconciler;
@@ -87,9 +94,7 @@ impl Worker for Reconciler {
         Engine::take_wake(&engine.next_resource_wake)
     }
 
-    fn signal(wakeups: &Wakeups) -> &Notify {
-        &wakeups.resources
-    }
+    const TOPIC: Topic = Topic::Resources;
 }
 
 struct Dispatcher;
@@ -116,9 +121,7 @@ impl Worker for Dispatcher {
         Engine::take_wake(&engine.next_outbox_wake)
     }
 
-    fn signal(wakeups: &Wakeups) -> &Notify {
-        &wakeups.outbox
-    }
+    const TOPIC: Topic = Topic::Outbox;
 }
 
 async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
@@ -129,12 +132,14 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // the database when a claim comes back empty (so a busy loop costs no extra queries).
     let mut next_known: Option<DateTime<Utc>> = None;
     tracing::info!(worker = W::NAME, owner = %engine.config.owner, "engine loop started");
+    // Work this process makes is announced to this loop alone while it has room.
+    wakeups.serve(&engine.config.owner);
     while !*stop.borrow() {
         while let Some(done) = running.try_join_next() {
             log_join(done, W::NAME);
         }
         // Register for a wake-up before looking, so one sent meanwhile is not missed.
-        let woken = W::signal(&wakeups).notified();
+        let woken = wakeups.signal(W::TOPIC).notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
 
@@ -186,6 +191,7 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             // Something due "now" that we did not get is leased elsewhere: don't spin.
             .max(Duration::from_millis(20));
         let full = running.len() >= capacity;
+        wakeups.set_room(W::TOPIC, !full);
         tokio::select! {
             _ = &mut woken => {
                 // Let a burst gather so it is claimed in one batch.
@@ -196,6 +202,8 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
     }
+    // Stopping: new work is for the other replicas.
+    wakeups.set_room(W::TOPIC, false);
     while let Some(done) = running.join_next().await {
         log_join(done, W::NAME);
     }

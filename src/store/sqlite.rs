@@ -54,7 +54,11 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn wake_in_tx(_tx: &mut sqlx::Transaction<'_, Sqlite>, _topic: Topic) -> StoreResult<()> {
+    async fn wake_in_tx(
+        &self,
+        _tx: &mut sqlx::Transaction<'_, Sqlite>,
+        _topic: Topic,
+    ) -> StoreResult<()> {
         Ok(())
     }
 
@@ -68,10 +72,7 @@ impl SqliteStore {
     }
 
     fn wake_after_commit(&self, topic: Topic) {
-        match topic {
-            Topic::Resources => self.wakeups.resources.notify_waiters(),
-            Topic::Outbox => self.wakeups.outbox.notify_waiters(),
-        }
+        self.wakeups.signal(topic).notify_waiters();
     }
 }
 

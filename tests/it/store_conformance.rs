@@ -529,3 +529,40 @@ on_both! {
         assert_eq!(store.claim_resources(claim("b", later + chrono::Duration::seconds(31))).await.unwrap().len(), 1);
     }
 }
+
+/// Whether `notify` fires within a moment (`enable`d before the action, so none is missed).
+async fn fires(notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), notified)
+        .await
+        .is_ok()
+}
+
+/// Replicas on one PostgreSQL: work a replica's own engine has room for wakes that engine
+/// alone; work made where no engine has room wakes every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_go_to_the_engine_that_will_take_the_work() {
+    use fulfillment::store::Topic;
+    let db = TestDb::new(crate::helpers::Backend::Postgres).await;
+    let (a, b) = (db.store().await, db.store().await);
+    a.wakeups().serve("engine-a");
+    b.wakeups().serve("engine-b");
+    // Give both listeners time to LISTEN.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for (a_has_room, b_woken) in [(true, false), (false, true)] {
+        a.wakeups().set_room(Topic::Resources, a_has_room);
+        let (wa, wb) = (a.wakeups(), b.wakeups());
+        let (on_a, on_b) = (wa.resources.notified(), wb.resources.notified());
+        tokio::pin!(on_a, on_b);
+        on_a.as_mut().enable();
+        on_b.as_mut().enable();
+        let sub = format!("sub-{a_has_room}");
+        created(
+            a.insert_resource(&order(&sub, &sub), Utc::now())
+                .await
+                .unwrap(),
+        );
+        assert!(fires(on_a).await, "the replica that made the work is woken");
+        assert_eq!(fires(on_b).await, b_woken, "a has room: {a_has_room}");
+    }
+}
