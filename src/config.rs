@@ -43,6 +43,9 @@ pub struct Config {
     pub ready_timeout: Duration,
     pub upstream_timeout: Duration,
     pub subscription_ttl: Duration,
+    /// How old a user read's last answer may be to be served while the database is
+    /// unavailable (`LAST_KNOWN_READ_SECS`; 0 turns it off).
+    pub last_known_max_age: Duration,
     pub node_poll: Duration,
     pub lease: Duration,
     pub fallback_poll: Duration,
@@ -214,6 +217,7 @@ impl Config {
             ready_timeout: secs("NODE_READY_TIMEOUT_SECS", 600, &mut errors),
             upstream_timeout: secs("UPSTREAM_TIMEOUT_SECS", 10, &mut errors),
             subscription_ttl: secs("SUBSCRIPTION_CACHE_SECS", 30, &mut errors),
+            last_known_max_age: secs("LAST_KNOWN_READ_SECS", 900, &mut errors),
             node_poll: secs("NODE_POLL_SECS", 5, &mut errors),
             lease: secs("ENGINE_LEASE_SECS", 15, &mut errors),
             fallback_poll: secs("ENGINE_POLL_SECS", 5, &mut errors),

@@ -166,6 +166,7 @@ pub async fn start(
             default_region: config.default_region.clone(),
             cloud_provider: config.cloud_provider.clone(),
             subscription_ttl: config.subscription_ttl,
+            last_known_max_age: config.last_known_max_age,
             vpn_wait: config.vpn_wait,
             vpn_subscribe_base: config.vpn_subscribe_base.clone(),
         },

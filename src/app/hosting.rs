@@ -294,6 +294,22 @@ impl App {
     /// their subscription, and the creation progress while the node comes up.
     pub async fn my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
         valid_user_id(user_id)?;
+        let mut last = self
+            .last_nodes
+            .read(user_id, self.read_my_node(user_id))
+            .await?;
+        // Served from memory while the database is down: the status still follows the clock
+        // (a subscription that ran out meanwhile reads as expired).
+        last.status = progress::hosting_status(
+            &last.subscription,
+            last.node.as_ref(),
+            self.ports.clock.now(),
+        )
+        .unwrap_or(last.status);
+        Ok(last)
+    }
+
+    async fn read_my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
         let (node, subscription) = tokio::join!(
             self.ports.store.current_hosting_node(user_id),
             self.subscriptions.state(user_id, HOSTING.0, HOSTING.1),

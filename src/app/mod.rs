@@ -4,6 +4,7 @@
 
 mod error;
 mod hosting;
+mod last_known;
 mod operator;
 mod regions;
 mod subscriptions;
@@ -16,6 +17,7 @@ pub use hosting::{
     Deprovision, DeprovisionOutcome, HOSTING, MyNode, NodeCaller, NodeReport, NodeStatsReport,
     Provision, ProvisionOutcome,
 };
+pub use last_known::LastKnown;
 pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
 pub use regions::Regions;
 pub use subscriptions::SubscriptionLookup;
@@ -31,6 +33,9 @@ pub struct AppConfig {
     pub cloud_provider: String,
     /// How long a subscription answer is reused before asking again.
     pub subscription_ttl: std::time::Duration,
+    /// How old the last answer of `/my/node` or `/my/vpn` may be to be served while the
+    /// database is unavailable.
+    pub last_known_max_age: std::time::Duration,
     /// How long a VPN request waits for the VPN manager before answering `pending`.
     pub vpn_wait: std::time::Duration,
     /// Public base of VPN subscription links (`subscribe_url` is `{base}/{uuid}`).
@@ -44,6 +49,9 @@ pub struct App {
     pub config: AppConfig,
     pub subscriptions: SubscriptionLookup,
     pub regions: Regions,
+    /// The last answers of the user reads, for while the database is unavailable.
+    pub last_nodes: LastKnown<MyNode>,
+    pub last_vpns: LastKnown<MyVpn>,
 }
 
 impl App {
@@ -51,6 +59,8 @@ impl App {
         App {
             subscriptions: SubscriptionLookup::new(&ports, config.subscription_ttl),
             regions: Regions::new(ports.store.clone()),
+            last_nodes: LastKnown::new("my node", config.last_known_max_age),
+            last_vpns: LastKnown::new("my vpn", config.last_known_max_age),
             ports,
             engine,
             config,

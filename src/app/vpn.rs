@@ -331,6 +331,20 @@ impl App {
     /// never reads `active`, whatever the subscription service says).
     pub async fn my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
         valid_user_id(user_id)?;
+        let mut last = self
+            .last_vpns
+            .read(user_id, self.read_my_vpn(user_id))
+            .await?;
+        // The status follows the clock even when served from memory (an expiry passes).
+        last.status = vpn_status(
+            last.record.entitlement.as_ref(),
+            last.record.resource.as_ref(),
+            self.ports.clock.now(),
+        );
+        Ok(last)
+    }
+
+    async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
         let (record, subscription) = tokio::join!(
             self.ports.store.vpn_of_user(user_id),
             self.subscriptions.state(user_id, VPN.0, VPN.1),

@@ -246,6 +246,22 @@ async fn outage_mid_run(outage: Outage) {
     let (status, b) = app.provision("d-2", "sub-d2").await;
     assert_eq!(status, 202);
     let b = b["resource_id"].as_str().unwrap().to_owned();
+    // The app showed d-1 their node and d-v their VPN just before.
+    let (status, before) = app.user(Method::GET, "/api/v1/my/node", "d-1", None).await;
+    assert_eq!(status, 200, "{before}");
+    app.sims.subscribe_vpn("d-v", "sub-dv", "premium");
+    let vpn_order = json!({"user_id": "d-v", "subscription_id": "sub-dv", "app_source": "otun",
+        "plan_tier": "premium", "channel": "stripe", "expire_days": 30});
+    let (status, body) = app
+        .internal(Method::POST, "/api/internal/provision", Some(vpn_order))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, vpn_before) = app.user(Method::GET, "/api/v1/my/vpn", "d-v", None).await;
+    assert_eq!(
+        (status, vpn_before["vpn_status"].as_str()),
+        (200, Some("active")),
+        "{vpn_before}"
+    );
 
     outage.begin().await;
     let (status, health) = app.internal(Method::GET, "/health", None).await;
@@ -268,7 +284,8 @@ async fn outage_mid_run(outage: Outage) {
             Some(json!({"user_id": "d-3", "subscription_id": "sub-d3", "region": "us-east-1"})),
             None,
         ),
-        (Method::GET, "/api/v1/my/node".to_owned(), None, Some("d-1")),
+        // Reads nothing is known for: d-2 never looked, d-1 has no VPN.
+        (Method::GET, "/api/v1/my/node".to_owned(), None, Some("d-2")),
         (Method::GET, "/api/v1/my/vpn".to_owned(), None, Some("d-1")),
     ] {
         let mut req = app
@@ -297,6 +314,20 @@ async fn outage_mid_run(outage: Outage) {
             "{path}: {body}"
         );
     }
+
+    // Reads answer: the last answer this process gave, while the database is down.
+    let (status, during) = app.user(Method::GET, "/api/v1/my/node", "d-1", None).await;
+    assert_eq!(
+        (status, &during),
+        (200, &before),
+        "my node is served from memory"
+    );
+    let (status, during) = app.user(Method::GET, "/api/v1/my/vpn", "d-v", None).await;
+    assert_eq!(
+        (status, &during),
+        (200, &vpn_before),
+        "my VPN is served from memory"
+    );
 
     outage.end().await;
     // The subscription service retries its webhook until it is taken.
