@@ -8,18 +8,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::Engine;
 use crate::domain::Resource;
-use crate::store::{OutboxMessage, StoreResult, Topic, Wakeups};
+use crate::store::{OutboxMessage, StoreResult, Wakeups};
 
 /// Tells the loops to stop.
 pub struct Shutdown {
     tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    wakeups: Arc<Wakeups>,
 }
 
 impl Shutdown {
@@ -36,10 +35,6 @@ impl Shutdown {
         for t in &self.tasks {
             t.abort();
         }
-        // Wake-ups are no longer for this process's engine.
-        for topic in [Topic::Resources, Topic::Outbox] {
-            self.wakeups.set_room(topic, false);
-        }
     }
 }
 
@@ -47,7 +42,6 @@ impl Shutdown {
 pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     let (tx, rx) = watch::channel(false);
     Shutdown {
-        wakeups: engine.ports.store.wakeups(),
         tx,
         tasks: vec![
             tokio::spawn(run::<Reconciler>(engine.clone(), rx.clone())),
@@ -67,8 +61,7 @@ trait Worker: 'static {
     async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>>;
     /// The earliest time this process's own steps scheduled work for, if any.
     fn scheduled(engine: &Engine) -> Option<DateTime<Utc>>;
-    /// The wake-ups this loop listens to.
-    const TOPIC: Topic;
+    fn signal(wakeups: &Wakeups) -> &Notify;
 }
 
 struct Reconciler;
@@ -94,7 +87,9 @@ impl Worker for Reconciler {
         Engine::take_wake(&engine.next_resource_wake)
     }
 
-    const TOPIC: Topic = Topic::Resources;
+    fn signal(wakeups: &Wakeups) -> &Notify {
+        &wakeups.resources
+    }
 }
 
 struct Dispatcher;
@@ -121,7 +116,9 @@ impl Worker for Dispatcher {
         Engine::take_wake(&engine.next_outbox_wake)
     }
 
-    const TOPIC: Topic = Topic::Outbox;
+    fn signal(wakeups: &Wakeups) -> &Notify {
+        &wakeups.outbox
+    }
 }
 
 async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
@@ -132,14 +129,12 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // the database when a claim comes back empty (so a busy loop costs no extra queries).
     let mut next_known: Option<DateTime<Utc>> = None;
     tracing::info!(worker = W::NAME, owner = %engine.config.owner, "engine loop started");
-    // Work this process makes is announced to this loop alone while it has room.
-    wakeups.serve(&engine.config.owner);
     while !*stop.borrow() {
         while let Some(done) = running.try_join_next() {
             log_join(done, W::NAME);
         }
         // Register for a wake-up before looking, so one sent meanwhile is not missed.
-        let woken = wakeups.signal(W::TOPIC).notified();
+        let woken = W::signal(&wakeups).notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
 
@@ -191,7 +186,6 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             // Something due "now" that we did not get is leased elsewhere: don't spin.
             .max(Duration::from_millis(20));
         let full = running.len() >= capacity;
-        wakeups.set_room(W::TOPIC, !full);
         tokio::select! {
             _ = &mut woken => {
                 // Let a burst gather so it is claimed in one batch.
@@ -202,8 +196,6 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
     }
-    // Stopping: new work is for the other replicas.
-    wakeups.set_room(W::TOPIC, false);
     while let Some(done) = running.join_next().await {
         log_join(done, W::NAME);
     }

@@ -25,7 +25,6 @@ use crate::domain::{
 use crate::ports::FulfillmentCallback;
 
 pub use postgres::PgStore;
-pub use sql::Topic;
 pub use sqlite::SqliteStore;
 
 /// Storage failures, typed so callers can map them: a missing row, a uniqueness conflict,
@@ -363,55 +362,10 @@ pub enum IdempotencyBegin {
 
 /// Wake-ups for the engine's loops. PostgreSQL fans them out across replicas with
 /// LISTEN/NOTIFY; SQLite signals in process.
-///
-/// A wake-up is addressed. Work that this process's own engine has room to take is
-/// announced to that engine alone (the notification names its owner), so the other
-/// replicas do not all race to claim the same rows and come back empty. Work no engine
-/// here can take now (none runs here, or it is full) is announced to every replica. An
-/// engine that dies before taking its work leaves it to the others' polls.
 #[derive(Debug, Default)]
 pub struct Wakeups {
     pub resources: Notify,
     pub outbox: Notify,
-    /// The owner name of the engine running in this process, once it runs.
-    engine: std::sync::OnceLock<String>,
-    /// Whether that engine's loop for each topic has room for more work.
-    room: [std::sync::atomic::AtomicBool; 2],
-}
-
-impl Wakeups {
-    pub fn signal(&self, topic: Topic) -> &Notify {
-        match topic {
-            Topic::Resources => &self.resources,
-            Topic::Outbox => &self.outbox,
-        }
-    }
-
-    /// This process runs an engine under `owner`, which takes the work this process makes.
-    pub fn serve(&self, owner: &str) {
-        let _ = self.engine.set(owner.to_owned());
-    }
-
-    /// Whether the engine's loop for `topic` has room for more work now.
-    pub fn set_room(&self, topic: Topic, room: bool) {
-        self.room[topic as usize].store(room, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whom a wake-up for `topic` sent now is for: this process's engine when it has room
-    /// (its owner name), else every replica (empty).
-    pub fn addressee(&self, topic: Topic) -> &str {
-        match self.engine.get() {
-            Some(owner) if self.room[topic as usize].load(std::sync::atomic::Ordering::Relaxed) => {
-                owner
-            }
-            _ => "",
-        }
-    }
-
-    /// Whether a wake-up addressed to `to` concerns this process.
-    pub fn is_for_us(&self, to: &str) -> bool {
-        to.is_empty() || self.engine.get().is_some_and(|owner| owner == to)
-    }
 }
 
 /// Lease settings for claims.

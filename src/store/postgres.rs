@@ -73,16 +73,10 @@ impl PgStore {
         &self.pool
     }
 
-    async fn wake_in_tx(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        topic: Topic,
-    ) -> StoreResult<()> {
-        // Delivered at commit to every listening replica (including this one), addressed
-        // to this process's engine when it will take the work itself (see `Wakeups`).
-        sqlx::query("select pg_notify($1, $2)")
+    async fn wake_in_tx(tx: &mut sqlx::Transaction<'_, Postgres>, topic: Topic) -> StoreResult<()> {
+        // Delivered at commit, to every listening replica (including this one).
+        sqlx::query("select pg_notify($1, '')")
             .bind(topic.channel())
-            .bind(self.wakeups.addressee(topic))
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -118,7 +112,6 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
         wakeups.outbox.notify_waiters();
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) if !wakeups.is_for_us(n.payload()) => {}
                 Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => {
                     wakeups.outbox.notify_waiters()
                 }

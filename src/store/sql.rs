@@ -68,7 +68,7 @@ macro_rules! impl_store {
                     if let Some(row) = row {
                         let event = NewEvent::new(EventKind::ProvisionRequested, &new.actor);
                         insert_event(&mut tx, new.id, &event, now).await?;
-                        self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                        Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                         tx.commit().await?;
                         self.wake_after_commit(Topic::Resources);
                         return Ok(Inserted::Created(row.try_into()?));
@@ -124,7 +124,7 @@ macro_rules! impl_store {
                         let event = NewEvent::new(EventKind::DeleteRequested, actor)
                             .with_message(reason.as_str());
                         insert_event(&mut tx, id, &event, now).await?;
-                        self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                        Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                         tx.commit().await?;
                         self.wake_after_commit(Topic::Resources);
                         Ok(Some(row.try_into()?))
@@ -324,7 +324,7 @@ macro_rules! impl_store {
                 }
                 let due_now = matches!(c.next_attempt_at, Some(Some(at)) if at <= c.now);
                 if due_now {
-                    self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                 }
                 if let Some(version) = c.report_through {
                     sqlx::query(
@@ -340,7 +340,7 @@ macro_rules! impl_store {
                     enqueue_callback(&mut tx, c.id, cb, c.now).await?;
                 }
                 if !c.callbacks.is_empty() {
-                    self.wake_in_tx(&mut tx, Topic::Outbox).await?;
+                    Self::wake_in_tx(&mut tx, Topic::Outbox).await?;
                 }
                 tx.commit().await?;
                 if due_now {
@@ -701,7 +701,7 @@ macro_rules! impl_store {
                         let event = NewEvent::new(EventKind::DeleteRequested, actor)
                             .with_message(reason.as_str());
                         insert_event(&mut tx, resource_id, &event, now).await?;
-                        self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                        Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                         tx.commit().await?;
                         self.wake_after_commit(Topic::Resources);
                         return self.resource(resource_id).await;
@@ -718,7 +718,7 @@ macro_rules! impl_store {
                     message: Some("vpn entitlement ended".into()),
                 };
                 enqueue_callback(&mut tx, resource_id, &cb, now).await?;
-                self.wake_in_tx(&mut tx, Topic::Outbox).await?;
+                Self::wake_in_tx(&mut tx, Topic::Outbox).await?;
                 tx.commit().await?;
                 self.wake_after_commit(Topic::Outbox);
                 self.resource(resource_id).await
@@ -796,7 +796,7 @@ macro_rules! impl_store {
                     .with_message("terms adjusted");
                 insert_event(&mut tx, resource_id, &event, now).await?;
                 if due_at <= now {
-                    self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                 }
                 tx.commit().await?;
                 if due_at <= now {
@@ -844,7 +844,7 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 if vpn.is_some() {
-                    self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                 }
                 tx.commit().await?;
                 if vpn.is_some() {
@@ -1080,7 +1080,7 @@ macro_rules! impl_store {
                     return Ok(None);
                 }
                 insert_event(&mut tx, id, event, now).await?;
-                self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                 tx.commit().await?;
                 self.wake_after_commit(Topic::Resources);
                 row.map(Resource::try_from).transpose()
@@ -1397,7 +1397,7 @@ macro_rules! impl_store {
                 .await?;
                 let wake = o.due_at <= now;
                 if wake {
-                    self.wake_in_tx(&mut tx, Topic::Resources).await?;
+                    Self::wake_in_tx(&mut tx, Topic::Resources).await?;
                 }
                 tx.commit().await?;
                 if wake {
@@ -1476,8 +1476,8 @@ pub const IDEMPOTENCY_IN_FLIGHT_SECS: i64 = 60;
 /// Which engine loop a wake-up is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
-    Resources = 0,
-    Outbox = 1,
+    Resources,
+    Outbox,
 }
 
 impl Topic {

@@ -54,11 +54,7 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn wake_in_tx(
-        &self,
-        _tx: &mut sqlx::Transaction<'_, Sqlite>,
-        _topic: Topic,
-    ) -> StoreResult<()> {
+    async fn wake_in_tx(_tx: &mut sqlx::Transaction<'_, Sqlite>, _topic: Topic) -> StoreResult<()> {
         Ok(())
     }
 
@@ -72,7 +68,10 @@ impl SqliteStore {
     }
 
     fn wake_after_commit(&self, topic: Topic) {
-        self.wakeups.signal(topic).notify_waiters();
+        match topic {
+            Topic::Resources => self.wakeups.resources.notify_waiters(),
+            Topic::Outbox => self.wakeups.outbox.notify_waiters(),
+        }
     }
 }
 
