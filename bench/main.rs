@@ -602,7 +602,9 @@ async fn replicas_bench(args: &Args, report: &mut String) {
         "### Replicas ({} hosting orders, in-process simulators, one PostgreSQL)\n\n\
          | service instances | throughput, order to callback delivered | transactions per resource |\n|---|---|---|\n\
          {rows}\n3 instances / 1 instance: **{:.2}** (all on the same 2 cores, so this shows \
-         whether claims contend, not how more machines would scale)\n",
+         whether claims contend, not how more machines would scale). Each extra replica adds about \
+         2 transactions per resource that are PostgreSQL's own: every listening backend reads each \
+         of a resource's 2 notifications in a transaction.\n",
         args.orders,
         throughput[1] / throughput[0],
     );
