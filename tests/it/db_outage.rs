@@ -79,6 +79,8 @@ struct PrivatePg {
     dir: std::path::PathBuf,
     port: u16,
     as_postgres: bool,
+    /// Where PostgreSQL's programs are (`pg_config --bindir`).
+    bin: String,
 }
 
 impl PrivatePg {
@@ -89,10 +91,12 @@ impl PrivatePg {
         if as_postgres {
             command("chown", &["postgres", dir.to_str().unwrap()], false).unwrap();
         }
+        let bin = command("pg_config", &["--bindir"], false).unwrap();
         let pg = PrivatePg {
             port: crate::crash::free_port(),
             dir,
             as_postgres,
+            bin: bin.trim().to_owned(),
         };
         let data = pg.data();
         pg.pg(
@@ -122,10 +126,9 @@ impl PrivatePg {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Runs one of PostgreSQL's programs (from `pg_config --bindir`).
+    /// Runs one of PostgreSQL's programs.
     fn pg(&self, program: &str, args: &[&str]) -> Result<String, String> {
-        let bin = command("pg_config", &["--bindir"], false)?;
-        command(&format!("{}/{program}", bin.trim()), args, self.as_postgres)
+        command(&format!("{}/{program}", self.bin), args, self.as_postgres)
     }
 
     fn up(&self) {

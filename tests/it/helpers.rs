@@ -119,9 +119,14 @@ async fn pg_template(admin: &str) -> &'static str {
                     run(format!("alter database {building} rename to {name}")),
                 )
                 .await;
+                let duplicate = |e: &sqlx::Error| {
+                    e.as_database_error()
+                        .and_then(|d| d.code())
+                        .is_some_and(|code| code == "42P04")
+                };
                 match renamed {
                     Ok(_) => return name,
-                    Err(e) if e.to_string().contains("already exists") => break,
+                    Err(e) if duplicate(&e) => break,
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
