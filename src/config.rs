@@ -42,6 +42,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub ready_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Longest a request may take before it is answered 503 (`REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
     pub subscription_ttl: Duration,
     /// How old a user read's last answer may be to be served while the database is
     /// unavailable (`LAST_KNOWN_READ_SECS`; 0 turns it off).
@@ -199,6 +201,10 @@ impl Config {
         };
         let upstream_max_in_flight = count("UPSTREAM_MAX_IN_FLIGHT", 64, &mut errors) as usize;
         let db_max_connections = count("DB_MAX_CONNECTIONS", 16, &mut errors);
+        let request_timeout = secs("REQUEST_TIMEOUT_SECS", 30, &mut errors);
+        if request_timeout.is_zero() {
+            errors.push("REQUEST_TIMEOUT_SECS must be more than 0".into());
+        }
         let config = Config {
             demo,
             db_url: db_url.unwrap_or_else(|| "sqlite://fulfillment-demo.db".into()),
@@ -216,6 +222,7 @@ impl Config {
             public_url: get("PUBLIC_URL"),
             ready_timeout: secs("NODE_READY_TIMEOUT_SECS", 600, &mut errors),
             upstream_timeout: secs("UPSTREAM_TIMEOUT_SECS", 10, &mut errors),
+            request_timeout,
             subscription_ttl: secs("SUBSCRIPTION_CACHE_SECS", 30, &mut errors),
             last_known_max_age: secs("LAST_KNOWN_READ_SECS", 900, &mut errors),
             node_poll: secs("NODE_POLL_SECS", 5, &mut errors),

@@ -175,6 +175,7 @@ pub async fn start(
         app,
         auth: Auth::new(&config.jwt_secret, &config.internal_secret),
         limits: api::limits::RateLimits::new(config.rate_limits),
+        request_timeout: config.request_timeout,
     });
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -19,13 +19,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -35,14 +35,13 @@ use extract::Auth;
 /// Largest request body accepted (orders and reports are a few hundred bytes); see
 /// `extract::RawBody`.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// Longest a request may take before it is answered 503.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// What every handler can reach.
 pub struct ApiState {
     pub app: App,
     pub auth: Auth,
     pub limits: limits::RateLimits,
+    /// Longest a request may take before it is answered 503 (`REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
 }
 
 /// Every route of the service.
@@ -114,9 +113,32 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
         }))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT)),
+        .layer(middleware::from_fn_with_state(state.request_timeout, deadline)),
         )
         .with_state(state)
+}
+
+/// Answers a request still running after `limit` with a JSON 503 and `Retry-After`, like
+/// every other refusal. The handler is dropped: its open transaction rolls back, and what
+/// it had committed is a recorded intent the engine carries on (every write path is safe
+/// to repeat).
+async fn deadline(
+    State(limit): State<Duration>,
+    req: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; try again shortly",
+            )
+            .into_response()
+        }
+    }
 }
 
 async fn health() -> impl IntoResponse {

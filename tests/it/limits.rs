@@ -1,5 +1,5 @@
-//! Limits: per-user rate limits on the user API (stricter on creating a node), and bounded
-//! concurrency toward each upstream.
+//! Limits: per-user rate limits on the user API (stricter on creating a node), a deadline
+//! on every request, and bounded concurrency toward each upstream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fulfillment::api::limits::RateLimitConfig;
 use fulfillment::ports::Hosting;
+use fulfillment::sim::{Fault, Knobs, Op};
 use fulfillment::upstream::{HostingClient, http_client};
 use reqwest::Method;
 
@@ -89,6 +90,64 @@ async fn node_creation_has_its_own_stricter_limit() {
         )
         .await;
     assert_eq!(listed["resources"].as_array().unwrap().len(), 1, "one node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_a_json_503_and_changes_nothing() {
+    // The subscription service hangs longer than a request may take (and than our own
+    // upstream timeout would wait): the request deadline answers first.
+    let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
+        c.upstream_timeout = Duration::from_secs(10);
+        c.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    app.sims.subscribe("t-1", "sub-t1", "basic");
+    let faults = &app.sims.sim.faults;
+    faults.set_knobs(Knobs {
+        hang_ms: 5_000,
+        ..faults.knobs()
+    });
+    faults.script(Op::ActiveSubscription, [Fault::Hang, Fault::Hang]);
+    let refused = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 503);
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(wait >= 1);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "timeout", "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+    };
+    let read = app
+        .http
+        .get(app.url("/api/v1/my/node"))
+        .bearer_auth(app.token("t-1"))
+        .send()
+        .await
+        .unwrap();
+    refused(read).await;
+    let create = app
+        .http
+        .post(app.url("/api/v1/my/node"))
+        .bearer_auth(app.token("t-1"))
+        .json(&serde_json::json!({"region": "us-east-1"}))
+        .send()
+        .await
+        .unwrap();
+    refused(create).await;
+    let node = app.store().current_hosting_node("t-1").await.unwrap();
+    assert!(
+        node.is_none(),
+        "a create cut off by the deadline leaves nothing behind: {node:?}"
+    );
+    // The service itself is fine: once the subscription service answers, so do we.
+    let (status, node) = app.user(Method::GET, "/api/v1/my/node", "t-1", None).await;
+    assert_eq!(status, 200, "{node}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

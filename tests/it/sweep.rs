@@ -8,7 +8,7 @@ use fulfillment::sim::{Fault, Op};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, pg_admin_url};
+use crate::helpers::{Backend, TestApp, pg_admin_url, wait_until};
 use crate::on_both;
 
 fn hours(h: i64) -> chrono::Duration {
@@ -61,7 +61,16 @@ on_both! {
         let live = resp["resource_id"].as_str().unwrap().to_owned();
         let live_node = app.wait_status(&live, "active").await["resource_id"].clone();
         assert_eq!(live_node, json!(live));
-        let live_node_id = app.store().resource(live.parse().unwrap()).await.unwrap().unwrap().node_id.unwrap();
+        // The node agent's ready report can win the race with the create's answer: the
+        // resource is active a moment before the engine has learned its node id (and until
+        // then the sweep rightly spares every node carrying its id).
+        let store = app.store();
+        let learned = wait_until(Duration::from_secs(20), || async {
+            store.resource(live.parse().unwrap()).await.unwrap().unwrap().node_id.is_some()
+        })
+        .await;
+        assert!(learned, "the engine never learned the live resource's node id");
+        let live_node_id = store.resource(live.parse().unwrap()).await.unwrap().unwrap().node_id.unwrap();
         let duplicate = hosting.add_node("obox", &live, "sub-s-2", "s-2", hours(2));
 
         let engine = app.running().state.app.engine.clone();
