@@ -13,6 +13,24 @@ use reqwest::Method;
 
 use crate::helpers::{Backend, TestApp};
 
+/// A refusal to come back later: this status, `Retry-After` of a second or more, and
+/// `{"error", "code"}` with this code.
+async fn assert_refused(r: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(r.status(), status);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_are_rate_limited_each_on_their_own() {
     let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
@@ -35,15 +53,7 @@ async fn users_are_rate_limited_each_on_their_own() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 429);
-    let wait: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(wait >= 1);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert_refused(r, 429, "rate_limited").await;
     // Someone else is not slowed down by r-1.
     let (status, _) = app.user(Method::GET, "/api/v1/my/vpn", "r-2", None).await;
     assert_eq!(status, 200);
@@ -108,21 +118,6 @@ async fn a_request_past_its_deadline_is_a_json_503_and_changes_nothing() {
         ..faults.knobs()
     });
     faults.script(Op::ActiveSubscription, [Fault::Hang, Fault::Hang]);
-    let refused = |r: reqwest::Response| async move {
-        assert_eq!(r.status(), 503);
-        let wait: u64 = r.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(wait >= 1);
-        let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["code"], "timeout", "{body}");
-        assert!(
-            body["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "{body}"
-        );
-    };
     let read = app
         .http
         .get(app.url("/api/v1/my/node"))
@@ -130,7 +125,7 @@ async fn a_request_past_its_deadline_is_a_json_503_and_changes_nothing() {
         .send()
         .await
         .unwrap();
-    refused(read).await;
+    assert_refused(read, 503, "timeout").await;
     let create = app
         .http
         .post(app.url("/api/v1/my/node"))
@@ -139,7 +134,7 @@ async fn a_request_past_its_deadline_is_a_json_503_and_changes_nothing() {
         .send()
         .await
         .unwrap();
-    refused(create).await;
+    assert_refused(create, 503, "timeout").await;
     let node = app.store().current_hosting_node("t-1").await.unwrap();
     assert!(
         node.is_none(),
