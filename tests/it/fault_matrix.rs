@@ -3,7 +3,7 @@
 //! call took effect, and an answer that arrives after our timeout for a call that did take
 //! effect. Each cell runs a whole lifecycle on a service, simulators and database of its
 //! own (a hosting node: order, read, deprovision; a VPN user: order, read, renewal,
-//! deprovision) with the fault aimed at one operation, twice in a row, and checks:
+//! traffic metering, deprovision) with the fault aimed at one operation, twice in a row, and checks:
 //!
 //! - no request to the service answers 500 or hangs; a refusal is JSON with `code`;
 //! - the lifecycle completes: active, then deleted, nothing left transitional or unsent;
@@ -46,14 +46,18 @@ const HOSTING_OPS: [Op; 6] = [
 ];
 
 /// What the VPN lifecycle calls: create, the renewal's update, delete, the live read behind
-/// "my VPN config", and the callbacks.
-const VPN_OPS: [Op; 5] = [
+/// "my VPN config", the traffic sync's read of an account, and the callbacks.
+const VPN_OPS: [Op; 6] = [
     Op::VpnCreate,
     Op::VpnUpdate,
     Op::VpnDelete,
     Op::VpnSync,
+    Op::VpnGet,
     Op::Callback,
 ];
+
+/// Traffic the VPN manager reports for the account in the VPN lifecycle.
+const USED_GIB: i64 = 50;
 
 /// Added to every call in the "slow" cell: below the service's 1 s upstream timeout.
 const SLOW_MS: u64 = 400;
@@ -265,6 +269,25 @@ async fn vpn_cell(b: Backend, cell: Cell) {
     assert_eq!(
         first, renewed,
         "{cell:?}: the renewal extends the same account"
+    );
+
+    // Traffic metering: a pass whose read fails leaves the usage as it was and does not
+    // fail the pass; a later pass records it.
+    assert!(app.sims.sim.vpn.set_traffic_used(&renewed, USED_GIB << 30));
+    let engine = app.running().state.app.engine.clone();
+    let mut metered = Value::Null;
+    for _ in 0..4 {
+        let pass = engine.sync_vpn_traffic().await;
+        let pass = pass.unwrap_or_else(|e| panic!("{cell:?}: a sync pass failed: {e}"));
+        assert_eq!(pass.updated + pass.failed, 1, "{cell:?}: {pass:?}");
+        metered = user_read(&app, cell, "/api/v1/my/vpn").await.1;
+        if metered["vpn_user"]["traffic_used_gb"] == USED_GIB {
+            break;
+        }
+    }
+    assert_eq!(
+        metered["vpn_user"]["traffic_used_gb"], USED_GIB,
+        "{cell:?}: traffic never metered: {metered}"
     );
 
     let (status, body) = app
