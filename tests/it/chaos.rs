@@ -193,7 +193,27 @@ fn reported(sims: &SimServer, sub: &str) -> Vec<String> {
     seen
 }
 
+/// How the simulated hosting service behaves in a run.
+#[derive(Debug, Clone, Copy)]
+struct Hosting {
+    /// Node agents report ready themselves (racing the engine's polling, and kills).
+    agents_report: bool,
+    /// Listings carry our resource id (else the engine matches by subscription and user).
+    echoes_resource_id: bool,
+}
+
+/// Readiness by polling only, listings that echo our id: the engine's own recovery of a
+/// lost create answer is what finds the node (a node agent's report would mask it).
+const POLLED: Hosting = Hosting {
+    agents_report: false,
+    echoes_resource_id: true,
+};
+
 pub(crate) async fn chaos(b: Backend, replicas: usize) {
+    chaos_with(b, replicas, POLLED).await;
+}
+
+async fn chaos_with(b: Backend, replicas: usize, hosting: Hosting) {
     let orders = env_usize("CHAOS_ORDERS", 60);
     let kills = env_usize("CHAOS_KILLS", 10);
     let db = TestDb::new(b).await;
@@ -203,9 +223,8 @@ pub(crate) async fn chaos(b: Backend, replicas: usize) {
         creating_ms: 1_200,
         installing_ms: 300,
         stats_interval_ms: 0,
-        // Readiness by polling only: a node agent's report would otherwise mask the
-        // engine's own recovery of a lost create answer (tested elsewhere).
-        send_callbacks: false,
+        send_callbacks: hosting.agents_report,
+        echo_resource_id: hosting.echoes_resource_id,
         ..NodeTiming::default()
     })
     .await;
@@ -423,4 +442,16 @@ on_both! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_three_replicas_on_one_postgres() {
     chaos(Backend::Postgres, 3).await;
+}
+
+/// The hosting service as it may really be: node agents report ready themselves (racing
+/// the engine's polls, a kill, and a user's delete), and listings do not echo our resource
+/// id, so a lost create answer is recovered by matching subscription and user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_reporting_agents_and_listings_without_our_id() {
+    let hosting = Hosting {
+        agents_report: true,
+        echoes_resource_id: false,
+    };
+    chaos_with(Backend::Postgres, 2, hosting).await;
 }
