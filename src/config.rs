@@ -415,6 +415,24 @@ mod tests {
     }
 
     #[test]
+    fn tuning_is_read_and_nonsense_refused() {
+        let c = config(&GOOD).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        let mut vars = GOOD.to_vec();
+        vars.push(("REQUEST_TIMEOUT_SECS", "2.5"));
+        assert_eq!(
+            config(&vars).unwrap().request_timeout,
+            Duration::from_millis(2500)
+        );
+        for bad in ["0", "-1", "soon"] {
+            let mut vars = GOOD.to_vec();
+            vars.push(("REQUEST_TIMEOUT_SECS", bad));
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains("REQUEST_TIMEOUT_SECS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn partial_configuration_is_not_silently_a_demo() {
         let err = config(&[("DB_URL", "postgres://localhost/x")])
             .unwrap_err()

@@ -35,6 +35,7 @@ use extract::Auth;
 /// Largest request body accepted (orders and reports are a few hundred bytes); see
 /// `extract::RawBody`.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// What every handler can reach.
 pub struct ApiState {
     pub app: App,
