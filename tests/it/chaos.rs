@@ -1,7 +1,8 @@
 //! Chaos: mixed orders (hosting and VPN; provisions, renewals, deprovisions, users deleting
 //! a node while it is created) against the simulators over HTTP, while service processes
-//! are killed with SIGKILL at random and restarted; with one replica, and with three on one
-//! PostgreSQL. At the end, from the simulators' records and the database: every order
+//! are killed with SIGKILL at random and restarted; with one replica, with three on one
+//! PostgreSQL, and with two against node agents that report ready themselves and listings
+//! that do not echo our resource id. At the end, from the simulators' records and the database: every order
 //! reached its final state, exactly one upstream node or VPN user per live resource and
 //! none for deleted ones, no create repeated for a node, every callback delivered in order
 //! per subscription, nothing stuck in a transitional state.
