@@ -3,7 +3,8 @@
 //! call took effect, and an answer that arrives after our timeout for a call that did take
 //! effect. Each cell runs a whole lifecycle on a service, simulators and database of its
 //! own (a hosting node: order, read, deprovision; a VPN user: order, read, renewal,
-//! traffic metering, deprovision) with the fault aimed at one operation, twice in a row, and checks:
+//! traffic metering, deprovision) with the fault aimed at one operation, twice in a row,
+//! and checks:
 //!
 //! - no request to the service answers 500 or hangs; a refusal is JSON with `code`;
 //! - the lifecycle completes: active, then deleted, nothing left transitional or unsent;
