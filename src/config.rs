@@ -10,6 +10,10 @@ use reqwest::Url;
 /// Shortest secret accepted outside demo mode.
 pub const MIN_SECRET_LEN: usize = 32;
 
+const HOUR: f64 = 3600.0;
+const DAY: f64 = 24.0 * HOUR;
+const WEEK: f64 = 7.0 * DAY;
+
 /// Variables whose presence means "this is a real deployment".
 const DEPLOYMENT_VARS: [&str; 8] = [
     "DB_URL",
@@ -70,6 +74,18 @@ pub struct Config {
     pub upstream_max_in_flight: usize,
     /// PostgreSQL pool size of this process (`DB_MAX_CONNECTIONS`).
     pub db_max_connections: u32,
+    /// How long a client may take to send a request head, and how long a kept-alive
+    /// connection may sit idle (`HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
+    /// Connections served at once (`MAX_CONNECTIONS`); also kept below the descriptor
+    /// limit, so the database and the upstreams always have descriptors left.
+    pub max_connections: usize,
+    /// How long a finished `Idempotency-Key` is remembered (`IDEMPOTENCY_RETENTION_HOURS`).
+    pub idempotency_retention: Duration,
+    /// How long a delivered callback is kept (`OUTBOX_RETENTION_HOURS`).
+    pub outbox_retention: Duration,
+    /// How often the retention job runs (`RETENTION_INTERVAL_SECS`).
+    pub retention_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +113,31 @@ impl Config {
             None => DEPLOYMENT_VARS.iter().all(|k| get(k).is_none()),
         };
         let either = |a: &str, b: &str| get(a).or_else(|| get(b));
-        let secs = |k: &str, default: u64, errors: &mut Vec<String>| -> Duration {
+        // Every duration is range-checked here, so nothing later (time arithmetic, timers)
+        // can meet an absurd one.
+        let secs = |k: &str, default: u64, (min, max): (f64, f64), errors: &mut Vec<String>| {
             match get(k).map(|v| v.parse::<f64>()) {
                 None => Duration::from_secs(default),
-                Some(Ok(v)) if v >= 0.0 && v.is_finite() => Duration::from_secs_f64(v),
+                Some(Ok(v)) if v.is_finite() && (min..=max).contains(&v) => {
+                    Duration::from_secs_f64(v)
+                }
                 Some(_) => {
-                    errors.push(format!("{k} must be a number of seconds"));
+                    errors.push(format!(
+                        "{k} must be a number of seconds from {min} to {max}"
+                    ));
                     Duration::from_secs(default)
+                }
+            }
+        };
+        let hours = |k: &str, default: u64, errors: &mut Vec<String>| {
+            match get(k).map(|v| v.parse::<f64>()) {
+                None => Duration::from_secs(default * 3600),
+                Some(Ok(v)) if v.is_finite() && (0.0..=24.0 * 3650.0).contains(&v) => {
+                    Duration::from_secs_f64(v * HOUR)
+                }
+                Some(_) => {
+                    errors.push(format!("{k} must be a number of hours from 0 to 87600"));
+                    Duration::from_secs(default * 3600)
                 }
             }
         };
@@ -184,27 +218,24 @@ impl Config {
                     .into(),
             );
         }
-        let count = |k: &str, default: u32, errors: &mut Vec<String>| -> u32 {
+        let count = |k: &str, default: u32, max: u32, errors: &mut Vec<String>| -> u32 {
             match get(k).map(|v| v.parse::<u32>()) {
                 None => default,
-                Some(Ok(v)) if v > 0 => v,
+                Some(Ok(v)) if (1..=max).contains(&v) => v,
                 Some(_) => {
-                    errors.push(format!("{k} must be a positive whole number"));
+                    errors.push(format!("{k} must be a whole number from 1 to {max}"));
                     default
                 }
             }
         };
         let rate_limits = crate::api::limits::RateLimitConfig {
-            per_second: count("USER_RATE_PER_SEC", 10, &mut errors),
-            burst: count("USER_RATE_BURST", 30, &mut errors),
-            node_creates_per_minute: count("NODE_CREATES_PER_MIN", 5, &mut errors),
+            per_second: count("USER_RATE_PER_SEC", 10, 1_000_000, &mut errors),
+            burst: count("USER_RATE_BURST", 30, 1_000_000, &mut errors),
+            node_creates_per_minute: count("NODE_CREATES_PER_MIN", 5, 1_000_000, &mut errors),
         };
-        let upstream_max_in_flight = count("UPSTREAM_MAX_IN_FLIGHT", 64, &mut errors) as usize;
-        let db_max_connections = count("DB_MAX_CONNECTIONS", 16, &mut errors);
-        let request_timeout = secs("REQUEST_TIMEOUT_SECS", 30, &mut errors);
-        if request_timeout.is_zero() {
-            errors.push("REQUEST_TIMEOUT_SECS must be more than 0".into());
-        }
+        let upstream_max_in_flight = count("UPSTREAM_MAX_IN_FLIGHT", 64, 10_000, &mut errors) as usize;
+        let db_max_connections = count("DB_MAX_CONNECTIONS", 16, 1_000, &mut errors);
+        let request_timeout = secs("REQUEST_TIMEOUT_SECS", 30, (0.1, HOUR), &mut errors);
         let config = Config {
             demo,
             db_url: db_url.unwrap_or_else(|| "sqlite://fulfillment-demo.db".into()),
@@ -220,31 +251,36 @@ impl Config {
             port: port("SERVER_PORT", 8014, &mut errors),
             node_api_port: i32::from(port("NODE_API_PORT", 8080, &mut errors)),
             public_url: get("PUBLIC_URL"),
-            ready_timeout: secs("NODE_READY_TIMEOUT_SECS", 600, &mut errors),
-            upstream_timeout: secs("UPSTREAM_TIMEOUT_SECS", 10, &mut errors),
+            ready_timeout: secs("NODE_READY_TIMEOUT_SECS", 600, (1.0, WEEK), &mut errors),
+            upstream_timeout: secs("UPSTREAM_TIMEOUT_SECS", 10, (0.05, 600.0), &mut errors),
             request_timeout,
-            subscription_ttl: secs("SUBSCRIPTION_CACHE_SECS", 30, &mut errors),
-            last_known_max_age: secs("LAST_KNOWN_READ_SECS", 900, &mut errors),
-            node_poll: secs("NODE_POLL_SECS", 5, &mut errors),
-            lease: secs("ENGINE_LEASE_SECS", 15, &mut errors),
-            fallback_poll: secs("ENGINE_POLL_SECS", 5, &mut errors),
-            backoff_base: secs("RETRY_BASE_SECS", 1, &mut errors),
-            backoff_max: secs("RETRY_MAX_SECS", 300, &mut errors),
-            vpn_wait: secs("VPN_WAIT_SECS", 3, &mut errors),
+            subscription_ttl: secs("SUBSCRIPTION_CACHE_SECS", 30, (0.0, DAY), &mut errors),
+            last_known_max_age: secs("LAST_KNOWN_READ_SECS", 900, (0.0, WEEK), &mut errors),
+            node_poll: secs("NODE_POLL_SECS", 5, (0.01, HOUR), &mut errors),
+            lease: secs("ENGINE_LEASE_SECS", 15, (0.1, HOUR), &mut errors),
+            fallback_poll: secs("ENGINE_POLL_SECS", 5, (0.01, HOUR), &mut errors),
+            backoff_base: secs("RETRY_BASE_SECS", 1, (0.0, HOUR), &mut errors),
+            backoff_max: secs("RETRY_MAX_SECS", 300, (0.0, DAY), &mut errors),
+            vpn_wait: secs("VPN_WAIT_SECS", 3, (0.0, 60.0), &mut errors),
             vpn_subscribe_base: vpn_subscribe_base.map(|u| u.to_string()),
-            orphan_sweep_interval: secs("ORPHAN_SWEEP_INTERVAL_SECS", 600, &mut errors),
-            orphan_grace: secs("ORPHAN_GRACE_SECS", 1800, &mut errors),
+            orphan_sweep_interval: secs("ORPHAN_SWEEP_INTERVAL_SECS", 600, (1.0, WEEK), &mut errors),
+            orphan_grace: secs("ORPHAN_GRACE_SECS", 1800, (0.0, 30.0 * DAY), &mut errors),
             orphan_max_per_run: match get("ORPHAN_SWEEP_MAX").map(|v| v.parse::<usize>()) {
                 None => 10,
-                Some(Ok(v)) => v,
-                Some(Err(_)) => {
-                    errors.push("ORPHAN_SWEEP_MAX must be a whole number".into());
+                Some(Ok(v)) if v <= 100_000 => v,
+                Some(_) => {
+                    errors.push("ORPHAN_SWEEP_MAX must be a whole number from 0 to 100000".into());
                     10
                 }
             },
             rate_limits,
             upstream_max_in_flight,
             db_max_connections,
+            header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 10, (0.1, 300.0), &mut errors),
+            max_connections: count("MAX_CONNECTIONS", 4096, 1_000_000, &mut errors) as usize,
+            idempotency_retention: hours("IDEMPOTENCY_RETENTION_HOURS", 24, &mut errors),
+            outbox_retention: hours("OUTBOX_RETENTION_HOURS", 168, &mut errors),
+            retention_interval: secs("RETENTION_INTERVAL_SECS", 3600, (1.0, DAY), &mut errors),
             orphan_dry_run: match get("ORPHAN_SWEEP_DRY_RUN").as_deref() {
                 None | Some("" | "0" | "false") => false,
                 Some("1" | "true") => true,
@@ -253,16 +289,8 @@ impl Config {
                     false
                 }
             },
-            vpn_sync_interval: secs("VPN_SYNC_INTERVAL_SECS", 300, &mut errors),
-            vpn_sync_rate: match get("VPN_SYNC_RATE").map(|v| v.parse::<u32>()) {
-                None => 50,
-                Some(Ok(v)) if v > 0 => v,
-                Some(_) => {
-                    errors
-                        .push("VPN_SYNC_RATE must be a positive number of calls per second".into());
-                    50
-                }
-            },
+            vpn_sync_interval: secs("VPN_SYNC_INTERVAL_SECS", 300, (1.0, WEEK), &mut errors),
+            vpn_sync_rate: count("VPN_SYNC_RATE", 50, 100_000, &mut errors),
         };
         if errors.is_empty() {
             Ok(config)
@@ -430,6 +458,48 @@ mod tests {
             let err = config(&vars).unwrap_err().to_string();
             assert!(err.contains("REQUEST_TIMEOUT_SECS"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn every_duration_and_count_is_range_checked_naming_the_variable() {
+        let absurd = [
+            ("REQUEST_TIMEOUT_SECS", "1e300"),
+            ("UPSTREAM_TIMEOUT_SECS", "1e20"),
+            ("ENGINE_LEASE_SECS", "1e13"),
+            ("RETRY_MAX_SECS", "1e13"),
+            ("RETRY_BASE_SECS", "-1"),
+            ("NODE_POLL_SECS", "0"),
+            ("ENGINE_POLL_SECS", "inf"),
+            ("NODE_READY_TIMEOUT_SECS", "NaN"),
+            ("VPN_WAIT_SECS", "1e9"),
+            ("VPN_SYNC_INTERVAL_SECS", "0"),
+            ("ORPHAN_SWEEP_INTERVAL_SECS", "1e100"),
+            ("ORPHAN_GRACE_SECS", "1e100"),
+            ("LAST_KNOWN_READ_SECS", "1e100"),
+            ("SUBSCRIPTION_CACHE_SECS", "1e100"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("RETENTION_INTERVAL_SECS", "1e30"),
+            ("IDEMPOTENCY_RETENTION_HOURS", "1e30"),
+            ("OUTBOX_RETENTION_HOURS", "-3"),
+            ("DB_MAX_CONNECTIONS", "4000000000"),
+            ("UPSTREAM_MAX_IN_FLIGHT", "0"),
+            ("MAX_CONNECTIONS", "99999999"),
+            ("VPN_SYNC_RATE", "0"),
+            ("ORPHAN_SWEEP_MAX", "18446744073709551615"),
+            ("USER_RATE_PER_SEC", "4294967295"),
+        ];
+        for (name, value) in absurd {
+            let mut vars = GOOD.to_vec();
+            vars.push((name, value));
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={value}: {err}");
+        }
+        let mut vars = GOOD.to_vec();
+        vars.extend([("ENGINE_LEASE_SECS", "3600"), ("IDEMPOTENCY_RETENTION_HOURS", "0.5")]);
+        let c = config(&vars).unwrap();
+        assert_eq!(c.lease, Duration::from_secs(3600));
+        assert_eq!(c.idempotency_retention, Duration::from_secs(1800));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod http;
+pub mod logging;
 pub mod ports;
 pub mod server;
 pub mod sim;

@@ -79,20 +79,9 @@ struct SimArgs {
     internal_secret: Option<String>,
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    fulfillment::logging::init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
@@ -130,7 +119,16 @@ async fn serve() -> anyhow::Result<()> {
         print_demo_banner(&config, running.addr);
     }
     tracing::info!(addr = %running.addr, db = running.state.app.ports.store.backend(), "fulfillment-service listening");
-    shutdown_signal().await;
+    let engine = running.state.app.engine.clone();
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        name = engine.died() => {
+            // Exit so a supervisor restarts the process: serving requests whose work is
+            // never carried out is worse than being down.
+            running.kill();
+            anyhow::bail!("the engine's {name} loop died; exiting so a supervisor restarts the service");
+        }
+    }
     tracing::info!("shutting down: finishing work in flight");
     running.stop().await;
     Ok(())

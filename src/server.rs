@@ -180,13 +180,18 @@ pub async fn start(
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
-    let http = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let limits = crate::http::ServeLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        // The database pool, each upstream client's calls in flight, and some slack for
+        // the listener, logs, SQLite's files and the runtime.
+        reserved_descriptors: config.db_max_connections as usize
+            + 3 * config.upstream_max_in_flight
+            + 64,
+    };
+    let http = tokio::spawn(crate::http::serve(listener, router, limits, async {
+        let _ = stopped.await;
+    }));
     Ok(Running {
         addr,
         state,

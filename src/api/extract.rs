@@ -97,6 +97,9 @@ impl<T: DeserializeOwned> ApiJson<T> {
                 "the body must be a JSON object",
             ));
         }
+        if let Some(field) = unclean_field(&value) {
+            return Err(control_characters(&field));
+        }
         serde_json::from_value(value).map(ApiJson).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -107,13 +110,56 @@ impl<T: DeserializeOwned> ApiJson<T> {
     }
 }
 
-/// Query parameters, refused with our error body.
+/// Fields whose text is free (a node's error message, an operator's reason, a gift's
+/// note): control characters there are cleaned up by the use case (`input::free_text`)
+/// rather than refused, so a node's multi-line failure report is still recorded.
+const FREE_TEXT_FIELDS: [&str; 3] = ["error_message", "reason", "note"];
+
+/// The first key or string value (outside the free-text fields) holding a control
+/// character, named for the error message.
+fn unclean_field(value: &serde_json::Value) -> Option<String> {
+    use crate::domain::input::is_clean;
+    use serde_json::Value;
+    match value {
+        Value::String(s) => (!is_clean(s)).then(String::new),
+        Value::Array(items) => items.iter().find_map(unclean_field),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if !is_clean(k) {
+                return Some("a key".into());
+            }
+            if FREE_TEXT_FIELDS.contains(&k.as_str()) {
+                return None;
+            }
+            unclean_field(v).map(|inner| if inner.is_empty() { k.clone() } else { inner })
+        }),
+        _ => None,
+    }
+}
+
+fn control_characters(field: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "control_characters",
+        format!("{} contains control characters", if field.is_empty() { "a value" } else { field }),
+    )
+}
+
+/// Query parameters, refused with our error body (control characters included).
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri) {
+            let unclean = pairs.iter().find(|(k, v)| {
+                let free = FREE_TEXT_FIELDS.contains(&k.as_str());
+                !crate::domain::input::is_clean(k) || (!free && !crate::domain::input::is_clean(v))
+            });
+            if let Some((k, _)) = unclean {
+                return Err(control_characters(k));
+            }
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
@@ -124,6 +170,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     e.body_text(),
                 )
             })
+    }
+}
+
+/// A path id (`/resources/{id}` and the like). A segment that is not valid UTF-8 once
+/// percent-decoded is a 400 with our error body (axum's own rejection is plain text), and
+/// one holding control characters names nothing we have: 404.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+        if !crate::domain::input::is_clean(&id) {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource"));
+        }
+        Ok(PathId(id))
     }
 }
 
@@ -143,6 +208,8 @@ impl Auth {
         );
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
+        // RFC 7519 §4.1.5: not before `nbf` (with the same leeway as `exp`).
+        validation.validate_nbf = true;
         validation.leeway = 30;
         Auth {
             jwt: DecodingKey::from_secret(jwt_secret.as_bytes()),
@@ -156,13 +223,17 @@ impl Auth {
             && bool::from(presented.as_bytes().ct_eq(self.internal_secret.as_bytes()))
     }
 
-    /// The user a JWT names: claim `uid` if present, else `sub`.
+    /// The user a JWT names: claim `uid` if present (it must then be a string), else
+    /// `sub`. A token with a `crit` header is refused (RFC 7515 §4.1.11: we understand no
+    /// extension), and so is one whose user is blank, too long or holds control characters.
     pub fn user_of(&self, token: &str) -> Result<String, ApiError> {
         #[derive(Deserialize)]
         struct Claims {
+            #[serde(default)]
             uid: Option<serde_json::Value>,
             sub: Option<String>,
         }
+        let invalid = || ApiError::unauthorized("invalid_token", "invalid token");
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.jwt, &self.validation).map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -170,16 +241,21 @@ impl Auth {
                     ErrorKind::ExpiredSignature => {
                         ApiError::unauthorized("token_expired", "token has expired")
                     }
-                    _ => ApiError::unauthorized("invalid_token", "invalid token"),
+                    ErrorKind::ImmatureSignature => {
+                        ApiError::unauthorized("token_not_yet_valid", "token is not valid yet")
+                    }
+                    _ => invalid(),
                 }
             })?;
-        let uid = match data.claims.uid {
+        if data.header.crit.is_some() {
+            return Err(invalid());
+        }
+        let user = match data.claims.uid {
+            None | Some(serde_json::Value::Null) => data.claims.sub,
             Some(serde_json::Value::String(s)) => Some(s),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
+            Some(_) => return Err(invalid()),
         };
-        uid.or(data.claims.sub)
-            .filter(|u| !u.trim().is_empty() && u.chars().count() <= 256)
+        user.filter(|u| crate::domain::input::id(u, "uid", "", "").is_ok())
             .ok_or_else(|| ApiError::unauthorized("invalid_token", "token names no user"))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Internal, RawBody};
+use super::extract::{ApiJson, Internal, PathId, RawBody};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
 use crate::app::{Deprovision, Provision, VpnOutcome};
 use crate::domain::Status;
@@ -176,7 +176,7 @@ pub async fn deprovision(
 pub async fn resource(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<ResourceStatus>, ApiError> {
     let r = st.app.resource(&id).await?;
     Ok(Json(ResourceStatus::from(&r)))
@@ -185,7 +185,7 @@ pub async fn resource(
 pub async fn subscription_resources(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(subscription_id): Path<String>,
+    PathId(subscription_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let resources = st.app.subscription_resources(&subscription_id).await?;
     let views: Vec<ResourceStatus> = resources.iter().map(ResourceStatus::from).collect();
@@ -195,7 +195,7 @@ pub async fn subscription_resources(
 pub async fn user_resources(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let mine = st.app.my_node(&user_id).await?;
     Ok(Json(

@@ -146,8 +146,15 @@ async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok", "service": "fulfillment-service"}))
 }
 
-/// Ready to serve: the database answers.
+/// Ready to serve: the engine's loops run and the database answers.
 async fn readiness(State(st): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
+    if let Some(name) = st.app.engine.dead_loop() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine_stopped",
+            format!("the engine's {name} loop has stopped; restart the process"),
+        ));
+    }
     st.app.ports.store.ping().await?;
     Ok(Json(
         json!({"status": "ready", "database": st.app.ports.store.backend()}),

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Internal};
+use super::extract::{ApiJson, Internal, PathId};
 use super::views::ResourceStatus;
 use crate::app::{OperatorAction, STUCK_ATTEMPTS};
 use crate::domain::units::{rfc3339, rfc3339_opt};
@@ -98,7 +98,7 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Internal) -> Result<Json<
 pub async fn retry(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
 ) -> Result<Json<Value>, ApiError> {
     let r = st.app.operator_retry(&id, action).await?;
@@ -110,7 +110,7 @@ pub async fn retry(
 pub async fn fail(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
 ) -> Result<Json<Value>, ApiError> {
     let r = st.app.operator_fail(&id, action).await?;
@@ -122,7 +122,7 @@ pub async fn fail(
 pub async fn events(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let events: Vec<Event> = st.app.history(&id).await?;
     let views: Vec<EventView<'_>> = events

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, Shape};
-use super::extract::{ApiJson, ApiQuery, Internal, RawBody, User};
+use super::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody, User};
 use super::internal::idempotent;
 use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, VpnSubscribeView};
 use crate::app::{Gift, VpnChange};
@@ -41,7 +41,7 @@ pub async fn my_vpn_subscribe(
 pub async fn user_subscribe(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let config = st
         .app
@@ -55,7 +55,7 @@ pub async fn user_subscribe(
 pub async fn user_status(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let (status, record) = st
         .app
@@ -70,7 +70,7 @@ pub async fn user_status(
 pub async fn change_vpn(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     ApiJson(change): ApiJson<VpnChange>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if st.app.change_vpn(&id, change).await? {
@@ -97,7 +97,7 @@ pub struct EmailChange {
 pub async fn set_email(
     State(st): State<Arc<ApiState>>,
     _: Internal,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId,
     ApiJson(body): ApiJson<EmailChange>,
 ) -> Result<Json<Value>, ApiError> {
     st.app.set_email(&user_id, body.email.as_deref()).await?;

@@ -1,6 +1,7 @@
 //! Errors of the use cases, by kind. The API maps each kind to an HTTP status and the
 //! `code` to the error body; nothing here knows HTTP.
 
+use crate::domain::input::InputError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,15 @@ pub enum AppError {
     Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<InputError> for AppError {
+    fn from(e: InputError) -> Self {
+        AppError::Invalid {
+            code: e.code,
+            message: e.message,
+        }
+    }
 }
 
 impl AppError {

@@ -8,6 +8,7 @@ use super::subscriptions::subscription_of;
 use super::{App, AppError};
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
 use crate::domain::resource::order_key;
+use crate::domain::input;
 use crate::domain::{
     Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential,
 };
@@ -125,29 +126,19 @@ pub enum NodeCaller {
     Node(String),
 }
 
-const MAX_ID: usize = 256;
-
 pub(super) fn parse_id(id: &str) -> Result<Uuid, AppError> {
     Uuid::parse_str(id).map_err(|_| AppError::not_found("resource_not_found", "resource not found"))
 }
 
-/// Ids are opaque strings of 1 to 256 characters. They are indexed, so a longer one is
-/// refused here rather than failing in the database.
+/// Ids are opaque strings of 1 to 256 characters without control characters (see
+/// `domain::input::id`).
 pub(super) fn valid_id(
     value: &str,
     missing: &'static str,
     too_long: &'static str,
     name: &str,
 ) -> Result<(), AppError> {
-    if value.trim().is_empty() {
-        return Err(AppError::invalid(missing, format!("{name} is required")));
-    }
-    if value.chars().count() > MAX_ID {
-        return Err(AppError::invalid(
-            too_long,
-            format!("{name} is longer than {MAX_ID} characters"),
-        ));
-    }
+    input::id(value, name, missing, too_long)?;
     Ok(())
 }
 
@@ -162,6 +153,14 @@ pub(super) fn valid_subscription_id(subscription_id: &str) -> Result<(), AppErro
         "subscription_id_too_long",
         "subscription_id",
     )
+}
+
+/// The plan an order names (`basic` when it names none); an unknown tier is refused.
+pub(super) fn order_plan(req: &Provision) -> Result<PlanTier, AppError> {
+    match req.plan_tier.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        None => Ok(PlanTier::Basic),
+        Some(p) => Ok(input::plan_tier(p)?),
+    }
 }
 
 impl App {
@@ -191,14 +190,24 @@ impl App {
             .filter(|r| !r.is_empty())
             .unwrap_or(&self.config.default_region);
         let region = self.region(region).await?;
-        let plan = PlanTier::parse(req.plan_tier.as_deref().unwrap_or("basic"));
+        let plan = order_plan(&req)?;
+        let user_email = input::email(req.user_email.as_deref())?;
+        for (value, name) in [
+            (&req.channel_tx_id, "channel_tx_id"),
+            (&req.period_start, "period_start"),
+            (&req.period_end, "period_end"),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                input::id(v, name, "invalid_field", "field_too_long")?;
+            }
+        }
         let period = req.period_start.as_deref().zip(req.period_end.as_deref());
         let new = NewResource {
             id: Uuid::now_v7(),
             kind: ResourceKind::HostingNode,
             subscription_id: subscription_id.to_owned(),
             user_id: req.user_id.clone(),
-            user_email: req.user_email.clone(),
+            user_email,
             order_key: order_key(subscription_id, req.channel_tx_id.as_deref(), period),
             provider: self.config.cloud_provider.clone(),
             region: region.code,
@@ -472,6 +481,15 @@ impl App {
             ));
         }
         let r = self.reported_resource(&caller, &report.resource_id).await?;
+        for (value, name) in [
+            (&report.api_key, "api_key"),
+            (&report.public_key, "public_key"),
+            (&report.short_id, "short_id"),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                input::id(v, name, "invalid_field", "field_too_long")?;
+            }
+        }
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         let port = |p: Option<i32>| p.filter(|p| (1..=65535).contains(p));
         let conn = Connection {
@@ -493,9 +511,11 @@ impl App {
         report: NodeReport,
     ) -> Result<bool, AppError> {
         let r = self.reported_resource(&caller, &report.resource_id).await?;
+        // Shown to the user and logged: no control characters, at most 1,000 characters.
         let msg = report
             .error_message
-            .filter(|m| !m.trim().is_empty())
+            .as_deref()
+            .and_then(input::free_text)
             .unwrap_or_else(|| "the node reported a failure".into());
         Ok(self.engine.node_failed(&r, msg).await?)
     }
@@ -507,19 +527,8 @@ impl App {
         caller: NodeCaller,
         report: NodeStatsReport,
     ) -> Result<bool, AppError> {
-        let counter = |v: Option<i64>, name: &str| match v {
-            Some(v) if v >= 0 => Ok(v),
-            Some(_) => Err(AppError::invalid(
-                "invalid_counter",
-                format!("{name} must not be negative"),
-            )),
-            None => Err(AppError::invalid(
-                "missing_counter",
-                format!("{name} is required"),
-            )),
-        };
-        let rx_bytes = counter(report.rx_bytes, "rx_bytes")?;
-        let tx_bytes = counter(report.tx_bytes, "tx_bytes")?;
+        let rx_bytes = input::counter(report.rx_bytes, "rx_bytes")?;
+        let tx_bytes = input::counter(report.tx_bytes, "tx_bytes")?;
         let gauge = |v: Option<f64>, name: &str| match v {
             Some(v) if !v.is_finite() || v < 0.0 => Err(AppError::invalid(
                 "invalid_gauge",

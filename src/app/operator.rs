@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::hosting::{parse_id, valid_id};
 use super::{App, AppError};
+use crate::domain::input;
 use crate::domain::{Event, EventKind, Resource};
 use crate::store::{NewEvent, StuckCallback};
 
@@ -45,7 +46,7 @@ impl OperatorAction {
         }
         Ok((
             format!("operator:{}", operator.unwrap_or("unnamed")),
-            reason.map(str::to_owned),
+            reason.and_then(input::free_text),
         ))
     }
 }

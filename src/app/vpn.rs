@@ -11,16 +11,13 @@ use super::{App, AppError};
 use crate::domain::entitlement::{Entitlement, OrderTerms, VpnStatus, vpn_status};
 use crate::domain::expiry::OrderKind;
 use crate::domain::progress::SubscriptionState;
-use crate::domain::units::GIB;
-use crate::domain::{DeleteReason, PlanTier, Resource, ResourceKind, Status};
+use crate::domain::input;
+use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
 use crate::ports::VpnSubscription;
 use crate::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord};
 
 /// The app name and service type of VPN subscriptions.
 pub const VPN: (&str, &str) = ("otun", "vpn");
-/// Longest grant of days one order may carry (ten years).
-const MAX_DAYS: i64 = 3650;
-const MAX_EMAIL: usize = 254;
 
 /// What a VPN order (or gift) did.
 #[derive(Debug, Clone)]
@@ -78,31 +75,11 @@ pub struct VpnChange {
 }
 
 fn valid_days(days: i64, code: &'static str, name: &str) -> Result<i64, AppError> {
-    if (1..=MAX_DAYS).contains(&days) {
-        Ok(days)
-    } else {
-        Err(AppError::invalid(
-            code,
-            format!("{name} must be between 1 and {MAX_DAYS}"),
-        ))
-    }
+    Ok(input::days(days, name, code)?)
 }
 
 fn valid_email(email: Option<&str>) -> Result<Option<String>, AppError> {
-    let Some(email) = email.map(str::trim).filter(|e| !e.is_empty()) else {
-        return Ok(None);
-    };
-    let shaped = email.len() <= MAX_EMAIL
-        && email
-            .split_once('@')
-            .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('@'));
-    if !shaped {
-        return Err(AppError::invalid(
-            "invalid_email",
-            "email is not an address",
-        ));
-    }
-    Ok(Some(email.to_owned()))
+    Ok(input::email(email)?)
 }
 
 fn optional_text(value: Option<&str>, name: &str) -> Result<Option<String>, AppError> {
@@ -150,11 +127,8 @@ impl App {
         let subscription_id = req.subscription_id.clone().unwrap_or_default();
         valid_subscription_id(&subscription_id)?;
         let days = order_days(&req)?;
-        if req.traffic_limit.is_some_and(|t| t < 0) {
-            return Err(AppError::invalid(
-                "invalid_traffic_limit",
-                "traffic_limit must not be negative",
-            ));
+        if let Some(t) = req.traffic_limit {
+            input::traffic_bytes(t, "traffic_limit")?;
         }
         let email = valid_email(req.user_email.as_deref())?;
         let channel = optional_text(req.channel.as_deref(), "channel")?;
@@ -166,7 +140,7 @@ impl App {
         let kind = OrderKind::of(channel.as_deref(), business_type.as_deref());
         let is_trial =
             channel.as_deref() == Some("trial") || business_type.as_deref() == Some("trial");
-        let plan = PlanTier::parse(req.plan_tier.as_deref().unwrap_or("basic"));
+        let plan = super::hosting::order_plan(&req)?;
         let period = req.period_start.as_deref().zip(req.period_end.as_deref());
         let order = VpnOrder {
             resource_id: Uuid::now_v7(),
@@ -205,13 +179,7 @@ impl App {
             "invalid_duration_days",
             "duration_days",
         )?;
-        let traffic_gb = g.traffic_gb.unwrap_or_default();
-        if !(traffic_gb > 0.0 && traffic_gb <= 1_000_000.0) {
-            return Err(AppError::invalid(
-                "invalid_traffic_gb",
-                "traffic_gb must be a positive number of GiB",
-            ));
-        }
+        let traffic_limit = input::traffic_gib(g.traffic_gb.unwrap_or_default(), "traffic_gb")?;
         let service_tier = match g.service_tier.as_deref().unwrap_or("standard") {
             t @ ("standard" | "premium") => t.to_owned(),
             other => {
@@ -221,13 +189,13 @@ impl App {
                 ));
             }
         };
-        let note = g.note.filter(|n| !n.trim().is_empty());
-        if note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
+        if g.note.as_ref().is_some_and(|n| n.chars().count() > 1000) {
             return Err(AppError::invalid(
                 "note_too_long",
                 "note is over 1000 characters",
             ));
         }
+        let note = g.note.as_deref().and_then(input::free_text);
         let order = VpnOrder {
             resource_id: Uuid::now_v7(),
             entitlement_id: Uuid::now_v7(),
@@ -242,7 +210,7 @@ impl App {
             terms: OrderTerms {
                 kind: OrderKind::Free,
                 days,
-                traffic_limit: (traffic_gb * GIB as f64).round() as i64,
+                traffic_limit,
             },
             is_trial: false,
             device_id: None,
@@ -257,9 +225,8 @@ impl App {
     /// the first step itself, and the engine only finishes what it did not (or what a
     /// process that died left).
     fn vpn_due_at(&self) -> DateTime<Utc> {
-        self.ports.clock.now()
-            + chrono::Duration::from_std(self.config.vpn_wait).unwrap_or_default()
-            + chrono::Duration::seconds(1)
+        let wait = self.config.vpn_wait + std::time::Duration::from_secs(1);
+        crate::domain::units::after(self.ports.clock.now(), wait)
     }
 
     async fn record_vpn(&self, order: VpnOrder) -> Result<VpnOutcome, AppError> {
@@ -418,11 +385,8 @@ impl App {
                 "the resource is not a VPN user",
             ));
         }
-        if ch.traffic_limit.is_some_and(|t| t < 0) {
-            return Err(AppError::invalid(
-                "invalid_traffic_limit",
-                "traffic_limit must not be negative",
-            ));
+        if let Some(t) = ch.traffic_limit {
+            input::traffic_bytes(t, "traffic_limit")?;
         }
         if let Some(d) = ch.extend_days {
             valid_days(d, "invalid_extend_days", "extend_days")?;
@@ -432,7 +396,8 @@ impl App {
             .as_deref()
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(PlanTier::parse);
+            .map(input::plan_tier)
+            .transpose()?;
         if ch.traffic_limit.is_none() && ch.extend_days.is_none() && plan.is_none() {
             return Err(AppError::invalid(
                 "nothing_to_change",

@@ -7,7 +7,7 @@
 //! running paid entitlement, is folded into it (`merged`): a gift adds days and traffic to
 //! what a paying user has and never shortens or lowers it.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::expiry::{self, OrderKind, Previous};
@@ -121,7 +121,7 @@ pub fn place_order(
         && paid.kind() != OrderKind::Free
     {
         return Placement::MergeIntoCurrent {
-            expire_at: paid.expire_at + Duration::days(terms.days.max(0)),
+            expire_at: super::units::add_days(paid.expire_at, terms.days),
             traffic_limit: paid.traffic_limit.saturating_add(terms.traffic_limit),
         };
     }
@@ -175,7 +175,7 @@ mod tests {
     }
 
     fn days(d: i64) -> DateTime<Utc> {
-        now() + Duration::days(d)
+        now() + chrono::Duration::days(d)
     }
 
     fn entitlement(channel: &str, business_type: &str, expire_at: DateTime<Utc>) -> Entitlement {

@@ -13,7 +13,7 @@
 //! on top of running paid time is added to it rather than replacing it, so a gift never
 //! shortens a paying user's expiry or lowers their limit.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 /// What kind of order this is, for the expiry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,12 +59,14 @@ pub fn new_expiry(
     days: i64,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    let days = Duration::days(days.max(0));
+    use super::units::add_days;
     match (kind, previous) {
-        (OrderKind::AppStore, _) => now + Duration::days(30),
-        (OrderKind::Free, _) => now + days,
-        (OrderKind::Paid, Previous::Paid { expires_at }) if expires_at > now => expires_at + days,
-        (OrderKind::Paid, _) => now + days,
+        (OrderKind::AppStore, _) => add_days(now, 30),
+        (OrderKind::Free, _) => add_days(now, days),
+        (OrderKind::Paid, Previous::Paid { expires_at }) if expires_at > now => {
+            add_days(expires_at, days)
+        }
+        (OrderKind::Paid, _) => add_days(now, days),
     }
 }
 
@@ -78,7 +80,7 @@ mod tests {
     }
 
     fn in_days(d: i64) -> DateTime<Utc> {
-        now() + Duration::days(d)
+        now() + chrono::Duration::days(d)
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod credential;
 pub mod entitlement;
 pub mod expiry;
+pub mod input;
 pub mod plan;
 pub mod progress;
 pub mod resource;

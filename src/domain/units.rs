@@ -25,6 +25,40 @@ pub fn gib(bytes: i64) -> f64 {
     bytes as f64 / GIB as f64
 }
 
+/// `t + d`, saturating at the end of time instead of panicking (a duration from
+/// configuration or from outside may be absurd).
+pub fn after(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t + days` (negative counts as 0), saturating like `after`.
+pub fn add_days(t: DateTime<Utc>, days: i64) -> DateTime<Utc> {
+    chrono::Duration::try_days(days.max(0))
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A node's traffic after a report of cumulative counters `(rx, tx)`, given the
+/// counters of the last report (`None` before the first). Per counter, growth counts its
+/// difference and a lower value is a reset (the node rebooted) that counts in full. Sums
+/// saturate: no report, however absurd, can make the total overflow.
+pub fn node_traffic(used: i64, last: Option<(i64, i64)>, rx: i64, tx: i64) -> i64 {
+    let grown = |now: i64, before: i64| {
+        if now >= before {
+            now.saturating_sub(before)
+        } else {
+            now
+        }
+    };
+    let (last_rx, last_tx) = last.unwrap_or((0, 0));
+    used.max(0)
+        .saturating_add(grown(rx.max(0), last_rx.max(0)))
+        .saturating_add(grown(tx.max(0), last_tx.max(0)))
+}
+
 /// `used / limit * 100`, and 0 when there is no limit (the contract's rule).
 pub fn percent(used: i64, limit: i64) -> f64 {
     if limit <= 0 {
@@ -42,6 +76,28 @@ mod tests {
     fn gib_divides_by_two_to_the_thirtieth() {
         assert_eq!(gib(3 * 1024 * GIB), 3072.0);
         assert_eq!(gib(GIB / 2), 0.5);
+    }
+
+    #[test]
+    fn time_arithmetic_saturates() {
+        let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(after(t, std::time::Duration::from_secs(60)).timestamp(), 1_800_000_060);
+        assert_eq!(after(t, std::time::Duration::from_secs(u64::MAX)), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(after(t, std::time::Duration::from_secs_f64(1e13)), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(add_days(t, 1).timestamp(), 1_800_086_400);
+        assert_eq!(add_days(t, -5), t);
+        assert_eq!(add_days(t, i64::MAX), DateTime::<Utc>::MAX_UTC);
+    }
+
+    #[test]
+    fn node_traffic_counts_growth_and_resets_and_saturates() {
+        assert_eq!(node_traffic(0, None, 100, 50), 150, "first report counts in full");
+        assert_eq!(node_traffic(150, Some((100, 50)), 100, 50), 150, "a repeat adds nothing");
+        assert_eq!(node_traffic(150, Some((100, 50)), 130, 60), 190, "growth counts");
+        assert_eq!(node_traffic(190, Some((130, 60)), 10, 70), 210, "rx reset counts in full");
+        assert_eq!(node_traffic(i64::MAX - 1, Some((0, 0)), i64::MAX, i64::MAX), i64::MAX);
+        assert_eq!(node_traffic(0, Some((i64::MAX, 0)), 0, 0), 0);
+        assert_eq!(node_traffic(-5, None, -1, 3), 3, "stored nonsense is floored at 0");
     }
 
     #[test]

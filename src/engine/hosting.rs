@@ -107,7 +107,7 @@ impl Engine {
         c.attempts = Attempts::Increment;
         c.last_error = Some(msg.clone());
         c.next_attempt_at = Some(Some(
-            self.now() + to_chrono(self.config.backoff.delay(r.attempts)),
+            crate::domain::units::after(self.now(), self.config.backoff.delay(r.attempts)),
         ));
         c.release_lease = true;
         c.events
@@ -136,7 +136,7 @@ impl Engine {
             async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    let until = clock.now() + to_chrono(lease);
+                    let until = crate::domain::units::after(clock.now(), lease);
                     match store.extend_lease(id, &owner, until).await {
                         Ok(true) => {}
                         Ok(false) => return,
@@ -211,7 +211,7 @@ impl Engine {
         let mut c = self.change(r);
         c.status = Some(Status::Creating);
         c.phase = Some(2);
-        c.deadline_at = Some(Some(self.now() + to_chrono(self.config.ready_timeout)));
+        c.deadline_at = Some(Some(crate::domain::units::after(self.now(), self.config.ready_timeout)));
         c.attempts = Attempts::Reset;
         c
     }
@@ -386,7 +386,7 @@ impl Engine {
     }
 
     async fn poll_later(&self, mut c: Change) -> StoreResult<()> {
-        c.next_attempt_at = Some(Some(self.now() + to_chrono(self.config.node_poll)));
+        c.next_attempt_at = Some(Some(crate::domain::units::after(self.now(), self.config.node_poll)));
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }

@@ -100,6 +100,9 @@ pub struct Engine {
     /// the loops can sleep exactly until then without asking the database.
     next_resource_wake: AtomicI64,
     next_outbox_wake: AtomicI64,
+    /// Set to the loop's name when one of the engine's loops ends without being told to
+    /// (a panic, a bug): the process can then no longer do its job, and says so.
+    died: tokio::sync::watch::Sender<Option<&'static str>>,
 }
 
 impl Engine {
@@ -109,7 +112,26 @@ impl Engine {
             config,
             next_resource_wake: AtomicI64::new(i64::MAX),
             next_outbox_wake: AtomicI64::new(i64::MAX),
+            died: tokio::sync::watch::channel(None).0,
         })
+    }
+
+    /// The loop that died, if one did (readiness fails then, and `serve` exits).
+    pub fn dead_loop(&self) -> Option<&'static str> {
+        *self.died.borrow()
+    }
+
+    /// Resolves when one of the engine's loops has died, with its name.
+    pub async fn died(&self) -> &'static str {
+        let mut rx = self.died.subscribe();
+        loop {
+            if let Some(name) = *rx.borrow_and_update() {
+                return name;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     fn schedule_wake(slot: &AtomicI64, at: DateTime<Utc>) {

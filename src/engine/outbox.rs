@@ -3,7 +3,6 @@
 //! so a subscription's callbacks arrive in the order their status changes committed.
 
 use super::Engine;
-use super::hosting::to_chrono;
 use crate::store::{Claim, OutboxMessage, StoreResult};
 
 impl Engine {
@@ -32,7 +31,7 @@ impl Engine {
                 store.outbox_delivered(m.id, owner, now).await
             }
             Err(e) => {
-                let next = now + to_chrono(self.config.backoff.delay(m.attempts));
+                let next = crate::domain::units::after(now, self.config.backoff.delay(m.attempts));
                 tracing::warn!(outbox_id = m.id, subscription_id = %m.subscription_id,
                     attempts = m.attempts + 1, error = %e, "callback not delivered; will retry");
                 Engine::schedule_wake(&self.next_outbox_wake, next);

@@ -44,11 +44,43 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     Shutdown {
         tx,
         tasks: vec![
-            tokio::spawn(run::<Reconciler>(engine.clone(), rx.clone())),
-            tokio::spawn(run::<Dispatcher>(engine.clone(), rx.clone())),
-            tokio::spawn(run_jobs(engine, rx)),
+            supervised(&engine, Reconciler::NAME, &rx, run::<Reconciler>(engine.clone(), rx.clone())),
+            supervised(&engine, Dispatcher::NAME, &rx, run::<Dispatcher>(engine.clone(), rx.clone())),
+            supervised(&engine, "jobs", &rx, run_jobs(engine.clone(), rx.clone())),
         ],
     }
+}
+
+/// Runs a loop, and records its death if it ends (returns or panics) while no one asked
+/// it to stop.
+fn supervised(
+    engine: &Arc<Engine>,
+    name: &'static str,
+    stop: &watch::Receiver<bool>,
+    body: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    struct Watch {
+        engine: Arc<Engine>,
+        name: &'static str,
+        stop: watch::Receiver<bool>,
+    }
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            if !*self.stop.borrow() {
+                tracing::error!(worker = self.name, "an engine loop died; the process is no longer ready");
+                self.engine.died.send_replace(Some(self.name));
+            }
+        }
+    }
+    let watch = Watch {
+        engine: engine.clone(),
+        name,
+        stop: stop.clone(),
+    };
+    tokio::spawn(async move {
+        let _watch = watch;
+        body.await;
+    })
 }
 
 /// What a loop drives: how to claim work, do one item, and tell when more is due.

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::Engine;
 use super::hosting::{HOSTING_APP, to_chrono};
+use crate::domain::units::after;
 use crate::domain::{EventKind, Status};
 use crate::store::{Claim, NewEvent, StoreResult};
 
@@ -56,7 +57,7 @@ impl Engine {
         };
         // The first sweep comes one interval after the job is first seen: right after a
         // deployment there is nothing it would find that the next one would not.
-        let first = claim.now + to_chrono(self.config.orphan_sweep_interval);
+        let first = after(claim.now, self.config.orphan_sweep_interval);
         if !self.ports.store.claim_job(SWEEP_JOB, first, claim).await? {
             return Ok(None);
         }
@@ -74,7 +75,7 @@ impl Engine {
             ),
             Err(e) => format!("aborted, nothing deleted after: {e}"),
         };
-        let next = self.now() + to_chrono(self.config.orphan_sweep_interval);
+        let next = after(self.now(), self.config.orphan_sweep_interval);
         self.ports
             .store
             .finish_job(SWEEP_JOB, &self.config.owner, next, &summary)

@@ -52,7 +52,7 @@ impl Engine {
             ),
             Err(e) => format!("error: {e}"),
         };
-        let next = self.now() + super::hosting::to_chrono(self.config.vpn_sync_interval);
+        let next = crate::domain::units::after(self.now(), self.config.vpn_sync_interval);
         self.ports
             .store
             .finish_job(TRAFFIC_JOB, &self.config.owner, next, &summary)

@@ -379,7 +379,7 @@ pub struct Claim<'a> {
 
 impl Claim<'_> {
     pub fn lease_until(&self) -> DateTime<Utc> {
-        self.now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
+        crate::domain::units::after(self.now, self.lease)
     }
 }
 

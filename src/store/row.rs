@@ -15,8 +15,9 @@ macro_rules! resource_columns {
     () => {
         "id, resource_type, subscription_id, user_id, user_email, order_key, provider, region, \
          plan_tier, status, desired_state, generation, delete_reason, node_id, phase, public_ip, \
-         api_port, api_key, vless_port, ss_port, public_key, short_id, traffic_limit, \
-         traffic_used, error_message, attempts, upstream_released, deadline_at, \
+         api_port, api_key, vless_port, ss_port, public_key, short_id, \
+         cast(traffic_limit as bigint) as traffic_limit, \
+         cast(traffic_used as bigint) as traffic_used, error_message, attempts, upstream_released, deadline_at, \
          next_attempt_at, created_at, updated_at, ready_at, vpn_user_id, expire_at, \
          service_tier, spec_version, applied_version, traffic_synced_at, last_error"
     };

@@ -752,7 +752,7 @@ macro_rules! impl_store {
                 };
                 let traffic_limit = a.traffic_limit.unwrap_or(current.traffic_limit);
                 let expire_at = match a.extend_days {
-                    Some(d) => current.expire_at.max(now) + chrono::Duration::days(d),
+                    Some(d) => crate::domain::units::add_days(current.expire_at.max(now), d),
                     None => current.expire_at,
                 };
                 let plan_tier = a.plan_tier.clone().unwrap_or(current.plan_tier.clone());
@@ -933,29 +933,59 @@ macro_rules! impl_store {
             }
 
             async fn record_node_stats(&self, id: Uuid, st: &NodeStats) -> StoreResult<bool> {
-                // Per counter: growth counts its difference; a lower value is a reset (the
-                // node rebooted) and counts in full. A sample older than the last recorded
-                // one (a late delivery) changes nothing; a repeat adds nothing.
-                let done = sqlx::query(
-                    "update resources set \
-                     traffic_used = traffic_used \
-                         + (case when $2 >= counter_rx then $2 - counter_rx else $2 end) \
-                         + (case when $3 >= counter_tx then $3 - counter_tx else $3 end), \
-                     counter_rx = $2, counter_tx = $3, load1 = $4, cpu_percent = $5, \
-                     mem_percent = $6, stats_at = $7 \
-                     where id = $1 and resource_type = 'hosting_node' and status <> 'deleted' \
-                     and (stats_at is null or stats_at <= $7)",
-                )
-                .bind(id.to_string())
-                .bind(st.rx_bytes)
-                .bind(st.tx_bytes)
-                .bind(st.load1)
-                .bind(st.cpu_percent)
-                .bind(st.mem_percent)
-                .bind(st.at)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                // Read the counters, count in the domain (saturating), write back only if
+                // nothing changed meanwhile (compare-and-set on the values read). A sample
+                // older than the last recorded one (a late delivery) changes nothing; a
+                // repeat adds nothing.
+                for _ in 0..8 {
+                    type Metering = (i64, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
+                    let row: Option<Metering> = sqlx::query_as(
+                        "select cast(traffic_used as bigint), cast(counter_rx as bigint), \
+                         cast(counter_tx as bigint), stats_at from resources \
+                         where id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
+                    )
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    let Some((used, last_rx, last_tx, stats_at)) = row else {
+                        return Ok(false);
+                    };
+                    if stats_at.is_some_and(|at| at > st.at) {
+                        return Ok(false);
+                    }
+                    let total = crate::domain::units::node_traffic(
+                        used,
+                        last_rx.zip(last_tx),
+                        st.rx_bytes,
+                        st.tx_bytes,
+                    );
+                    let done = sqlx::query(
+                        "update resources set traffic_used = $2, counter_rx = $3, \
+                         counter_tx = $4, load1 = $5, cpu_percent = $6, mem_percent = $7, \
+                         stats_at = $8 \
+                         where id = $1 and status <> 'deleted' and traffic_used = $9 \
+                         and coalesce(counter_rx, -1) = $10 and coalesce(counter_tx, -1) = $11",
+                    )
+                    .bind(id.to_string())
+                    .bind(total)
+                    .bind(st.rx_bytes)
+                    .bind(st.tx_bytes)
+                    .bind(st.load1)
+                    .bind(st.cpu_percent)
+                    .bind(st.mem_percent)
+                    .bind(st.at)
+                    .bind(used)
+                    .bind(last_rx.unwrap_or(-1))
+                    .bind(last_tx.unwrap_or(-1))
+                    .execute(&self.pool)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        return Ok(true);
+                    }
+                }
+                Err(StoreError::Conflict(
+                    "the node's counters changed repeatedly while recording a report".into(),
+                ))
             }
 
             async fn claim_job(
