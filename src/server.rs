@@ -158,6 +158,9 @@ pub async fn start(
     engine_config.orphan_grace = config.orphan_grace;
     engine_config.orphan_max_per_run = config.orphan_max_per_run;
     engine_config.orphan_dry_run = config.orphan_dry_run;
+    engine_config.idempotency_retention = config.idempotency_retention;
+    engine_config.outbox_retention = config.outbox_retention;
+    engine_config.retention_interval = config.retention_interval;
     let engine = Engine::new(ports.clone(), engine_config);
     let app = App::new(
         ports,

@@ -41,12 +41,23 @@ impl SubscriptionLookup {
         app: &'static str,
         service_type: &str,
     ) -> StoreResult<SubscriptionState> {
+        Ok(self.lookup(user_id, app, service_type).await?.0)
+    }
+
+    /// `state`, and whether it is the subscription service's own answer (`true`) rather
+    /// than the last snapshot on record, served while it is unreachable (`false`).
+    pub async fn lookup(
+        &self,
+        user_id: &str,
+        app: &'static str,
+        service_type: &str,
+    ) -> StoreResult<(SubscriptionState, bool)> {
         let key = (user_id.to_owned(), app);
         let previous = self.cache.lock().unwrap().get(&key).cloned();
         if let Some((at, state)) = &previous
             && at.elapsed() < self.ttl
         {
-            return Ok(state.clone());
+            return Ok((state.clone(), true));
         }
         let now = self.clock.now();
         let state = match self.upstream.active(user_id, app, service_type).await {
@@ -70,7 +81,7 @@ impl SubscriptionLookup {
             Err(e) => {
                 tracing::warn!(%user_id, app, error = %e, "subscription service unavailable; serving the last snapshot");
                 // Not cached: the next request asks the subscription service again.
-                return self.last_known(user_id, app).await;
+                return Ok((self.last_known(user_id, app).await?, false));
             }
         };
         let mut cache = self.cache.lock().unwrap();
@@ -79,7 +90,7 @@ impl SubscriptionLookup {
             cache.retain(|_, (at, _)| at.elapsed() < ttl);
         }
         cache.insert(key, (Instant::now(), state.clone()));
-        Ok(state)
+        Ok((state, true))
     }
 
     /// What the database remembers, for when the subscription service cannot answer.

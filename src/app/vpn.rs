@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::hosting::{Provision, valid_id, valid_subscription_id, valid_user_id};
 use super::{App, AppError};
-use crate::domain::entitlement::{Entitlement, OrderTerms, VpnStatus, vpn_status};
+use crate::domain::entitlement::{
+    Entitlement, OrderTerms, PaidBy, VpnStatus, gated_vpn_status, vpn_status,
+};
 use crate::domain::expiry::OrderKind;
 use crate::domain::progress::SubscriptionState;
 use crate::domain::input;
@@ -42,6 +44,8 @@ impl VpnOutcome {
 pub struct MyVpn {
     pub status: VpnStatus,
     pub subscription: SubscriptionState,
+    /// The subscription service's word on paid entitlements, as it was read.
+    pub paid_by: PaidBy,
     pub record: VpnRecord,
 }
 
@@ -162,6 +166,10 @@ impl App {
                 days,
                 traffic_limit: plan.vpn_traffic_limit(req.traffic_limit),
             },
+            upstream_expiry: match kind {
+                OrderKind::Paid => self.upstream_expiry(&req.user_id).await?,
+                _ => None,
+            },
             is_trial,
             device_id,
             note: None,
@@ -207,6 +215,7 @@ impl App {
             business_type: "gift".into(),
             plan_tier: service_tier.clone(),
             service_tier,
+            upstream_expiry: None,
             terms: OrderTerms {
                 kind: OrderKind::Free,
                 days,
@@ -219,6 +228,23 @@ impl App {
             due_at: self.vpn_due_at(),
         };
         self.record_vpn(order).await
+    }
+
+    /// The expiry the VPN manager holds for the user's account now (`CONTRACTS.md` §2.3:
+    /// a paid renewal stacks on it). `None` when the user has no account yet, or when the
+    /// VPN manager cannot be read: our stored copy stands in then.
+    async fn upstream_expiry(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, AppError> {
+        let record = self.ports.store.vpn_of_user(user_id).await?;
+        let Some(uuid) = record.resource.and_then(|r| r.vpn.vpn_user_id) else {
+            return Ok(None);
+        };
+        match self.ports.vpn.get_user(&uuid).await {
+            Ok(user) => Ok(user.and_then(|u| u.expire_at)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the VPN manager's expiry could not be read; renewing on our stored copy");
+                Ok(None)
+            }
+        }
     }
 
     /// When the engine may take over a VPN change the request is making: the request takes
@@ -303,29 +329,33 @@ impl App {
             .read(user_id, self.read_my_vpn(user_id))
             .await?;
         // The status follows the clock even when served from memory (an expiry passes).
-        last.status = vpn_status(
+        last.status = gated_vpn_status(
             last.record.entitlement.as_ref(),
             last.record.resource.as_ref(),
+            last.paid_by,
             self.ports.clock.now(),
         );
         Ok(last)
     }
 
     async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
-        let (record, subscription) = tokio::join!(
+        let (record, lookup) = tokio::join!(
             self.ports.store.vpn_of_user(user_id),
-            self.subscriptions.state(user_id, VPN.0, VPN.1),
+            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
         );
         let record = record?;
-        let subscription = subscription?;
-        let status = vpn_status(
+        let (subscription, live) = lookup?;
+        let paid_by = PaidBy::of(&subscription, live);
+        let status = gated_vpn_status(
             record.entitlement.as_ref(),
             record.resource.as_ref(),
+            paid_by,
             self.ports.clock.now(),
         );
         Ok(MyVpn {
             status,
             subscription,
+            paid_by,
             record,
         })
     }
@@ -334,12 +364,26 @@ impl App {
     /// with a read that never changes the user's terms there.
     pub async fn vpn_config(&self, user_id: &str) -> Result<VpnConfig, AppError> {
         valid_user_id(user_id)?;
-        let record = self.ports.store.vpn_of_user(user_id).await?;
+        let (record, lookup) = tokio::join!(
+            self.ports.store.vpn_of_user(user_id),
+            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
+        );
+        let record = record?;
+        let (subscription, live) = lookup?;
         let now = self.ports.clock.now();
-        let status = vpn_status(record.entitlement.as_ref(), record.resource.as_ref(), now);
+        let paid_by = PaidBy::of(&subscription, live);
+        let status = gated_vpn_status(
+            record.entitlement.as_ref(),
+            record.resource.as_ref(),
+            paid_by,
+            now,
+        );
         let (Some(entitlement), Some(resource)) = (record.entitlement, record.resource) else {
             return Err(AppError::not_found("no_vpn", "no VPN subscription"));
         };
+        if status == VpnStatus::NoSubscription {
+            return Err(AppError::not_found("no_subscription", "no active VPN subscription"));
+        }
         if status != VpnStatus::Active {
             return Err(AppError::forbidden(
                 "vpn_not_active",

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::expiry::{self, OrderKind, Previous};
+use super::progress::SubscriptionState;
 use super::resource::{Desired, Resource, Status, wire_enum};
 
 wire_enum! {
@@ -110,10 +111,13 @@ pub enum Placement {
 }
 
 /// Places an order on top of the user's current entitlement (if any), following the expiry
-/// policy in `expiry`.
+/// policy in `expiry`. `upstream_expiry` is what the VPN manager reports for the account
+/// as the order arrives: the current expiry a paid renewal stacks on (an operator may have
+/// changed it there). Only when it could not be read does our stored copy stand in.
 pub fn place_order(
     terms: &OrderTerms,
     current: Option<&Entitlement>,
+    upstream_expiry: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Placement {
     let running = current.filter(|c| c.is_running(now));
@@ -130,7 +134,7 @@ pub fn place_order(
         Some(c) if c.kind() == OrderKind::Free => Previous::Free,
         Some(c) if c.status == EntitlementStatus::Cancelled => Previous::Nothing,
         Some(c) => Previous::Paid {
-            expires_at: c.expire_at,
+            expires_at: upstream_expiry.unwrap_or(c.expire_at),
         },
     };
     Placement::Current {
@@ -161,6 +165,53 @@ pub fn vpn_status(
         VpnStatus::Expired
     } else {
         VpnStatus::Active
+    }
+}
+
+/// What the subscription service says of the user's `otun`/`vpn` subscription: it decides
+/// whether a paid entitlement lives (`CONTRACTS.md` §2.3, last paragraph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidBy {
+    /// An active subscription.
+    Subscription,
+    /// It answered that there is none.
+    Nothing,
+    /// It could not be asked: the entitlement alone decides.
+    Unknown,
+}
+
+impl PaidBy {
+    /// From a subscription lookup; `live` is whether the subscription service itself
+    /// answered (not the last snapshot on record, served while it is unreachable).
+    pub fn of(state: &SubscriptionState, live: bool) -> Self {
+        match state {
+            SubscriptionState::Active(_) => PaidBy::Subscription,
+            SubscriptionState::Inactive { .. } if live => PaidBy::Nothing,
+            _ => PaidBy::Unknown,
+        }
+    }
+}
+
+/// `vpn_status`, with the subscription service's word on paid entitlements: one from a
+/// paid order (app stores, Stripe, credit, …) reads `no_subscription` once the
+/// subscription service says there is no subscription (or `expired` past its expiry).
+/// Free entitlements (trials, gifts) need no subscription.
+pub fn gated_vpn_status(
+    entitlement: Option<&Entitlement>,
+    resource: Option<&Resource>,
+    paid_by: PaidBy,
+    now: DateTime<Utc>,
+) -> VpnStatus {
+    let status = vpn_status(entitlement, resource, now);
+    match entitlement {
+        Some(e)
+            if status == VpnStatus::Active
+                && paid_by == PaidBy::Nothing
+                && e.kind() != OrderKind::Free =>
+        {
+            VpnStatus::NoSubscription
+        }
+        _ => status,
     }
 }
 
@@ -220,7 +271,7 @@ mod tests {
     fn a_gift_adds_to_a_running_paid_entitlement() {
         let paid = entitlement("stripe", "subscription", days(20));
         assert_eq!(
-            place_order(&terms(OrderKind::Free, 7, 100), Some(&paid), now()),
+            place_order(&terms(OrderKind::Free, 7, 100), Some(&paid), None, now()),
             Placement::MergeIntoCurrent {
                 expire_at: days(27),
                 traffic_limit: 600
@@ -228,7 +279,7 @@ mod tests {
         );
         let store = entitlement("apple", "subscription", days(20));
         assert!(matches!(
-            place_order(&terms(OrderKind::Free, 7, 100), Some(&store), now()),
+            place_order(&terms(OrderKind::Free, 7, 100), Some(&store), None, now()),
             Placement::MergeIntoCurrent { .. }
         ));
     }
@@ -239,7 +290,7 @@ mod tests {
         let trial = entitlement("trial", "trial", days(3));
         for current in [None, Some(&lapsed), Some(&trial)] {
             assert_eq!(
-                place_order(&terms(OrderKind::Free, 7, 100), current, now()),
+                place_order(&terms(OrderKind::Free, 7, 100), current, None, now()),
                 Placement::Current {
                     expire_at: days(7),
                     traffic_limit: 100
@@ -263,7 +314,7 @@ mod tests {
         ];
         for (current, expected) in cases {
             assert_eq!(
-                place_order(&terms(OrderKind::Paid, 30, 9), current, now()),
+                place_order(&terms(OrderKind::Paid, 30, 9), current, None, now()),
                 Placement::Current {
                     expire_at: expected,
                     traffic_limit: 9
@@ -272,12 +323,25 @@ mod tests {
             );
         }
         assert_eq!(
-            place_order(&terms(OrderKind::AppStore, 365, 9), Some(&paid), now()),
+            place_order(&terms(OrderKind::AppStore, 365, 9), Some(&paid), None, now()),
             Placement::Current {
                 expire_at: days(30),
                 traffic_limit: 9
             }
         );
+    }
+
+    #[test]
+    fn a_paid_renewal_stacks_on_the_vpn_managers_expiry_not_ours() {
+        let paid = entitlement("stripe", "subscription", days(20));
+        let at = |upstream| match place_order(&terms(OrderKind::Paid, 30, 9), Some(&paid), upstream, now()) {
+            Placement::Current { expire_at, .. } => expire_at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at(Some(days(10))), days(40), "an operator shortened it upstream");
+        assert_eq!(at(Some(days(50))), days(80), "or lengthened it");
+        assert_eq!(at(Some(days(-2))), days(30), "over upstream: from now");
+        assert_eq!(at(None), days(50), "unreadable: our stored copy stands in");
     }
 
     #[test]
@@ -290,6 +354,41 @@ mod tests {
         let mut e = e;
         e.status = EntitlementStatus::Superseded;
         assert_eq!(e.status_at(now()), "superseded");
+    }
+
+    #[test]
+    fn the_subscription_service_decides_whether_a_paid_entitlement_lives() {
+        use PaidBy::*;
+        let live = resource(Status::Active, Desired::Active);
+        let paid = entitlement("stripe", "subscription", days(3));
+        let store = entitlement("apple", "subscription", days(3));
+        let lapsed = entitlement("stripe", "subscription", days(-3));
+        let gift = entitlement("gift", "gift", days(3));
+        let trial = entitlement("trial", "trial", days(3));
+        let cases = [
+            (&paid, Subscription, VpnStatus::Active),
+            (&paid, Nothing, VpnStatus::NoSubscription),
+            (&paid, Unknown, VpnStatus::Active),
+            (&store, Nothing, VpnStatus::NoSubscription),
+            (&lapsed, Nothing, VpnStatus::Expired),
+            (&gift, Nothing, VpnStatus::Active),
+            (&trial, Nothing, VpnStatus::Active),
+        ];
+        for (e, paid_by, expected) in cases {
+            assert_eq!(gated_vpn_status(Some(e), Some(&live), paid_by, now()), expected, "{} {paid_by:?}", e.channel);
+        }
+        let snapshot = crate::domain::progress::SubscriptionSnapshot {
+            subscription_id: "s".into(),
+            status: "active".into(),
+            plan_tier: "premium".into(),
+            expires_at: None,
+            auto_renew: false,
+        };
+        let none = SubscriptionState::Inactive { last_known: None };
+        assert_eq!(PaidBy::of(&SubscriptionState::Active(snapshot), false), Subscription);
+        assert_eq!(PaidBy::of(&none, true), Nothing);
+        assert_eq!(PaidBy::of(&none, false), Unknown, "a remembered answer during an outage");
+        assert_eq!(PaidBy::of(&SubscriptionState::Unknown, false), Unknown);
     }
 
     #[test]

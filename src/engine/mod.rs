@@ -7,6 +7,7 @@
 mod backoff;
 mod hosting;
 mod outbox;
+mod retention;
 mod runner;
 mod sweep;
 mod traffic;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
+pub use retention::{RETENTION_JOB, RetentionReport};
 pub use runner::{Shutdown, spawn};
 pub use sweep::{SWEEP_JOB, SweepReport};
 pub use traffic::{SyncReport, TRAFFIC_JOB};
@@ -62,6 +64,12 @@ pub struct EngineConfig {
     pub orphan_max_per_run: usize,
     /// Report orphans without deleting them.
     pub orphan_dry_run: bool,
+    /// How long finished `Idempotency-Key`s are kept.
+    pub idempotency_retention: Duration,
+    /// How long delivered callbacks are kept.
+    pub outbox_retention: Duration,
+    /// How often the retention pass runs.
+    pub retention_interval: Duration,
 }
 
 impl EngineConfig {
@@ -88,6 +96,9 @@ impl EngineConfig {
             orphan_grace: Duration::from_secs(1800),
             orphan_max_per_run: 10,
             orphan_dry_run: false,
+            idempotency_retention: Duration::from_secs(24 * 3600),
+            outbox_retention: Duration::from_secs(7 * 24 * 3600),
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }

@@ -248,6 +248,7 @@ async fn run_jobs(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         .config
         .vpn_sync_interval
         .min(engine.config.orphan_sweep_interval)
+        .min(engine.config.retention_interval)
         .min(Duration::from_secs(30))
         .max(Duration::from_millis(50));
     while !*stop.borrow() {
@@ -256,6 +257,9 @@ async fn run_jobs(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = engine.sweep_tick().await {
             tracing::warn!(error = %e, "orphan sweep failed");
+        }
+        if let Err(e) = engine.retention_tick().await {
+            tracing::warn!(error = %e, "retention pass failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(look) => {}

@@ -252,6 +252,9 @@ pub struct VpnOrder {
     pub plan_tier: String,
     pub service_tier: String,
     pub terms: OrderTerms,
+    /// The account's expiry as the VPN manager reported it when the order arrived
+    /// (`None` when it has no account yet or could not be read).
+    pub upstream_expiry: Option<DateTime<Utc>>,
     pub is_trial: bool,
     pub device_id: Option<String>,
     pub note: Option<String>,
@@ -547,6 +550,13 @@ pub trait Store: Send + Sync {
         next_run_at: DateTime<Utc>,
         result: &str,
     ) -> StoreResult<()>;
+
+    /// Deletes up to `limit` `Idempotency-Key`s whose request finished and that were
+    /// first seen before `before`; returns how many. Keys in flight are kept.
+    async fn purge_idempotency_keys(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Deletes up to `limit` callbacks delivered before `before`; returns how many.
+    /// Undelivered callbacks are never deleted.
+    async fn purge_delivered_outbox(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
 
     /// Resources an operator should look at: failed (and still meant to exist), past
     /// their deadline, or retried at least `min_attempts` times; oldest change first.

@@ -988,6 +988,40 @@ macro_rules! impl_store {
                 ))
             }
 
+            async fn purge_idempotency_keys(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "delete from idempotency_keys where (scope, key) in (\
+                     select scope, key from idempotency_keys \
+                     where status_code is not null and created_at < $1 limit $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge_delivered_outbox(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "delete from outbox where id in (\
+                     select id from outbox where delivered_at is not null \
+                     and delivered_at < $1 limit $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn claim_job(
                 &self,
                 name: &str,
@@ -1274,7 +1308,7 @@ macro_rules! impl_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let current = current.map(Entitlement::try_from).transpose()?;
-                let placement = place_order(&o.terms, current.as_ref(), now);
+                let placement = place_order(&o.terms, current.as_ref(), o.upstream_expiry, now);
                 let (expire_at, traffic_limit, merged) = match placement {
                     Placement::Current {
                         expire_at,

@@ -374,6 +374,7 @@ fn now() -> DateTime<Utc> {
 
 fn vpn_order(user: &str, key: Option<&str>, kind: OrderKind) -> VpnOrder {
     VpnOrder {
+        upstream_expiry: None,
         resource_id: Uuid::now_v7(),
         entitlement_id: Uuid::now_v7(),
         user_id: user.into(),
