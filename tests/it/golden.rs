@@ -403,6 +403,7 @@ async fn vpn_shapes() {
     insta::assert_json_snapshot!("resource_status_vpn", redact(resource));
 
     // The VPN manager down: the order is recorded and answered `pending`.
+    app.sims.subscribe_vpn("vpn-3", "sub_vpn3", "basic");
     app.sims
         .sim
         .faults

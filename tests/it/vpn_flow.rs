@@ -27,7 +27,14 @@ fn order(user: &str, subscription: &str, extra: Value) -> Value {
     body
 }
 
+/// Delivers an order. A paid one lives only while the subscription service has the
+/// user's VPN subscription (`CONTRACTS.md` §2.3), so the simulated one is given it first,
+/// as the real one would have it before sending the order.
 async fn provision(app: &TestApp, body: Value) -> (u16, Value) {
+    let free = ["trial", "gift"].iter().any(|f| body["channel"] == *f || body["business_type"] == *f);
+    if let (false, Some(user), Some(sub)) = (free, body["user_id"].as_str(), body["subscription_id"].as_str()) {
+        app.sims.subscribe_vpn(user, sub, body["plan_tier"].as_str().unwrap_or("basic"));
+    }
     app.internal(Method::POST, "/api/internal/provision", Some(body))
         .await
 }
@@ -158,7 +165,10 @@ on_both! {
         assert_eq!(app.wait_callbacks("sub-v3", 2).await.len(), 2, "each order reported");
 
         // Time passes: the entitlement lapses; the next order starts from now.
+        // Time passes for us and for the VPN manager alike.
         app.db.set_vpn_expiry("u-3", in_days(-2)).await;
+        let lapse = fulfillment::ports::VpnUserUpdate { expire_at: Some(in_days(-2)), ..Default::default() };
+        assert!(app.sims.sim.vpn.update(&uuid, &lapse));
         let (_, mine) = app.user(Method::GET, "/api/v1/my/vpn", "u-3", None).await;
         assert_eq!(mine["vpn_status"], "expired", "read as expired without any job");
         let (status, _) = app.user(Method::GET, "/api/v1/my/vpn/subscribe", "u-3", None).await;
@@ -443,6 +453,8 @@ on_both! {
     async fn the_demo_user_has_an_active_vpn_and_reseeding_changes_nothing(b: Backend) {
         let app = TestApp::spawn(b).await;
         let core = &app.running().state.app;
+        // The demo's simulated subscription service subscribes everyone; this one is told.
+        app.sims.subscribe_vpn("demo-user", "sub_otun_demo-user", "premium");
         fulfillment::server::seed_demo(core).await.unwrap();
         fulfillment::server::seed_demo(core).await.unwrap();
         let (_, mine) = app.user(Method::GET, "/api/v1/my/vpn", "demo-user", None).await;
