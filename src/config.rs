@@ -115,8 +115,10 @@ impl Config {
         let either = |a: &str, b: &str| get(a).or_else(|| get(b));
         // Every duration is range-checked here, so nothing later (time arithmetic, timers)
         // can meet an absurd one.
-        let secs = |k: &str, default: u64, (min, max): (f64, f64), errors: &mut Vec<String>| {
-            match get(k).map(|v| v.parse::<f64>()) {
+        let secs =
+            |k: &str, default: u64, (min, max): (f64, f64), errors: &mut Vec<String>| match get(k)
+                .map(|v| v.parse::<f64>())
+            {
                 None => Duration::from_secs(default),
                 Some(Ok(v)) if v.is_finite() && (min..=max).contains(&v) => {
                     Duration::from_secs_f64(v)
@@ -127,18 +129,17 @@ impl Config {
                     ));
                     Duration::from_secs(default)
                 }
+            };
+        let hours = |k: &str, default: u64, errors: &mut Vec<String>| match get(k)
+            .map(|v| v.parse::<f64>())
+        {
+            None => Duration::from_secs(default * 3600),
+            Some(Ok(v)) if v.is_finite() && (0.0..=24.0 * 3650.0).contains(&v) => {
+                Duration::from_secs_f64(v * HOUR)
             }
-        };
-        let hours = |k: &str, default: u64, errors: &mut Vec<String>| {
-            match get(k).map(|v| v.parse::<f64>()) {
-                None => Duration::from_secs(default * 3600),
-                Some(Ok(v)) if v.is_finite() && (0.0..=24.0 * 3650.0).contains(&v) => {
-                    Duration::from_secs_f64(v * HOUR)
-                }
-                Some(_) => {
-                    errors.push(format!("{k} must be a number of hours from 0 to 87600"));
-                    Duration::from_secs(default * 3600)
-                }
+            Some(_) => {
+                errors.push(format!("{k} must be a number of hours from 0 to 87600"));
+                Duration::from_secs(default * 3600)
             }
         };
         let url = |k: &str, errors: &mut Vec<String>| -> Option<Url> {
@@ -233,7 +234,8 @@ impl Config {
             burst: count("USER_RATE_BURST", 30, 1_000_000, &mut errors),
             node_creates_per_minute: count("NODE_CREATES_PER_MIN", 5, 1_000_000, &mut errors),
         };
-        let upstream_max_in_flight = count("UPSTREAM_MAX_IN_FLIGHT", 64, 10_000, &mut errors) as usize;
+        let upstream_max_in_flight =
+            count("UPSTREAM_MAX_IN_FLIGHT", 64, 10_000, &mut errors) as usize;
         let db_max_connections = count("DB_MAX_CONNECTIONS", 16, 1_000, &mut errors);
         let request_timeout = secs("REQUEST_TIMEOUT_SECS", 30, (0.1, HOUR), &mut errors);
         let config = Config {
@@ -263,7 +265,12 @@ impl Config {
             backoff_max: secs("RETRY_MAX_SECS", 300, (0.0, DAY), &mut errors),
             vpn_wait: secs("VPN_WAIT_SECS", 3, (0.0, 60.0), &mut errors),
             vpn_subscribe_base: vpn_subscribe_base.map(|u| u.to_string()),
-            orphan_sweep_interval: secs("ORPHAN_SWEEP_INTERVAL_SECS", 600, (1.0, WEEK), &mut errors),
+            orphan_sweep_interval: secs(
+                "ORPHAN_SWEEP_INTERVAL_SECS",
+                600,
+                (1.0, WEEK),
+                &mut errors,
+            ),
             orphan_grace: secs("ORPHAN_GRACE_SECS", 1800, (0.0, 30.0 * DAY), &mut errors),
             orphan_max_per_run: match get("ORPHAN_SWEEP_MAX").map(|v| v.parse::<usize>()) {
                 None => 10,
@@ -495,7 +502,10 @@ mod tests {
             assert!(err.contains(name), "{name}={value}: {err}");
         }
         let mut vars = GOOD.to_vec();
-        vars.extend([("ENGINE_LEASE_SECS", "3600"), ("IDEMPOTENCY_RETENTION_HOURS", "0.5")]);
+        vars.extend([
+            ("ENGINE_LEASE_SECS", "3600"),
+            ("IDEMPOTENCY_RETENTION_HOURS", "0.5"),
+        ]);
         let c = config(&vars).unwrap();
         assert_eq!(c.lease, Duration::from_secs(3600));
         assert_eq!(c.idempotency_retention, Duration::from_secs(1800));

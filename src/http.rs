@@ -127,7 +127,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cap = connection_cap(&limits);
-    tracing::info!(max_connections = cap, header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64, "serving HTTP/1.1");
+    tracing::info!(
+        max_connections = cap,
+        header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
+        "serving HTTP/1.1"
+    );
     let registry = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -175,7 +179,8 @@ pub async fn serve(
                 resp.map_err(|never: Infallible| match never {})
             }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let registry = registry.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -194,8 +199,11 @@ pub async fn serve(
 
 /// Drives one connection: to its end, to a graceful close on shutdown, or to an abrupt
 /// one when it is evicted to make room.
-async fn run_connection<C>(conn: C, mut stop: watch::Receiver<bool>, mut evicted: watch::Receiver<bool>)
-where
+async fn run_connection<C>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    mut evicted: watch::Receiver<bool>,
+) where
     C: Future<Output = hyper::Result<()>> + GracefulClose,
 {
     tokio::pin!(conn);
@@ -273,7 +281,10 @@ mod tests {
         assert!(!*busy_rx.borrow(), "a busy one is never closed");
         assert!(registry.admit(3), "the next idle one goes next");
         assert!(*idle_new_rx.borrow());
-        assert!(!registry.admit(3), "only busy ones are left: the newcomer is shed");
+        assert!(
+            !registry.admit(3),
+            "only busy ones are left: the newcomer is shed"
+        );
         assert!(!*busy_rx.borrow());
     }
 
@@ -287,8 +298,17 @@ mod tests {
             max_connections: max,
             reserved_descriptors: reserved,
         };
-        assert_eq!(connection_cap(&limits(usize::MAX, 100)), (soft - 100).max(MIN_CONNECTIONS));
-        assert_eq!(connection_cap(&limits(10, 0)), 10.min(soft).max(MIN_CONNECTIONS));
-        assert_eq!(connection_cap(&limits(usize::MAX, usize::MAX)), MIN_CONNECTIONS);
+        assert_eq!(
+            connection_cap(&limits(usize::MAX, 100)),
+            (soft - 100).max(MIN_CONNECTIONS)
+        );
+        assert_eq!(
+            connection_cap(&limits(10, 0)),
+            10.min(soft).max(MIN_CONNECTIONS)
+        );
+        assert_eq!(
+            connection_cap(&limits(usize::MAX, usize::MAX)),
+            MIN_CONNECTIONS
+        );
     }
 }

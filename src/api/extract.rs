@@ -140,7 +140,10 @@ fn control_characters(field: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "control_characters",
-        format!("{} contains control characters", if field.is_empty() { "a value" } else { field }),
+        format!(
+            "{} contains control characters",
+            if field.is_empty() { "a value" } else { field }
+        ),
     )
 }
 
@@ -182,11 +185,18 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text())
+                })?;
         if !crate::domain::input::is_clean(&id) {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource"));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource",
+            ));
         }
         Ok(PathId(id))
     }

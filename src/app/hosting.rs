@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use super::subscriptions::subscription_of;
 use super::{App, AppError};
+use crate::domain::input;
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
 use crate::domain::resource::order_key;
-use crate::domain::input;
 use crate::domain::{
     Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential,
 };
@@ -157,7 +157,12 @@ pub(super) fn valid_subscription_id(subscription_id: &str) -> Result<(), AppErro
 
 /// The plan an order names (`basic` when it names none); an unknown tier is refused.
 pub(super) fn order_plan(req: &Provision) -> Result<PlanTier, AppError> {
-    match req.plan_tier.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+    match req
+        .plan_tier
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         None => Ok(PlanTier::Basic),
         Some(p) => Ok(input::plan_tier(p)?),
     }

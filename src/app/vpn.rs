@@ -12,8 +12,8 @@ use crate::domain::entitlement::{
     Entitlement, OrderTerms, PaidBy, VpnStatus, gated_vpn_status, vpn_status,
 };
 use crate::domain::expiry::OrderKind;
-use crate::domain::progress::SubscriptionState;
 use crate::domain::input;
+use crate::domain::progress::SubscriptionState;
 use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
 use crate::ports::VpnSubscription;
 use crate::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord};
@@ -382,7 +382,10 @@ impl App {
             return Err(AppError::not_found("no_vpn", "no VPN subscription"));
         };
         if status == VpnStatus::NoSubscription {
-            return Err(AppError::not_found("no_subscription", "no active VPN subscription"));
+            return Err(AppError::not_found(
+                "no_subscription",
+                "no active VPN subscription",
+            ));
         }
         if status != VpnStatus::Active {
             return Err(AppError::forbidden(

@@ -323,7 +323,12 @@ mod tests {
             );
         }
         assert_eq!(
-            place_order(&terms(OrderKind::AppStore, 365, 9), Some(&paid), None, now()),
+            place_order(
+                &terms(OrderKind::AppStore, 365, 9),
+                Some(&paid),
+                None,
+                now()
+            ),
             Placement::Current {
                 expire_at: days(30),
                 traffic_limit: 9
@@ -334,11 +339,20 @@ mod tests {
     #[test]
     fn a_paid_renewal_stacks_on_the_vpn_managers_expiry_not_ours() {
         let paid = entitlement("stripe", "subscription", days(20));
-        let at = |upstream| match place_order(&terms(OrderKind::Paid, 30, 9), Some(&paid), upstream, now()) {
+        let at = |upstream| match place_order(
+            &terms(OrderKind::Paid, 30, 9),
+            Some(&paid),
+            upstream,
+            now(),
+        ) {
             Placement::Current { expire_at, .. } => expire_at,
             other => panic!("{other:?}"),
         };
-        assert_eq!(at(Some(days(10))), days(40), "an operator shortened it upstream");
+        assert_eq!(
+            at(Some(days(10))),
+            days(40),
+            "an operator shortened it upstream"
+        );
         assert_eq!(at(Some(days(50))), days(80), "or lengthened it");
         assert_eq!(at(Some(days(-2))), days(30), "over upstream: from now");
         assert_eq!(at(None), days(50), "unreadable: our stored copy stands in");
@@ -375,7 +389,12 @@ mod tests {
             (&trial, Nothing, VpnStatus::Active),
         ];
         for (e, paid_by, expected) in cases {
-            assert_eq!(gated_vpn_status(Some(e), Some(&live), paid_by, now()), expected, "{} {paid_by:?}", e.channel);
+            assert_eq!(
+                gated_vpn_status(Some(e), Some(&live), paid_by, now()),
+                expected,
+                "{} {paid_by:?}",
+                e.channel
+            );
         }
         let snapshot = crate::domain::progress::SubscriptionSnapshot {
             subscription_id: "s".into(),
@@ -385,9 +404,16 @@ mod tests {
             auto_renew: false,
         };
         let none = SubscriptionState::Inactive { last_known: None };
-        assert_eq!(PaidBy::of(&SubscriptionState::Active(snapshot), false), Subscription);
+        assert_eq!(
+            PaidBy::of(&SubscriptionState::Active(snapshot), false),
+            Subscription
+        );
         assert_eq!(PaidBy::of(&none, true), Nothing);
-        assert_eq!(PaidBy::of(&none, false), Unknown, "a remembered answer during an outage");
+        assert_eq!(
+            PaidBy::of(&none, false),
+            Unknown,
+            "a remembered answer during an outage"
+        );
         assert_eq!(PaidBy::of(&SubscriptionState::Unknown, false), Unknown);
     }
 

@@ -146,7 +146,10 @@ pub fn counter(value: Option<i64>, name: &str) -> Result<i64, InputError> {
             "invalid_counter",
             format!("{name} must be between 0 and {MAX_COUNTER}"),
         )),
-        None => Err(InputError::new("missing_counter", format!("{name} is required"))),
+        None => Err(InputError::new(
+            "missing_counter",
+            format!("{name} is required"),
+        )),
     }
 }
 
@@ -185,14 +188,30 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_in_ids() {
-        for bad in ["a\0b", "\0", "sub\r\n", "x\u{1b}[31m", "del\u{7f}", "c1\u{85}"] {
+        for bad in [
+            "a\0b",
+            "\0",
+            "sub\r\n",
+            "x\u{1b}[31m",
+            "del\u{7f}",
+            "c1\u{85}",
+        ] {
             let err = id(bad, "user_id", "missing_user_id", "user_id_too_long").unwrap_err();
             assert_eq!(err.code, "control_characters", "{bad:?}");
         }
-        assert_eq!(id("  ", "user_id", "missing", "long").unwrap_err().code, "missing");
+        assert_eq!(
+            id("  ", "user_id", "missing", "long").unwrap_err().code,
+            "missing"
+        );
         let long = "é".repeat(MAX_ID + 1);
-        assert_eq!(id(&long, "user_id", "missing", "long").unwrap_err().code, "long");
-        assert_eq!(id(&"é".repeat(MAX_ID), "u", "m", "l"), Ok("é".repeat(MAX_ID).as_str()));
+        assert_eq!(
+            id(&long, "user_id", "missing", "long").unwrap_err().code,
+            "long"
+        );
+        assert_eq!(
+            id(&"é".repeat(MAX_ID), "u", "m", "l"),
+            Ok("é".repeat(MAX_ID).as_str())
+        );
         assert_eq!(id("user 7 ✓", "u", "m", "l"), Ok("user 7 ✓"));
     }
 
@@ -201,8 +220,20 @@ mod tests {
         assert_eq!(email(Some(" a@b.c ")), Ok(Some("a@b.c".into())));
         assert_eq!(email(Some("")), Ok(None));
         assert_eq!(email(None), Ok(None));
-        for bad in ["a@b\r\nBcc: x@y", "no-at", "@b", "a@", "a@b@c", "a b@c", "a\0@b"] {
-            assert_eq!(email(Some(bad)).unwrap_err().code, "invalid_email", "{bad:?}");
+        for bad in [
+            "a@b\r\nBcc: x@y",
+            "no-at",
+            "@b",
+            "a@",
+            "a@b@c",
+            "a b@c",
+            "a\0@b",
+        ] {
+            assert_eq!(
+                email(Some(bad)).unwrap_err().code,
+                "invalid_email",
+                "{bad:?}"
+            );
         }
         let long = format!("{}@b.c", "a".repeat(MAX_EMAIL));
         assert!(email(Some(&long)).is_err());
@@ -210,7 +241,15 @@ mod tests {
 
     #[test]
     fn only_the_contracts_plan_tiers_are_accepted() {
-        for ok in ["basic", "standard", "premium", "unlimited", "1tb", "2tb", "3tb"] {
+        for ok in [
+            "basic",
+            "standard",
+            "premium",
+            "unlimited",
+            "1tb",
+            "2tb",
+            "3tb",
+        ] {
             assert_eq!(plan_tier(ok).unwrap().as_str(), ok);
         }
         for bad in ["gold-ultra", "", "Premium", &"p".repeat(5000)] {
@@ -228,10 +267,17 @@ mod tests {
         assert!(traffic_bytes(i64::MAX, "t").is_err());
         assert_eq!(traffic_gib(1.5, "g"), Ok(GIB + GIB / 2));
         for bad in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY, 1e7] {
-            assert_eq!(traffic_gib(bad, "g").unwrap_err().code, "invalid_traffic_gb", "{bad}");
+            assert_eq!(
+                traffic_gib(bad, "g").unwrap_err().code,
+                "invalid_traffic_gb",
+                "{bad}"
+            );
         }
         assert_eq!(counter(Some(MAX_COUNTER), "rx"), Ok(MAX_COUNTER));
-        assert_eq!(counter(Some(i64::MAX), "rx").unwrap_err().code, "invalid_counter");
+        assert_eq!(
+            counter(Some(i64::MAX), "rx").unwrap_err().code,
+            "invalid_counter"
+        );
         assert_eq!(counter(Some(-1), "rx").unwrap_err().code, "invalid_counter");
         assert_eq!(counter(None, "rx").unwrap_err().code, "missing_counter");
     }

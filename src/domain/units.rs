@@ -81,9 +81,18 @@ mod tests {
     #[test]
     fn time_arithmetic_saturates() {
         let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
-        assert_eq!(after(t, std::time::Duration::from_secs(60)).timestamp(), 1_800_000_060);
-        assert_eq!(after(t, std::time::Duration::from_secs(u64::MAX)), DateTime::<Utc>::MAX_UTC);
-        assert_eq!(after(t, std::time::Duration::from_secs_f64(1e13)), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            after(t, std::time::Duration::from_secs(60)).timestamp(),
+            1_800_000_060
+        );
+        assert_eq!(
+            after(t, std::time::Duration::from_secs(u64::MAX)),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            after(t, std::time::Duration::from_secs_f64(1e13)),
+            DateTime::<Utc>::MAX_UTC
+        );
         assert_eq!(add_days(t, 1).timestamp(), 1_800_086_400);
         assert_eq!(add_days(t, -5), t);
         assert_eq!(add_days(t, i64::MAX), DateTime::<Utc>::MAX_UTC);
@@ -91,13 +100,36 @@ mod tests {
 
     #[test]
     fn node_traffic_counts_growth_and_resets_and_saturates() {
-        assert_eq!(node_traffic(0, None, 100, 50), 150, "first report counts in full");
-        assert_eq!(node_traffic(150, Some((100, 50)), 100, 50), 150, "a repeat adds nothing");
-        assert_eq!(node_traffic(150, Some((100, 50)), 130, 60), 190, "growth counts");
-        assert_eq!(node_traffic(190, Some((130, 60)), 10, 70), 210, "rx reset counts in full");
-        assert_eq!(node_traffic(i64::MAX - 1, Some((0, 0)), i64::MAX, i64::MAX), i64::MAX);
+        assert_eq!(
+            node_traffic(0, None, 100, 50),
+            150,
+            "first report counts in full"
+        );
+        assert_eq!(
+            node_traffic(150, Some((100, 50)), 100, 50),
+            150,
+            "a repeat adds nothing"
+        );
+        assert_eq!(
+            node_traffic(150, Some((100, 50)), 130, 60),
+            190,
+            "growth counts"
+        );
+        assert_eq!(
+            node_traffic(190, Some((130, 60)), 10, 70),
+            210,
+            "rx reset counts in full"
+        );
+        assert_eq!(
+            node_traffic(i64::MAX - 1, Some((0, 0)), i64::MAX, i64::MAX),
+            i64::MAX
+        );
         assert_eq!(node_traffic(0, Some((i64::MAX, 0)), 0, 0), 0);
-        assert_eq!(node_traffic(-5, None, -1, 3), 3, "stored nonsense is floored at 0");
+        assert_eq!(
+            node_traffic(-5, None, -1, 3),
+            3,
+            "stored nonsense is floored at 0"
+        );
     }
 
     #[test]

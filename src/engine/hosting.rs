@@ -106,9 +106,10 @@ impl Engine {
         let mut c = self.change(r);
         c.attempts = Attempts::Increment;
         c.last_error = Some(msg.clone());
-        c.next_attempt_at = Some(Some(
-            crate::domain::units::after(self.now(), self.config.backoff.delay(r.attempts)),
-        ));
+        c.next_attempt_at = Some(Some(crate::domain::units::after(
+            self.now(),
+            self.config.backoff.delay(r.attempts),
+        )));
         c.release_lease = true;
         c.events
             .push(NewEvent::new(EventKind::AttemptFailed, ACTOR).with_message(msg));
@@ -211,7 +212,10 @@ impl Engine {
         let mut c = self.change(r);
         c.status = Some(Status::Creating);
         c.phase = Some(2);
-        c.deadline_at = Some(Some(crate::domain::units::after(self.now(), self.config.ready_timeout)));
+        c.deadline_at = Some(Some(crate::domain::units::after(
+            self.now(),
+            self.config.ready_timeout,
+        )));
         c.attempts = Attempts::Reset;
         c
     }
@@ -386,7 +390,10 @@ impl Engine {
     }
 
     async fn poll_later(&self, mut c: Change) -> StoreResult<()> {
-        c.next_attempt_at = Some(Some(crate::domain::units::after(self.now(), self.config.node_poll)));
+        c.next_attempt_at = Some(Some(crate::domain::units::after(
+            self.now(),
+            self.config.node_poll,
+        )));
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }

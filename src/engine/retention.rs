@@ -36,7 +36,14 @@ impl Engine {
             lease: JOB_LEASE,
             limit: 1,
         };
-        if !self.ports.store.claim_job(RETENTION_JOB, now, claim).await? {
+        // The first pass comes one interval after the job is first seen.
+        let first = crate::domain::units::after(now, self.config.retention_interval);
+        if !self
+            .ports
+            .store
+            .claim_job(RETENTION_JOB, first, claim)
+            .await?
+        {
             return Ok(None);
         }
         let result = self.purge_expired().await;

@@ -44,8 +44,18 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     Shutdown {
         tx,
         tasks: vec![
-            supervised(&engine, Reconciler::NAME, &rx, run::<Reconciler>(engine.clone(), rx.clone())),
-            supervised(&engine, Dispatcher::NAME, &rx, run::<Dispatcher>(engine.clone(), rx.clone())),
+            supervised(
+                &engine,
+                Reconciler::NAME,
+                &rx,
+                run::<Reconciler>(engine.clone(), rx.clone()),
+            ),
+            supervised(
+                &engine,
+                Dispatcher::NAME,
+                &rx,
+                run::<Dispatcher>(engine.clone(), rx.clone()),
+            ),
             supervised(&engine, "jobs", &rx, run_jobs(engine.clone(), rx.clone())),
         ],
     }
@@ -67,7 +77,10 @@ fn supervised(
     impl Drop for Watch {
         fn drop(&mut self) {
             if !*self.stop.borrow() {
-                tracing::error!(worker = self.name, "an engine loop died; the process is no longer ready");
+                tracing::error!(
+                    worker = self.name,
+                    "an engine loop died; the process is no longer ready"
+                );
                 self.engine.died.send_replace(Some(self.name));
             }
         }

@@ -194,6 +194,34 @@ impl TestDb {
         .map_err(|e| e.to_string()))
     }
 
+    /// Rows in each table that records state (the subscription snapshot cache and the
+    /// job rows are left out: reads and the engine's periodic passes write those).
+    pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
+        const TABLES: [&str; 5] = [
+            "resources",
+            "entitlements",
+            "outbox",
+            "idempotency_keys",
+            "resource_events",
+        ];
+        let mut counts = Vec::new();
+        for table in TABLES {
+            counts.push((table, self.count(table, "true").await));
+        }
+        counts
+    }
+
+    /// Rows of `table` for which the SQL condition `filter` holds.
+    pub async fn count(&self, table: &str, filter: &str) -> i64 {
+        let sql = format!("select count(*) from {table} where {filter}");
+        on_pool!(&self.url, |pool| sqlx::query_scalar(sqlx::AssertSqlSafe(
+            sql
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap())
+    }
+
     /// Moves a user's current VPN entitlement (and its account's terms) to expire at `at`:
     /// time passing, without waiting for it.
     pub async fn set_vpn_expiry(&self, user: &str, at: chrono::DateTime<chrono::Utc>) {

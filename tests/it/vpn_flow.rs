@@ -31,9 +31,16 @@ fn order(user: &str, subscription: &str, extra: Value) -> Value {
 /// user's VPN subscription (`CONTRACTS.md` §2.3), so the simulated one is given it first,
 /// as the real one would have it before sending the order.
 async fn provision(app: &TestApp, body: Value) -> (u16, Value) {
-    let free = ["trial", "gift"].iter().any(|f| body["channel"] == *f || body["business_type"] == *f);
-    if let (false, Some(user), Some(sub)) = (free, body["user_id"].as_str(), body["subscription_id"].as_str()) {
-        app.sims.subscribe_vpn(user, sub, body["plan_tier"].as_str().unwrap_or("basic"));
+    let free = ["trial", "gift"]
+        .iter()
+        .any(|f| body["channel"] == *f || body["business_type"] == *f);
+    if let (false, Some(user), Some(sub)) = (
+        free,
+        body["user_id"].as_str(),
+        body["subscription_id"].as_str(),
+    ) {
+        app.sims
+            .subscribe_vpn(user, sub, body["plan_tier"].as_str().unwrap_or("basic"));
     }
     app.internal(Method::POST, "/api/internal/provision", Some(body))
         .await
