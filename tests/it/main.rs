@@ -7,6 +7,7 @@ mod helpers;
 mod api_auth;
 mod api_bad_input;
 mod chaos;
+mod connections;
 mod crash;
 mod db_outage;
 mod fault_matrix;
