@@ -61,6 +61,13 @@ macro_rules! on_pool {
 pub struct TestDb {
     pub url: String,
     cleanup: Cleanup,
+    /// One small pool kept for `count`, which tests call in tight loops.
+    reader: tokio::sync::OnceCell<Reader>,
+}
+
+enum Reader {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
 }
 
 enum Cleanup {
@@ -161,6 +168,7 @@ impl TestDb {
                 TestDb {
                     url: format!("{base}/{name}"),
                     cleanup: Cleanup::Postgres { admin, name },
+                    reader: Default::default(),
                 }
             }
             Backend::Sqlite => {
@@ -169,6 +177,7 @@ impl TestDb {
                 TestDb {
                     url: format!("sqlite://{}", path.display()),
                     cleanup: Cleanup::Sqlite { path },
+                    reader: Default::default(),
                 }
             }
         }
@@ -213,13 +222,23 @@ impl TestDb {
 
     /// Rows of `table` for which the SQL condition `filter` holds.
     pub async fn count(&self, table: &str, filter: &str) -> i64 {
-        let sql = format!("select count(*) from {table} where {filter}");
-        on_pool!(&self.url, |pool| sqlx::query_scalar(sqlx::AssertSqlSafe(
-            sql
-        ))
-        .fetch_one(&pool)
-        .await
-        .unwrap())
+        let reader = self
+            .reader
+            .get_or_init(|| async {
+                if self.url.starts_with("postgres") {
+                    let options = sqlx::postgres::PgPoolOptions::new().max_connections(1);
+                    Reader::Postgres(options.connect(&self.url).await.unwrap())
+                } else {
+                    let options = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1);
+                    Reader::Sqlite(options.connect(&self.url).await.unwrap())
+                }
+            })
+            .await;
+        let sql = || sqlx::AssertSqlSafe(format!("select count(*) from {table} where {filter}"));
+        match reader {
+            Reader::Postgres(pool) => sqlx::query_scalar(sql()).fetch_one(pool).await.unwrap(),
+            Reader::Sqlite(pool) => sqlx::query_scalar(sql()).fetch_one(pool).await.unwrap(),
+        }
     }
 
     /// Moves a user's current VPN entitlement (and its account's terms) to expire at `at`:
