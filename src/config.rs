@@ -297,7 +297,7 @@ impl Config {
                 }
             },
             vpn_sync_interval: secs("VPN_SYNC_INTERVAL_SECS", 300, (1.0, WEEK), &mut errors),
-            vpn_sync_rate: count("VPN_SYNC_RATE", 50, 100_000, &mut errors),
+            vpn_sync_rate: count("VPN_SYNC_RATE", 50, 1_000_000_000, &mut errors),
         };
         if errors.is_empty() {
             Ok(config)

@@ -207,17 +207,14 @@ async fn run_connection<C>(
     C: Future<Output = hyper::Result<()>> + GracefulClose,
 {
     tokio::pin!(conn);
-    loop {
-        tokio::select! {
-            _ = &mut conn => return,
-            _ = evicted.changed() => return,
-            changed = stop.changed() => {
-                if changed.is_ok() {
-                    conn.as_mut().close_gracefully();
-                }
-                let _ = (&mut conn).await;
-                return;
+    tokio::select! {
+        _ = &mut conn => {}
+        _ = evicted.changed() => {}
+        changed = stop.changed() => {
+            if changed.is_ok() {
+                conn.as_mut().close_gracefully();
             }
+            let _ = (&mut conn).await;
         }
     }
 }

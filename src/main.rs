@@ -79,6 +79,9 @@ struct SimArgs {
     internal_secret: Option<String>,
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     fulfillment::logging::init();

@@ -7,12 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
 use super::ApiState;
+pub use super::auth::{Auth, mint_user_token};
 use super::error::ApiError;
 use crate::app::NodeCaller;
 
@@ -202,74 +201,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// Credentials the API checks.
-pub struct Auth {
-    jwt: DecodingKey,
-    validation: Validation,
-    internal_secret: String,
-}
-
-impl Auth {
-    /// Both secrets must be non-empty: an empty secret authenticates no one.
-    pub fn new(jwt_secret: &str, internal_secret: &str) -> Self {
-        assert!(
-            !jwt_secret.is_empty() && !internal_secret.is_empty(),
-            "secrets are validated at startup"
-        );
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp"]);
-        // RFC 7519 §4.1.5: not before `nbf` (with the same leeway as `exp`).
-        validation.validate_nbf = true;
-        validation.leeway = 30;
-        Auth {
-            jwt: DecodingKey::from_secret(jwt_secret.as_bytes()),
-            validation,
-            internal_secret: internal_secret.to_owned(),
-        }
-    }
-
-    fn internal_ok(&self, presented: &str) -> bool {
-        !presented.is_empty()
-            && bool::from(presented.as_bytes().ct_eq(self.internal_secret.as_bytes()))
-    }
-
-    /// The user a JWT names: claim `uid` if present (it must then be a string), else
-    /// `sub`. A token with a `crit` header is refused (RFC 7515 §4.1.11: we understand no
-    /// extension), and so is one whose user is blank, too long or holds control characters.
-    pub fn user_of(&self, token: &str) -> Result<String, ApiError> {
-        #[derive(Deserialize)]
-        struct Claims {
-            #[serde(default)]
-            uid: Option<serde_json::Value>,
-            sub: Option<String>,
-        }
-        let invalid = || ApiError::unauthorized("invalid_token", "invalid token");
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.jwt, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => {
-                        ApiError::unauthorized("token_expired", "token has expired")
-                    }
-                    ErrorKind::ImmatureSignature => {
-                        ApiError::unauthorized("token_not_yet_valid", "token is not valid yet")
-                    }
-                    _ => invalid(),
-                }
-            })?;
-        if data.header.crit.is_some() {
-            return Err(invalid());
-        }
-        let user = match data.claims.uid {
-            None | Some(serde_json::Value::Null) => data.claims.sub,
-            Some(serde_json::Value::String(s)) => Some(s),
-            Some(_) => return Err(invalid()),
-        };
-        user.filter(|u| crate::domain::input::id(u, "uid", "", "").is_ok())
-            .ok_or_else(|| ApiError::unauthorized("invalid_token", "token names no user"))
-    }
-}
-
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
         .headers
@@ -372,28 +303,4 @@ impl FromRequestParts<Arc<ApiState>> for Node {
             )),
         }
     }
-}
-
-/// Mints a user token as the auth service would (HS256, `uid` and `sub`, `exp`).
-pub fn mint_user_token(secret: &str, user_id: &str, ttl: std::time::Duration) -> String {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        uid: &'a str,
-        sub: &'a str,
-        iat: i64,
-        exp: i64,
-    }
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        uid: user_id,
-        sub: user_id,
-        iat: now,
-        exp: now + ttl.as_secs() as i64,
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("HS256 signing cannot fail")
 }

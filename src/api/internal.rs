@@ -199,6 +199,6 @@ pub async fn user_resources(
 ) -> Result<Json<Value>, ApiError> {
     let mine = st.app.my_node(&user_id).await?;
     Ok(Json(
-        json!({"success": true, "data": NodeStatus::from(&mine)}),
+        json!({"success": true, "data": NodeStatus::from(&*mine)}),
     ))
 }

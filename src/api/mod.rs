@@ -1,6 +1,7 @@
 //! The HTTP API: every route in one place, the middleware in one function, and handlers
 //! that extract, authorise, make one call into `app`, and map the answer.
 
+mod auth;
 mod callbacks;
 pub mod error;
 pub mod extract;
@@ -25,7 +26,9 @@ use axum::routing::{get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
@@ -101,7 +104,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             // Request ids, tracing, panics as JSON 500s, and a timeout. The body limit
             // is enforced where bodies are read (`extract::RawBody`).
             ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<axum::body::Body>| {
             let id = req
                 .headers()
@@ -117,6 +120,24 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(middleware::from_fn_with_state(state.request_timeout, deadline)),
         )
         .with_state(state)
+}
+
+/// Request ids: random UUIDs from the thread's own generator (tower-http's `MakeRequestUuid`
+/// asks the kernel for randomness on every request, a system call on the hot path).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let text = id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .to_owned();
+        axum::http::HeaderValue::from_str(&text)
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// Answers a request still running after `limit` with a JSON 503 and `Retry-After`, like

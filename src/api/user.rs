@@ -18,7 +18,7 @@ pub async fn my_node(
     User(user): User,
 ) -> Result<Json<NodeStatus>, ApiError> {
     let mine = st.app.my_node(&user).await?;
-    Ok(Json(NodeStatus::from(&mine)))
+    Ok(Json(NodeStatus::from(&*mine)))
 }
 
 #[derive(Deserialize, Default)]

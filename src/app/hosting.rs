@@ -1,6 +1,8 @@
 //! Hosting-node use cases: provisioning orders from the subscription service, the user's
 //! own node, deprovisioning, and the node agent's reports.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -306,21 +308,25 @@ impl App {
 
     /// `GET /my/node`: the user's node (never hidden by a subscription service outage),
     /// their subscription, and the creation progress while the node comes up.
-    pub async fn my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
+    pub async fn my_node(&self, user_id: &str) -> Result<Arc<MyNode>, AppError> {
         valid_user_id(user_id)?;
-        let mut last = self
+        let answer = self
             .last_nodes
             .read(user_id, self.read_my_node(user_id))
             .await?;
+        if !answer.remembered {
+            return Ok(answer.value);
+        }
         // Served from memory while the database is down: the status still follows the clock
         // (a subscription that ran out meanwhile reads as expired).
+        let mut last = MyNode::clone(&answer.value);
         last.status = progress::hosting_status(
             &last.subscription,
             last.node.as_ref(),
             self.ports.clock.now(),
         )
         .unwrap_or(last.status);
-        Ok(last)
+        Ok(Arc::new(last))
     }
 
     async fn read_my_node(&self, user_id: &str) -> Result<MyNode, AppError> {

@@ -5,7 +5,7 @@
 //! failures are never masked: only `StoreError::Unavailable` falls back.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::AppError;
@@ -20,10 +20,17 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct LastKnown<T> {
     what: &'static str,
     max_age: Duration,
-    entries: Mutex<HashMap<String, (Instant, T)>>,
+    /// Shared with the answers handed out, so remembering one copies nothing.
+    entries: Mutex<HashMap<String, (Instant, Arc<T>)>>,
 }
 
-impl<T: Clone> LastKnown<T> {
+/// An answer, and whether it is the remembered one (served while the database is down).
+pub struct Answer<T> {
+    pub value: Arc<T>,
+    pub remembered: bool,
+}
+
+impl<T> LastKnown<T> {
     pub fn new(what: &'static str, max_age: Duration) -> Self {
         LastKnown {
             what,
@@ -38,16 +45,23 @@ impl<T: Clone> LastKnown<T> {
         &self,
         user: &str,
         fresh: impl Future<Output = Result<T, AppError>>,
-    ) -> Result<T, AppError> {
+    ) -> Result<Answer<T>, AppError> {
         match fresh.await {
             Ok(value) => {
+                let value = Arc::new(value);
                 self.remember(user, &value);
-                Ok(value)
+                Ok(Answer {
+                    value,
+                    remembered: false,
+                })
             }
             Err(AppError::Store(StoreError::Unavailable(why))) => match self.recall(user) {
                 Some(value) => {
                     tracing::warn!(what = self.what, user, error = %why, "database unavailable; serving the last answer");
-                    Ok(value)
+                    Ok(Answer {
+                        value,
+                        remembered: true,
+                    })
                 }
                 None => Err(AppError::Store(StoreError::Unavailable(why))),
             },
@@ -55,12 +69,16 @@ impl<T: Clone> LastKnown<T> {
         }
     }
 
-    fn remember(&self, user: &str, value: &T) {
+    fn remember(&self, user: &str, value: &Arc<T>) {
         if self.max_age.is_zero() {
             return;
         }
         let mut entries = self.entries.lock().unwrap();
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(user) {
+        if let Some(entry) = entries.get_mut(user) {
+            *entry = (Instant::now(), value.clone());
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
             let max_age = self.max_age;
             entries.retain(|_, (at, _)| at.elapsed() < max_age);
             if entries.len() >= MAX_ENTRIES {
@@ -70,7 +88,7 @@ impl<T: Clone> LastKnown<T> {
         entries.insert(user.to_owned(), (Instant::now(), value.clone()));
     }
 
-    fn recall(&self, user: &str) -> Option<T> {
+    fn recall(&self, user: &str) -> Option<Arc<T>> {
         let entries = self.entries.lock().unwrap();
         entries
             .get(user)
@@ -94,8 +112,9 @@ mod tests {
             last.read("u", async { Err::<u32, _>(down()) }).await,
             Err(AppError::Store(StoreError::Unavailable(_)))
         ));
-        assert_eq!(last.read("u", async { Ok(7) }).await.unwrap(), 7);
-        assert_eq!(last.read("u", async { Err(down()) }).await.unwrap(), 7);
+        assert_eq!(*last.read("u", async { Ok(7) }).await.unwrap().value, 7);
+        let remembered = last.read("u", async { Err(down()) }).await.unwrap();
+        assert_eq!((*remembered.value, remembered.remembered), (7, true));
         assert!(
             last.read("other", async { Err(down()) }).await.is_err(),
             "per user"

@@ -322,12 +322,16 @@ impl App {
 
     /// `GET /my/vpn`: our entitlements decide the status (an expired or deprovisioned VPN
     /// never reads `active`, whatever the subscription service says).
-    pub async fn my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
+    pub async fn my_vpn(&self, user_id: &str) -> Result<std::sync::Arc<MyVpn>, AppError> {
         valid_user_id(user_id)?;
-        let mut last = self
+        let answer = self
             .last_vpns
             .read(user_id, self.read_my_vpn(user_id))
             .await?;
+        if !answer.remembered {
+            return Ok(answer.value);
+        }
+        let mut last = MyVpn::clone(&answer.value);
         // The status follows the clock even when served from memory (an expiry passes).
         last.status = gated_vpn_status(
             last.record.entitlement.as_ref(),
@@ -335,7 +339,7 @@ impl App {
             last.paid_by,
             self.ports.clock.now(),
         );
-        Ok(last)
+        Ok(std::sync::Arc::new(last))
     }
 
     async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {

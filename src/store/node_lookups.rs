@@ -20,9 +20,13 @@ use super::row::{ResourceRow, resource_columns};
 use super::{StoreError, StoreResult};
 use crate::domain::ResourceKind;
 
-/// Batches in flight at once (and connections held for them). Measured on 2 cores: 2
-/// gives 14.5k req/s, 4 gives 10k, 8 gives 8.4k (bigger batches, fewer round trips).
-const MAX_IN_FLIGHT: usize = 2;
+/// Batches in flight at once (and connections held for them). Measured on 2 cores with 32
+/// concurrent readers (`bench/run --which read`): one batch at a time gives the biggest
+/// batches and the fewest round trips and wake-ups, 31-34k req/s against 16-21k with 2
+/// (and 10k with 4, 8.4k with 8, measured earlier).
+const MAX_IN_FLIGHT: usize = 1;
+/// Longest a batch's query may take before its callers are answered "unavailable".
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Lookups answered by one query at most.
 const MAX_BATCH: usize = 64;
 
@@ -110,14 +114,31 @@ impl NodeLookups {
                 }
                 return;
             }
-            let users: Vec<String> = batch.iter().map(|(u, _)| u.clone()).collect();
+            let users: Vec<&str> = batch.iter().map(|(u, _)| u.as_str()).collect();
             match self.query(&users).await {
                 Ok(rows) => {
-                    let by_user: HashMap<String, ResourceRow> =
+                    let mut by_user: HashMap<String, ResourceRow> =
                         rows.into_iter().map(|r| (r.user_id.clone(), r)).collect();
-                    for (user, reply) in batch {
-                        // The same user may be in a batch twice: both get the answer.
-                        let _ = reply.send(Ok(by_user.get(&user).cloned()));
+                    let mut wanted: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+                    for (user, _) in &batch {
+                        *wanted.entry(user.as_str()).or_default() += 1;
+                    }
+                    let mut replies = Vec::with_capacity(batch.len());
+                    for (user, _) in &batch {
+                        // The row moves to its caller; a user twice in a batch gets a copy
+                        // for all but the last.
+                        let left = wanted.get_mut(user.as_str()).expect("counted above");
+                        *left -= 1;
+                        let row = if *left == 0 {
+                            by_user.remove(user)
+                        } else {
+                            by_user.get(user).cloned()
+                        };
+                        replies.push(row);
+                    }
+                    drop(users);
+                    for ((_, reply), row) in batch.into_iter().zip(replies) {
+                        let _ = reply.send(Ok(row));
                     }
                 }
                 Err(e) => {
@@ -136,7 +157,7 @@ impl NodeLookups {
         }
     }
 
-    async fn query(&self, users: &[String]) -> StoreResult<Vec<ResourceRow>> {
+    async fn query(&self, users: &[&str]) -> StoreResult<Vec<ResourceRow>> {
         let mut conn = self
             .connections
             .get()
@@ -150,12 +171,17 @@ impl NodeLookups {
         ))
         .bind(users)
         .bind(ResourceKind::HostingNode.as_str())
-        .fetch_all(&mut *conn)
-        .await;
+        .fetch_all(&mut *conn);
+        // Every read waits on this one query: a connection that stopped answering (a
+        // server gone without a reset) must not hold them all.
+        let result = match tokio::time::timeout(QUERY_TIMEOUT, result).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable("the node lookup timed out".into())),
+        };
         if result.is_err() {
             // Whatever state the connection is in, it is not reused.
             drop(deadpool::managed::Object::take(conn));
         }
-        Ok(result?)
+        result
     }
 }

@@ -963,8 +963,10 @@ macro_rules! impl_store {
                         "update resources set traffic_used = $2, counter_rx = $3, \
                          counter_tx = $4, load1 = $5, cpu_percent = $6, mem_percent = $7, \
                          stats_at = $8 \
-                         where id = $1 and status <> 'deleted' and traffic_used = $9 \
-                         and coalesce(counter_rx, -1) = $10 and coalesce(counter_tx, -1) = $11",
+                         where id = $1 and status <> 'deleted' \
+                         and cast(traffic_used as bigint) = $9 \
+                         and coalesce(cast(counter_rx as bigint), -1) = $10 \
+                         and coalesce(cast(counter_tx as bigint), -1) = $11",
                     )
                     .bind(id.to_string())
                     .bind(total)

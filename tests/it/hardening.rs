@@ -91,12 +91,16 @@ on_both! {
 
 on_both! {
     async fn a_stored_counter_out_of_integer_range_still_decodes_and_deletes(b: Backend) {
-        let (app, id, _) = quiet_node(b, "h-2").await;
+        let (app, id, token) = quiet_node(b, "h-2").await;
         // What the earlier SQL arithmetic left behind on SQLite: a REAL past i64::MAX.
         // PostgreSQL's bigint cannot hold it, so there the largest value stands in.
         let value = if b == Backend::Sqlite { "9.3e18" } else { "9223372036854775807" };
         let sql = format!("update resources set traffic_used = {value} where id = '{id}'");
         assert_eq!(app.db.exec(&sql).await, Ok(1));
+        // Metering goes on from the saturated value, and the node can still be deleted.
+        let stats = json!({"resource_id": id, "rx_bytes": 7, "tx_bytes": 7});
+        let (status, resp) = post_as_node(&app, &token, "/api/callback/node/stats", stats).await;
+        assert_eq!(status, 200, "{resp}");
         assert_node_still_deletable(&app, &id, "h-2").await;
     }
 }

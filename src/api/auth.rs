@@ -1,0 +1,157 @@
+//! User tokens: HS256 JWTs from the auth service, checked to the letter (RFC 7519, 7515),
+//! and the internal secret, compared in constant time.
+//!
+//! A verified token is remembered (keyed by its full text, until its `exp`), so the hot read
+//! path does not decode base64, verify the HMAC and parse two JSON documents on every
+//! request of a user who already presented it. A token that is not byte-for-byte one that
+//! verified is verified in full.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+
+/// Verified tokens remembered at most; when full, the expired ones go, and if that is not
+/// enough, all of them (they are verified again on their next use).
+const MAX_REMEMBERED: usize = 20_000;
+
+/// Leeway on `exp` and `nbf`, in seconds (clock skew with the auth service).
+const LEEWAY: i64 = 30;
+
+/// Credentials the API checks.
+pub struct Auth {
+    jwt: DecodingKey,
+    validation: Validation,
+    internal_secret: String,
+    /// token → (user, `exp`, `nbf`) of tokens that verified.
+    verified: Mutex<HashMap<Box<str>, Verified>>,
+}
+
+#[derive(Clone)]
+struct Verified {
+    user: String,
+    exp: i64,
+    nbf: Option<i64>,
+}
+
+impl Auth {
+    /// Both secrets must be non-empty: an empty secret authenticates no one.
+    pub fn new(jwt_secret: &str, internal_secret: &str) -> Self {
+        assert!(
+            !jwt_secret.is_empty() && !internal_secret.is_empty(),
+            "secrets are validated at startup"
+        );
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        // RFC 7519 §4.1.5: not before `nbf` (with the same leeway as `exp`).
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY as u64;
+        Auth {
+            jwt: DecodingKey::from_secret(jwt_secret.as_bytes()),
+            validation,
+            internal_secret: internal_secret.to_owned(),
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn internal_ok(&self, presented: &str) -> bool {
+        !presented.is_empty()
+            && bool::from(presented.as_bytes().ct_eq(self.internal_secret.as_bytes()))
+    }
+
+    /// The user a JWT names: claim `uid` if present (it must then be a string), else
+    /// `sub`. A token with a `crit` header is refused (RFC 7515 §4.1.11: we understand no
+    /// extension), and so is one whose user is blank, too long or holds control characters.
+    pub fn user_of(&self, token: &str) -> Result<String, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(v) = self.verified.lock().unwrap().get(token) {
+            if now - LEEWAY >= v.exp {
+                return Err(ApiError::unauthorized("token_expired", "token has expired"));
+            }
+            if v.nbf.is_none_or(|nbf| nbf <= now + LEEWAY) {
+                return Ok(v.user.clone());
+            }
+        }
+        let verified = self.verify(token)?;
+        let user = verified.user.clone();
+        let mut remembered = self.verified.lock().unwrap();
+        if remembered.len() >= MAX_REMEMBERED {
+            remembered.retain(|_, v| now - LEEWAY < v.exp);
+            if remembered.len() >= MAX_REMEMBERED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(token.into(), verified);
+        Ok(user)
+    }
+
+    /// Verifies a token in full.
+    fn verify(&self, token: &str) -> Result<Verified, ApiError> {
+        #[derive(Deserialize)]
+        struct Claims {
+            #[serde(default)]
+            uid: Option<serde_json::Value>,
+            sub: Option<String>,
+            exp: i64,
+            nbf: Option<i64>,
+        }
+        let invalid = || ApiError::unauthorized("invalid_token", "invalid token");
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.jwt, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        ApiError::unauthorized("token_expired", "token has expired")
+                    }
+                    ErrorKind::ImmatureSignature => {
+                        ApiError::unauthorized("token_not_yet_valid", "token is not valid yet")
+                    }
+                    _ => invalid(),
+                }
+            })?;
+        if data.header.crit.is_some() {
+            return Err(invalid());
+        }
+        let user = match data.claims.uid {
+            None | Some(serde_json::Value::Null) => data.claims.sub,
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(_) => return Err(invalid()),
+        };
+        let user = user
+            .filter(|u| crate::domain::input::id(u, "uid", "", "").is_ok())
+            .ok_or_else(|| ApiError::unauthorized("invalid_token", "token names no user"))?;
+        Ok(Verified {
+            user,
+            exp: data.claims.exp,
+            nbf: data.claims.nbf,
+        })
+    }
+}
+
+/// Mints a user token as the auth service would (HS256, `uid` and `sub`, `exp`).
+pub fn mint_user_token(secret: &str, user_id: &str, ttl: std::time::Duration) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        uid: &'a str,
+        sub: &'a str,
+        iat: i64,
+        exp: i64,
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        uid: user_id,
+        sub: user_id,
+        iat: now,
+        exp: now + ttl.as_secs() as i64,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
