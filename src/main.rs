@@ -79,9 +79,6 @@ struct SimArgs {
     internal_secret: Option<String>,
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     fulfillment::logging::init();
