@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,9 +17,9 @@ use crate::domain::progress::creation_progress;
 pub async fn my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-) -> Result<Json<NodeStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     let mine = st.app.my_node(&user).await?;
-    Ok(Json(NodeStatus::from(&*mine)))
+    Ok(Json(NodeStatus::from(&*mine)).into_response())
 }
 
 #[derive(Deserialize, Default)]

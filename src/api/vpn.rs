@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,9 +22,10 @@ use crate::store::EntitlementFilter;
 pub async fn my_vpn(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-) -> Result<Json<VpnStatusView>, ApiError> {
+) -> Result<Response, ApiError> {
     let mine = st.app.my_vpn(&user).await?;
-    Ok(Json(VpnStatusView::new(&mine, st.app.ports.clock.now())))
+    let view = VpnStatusView::new(&mine, st.app.ports.clock.now());
+    Ok(Json(view).into_response())
 }
 
 pub async fn my_vpn_subscribe(

@@ -66,19 +66,19 @@ impl VpnUserView {
 
 /// `GET /api/v1/my/vpn`.
 #[derive(Debug, Serialize)]
-pub struct VpnStatusView {
+pub struct VpnStatusView<'a> {
     pub vpn_status: VpnStatus,
     pub has_subscription: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subscription: Option<SubscriptionView>,
+    pub subscription: Option<SubscriptionView<'a>>,
     pub has_vpn_user: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpn_user: Option<VpnUserView>,
     pub message: String,
 }
 
-impl VpnStatusView {
-    pub fn new(m: &MyVpn, now: DateTime<Utc>) -> Self {
+impl<'a> VpnStatusView<'a> {
+    pub fn new(m: &'a MyVpn, now: DateTime<Utc>) -> Self {
         // A deleted account is not shown; one being deleted reads as disabled.
         let user = m
             .record
