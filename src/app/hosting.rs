@@ -1,5 +1,5 @@
 //! Hosting-node use cases: provisioning orders from the subscription service, the user's
-//! own node, deprovisioning, and the node agent's reports.
+//! own node and deprovisioning (node agents' reports are in `node_reports`).
 
 use std::sync::Arc;
 
@@ -11,10 +11,8 @@ use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
 use crate::domain::resource::order_key;
-use crate::domain::{
-    Connection, DeleteReason, Event, PlanTier, Resource, ResourceKind, Status, credential,
-};
-use crate::store::{Inserted, NewResource, NodeStats, Region};
+use crate::domain::{DeleteReason, Event, PlanTier, Resource, ResourceKind, Status};
+use crate::store::{Inserted, NewResource, Region};
 
 /// The app name and service type of hosting subscriptions.
 pub const HOSTING: (&str, &str) = ("obox", "hosting");
@@ -87,45 +85,6 @@ pub struct MyNode {
     pub region: Option<Region>,
     /// The node's history, loaded only while it is being created (for the progress bar).
     pub events: Vec<Event>,
-}
-
-/// A node agent's ready report.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeReport {
-    pub resource_id: String,
-    pub public_ip: Option<String>,
-    pub api_port: Option<i32>,
-    pub api_key: Option<String>,
-    pub vless_port: Option<i32>,
-    pub ss_port: Option<i32>,
-    pub public_key: Option<String>,
-    pub short_id: Option<String>,
-    pub error_message: Option<String>,
-}
-
-/// A node agent's usage report: counters are cumulative since the node booted.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeStatsReport {
-    pub resource_id: String,
-    pub rx_bytes: Option<i64>,
-    pub tx_bytes: Option<i64>,
-    pub load1: Option<f64>,
-    pub cpu_percent: Option<f64>,
-    pub mem_percent: Option<f64>,
-    /// When the agent took the sample (optional; arrival time otherwise). With it, a late
-    /// delivery of an older sample is recognised and ignored.
-    pub reported_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Who is reporting on a node.
-#[derive(Debug, Clone)]
-pub enum NodeCaller {
-    /// The hosting service, with the internal secret: may report on any node.
-    Service,
-    /// A node agent with the credential minted for its resource.
-    Node(String),
 }
 
 pub(super) fn parse_id(id: &str) -> Result<Uuid, AppError> {
@@ -446,118 +405,5 @@ impl App {
             .request_deletion(node.id, DeleteReason::UserInitiated, "user", now)
             .await?
             .ok_or_else(|| AppError::not_found("no_node", "you have no node"))
-    }
-
-    /// Checks that `caller` may report on resource `id` and returns the resource.
-    async fn reported_resource(&self, caller: &NodeCaller, id: &str) -> Result<Resource, AppError> {
-        let id = parse_id(id)?;
-        if let NodeCaller::Node(token) = caller {
-            let digest = self.ports.store.node_credential(id).await?;
-            if !digest.is_some_and(|d| credential::matches(token, &d)) {
-                return Err(AppError::forbidden(
-                    "wrong_node_credential",
-                    "this credential does not belong to that resource",
-                ));
-            }
-        }
-        self.ports
-            .store
-            .resource(id)
-            .await?
-            .ok_or_else(|| AppError::not_found("resource_not_found", "resource not found"))
-    }
-
-    /// A node reports it is ready. Harmless when repeated, and ignored for a resource that
-    /// is not coming up (deleted, being deleted, failed).
-    pub async fn node_ready(
-        &self,
-        caller: NodeCaller,
-        report: NodeReport,
-    ) -> Result<bool, AppError> {
-        let ip = report
-            .public_ip
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or_default();
-        if ip.is_empty() {
-            return Err(AppError::invalid(
-                "missing_public_ip",
-                "public_ip is required",
-            ));
-        }
-        if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(AppError::invalid(
-                "invalid_public_ip",
-                "public_ip is not an IP address",
-            ));
-        }
-        let r = self.reported_resource(&caller, &report.resource_id).await?;
-        for (value, name) in [
-            (&report.api_key, "api_key"),
-            (&report.public_key, "public_key"),
-            (&report.short_id, "short_id"),
-        ] {
-            if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
-                input::id(v, name, "invalid_field", "field_too_long")?;
-            }
-        }
-        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let port = |p: Option<i32>| p.filter(|p| (1..=65535).contains(p));
-        let conn = Connection {
-            public_ip: Some(ip.to_owned()),
-            api_port: port(report.api_port),
-            api_key: nonempty(report.api_key),
-            vless_port: port(report.vless_port),
-            ss_port: port(report.ss_port),
-            public_key: nonempty(report.public_key),
-            short_id: nonempty(report.short_id),
-        };
-        Ok(self.engine.node_ready(&r, conn).await?)
-    }
-
-    /// A node reports that it could not come up.
-    pub async fn node_failed(
-        &self,
-        caller: NodeCaller,
-        report: NodeReport,
-    ) -> Result<bool, AppError> {
-        let r = self.reported_resource(&caller, &report.resource_id).await?;
-        // Shown to the user and logged: no control characters, at most 1,000 characters.
-        let msg = report
-            .error_message
-            .as_deref()
-            .and_then(input::free_text)
-            .unwrap_or_else(|| "the node reported a failure".into());
-        Ok(self.engine.node_failed(&r, msg).await?)
-    }
-
-    /// A node agent reports usage. Counted once whatever the delivery order (see
-    /// `Store::record_node_stats`); ignored for a node that is gone.
-    pub async fn node_stats(
-        &self,
-        caller: NodeCaller,
-        report: NodeStatsReport,
-    ) -> Result<bool, AppError> {
-        let rx_bytes = input::counter(report.rx_bytes, "rx_bytes")?;
-        let tx_bytes = input::counter(report.tx_bytes, "tx_bytes")?;
-        let gauge = |v: Option<f64>, name: &str| match v {
-            Some(v) if !v.is_finite() || v < 0.0 => Err(AppError::invalid(
-                "invalid_gauge",
-                format!("{name} must be a non-negative number"),
-            )),
-            other => Ok(other),
-        };
-        let now = self.ports.clock.now();
-        let stats = NodeStats {
-            rx_bytes,
-            tx_bytes,
-            load1: gauge(report.load1, "load1")?,
-            cpu_percent: gauge(report.cpu_percent, "cpu_percent")?,
-            mem_percent: gauge(report.mem_percent, "mem_percent")?,
-            // A clock ahead of ours must not freeze metering until it is caught up with.
-            at: report.reported_at.map_or(now, |at| at.min(now)),
-        };
-        let r = self.reported_resource(&caller, &report.resource_id).await?;
-        Ok(self.ports.store.record_node_stats(r.id, &stats).await?)
     }
 }

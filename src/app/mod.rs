@@ -5,6 +5,7 @@
 mod error;
 mod hosting;
 mod last_known;
+mod node_reports;
 mod operator;
 mod regions;
 mod subscriptions;
@@ -13,11 +14,9 @@ mod vpn;
 use std::sync::Arc;
 
 pub use error::AppError;
-pub use hosting::{
-    Deprovision, DeprovisionOutcome, HOSTING, MyNode, NodeCaller, NodeReport, NodeStatsReport,
-    Provision, ProvisionOutcome,
-};
+pub use hosting::{Deprovision, DeprovisionOutcome, HOSTING, MyNode, Provision, ProvisionOutcome};
 pub use last_known::LastKnown;
+pub use node_reports::{NodeCaller, NodeReport, NodeStatsReport};
 pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
 pub use regions::Regions;
 pub use subscriptions::SubscriptionLookup;

@@ -11,6 +11,7 @@ mod connections;
 mod crash;
 mod db_outage;
 mod fault_matrix;
+mod generate;
 mod generated_input;
 mod golden;
 mod hardening;
