@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Engine;
-use crate::store::{Claim, StoreResult};
+use super::{Engine, Job};
+use crate::store::StoreResult;
 
 /// The job row of the retention pass.
 pub const RETENTION_JOB: &str = "retention";
@@ -29,36 +29,26 @@ pub struct RetentionReport {
 impl Engine {
     /// Runs a pass if one is due and no other worker is running it.
     pub async fn retention_tick(self: &Arc<Self>) -> StoreResult<Option<RetentionReport>> {
-        let now = self.now();
-        let claim = Claim {
-            owner: &self.config.owner,
-            now,
+        let job = Job {
+            name: RETENTION_JOB,
             lease: JOB_LEASE,
-            limit: 1,
+            interval: self.config.retention_interval,
+            first_at_once: false,
         };
-        // The first pass comes one interval after the job is first seen.
-        let first = crate::domain::units::after(now, self.config.retention_interval);
-        if !self
-            .ports
-            .store
-            .claim_job(RETENTION_JOB, first, claim)
-            .await?
-        {
+        let pass = async {
+            let result = self.purge_expired().await;
+            let summary = match &result {
+                Ok(r) => format!(
+                    "idempotency keys {} delivered callbacks {}",
+                    r.idempotency_keys, r.delivered_callbacks
+                ),
+                Err(e) => format!("error: {e}"),
+            };
+            (result, summary)
+        };
+        let Some((result, summary)) = self.leased_pass(&job, pass).await? else {
             return Ok(None);
-        }
-        let result = self.purge_expired().await;
-        let summary = match &result {
-            Ok(r) => format!(
-                "idempotency keys {} delivered callbacks {}",
-                r.idempotency_keys, r.delivered_callbacks
-            ),
-            Err(e) => format!("error: {e}"),
         };
-        let next = crate::domain::units::after(self.now(), self.config.retention_interval);
-        self.ports
-            .store
-            .finish_job(RETENTION_JOB, &self.config.owner, next, &summary)
-            .await?;
         tracing::info!(%summary, "retention pass");
         result.map(Some)
     }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::Engine;
 use super::hosting::{HOSTING_APP, to_chrono};
-use crate::domain::units::after;
+use super::{Engine, Job};
+
 use crate::domain::{EventKind, Status};
-use crate::store::{Claim, NewEvent, StoreResult};
+use crate::store::{NewEvent, StoreResult};
 
 /// The job row of the sweep.
 pub const SWEEP_JOB: &str = "orphan_sweep";
@@ -48,38 +48,35 @@ pub struct SweepReport {
 impl Engine {
     /// Runs the sweep if it is due and no other worker is running it.
     pub async fn sweep_tick(self: &Arc<Self>) -> StoreResult<Option<SweepReport>> {
-        let claim = Claim {
-            owner: &self.config.owner,
-            now: self.now(),
+        let job = Job {
+            name: SWEEP_JOB,
             // Long enough for a whole run; a run that dies frees the job after this.
             lease: std::time::Duration::from_secs(600),
-            limit: 1,
+            interval: self.config.orphan_sweep_interval,
+            // Right after a deployment there is nothing the first sweep would find that
+            // the next one would not.
+            first_at_once: false,
         };
-        // The first sweep comes one interval after the job is first seen: right after a
-        // deployment there is nothing it would find that the next one would not.
-        let first = after(claim.now, self.config.orphan_sweep_interval);
-        if !self.ports.store.claim_job(SWEEP_JOB, first, claim).await? {
+        let pass = async {
+            let result = self.sweep_orphans().await;
+            let summary = match &result {
+                Ok(r) => format!(
+                    "listed {} orphans {} deleted {} failed {} young {} unattributed {}{}",
+                    r.listed,
+                    r.orphans.len(),
+                    r.deleted,
+                    r.failed,
+                    r.too_young,
+                    r.unattributed,
+                    if r.dry_run { " (dry run)" } else { "" }
+                ),
+                Err(e) => format!("aborted, nothing deleted after: {e}"),
+            };
+            (result, summary)
+        };
+        let Some((result, summary)) = self.leased_pass(&job, pass).await? else {
             return Ok(None);
-        }
-        let result = self.sweep_orphans().await;
-        let summary = match &result {
-            Ok(r) => format!(
-                "listed {} orphans {} deleted {} failed {} young {} unattributed {}{}",
-                r.listed,
-                r.orphans.len(),
-                r.deleted,
-                r.failed,
-                r.too_young,
-                r.unattributed,
-                if r.dry_run { " (dry run)" } else { "" }
-            ),
-            Err(e) => format!("aborted, nothing deleted after: {e}"),
         };
-        let next = after(self.now(), self.config.orphan_sweep_interval);
-        self.ports
-            .store
-            .finish_job(SWEEP_JOB, &self.config.owner, next, &summary)
-            .await?;
         match &result {
             Ok(r) if !r.orphans.is_empty() => tracing::warn!(%summary, "orphan sweep"),
             Ok(_) => tracing::info!(%summary, "orphan sweep"),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::Engine;
-use crate::store::{Claim, StoreResult};
+use super::{Engine, Job};
+use crate::store::StoreResult;
 
 /// The job row of the traffic sync.
 pub const TRAFFIC_JOB: &str = "vpn_traffic_sync";
@@ -34,29 +34,26 @@ pub struct SyncReport {
 impl Engine {
     /// Runs a pass if one is due and no other worker is running it.
     pub async fn traffic_sync_tick(self: &Arc<Self>) -> StoreResult<Option<SyncReport>> {
-        let now = self.now();
-        let claim = Claim {
-            owner: &self.config.owner,
-            now,
+        let job = Job {
+            name: TRAFFIC_JOB,
             lease: JOB_LEASE,
-            limit: 1,
+            interval: self.config.vpn_sync_interval,
+            first_at_once: true,
         };
-        if !self.ports.store.claim_job(TRAFFIC_JOB, now, claim).await? {
+        let pass = async {
+            let report = self.sync_vpn_traffic().await;
+            let summary = match &report {
+                Ok(r) => format!(
+                    "updated {} failed {} pages {}",
+                    r.updated, r.failed, r.pages
+                ),
+                Err(e) => format!("error: {e}"),
+            };
+            (report, summary)
+        };
+        let Some((report, summary)) = self.leased_pass(&job, pass).await? else {
             return Ok(None);
-        }
-        let report = self.sync_vpn_traffic().await;
-        let summary = match &report {
-            Ok(r) => format!(
-                "updated {} failed {} pages {}",
-                r.updated, r.failed, r.pages
-            ),
-            Err(e) => format!("error: {e}"),
         };
-        let next = crate::domain::units::after(self.now(), self.config.vpn_sync_interval);
-        self.ports
-            .store
-            .finish_job(TRAFFIC_JOB, &self.config.owner, next, &summary)
-            .await?;
         tracing::info!(%summary, "vpn traffic sync pass");
         report.map(Some)
     }

@@ -8,34 +8,11 @@ use fulfillment::sim::NodeTiming;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, INTERNAL_SECRET, JWT_SECRET, TestApp, read, wait_until};
+use crate::helpers::{Backend, INTERNAL_SECRET, JWT_SECRET, TestApp, quiet_node, read, wait_until};
 use crate::on_both;
 
 /// Far beyond what any interface moves between reboots (`domain::input::MAX_COUNTER`).
 const MAX_COUNTER: i64 = 1 << 60;
-
-/// A ready node for `user` whose agent sends no stats of its own, and its credential.
-async fn quiet_node(b: Backend, user: &str) -> (TestApp, String, String) {
-    let timing = NodeTiming {
-        stats_interval_ms: 0,
-        ..NodeTiming::default()
-    };
-    let app = TestApp::spawn_with(b, timing, |_| {}).await;
-    app.sims.subscribe(user, &format!("sub-{user}"), "premium");
-    let (_, resp) = app.provision(user, &format!("sub-{user}")).await;
-    let id = resp["resource_id"].as_str().unwrap().to_owned();
-    app.wait_status(&id, "active").await;
-    let token = app
-        .sims
-        .sim
-        .hosting
-        .creates()
-        .last()
-        .unwrap()
-        .callback_token
-        .clone();
-    (app, id, token)
-}
 
 async fn post_as_node(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
     let req = app.http.post(app.url(path)).bearer_auth(token).json(&body);

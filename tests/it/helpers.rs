@@ -599,3 +599,27 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A ready premium node for `user` whose agent sends no stats of its own, and its
+/// credential.
+pub async fn quiet_node(b: Backend, user: &str) -> (TestApp, String, String) {
+    let timing = NodeTiming {
+        stats_interval_ms: 0,
+        ..NodeTiming::default()
+    };
+    let app = TestApp::spawn_with(b, timing, |_| {}).await;
+    app.sims.subscribe(user, &format!("sub-{user}"), "premium");
+    let (_, resp) = app.provision(user, &format!("sub-{user}")).await;
+    let id = resp["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    let token = app
+        .sims
+        .sim
+        .hosting
+        .creates()
+        .last()
+        .unwrap()
+        .callback_token
+        .clone();
+    (app, id, token)
+}

@@ -8,34 +8,10 @@ use fulfillment::sim::NodeTiming;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, read, wait_until};
+use crate::helpers::{Backend, TestApp, quiet_node, read, wait_until};
 use crate::on_both;
 
 const GIB: i64 = 1024 * 1024 * 1024;
-
-/// A ready premium node for `user` whose agent sends no stats of its own, and its
-/// credential.
-async fn quiet_node(b: Backend, user: &str) -> (TestApp, String, String) {
-    let timing = NodeTiming {
-        stats_interval_ms: 0,
-        ..NodeTiming::default()
-    };
-    let app = TestApp::spawn_with(b, timing, |_| {}).await;
-    app.sims.subscribe(user, &format!("sub-{user}"), "premium");
-    let (_, resp) = app.provision(user, &format!("sub-{user}")).await;
-    let id = resp["resource_id"].as_str().unwrap().to_owned();
-    app.wait_status(&id, "active").await;
-    let token = app
-        .sims
-        .sim
-        .hosting
-        .creates()
-        .last()
-        .unwrap()
-        .callback_token
-        .clone();
-    (app, id, token)
-}
 
 async fn report(app: &TestApp, token: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = app
