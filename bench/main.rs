@@ -829,6 +829,10 @@ async fn sync_bench(args: &Args, report: &mut String) {
     );
 }
 
+/// The binary's allocator, since the service runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();

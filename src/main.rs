@@ -79,6 +79,10 @@ struct SimArgs {
     internal_secret: Option<String>,
 }
 
+/// See `Cargo.toml`: the read path's allocations, measured.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     fulfillment::logging::init();
