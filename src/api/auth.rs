@@ -96,8 +96,10 @@ impl Auth {
             #[serde(default)]
             uid: Option<serde_json::Value>,
             sub: Option<String>,
-            exp: i64,
-            nbf: Option<i64>,
+            // Numbers, as RFC 7519 has them (an issuer may write `1.7e9`); the library
+            // has already checked them against the clock.
+            exp: f64,
+            nbf: Option<f64>,
         }
         let invalid = || ApiError::unauthorized("invalid_token", "invalid token");
         let data =
@@ -126,8 +128,8 @@ impl Auth {
             .ok_or_else(|| ApiError::unauthorized("invalid_token", "token names no user"))?;
         Ok(Verified {
             user,
-            exp: data.claims.exp,
-            nbf: data.claims.nbf,
+            exp: data.claims.exp as i64,
+            nbf: data.claims.nbf.map(|n| n as i64),
         })
     }
 }
@@ -154,4 +156,45 @@ pub fn mint_user_token(secret: &str, user_id: &str, ttl: std::time::Duration) ->
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("HS256 signing cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "unit-test-jwt-secret-0123456789abcdef";
+
+    #[test]
+    fn a_remembered_token_answers_only_for_its_exact_text() {
+        let auth = Auth::new(SECRET, "internal-secret-0123456789abcdef0123");
+        let token = mint_user_token(SECRET, "u-1", std::time::Duration::from_secs(600));
+        assert_eq!(auth.user_of(&token).unwrap(), "u-1");
+        assert_eq!(auth.user_of(&token).unwrap(), "u-1", "from memory");
+        // The same claims signed with another key: never served from memory.
+        let forged = mint_user_token(
+            "another-secret-0123456789abcdef0123",
+            "u-1",
+            std::time::Duration::from_secs(600),
+        );
+        let (head_body, _) = token.rsplit_once('.').unwrap();
+        let (_, forged_sig) = forged.rsplit_once('.').unwrap();
+        let spliced = format!("{head_body}.{forged_sig}");
+        assert_eq!(auth.user_of(&spliced).unwrap_err().code, "invalid_token");
+        assert_eq!(auth.user_of(&forged).unwrap_err().code, "invalid_token");
+    }
+
+    #[test]
+    fn a_token_past_its_exp_is_refused_even_when_remembered() {
+        let auth = Auth::new(SECRET, "internal-secret-0123456789abcdef0123");
+        let token = mint_user_token(SECRET, "u-2", std::time::Duration::from_secs(600));
+        assert!(auth.user_of(&token).is_ok());
+        // Age the remembered entry past its exp and the leeway.
+        auth.verified
+            .lock()
+            .unwrap()
+            .get_mut(token.as_str())
+            .unwrap()
+            .exp = chrono::Utc::now().timestamp() - LEEWAY - 1;
+        assert_eq!(auth.user_of(&token).unwrap_err().code, "token_expired");
+    }
 }
