@@ -129,7 +129,13 @@ fn unclean_field(value: &serde_json::Value) -> Option<String> {
             if FREE_TEXT_FIELDS.contains(&k.as_str()) {
                 return None;
             }
-            unclean_field(v).map(|inner| if inner.is_empty() { k.clone() } else { inner })
+            unclean_field(v).map(|inner| {
+                if inner.is_empty() {
+                    k.chars().take(64).collect()
+                } else {
+                    inner
+                }
+            })
         }),
         _ => None,
     }
@@ -159,7 +165,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 !crate::domain::input::is_clean(k) || (!free && !crate::domain::input::is_clean(v))
             });
             if let Some((k, _)) = unclean {
-                return Err(control_characters(k));
+                let name = if crate::domain::input::is_clean(k) {
+                    k.chars().take(64).collect()
+                } else {
+                    "a key".to_owned()
+                };
+                return Err(control_characters(&name));
             }
         }
         Query::<T>::from_request_parts(parts, state)
