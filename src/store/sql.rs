@@ -966,7 +966,8 @@ macro_rules! impl_store {
                          where id = $1 and status <> 'deleted' \
                          and cast(traffic_used as bigint) = $9 \
                          and coalesce(cast(counter_rx as bigint), -1) = $10 \
-                         and coalesce(cast(counter_tx as bigint), -1) = $11",
+                         and coalesce(cast(counter_tx as bigint), -1) = $11 \
+                         and (stats_at is null or stats_at <= $8)",
                     )
                     .bind(id.to_string())
                     .bind(total)
