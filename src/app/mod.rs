@@ -10,6 +10,7 @@ mod operator;
 mod regions;
 mod subscriptions;
 mod vpn;
+mod vpn_reads;
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ pub use node_reports::{NodeCaller, NodeReport, NodeStatsReport};
 pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
 pub use regions::Regions;
 pub use subscriptions::SubscriptionLookup;
-pub use vpn::{Gift, MyVpn, VPN, VpnChange, VpnConfig, VpnOutcome};
+pub use vpn::{Gift, VPN, VpnChange, VpnOutcome};
+pub use vpn_reads::{MyVpn, VpnConfig};
 
 use crate::engine::Engine;
 use crate::ports::Ports;

@@ -1,6 +1,6 @@
 //! VPN use cases: orders and gifts (recorded as entitlements, then pushed to the VPN
 //! manager by the engine, first from inside the request under a short wait), the user's VPN
-//! status and connection config, adjustments, email changes and deprovisioning.
+//! adjustments, email changes and deprovisioning. What the user reads is in `vpn_reads`.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -8,15 +8,11 @@ use uuid::Uuid;
 
 use super::hosting::{Provision, valid_id, valid_subscription_id, valid_user_id};
 use super::{App, AppError};
-use crate::domain::entitlement::{
-    Entitlement, OrderTerms, PaidBy, VpnStatus, gated_vpn_status, vpn_status,
-};
+use crate::domain::entitlement::{Entitlement, OrderTerms};
 use crate::domain::expiry::OrderKind;
 use crate::domain::input;
-use crate::domain::progress::SubscriptionState;
 use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
-use crate::ports::VpnSubscription;
-use crate::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord};
+use crate::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome};
 
 /// The app name and service type of VPN subscriptions.
 pub const VPN: (&str, &str) = ("otun", "vpn");
@@ -37,24 +33,6 @@ impl VpnOutcome {
         self.resource.status == Status::Active
             && self.resource.vpn.applied_version >= self.entitlement.spec_version
     }
-}
-
-/// Everything `GET /my/vpn` shows.
-#[derive(Debug, Clone)]
-pub struct MyVpn {
-    pub status: VpnStatus,
-    pub subscription: SubscriptionState,
-    /// The subscription service's word on paid entitlements, as it was read.
-    pub paid_by: PaidBy,
-    pub record: VpnRecord,
-}
-
-/// The connection config (`GET /my/vpn/subscribe`).
-#[derive(Debug, Clone)]
-pub struct VpnConfig {
-    pub entitlement: Entitlement,
-    pub resource: Resource,
-    pub live: VpnSubscription,
 }
 
 /// `POST /api/internal/entitlements/gift`.
@@ -78,14 +56,6 @@ pub struct VpnChange {
     pub plan_tier: Option<String>,
 }
 
-fn valid_days(days: i64, code: &'static str, name: &str) -> Result<i64, AppError> {
-    Ok(input::days(days, name, code)?)
-}
-
-fn valid_email(email: Option<&str>) -> Result<Option<String>, AppError> {
-    Ok(input::email(email)?)
-}
-
 fn optional_text(value: Option<&str>, name: &str) -> Result<Option<String>, AppError> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
@@ -99,14 +69,14 @@ fn optional_text(value: Option<&str>, name: &str) -> Result<Option<String>, AppE
 /// Days an order buys: `expire_days`, else `months` × 30, else its period, else 30.
 fn order_days(req: &Provision) -> Result<i64, AppError> {
     if let Some(days) = req.expire_days {
-        return valid_days(days, "invalid_expire_days", "expire_days");
+        return Ok(input::days(days, "expire_days", "invalid_expire_days")?);
     }
     if let Some(months) = req.months {
-        return valid_days(
+        return Ok(input::days(
             months.saturating_mul(30),
-            "invalid_months",
             "months × 30 days",
-        );
+            "invalid_months",
+        )?);
     }
     if let (Some(start), Some(end)) = (&req.period_start, &req.period_end) {
         let parse = |s: &str| {
@@ -118,7 +88,7 @@ fn order_days(req: &Provision) -> Result<i64, AppError> {
             })
         };
         let days = (parse(end)? - parse(start)?).num_days();
-        return valid_days(days, "invalid_period", "the period in days");
+        return Ok(input::days(days, "the period in days", "invalid_period")?);
     }
     Ok(30)
 }
@@ -134,7 +104,7 @@ impl App {
         if let Some(t) = req.traffic_limit {
             input::traffic_bytes(t, "traffic_limit")?;
         }
-        let email = valid_email(req.user_email.as_deref())?;
+        let email = input::email(req.user_email.as_deref())?;
         let channel = optional_text(req.channel.as_deref(), "channel")?;
         let business_type = optional_text(req.business_type.as_deref(), "business_type")?;
         let device_id = optional_text(req.device_id.as_deref(), "device_id")?;
@@ -182,10 +152,10 @@ impl App {
     /// `POST /entitlements/gift`: free access that adds to whatever the user has.
     pub async fn gift(&self, g: Gift) -> Result<VpnOutcome, AppError> {
         valid_user_id(&g.user_id)?;
-        let days = valid_days(
+        let days = input::days(
             g.duration_days.unwrap_or_default(),
-            "invalid_duration_days",
             "duration_days",
+            "invalid_duration_days",
         )?;
         let traffic_limit = input::traffic_gib(g.traffic_gb.unwrap_or_default(), "traffic_gb")?;
         let service_tier = match g.service_tier.as_deref().unwrap_or("standard") {
@@ -208,7 +178,7 @@ impl App {
             resource_id: Uuid::now_v7(),
             entitlement_id: Uuid::now_v7(),
             user_id: g.user_id,
-            email: valid_email(g.email.as_deref())?,
+            email: input::email(g.email.as_deref())?,
             subscription_id: None,
             order_key: None,
             channel: "gift".into(),
@@ -320,112 +290,6 @@ impl App {
             .await?)
     }
 
-    /// `GET /my/vpn`: our entitlements decide the status (an expired or deprovisioned VPN
-    /// never reads `active`, whatever the subscription service says).
-    pub async fn my_vpn(&self, user_id: &str) -> Result<std::sync::Arc<MyVpn>, AppError> {
-        valid_user_id(user_id)?;
-        let answer = self
-            .last_vpns
-            .read(user_id, self.read_my_vpn(user_id))
-            .await?;
-        if !answer.remembered {
-            return Ok(answer.value);
-        }
-        let mut last = MyVpn::clone(&answer.value);
-        // The status follows the clock even when served from memory (an expiry passes).
-        last.status = gated_vpn_status(
-            last.record.entitlement.as_ref(),
-            last.record.resource.as_ref(),
-            last.paid_by,
-            self.ports.clock.now(),
-        );
-        Ok(std::sync::Arc::new(last))
-    }
-
-    async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
-        let (record, lookup) = tokio::join!(
-            self.ports.store.vpn_of_user(user_id),
-            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
-        );
-        let record = record?;
-        let (subscription, live) = lookup?;
-        let paid_by = PaidBy::of(&subscription, live);
-        let status = gated_vpn_status(
-            record.entitlement.as_ref(),
-            record.resource.as_ref(),
-            paid_by,
-            self.ports.clock.now(),
-        );
-        Ok(MyVpn {
-            status,
-            subscription,
-            paid_by,
-            record,
-        })
-    }
-
-    /// The connection config, only while the VPN is active. Read from the VPN manager
-    /// with a read that never changes the user's terms there.
-    pub async fn vpn_config(&self, user_id: &str) -> Result<VpnConfig, AppError> {
-        valid_user_id(user_id)?;
-        let (record, lookup) = tokio::join!(
-            self.ports.store.vpn_of_user(user_id),
-            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
-        );
-        let record = record?;
-        let (subscription, live) = lookup?;
-        let now = self.ports.clock.now();
-        let paid_by = PaidBy::of(&subscription, live);
-        let status = gated_vpn_status(
-            record.entitlement.as_ref(),
-            record.resource.as_ref(),
-            paid_by,
-            now,
-        );
-        let (Some(entitlement), Some(resource)) = (record.entitlement, record.resource) else {
-            return Err(AppError::not_found("no_vpn", "no VPN subscription"));
-        };
-        if status == VpnStatus::NoSubscription {
-            return Err(AppError::not_found(
-                "no_subscription",
-                "no active VPN subscription",
-            ));
-        }
-        if status != VpnStatus::Active {
-            return Err(AppError::forbidden(
-                "vpn_not_active",
-                format!("the VPN is {status}"),
-            ));
-        }
-        let Some(uuid) = resource.vpn.vpn_user_id.clone() else {
-            return Err(AppError::conflict(
-                "vpn_provisioning",
-                "the VPN account is still being created; try again shortly",
-            ));
-        };
-        let live =
-            self.ports.vpn.sync(&uuid).await.map_err(|e| {
-                AppError::Unavailable(format!("the VPN manager is unreachable: {e}"))
-            })?;
-        Ok(VpnConfig {
-            entitlement,
-            resource,
-            live,
-        })
-    }
-
-    /// The user's VPN as we record it (no upstream call).
-    pub async fn vpn_record(&self, user_id: &str) -> Result<(VpnStatus, VpnRecord), AppError> {
-        valid_user_id(user_id)?;
-        let record = self.ports.store.vpn_of_user(user_id).await?;
-        if record.entitlement.is_none() {
-            return Err(AppError::not_found("no_vpn", "no VPN subscription"));
-        }
-        let now = self.ports.clock.now();
-        let status = vpn_status(record.entitlement.as_ref(), record.resource.as_ref(), now);
-        Ok((status, record))
-    }
-
     /// `PUT /resources/{id}/vpn`: changes the current terms; `true` when the VPN manager
     /// already holds them, `false` when they are saved and will be applied.
     pub async fn change_vpn(&self, id: &str, ch: VpnChange) -> Result<bool, AppError> {
@@ -440,7 +304,7 @@ impl App {
             input::traffic_bytes(t, "traffic_limit")?;
         }
         if let Some(d) = ch.extend_days {
-            valid_days(d, "invalid_extend_days", "extend_days")?;
+            input::days(d, "extend_days", "invalid_extend_days")?;
         }
         let plan = ch
             .plan_tier
@@ -485,7 +349,7 @@ impl App {
     /// (retried until it is accepted).
     pub async fn set_email(&self, user_id: &str, email: Option<&str>) -> Result<(), AppError> {
         valid_user_id(user_id)?;
-        let Some(email) = valid_email(email)? else {
+        let Some(email) = input::email(email)? else {
             return Err(AppError::invalid("missing_email", "email is required"));
         };
         let now = self.ports.clock.now();

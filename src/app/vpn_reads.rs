@@ -1,0 +1,137 @@
+//! What a user (or the internal API) reads of a VPN: its status, with the subscription
+//! service's word on paid entitlements, the live connection config, and our record.
+
+use super::hosting::valid_user_id;
+use super::vpn::VPN;
+use super::{App, AppError};
+use crate::domain::Resource;
+use crate::domain::entitlement::{Entitlement, PaidBy, VpnStatus, gated_vpn_status, vpn_status};
+use crate::domain::progress::SubscriptionState;
+use crate::ports::VpnSubscription;
+use crate::store::VpnRecord;
+
+/// Everything `GET /my/vpn` shows.
+#[derive(Debug, Clone)]
+pub struct MyVpn {
+    pub status: VpnStatus,
+    pub subscription: SubscriptionState,
+    /// The subscription service's word on paid entitlements, as it was read.
+    pub paid_by: PaidBy,
+    pub record: VpnRecord,
+}
+
+/// The connection config (`GET /my/vpn/subscribe`).
+#[derive(Debug, Clone)]
+pub struct VpnConfig {
+    pub entitlement: Entitlement,
+    pub resource: Resource,
+    pub live: VpnSubscription,
+}
+
+impl App {
+    /// `GET /my/vpn`: our entitlements decide the status (an expired or deprovisioned VPN
+    /// never reads `active`, whatever the subscription service says).
+    pub async fn my_vpn(&self, user_id: &str) -> Result<std::sync::Arc<MyVpn>, AppError> {
+        valid_user_id(user_id)?;
+        let answer = self
+            .last_vpns
+            .read(user_id, self.read_my_vpn(user_id))
+            .await?;
+        if !answer.remembered {
+            return Ok(answer.value);
+        }
+        let mut last = MyVpn::clone(&answer.value);
+        // The status follows the clock even when served from memory (an expiry passes).
+        last.status = gated_vpn_status(
+            last.record.entitlement.as_ref(),
+            last.record.resource.as_ref(),
+            last.paid_by,
+            self.ports.clock.now(),
+        );
+        Ok(std::sync::Arc::new(last))
+    }
+
+    async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
+        let (record, lookup) = tokio::join!(
+            self.ports.store.vpn_of_user(user_id),
+            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
+        );
+        let record = record?;
+        let (subscription, live) = lookup?;
+        let paid_by = PaidBy::of(&subscription, live);
+        let status = gated_vpn_status(
+            record.entitlement.as_ref(),
+            record.resource.as_ref(),
+            paid_by,
+            self.ports.clock.now(),
+        );
+        Ok(MyVpn {
+            status,
+            subscription,
+            paid_by,
+            record,
+        })
+    }
+
+    /// The connection config, only while the VPN is active. Read from the VPN manager
+    /// with a read that never changes the user's terms there.
+    pub async fn vpn_config(&self, user_id: &str) -> Result<VpnConfig, AppError> {
+        valid_user_id(user_id)?;
+        let (record, lookup) = tokio::join!(
+            self.ports.store.vpn_of_user(user_id),
+            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
+        );
+        let record = record?;
+        let (subscription, live) = lookup?;
+        let now = self.ports.clock.now();
+        let paid_by = PaidBy::of(&subscription, live);
+        let status = gated_vpn_status(
+            record.entitlement.as_ref(),
+            record.resource.as_ref(),
+            paid_by,
+            now,
+        );
+        let (Some(entitlement), Some(resource)) = (record.entitlement, record.resource) else {
+            return Err(AppError::not_found("no_vpn", "no VPN subscription"));
+        };
+        if status == VpnStatus::NoSubscription {
+            return Err(AppError::not_found(
+                "no_subscription",
+                "no active VPN subscription",
+            ));
+        }
+        if status != VpnStatus::Active {
+            return Err(AppError::forbidden(
+                "vpn_not_active",
+                format!("the VPN is {status}"),
+            ));
+        }
+        let Some(uuid) = resource.vpn.vpn_user_id.clone() else {
+            return Err(AppError::conflict(
+                "vpn_provisioning",
+                "the VPN account is still being created; try again shortly",
+            ));
+        };
+        let live =
+            self.ports.vpn.sync(&uuid).await.map_err(|e| {
+                AppError::Unavailable(format!("the VPN manager is unreachable: {e}"))
+            })?;
+        Ok(VpnConfig {
+            entitlement,
+            resource,
+            live,
+        })
+    }
+
+    /// The user's VPN as we record it (no upstream call).
+    pub async fn vpn_record(&self, user_id: &str) -> Result<(VpnStatus, VpnRecord), AppError> {
+        valid_user_id(user_id)?;
+        let record = self.ports.store.vpn_of_user(user_id).await?;
+        if record.entitlement.is_none() {
+            return Err(AppError::not_found("no_vpn", "no VPN subscription"));
+        }
+        let now = self.ports.clock.now();
+        let status = vpn_status(record.entitlement.as_ref(), record.resource.as_ref(), now);
+        Ok((status, record))
+    }
+}
