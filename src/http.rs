@@ -64,6 +64,8 @@ struct Conn {
 struct Registry {
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Conn>>,
+    /// Signalled when the last connection goes (for shutdown).
+    emptied: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -94,7 +96,24 @@ impl Registry {
     }
 
     fn remove(&self, id: u64) {
-        self.conns.lock().unwrap().remove(&id);
+        let mut conns = self.conns.lock().unwrap();
+        conns.remove(&id);
+        if conns.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Waits until no connection is open.
+    async fn all_closed(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.len() == 0 {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     fn len(&self) -> usize {
@@ -194,10 +213,7 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while registry.len() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, registry.all_closed()).await;
     Ok(())
 }
 
