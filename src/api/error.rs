@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::AppError;
-use crate::store::StoreError;
+use crate::ports::store::StoreError;
 
 /// Which body a refusal uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

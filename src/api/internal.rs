@@ -17,7 +17,7 @@ use super::extract::{ApiJson, Internal, PathId, RawBody};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
 use crate::app::{Deprovision, Provision, VpnOutcome};
 use crate::domain::Status;
-use crate::store::IdempotencyBegin;
+use crate::ports::store::IdempotencyBegin;
 
 /// `POST /api/internal/provision`, honouring `Idempotency-Key`.
 pub async fn provision(

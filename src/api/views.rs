@@ -11,7 +11,7 @@ use crate::domain::progress::{
 };
 use crate::domain::units::{gib, percent, rfc3339, rfc3339_opt};
 use crate::domain::{Connection, Resource, Status};
-use crate::store::Region;
+use crate::ports::store::Region;
 
 /// A number that is written as an integer when it is whole.
 #[derive(Debug, Clone, Copy, PartialEq)]

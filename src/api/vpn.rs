@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody, User};
 use super::internal::idempotent;
 use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, VpnSubscribeView};
 use crate::app::{Gift, VpnChange};
-use crate::store::EntitlementFilter;
+use crate::ports::store::EntitlementFilter;
 
 pub async fn my_vpn(
     State(st): State<Arc<ApiState>>,

@@ -9,7 +9,7 @@ use crate::domain::entitlement::{Entitlement, VpnStatus};
 use crate::domain::progress::SubscriptionState;
 use crate::domain::units::{rfc3339, rfc3339_opt};
 use crate::domain::{Resource, Status};
-use crate::store::VpnRecord;
+use crate::ports::store::VpnRecord;
 
 fn vpn_message(status: VpnStatus, account: bool) -> &'static str {
     match (status, account) {

@@ -2,7 +2,7 @@
 //! `code` to the error body; nothing here knows HTTP.
 
 use crate::domain::input::InputError;
-use crate::store::StoreError;
+use crate::ports::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -12,7 +12,7 @@ use crate::domain::input;
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
 use crate::domain::resource::order_key;
 use crate::domain::{DeleteReason, Event, PlanTier, Resource, ResourceKind, Status};
-use crate::store::{Inserted, NewResource, Region};
+use crate::ports::store::{Inserted, NewResource, Region};
 
 /// The app name and service type of hosting subscriptions.
 pub const HOSTING: (&str, &str) = ("obox", "hosting");

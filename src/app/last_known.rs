@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::AppError;
-use crate::store::StoreError;
+use crate::ports::store::StoreError;
 
 /// Users remembered at most; past this, expired entries are dropped, and if that is not
 /// enough, new ones are not remembered until some expire. A "my node" answer costs about

@@ -8,7 +8,7 @@ use super::hosting::parse_id;
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{Connection, Resource, credential};
-use crate::store::NodeStats;
+use crate::ports::store::NodeStats;
 
 /// A node agent's ready report.
 #[derive(Debug, Clone, Default, Deserialize)]

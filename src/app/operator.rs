@@ -8,7 +8,7 @@ use super::hosting::{parse_id, valid_id};
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{Event, EventKind, Resource};
-use crate::store::{NewEvent, StuckCallback};
+use crate::ports::store::{NewEvent, StuckCallback};
 
 /// Retries at or past this count put a resource (or a callback) in the queue.
 pub const STUCK_ATTEMPTS: i32 = 5;

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::{Region, Store, StoreResult};
+use crate::ports::store::{Region, Store, StoreResult};
 
 const TTL: Duration = Duration::from_secs(60);
 

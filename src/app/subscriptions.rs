@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::domain::progress::{SubscriptionSnapshot, SubscriptionState};
+use crate::ports::store::{Store, StoreResult};
 use crate::ports::{Clock, Ports, Subscriptions};
-use crate::store::{Store, StoreResult};
 
 /// Entries kept in memory at most; past this, stale ones are dropped.
 const MAX_ENTRIES: usize = 100_000;

@@ -12,7 +12,7 @@ use crate::domain::entitlement::{Entitlement, OrderTerms};
 use crate::domain::expiry::OrderKind;
 use crate::domain::input;
 use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
-use crate::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome};
+use crate::ports::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome};
 
 /// The app name and service type of VPN subscriptions.
 pub const VPN: (&str, &str) = ("otun", "vpn");

@@ -8,7 +8,7 @@ use crate::domain::Resource;
 use crate::domain::entitlement::{Entitlement, PaidBy, VpnStatus, gated_vpn_status, vpn_status};
 use crate::domain::progress::SubscriptionState;
 use crate::ports::VpnSubscription;
-use crate::store::VpnRecord;
+use crate::ports::store::VpnRecord;
 
 /// Everything `GET /my/vpn` shows.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! read models the apps see (`hosting_status`, `creation_progress`). Everything here is a pure
 //! function of its inputs and is unit-tested exhaustively.
 
+pub mod callback;
 pub mod credential;
 pub mod entitlement;
 pub mod expiry;
@@ -11,6 +12,7 @@ pub mod progress;
 pub mod resource;
 pub mod state;
 pub mod units;
+pub mod vpn_order;
 
 pub use plan::PlanTier;
 pub use resource::{

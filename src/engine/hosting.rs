@@ -16,8 +16,8 @@ use crate::domain::{
     CallbackStatus, Connection, DeleteReason, Desired, EventKind, PlanTier, Resource, ResourceKind,
     Status, credential,
 };
+use crate::ports::store::{Attempts, Change, Claim, Guard, NewEvent, StoreResult};
 use crate::ports::{CreateNode, FulfillmentCallback, HostingNode, UpstreamError};
-use crate::store::{Attempts, Change, Claim, Guard, NewEvent, StoreResult};
 
 /// Who the engine is in the event log.
 pub(super) const ACTOR: &str = "engine";

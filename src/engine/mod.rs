@@ -166,10 +166,10 @@ impl Engine {
         &self,
         job: &Job,
         pass: impl std::future::Future<Output = (T, String)>,
-    ) -> crate::store::StoreResult<Option<(T, String)>> {
+    ) -> crate::ports::store::StoreResult<Option<(T, String)>> {
         use crate::domain::units::after;
         let now = self.ports.clock.now();
-        let claim = crate::store::Claim {
+        let claim = crate::ports::store::Claim {
             owner: &self.config.owner,
             now,
             lease: job.lease,

@@ -3,7 +3,7 @@
 //! so a subscription's callbacks arrive in the order their status changes committed.
 
 use super::Engine;
-use crate::store::{Claim, OutboxMessage, StoreResult};
+use crate::ports::store::{Claim, OutboxMessage, StoreResult};
 
 impl Engine {
     pub(super) async fn claim_outbox(&self, limit: i64) -> StoreResult<Vec<OutboxMessage>> {

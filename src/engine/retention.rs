@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Engine, Job};
-use crate::store::StoreResult;
+use crate::ports::store::StoreResult;
 
 /// The job row of the retention pass.
 pub const RETENTION_JOB: &str = "retention";

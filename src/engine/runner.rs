@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use super::Engine;
 use crate::domain::Resource;
-use crate::store::{OutboxMessage, StoreResult, Wakeups};
+use crate::ports::store::{OutboxMessage, StoreResult, Wakeups};
 
 /// Tells the loops to stop.
 pub struct Shutdown {

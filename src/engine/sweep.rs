@@ -21,7 +21,7 @@ use super::hosting::{HOSTING_APP, to_chrono};
 use super::{Engine, Job};
 
 use crate::domain::{EventKind, Status};
-use crate::store::{NewEvent, StoreResult};
+use crate::ports::store::{NewEvent, StoreResult};
 
 /// The job row of the sweep.
 pub const SWEEP_JOB: &str = "orphan_sweep";

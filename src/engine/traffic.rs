@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use super::{Engine, Job};
-use crate::store::StoreResult;
+use crate::ports::store::StoreResult;
 
 /// The job row of the traffic sync.
 pub const TRAFFIC_JOB: &str = "vpn_traffic_sync";

@@ -11,8 +11,8 @@ use super::hosting::ACTOR;
 use crate::domain::{
     CallbackStatus, Desired, EventKind, Resource, Status, credential, plan::PlanTier,
 };
+use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
 use crate::ports::{CreateVpnUser, FulfillmentCallback, UpstreamError, VpnUserUpdate};
-use crate::store::{Attempts, Change, NewEvent, StoreResult};
 
 /// The app name of VPN users in callbacks.
 pub const VPN_APP: &str = "otun";
@@ -216,7 +216,7 @@ impl Engine {
         wait: std::time::Duration,
     ) -> StoreResult<Option<Resource>> {
         let until = tokio::time::Instant::now() + wait;
-        let claim = crate::store::Claim {
+        let claim = crate::ports::store::Claim {
             owner: &self.config.owner,
             now: self.now(),
             lease: self.config.lease,

@@ -17,8 +17,8 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::oneshot;
 
 use super::row::{ResourceRow, resource_columns};
-use super::{StoreError, StoreResult};
 use crate::domain::ResourceKind;
+use crate::ports::store::{BoxError, StoreError, StoreResult};
 
 /// Batches in flight at once (and connections held for them). Measured on 2 cores with 32
 /// concurrent readers (`bench/run --which read`): one batch at a time gives the biggest
@@ -142,13 +142,20 @@ impl NodeLookups {
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
+                    // Every caller gets the same error, its cause shared.
                     let unavailable = matches!(e, StoreError::Unavailable(_));
+                    let cause: Arc<BoxError> = Arc::new(match e {
+                        StoreError::Unavailable(e)
+                        | StoreError::Corrupt(e)
+                        | StoreError::Other(e) => e,
+                        StoreError::Conflict(msg) => msg.into(),
+                    });
                     for (_, reply) in batch {
+                        let shared: BoxError = Box::new(Shared(cause.clone()));
                         let err = if unavailable {
-                            StoreError::Unavailable(msg.clone())
+                            StoreError::Unavailable(shared)
                         } else {
-                            StoreError::Other(msg.clone())
+                            StoreError::Other(shared)
                         };
                         let _ = reply.send(Err(err));
                     }
@@ -162,7 +169,7 @@ impl NodeLookups {
             .connections
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(e.into()))?;
         let result = sqlx::query_as(concat!(
             "select ",
             resource_columns!(),
@@ -183,5 +190,21 @@ impl NodeLookups {
             drop(deadpool::managed::Object::take(conn));
         }
         result
+    }
+}
+
+/// One error, handed to every caller of a batch (it reads as the error it wraps).
+#[derive(Debug)]
+struct Shared(Arc<BoxError>);
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }

@@ -4,11 +4,12 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{OutboxMessage, StoreError};
+use super::error::corrupt;
 use crate::domain::entitlement::{Entitlement, EntitlementStatus};
 use crate::domain::{
     Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status, VpnSpec,
 };
+use crate::ports::store::{OutboxMessage, StoreError};
 
 /// Every column of `resources` the core reads, as a literal so queries can `concat!` it.
 macro_rules! resource_columns {
@@ -65,10 +66,6 @@ pub struct ResourceRow {
     applied_version: i64,
     traffic_synced_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }
 
 impl TryFrom<ResourceRow> for Resource {
@@ -155,11 +152,11 @@ impl TryFrom<EventRow> for Event {
 
 #[derive(sqlx::FromRow)]
 pub struct OutboxRow {
-    id: i64,
-    subscription_id: String,
-    payload: String,
-    attempts: i32,
-    created_at: DateTime<Utc>,
+    pub id: i64,
+    pub subscription_id: String,
+    pub payload: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
 }
 
 impl TryFrom<OutboxRow> for OutboxMessage {
@@ -257,4 +254,23 @@ impl TryFrom<EntitlementRow> for Entitlement {
 
 pub fn entitlements(rows: Vec<EntitlementRow>) -> Result<Vec<Entitlement>, StoreError> {
     rows.into_iter().map(Entitlement::try_from).collect()
+}
+
+/// The query prefix for "live resources of a kind" (`$2`), to be completed with a filter
+/// on `$1`.
+macro_rules! live_sql {
+    () => {
+        concat!(
+            "select ",
+            resource_columns!(),
+            " from resources where resource_type = $2 and desired_state = 'active' \
+             and status <> 'deleted' and "
+        )
+    };
+}
+pub(crate) use live_sql;
+
+/// A resource id as stored.
+pub fn uuid(id: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(id).map_err(corrupt)
 }

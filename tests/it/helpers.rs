@@ -10,9 +10,10 @@ use std::time::Duration;
 use fulfillment::api::extract::mint_user_token;
 use fulfillment::config::Config;
 use fulfillment::domain::progress::SubscriptionSnapshot;
+use fulfillment::ports::Store;
 use fulfillment::server::{self, Running};
 use fulfillment::sim::{Knobs, NodeTiming, Sim, SimAuth};
-use fulfillment::store::{PgStore, SqliteStore, Store};
+use fulfillment::store::{SqlStore, postgres};
 use serde_json::Value;
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123";
@@ -117,7 +118,7 @@ async fn pg_template(admin: &str) -> &'static str {
             let pool = sqlx::PgPool::connect(&format!("{base}/{building}"))
                 .await
                 .unwrap();
-            PgStore::migrate(&pool).await.unwrap();
+            postgres::migrate(&pool).await.unwrap();
             pool.close().await;
             // Our own connection may take a moment to go away on the server.
             for _ in 0..100 {
@@ -185,9 +186,9 @@ impl TestDb {
 
     pub async fn store(&self) -> Arc<dyn Store> {
         if self.url.starts_with("postgres") {
-            Arc::new(PgStore::connect(&self.url, 4).await.unwrap())
+            Arc::new(SqlStore::connect(&self.url, 4).await.unwrap())
         } else {
-            Arc::new(SqliteStore::connect(&self.url).await.unwrap())
+            Arc::new(SqlStore::connect(&self.url, 1).await.unwrap())
         }
     }
 

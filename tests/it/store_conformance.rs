@@ -8,7 +8,7 @@ use fulfillment::domain::expiry::OrderKind;
 use fulfillment::domain::progress::SubscriptionSnapshot;
 use fulfillment::domain::{DeleteReason, Desired, EventKind, ResourceKind, Status};
 use fulfillment::ports::FulfillmentCallback;
-use fulfillment::store::{
+use fulfillment::ports::store::{
     Attempts, Change, Claim, EntitlementFilter, Guard, IdempotencyBegin, Inserted, NewEvent,
     NewResource, Store, VpnOrder, VpnOrderOutcome,
 };

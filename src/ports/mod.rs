@@ -1,0 +1,34 @@
+//! The seams between the core and the world: storage (split by aggregate), the three
+//! upstream services and the clock. The engine and the application services depend on
+//! these traits only; adapters (`store`, `upstream`, `sim`) implement them. This layer
+//! imports nothing of the crate but `domain`.
+
+mod clock;
+mod hosting;
+pub mod store;
+mod subscriptions;
+mod upstream;
+mod vpn_manager;
+
+use std::sync::Arc;
+
+pub use crate::domain::callback::FulfillmentCallback;
+pub use crate::domain::progress::SubscriptionSnapshot;
+pub use clock::{Clock, SystemClock};
+pub use hosting::{CreateNode, Hosting, HostingNode};
+pub use store::{Store, StoreError, StoreResult};
+pub use subscriptions::Subscriptions;
+pub use upstream::{UpstreamError, UpstreamResult};
+pub use vpn_manager::{
+    CreateVpnUser, ProtocolLink, VpnManager, VpnSubscription, VpnUser, VpnUserUpdate,
+};
+
+/// Everything the core talks to, bundled so wiring passes one value around.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub hosting: Arc<dyn Hosting>,
+    pub subscriptions: Arc<dyn Subscriptions>,
+    pub vpn: Arc<dyn VpnManager>,
+    pub clock: Arc<dyn Clock>,
+}

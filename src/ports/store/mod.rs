@@ -1,0 +1,65 @@
+//! The storage port, one trait per aggregate, and `Store`, the umbrella every adapter
+//! implements so the core can hold one `Arc<dyn Store>`. Every method is one short
+//! transaction; none holds a transaction across a call to another service. A caller
+//! imports the aggregate traits it uses, which is also a map of who touches what.
+
+mod error;
+mod idempotency;
+mod jobs;
+mod outbox;
+mod resources;
+mod snapshots;
+mod vpn;
+mod work;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+pub use error::{BoxError, StoreError, StoreResult};
+pub use idempotency::{Idempotency, IdempotencyBegin};
+pub use jobs::Jobs;
+pub use outbox::{Outbox, OutboxMessage, StuckCallback};
+pub use resources::{Inserted, NewEvent, NewResource, NodeStats, Resources};
+pub use snapshots::{Region, Snapshots, StoredSnapshot};
+pub use vpn::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers};
+pub use work::{Attempts, Change, Guard, Work};
+
+/// The whole store: every aggregate, plus what concerns the database itself.
+#[async_trait]
+pub trait Store:
+    Resources + Work + VpnUsers + Outbox + Jobs + Idempotency + Snapshots + Send + Sync
+{
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// The signals the engine waits on.
+    fn wakeups(&self) -> Arc<Wakeups>;
+}
+
+/// Wake-ups for the engine's loops. PostgreSQL fans them out across replicas with
+/// LISTEN/NOTIFY; SQLite signals in process.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    pub resources: Notify,
+    pub outbox: Notify,
+}
+
+/// Lease settings for a claim (of resources, callbacks or a job).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub now: DateTime<Utc>,
+    pub lease: Duration,
+    pub limit: i64,
+}
+
+impl Claim<'_> {
+    pub fn lease_until(&self) -> DateTime<Utc> {
+        crate::domain::units::after(self.now, self.lease)
+    }
+}

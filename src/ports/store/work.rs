@@ -1,0 +1,131 @@
+//! The engine's hold on resources: claiming due rows under a lease, and writing a step's
+//! outcome as one compare-and-set change (with its events and callbacks).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Claim, NewEvent, StoreResult};
+use crate::domain::callback::FulfillmentCallback;
+use crate::domain::{Connection, Desired, Resource, Status};
+
+/// Who may write: the worker holding the lease, or anyone (callbacks, operators) when the
+/// compare-and-set on status alone is enough.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    Lease(String),
+    Unleased,
+}
+
+/// How a change moves the failure counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attempts {
+    #[default]
+    Keep,
+    Reset,
+    Increment,
+}
+
+/// One compare-and-set write to a resource, applied in one transaction together with its
+/// events and its outbox callbacks. Fields left `None` keep their stored value.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: Uuid,
+    pub guard: Guard,
+    /// The status the row must have for the change to apply.
+    pub expect: Status,
+    /// The desired state the row must have, when it matters (a ready callback must not
+    /// touch a resource someone asked to delete).
+    pub expect_desired: Option<Desired>,
+    pub status: Option<Status>,
+    pub node_id: Option<String>,
+    /// Raise the creation step to at least this.
+    pub phase: Option<i32>,
+    pub connection: Option<Connection>,
+    pub error_message: Option<String>,
+    pub last_error: Option<String>,
+    pub callback_token_hash: Option<String>,
+    pub upstream_released: Option<bool>,
+    pub traffic_limit: Option<i64>,
+    pub ready_at: Option<DateTime<Utc>>,
+    /// `Some(x)` sets the deadline to `x` (`Some(None)` clears it).
+    pub deadline_at: Option<Option<DateTime<Utc>>>,
+    pub attempts: Attempts,
+    /// `Some(x)` reschedules the row (`Some(None)`: nothing left to do). If the desired
+    /// state changed since `seen_generation`, the row is due at once instead.
+    pub next_attempt_at: Option<Option<DateTime<Utc>>>,
+    pub seen_generation: i64,
+    /// Likewise for the VPN terms: if they changed since, the row is due at once.
+    pub seen_spec_version: i64,
+    /// Give the lease back with this change.
+    pub release_lease: bool,
+    /// Appended to the history, in order, with the change.
+    pub events: Vec<NewEvent>,
+    /// Callbacks to queue in the outbox with the change, in order.
+    pub callbacks: Vec<FulfillmentCallback>,
+    /// The VPN manager's uuid for a VPN user.
+    pub vpn_user_id: Option<String>,
+    /// The VPN manager now holds this `spec_version` of the terms.
+    pub applied_version: Option<i64>,
+    /// Marks the resource's entitlements up to this `spec_version` as reported (their
+    /// callbacks are in `callbacks`).
+    pub report_through: Option<i64>,
+    pub now: DateTime<Utc>,
+}
+
+impl Change {
+    /// A change that expects `resource` to still be in the state it was read in.
+    pub fn on(resource: &Resource, guard: Guard, now: DateTime<Utc>) -> Self {
+        Change {
+            id: resource.id,
+            guard,
+            expect: resource.status,
+            expect_desired: None,
+            status: None,
+            node_id: None,
+            phase: None,
+            connection: None,
+            error_message: None,
+            last_error: None,
+            callback_token_hash: None,
+            upstream_released: None,
+            traffic_limit: None,
+            ready_at: None,
+            deadline_at: None,
+            attempts: Attempts::Keep,
+            next_attempt_at: None,
+            seen_generation: resource.generation,
+            seen_spec_version: resource.vpn.spec_version,
+            release_lease: false,
+            events: Vec::new(),
+            callbacks: Vec::new(),
+            vpn_user_id: None,
+            applied_version: None,
+            report_through: None,
+            now,
+        }
+    }
+
+    /// Whether the change makes the row due now (its worker should be woken).
+    pub fn due_now(&self) -> bool {
+        matches!(self.next_attempt_at, Some(Some(at)) if at <= self.now)
+    }
+}
+
+#[async_trait]
+pub trait Work: Send + Sync {
+    /// Leases up to `limit` resources whose next attempt is due.
+    async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>>;
+    /// Leases one resource, due or not (a request driving its own order).
+    async fn claim_resource(&self, id: Uuid, claim: Claim<'_>) -> StoreResult<Option<Resource>>;
+    /// Applies a compare-and-set change; `false` when the guard did not match. A status
+    /// write the state machine does not allow is refused.
+    async fn apply(&self, change: &Change) -> StoreResult<bool>;
+    /// Extends a lease its owner still holds (a step that runs long); `false` when it does
+    /// not hold it any more.
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> StoreResult<bool>;
+    /// Gives a lease back and makes the row due now (after a lost compare-and-set).
+    async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// When the earliest scheduled resource is due.
+    async fn next_resource_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+}

@@ -1,0 +1,350 @@
+//! One SQL text, two databases. PostgreSQL and SQLite agree on almost everything this
+//! service needs (`returning`, `on conflict`, partial indexes, `$n` parameters), so every
+//! query is written once, as ordinary code, and runs on whichever database the store
+//! opened. The dispatch is here and nowhere else: a statement is made from a pool or a
+//! transaction of one backend and carries that backend's arguments, so a PostgreSQL
+//! statement can never meet an SQLite connection.
+//!
+//! The two places the dialects differ are spelled as markers a statement may contain:
+//! `{skip_locked}` (a claim skips rows another worker holds: `for update skip locked` on
+//! PostgreSQL, nothing on SQLite, whose single writer serialises claims) and
+//! `{for_update}` (row locks taken in a transaction; SQLite's writer lock covers it).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{
+    Arguments, AssertSqlSafe, Encode, FromRow, PgConnection, PgPool, Postgres, SqlSafeStr, SqlStr,
+    Sqlite, SqliteConnection, SqlitePool, Type,
+};
+
+use crate::ports::store::{BoxError, StoreError, StoreResult, Wakeups};
+
+/// A value either backend can bind.
+pub trait Value<'q>:
+    Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite>
+{
+}
+
+impl<'q, T> Value<'q> for T where
+    T: Encode<'q, Postgres> + Type<Postgres> + Encode<'q, Sqlite> + Type<Sqlite>
+{
+}
+
+/// A row type either backend can decode.
+pub trait Rows: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+
+impl<T> Rows for T where
+    T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+/// Which engine loop a wake-up is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Resources,
+    Outbox,
+}
+
+impl Topic {
+    /// The PostgreSQL channel that carries it across replicas.
+    pub const fn channel(self) -> &'static str {
+        match self {
+            Topic::Resources => "fulfillment_resources",
+            Topic::Outbox => "fulfillment_outbox",
+        }
+    }
+}
+
+/// A connection pool of either backend, with the in-process wake-up signals.
+pub struct Db {
+    pool: Pool,
+    wakeups: Arc<Wakeups>,
+}
+
+pub enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Db {
+    pub fn new(pool: Pool) -> Self {
+        Db {
+            pool,
+            wakeups: Arc::new(Wakeups::default()),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn wakeups(&self) -> &Arc<Wakeups> {
+        &self.wakeups
+    }
+
+    /// A statement run on the pool, outside any transaction.
+    pub fn sql(&self, text: &'static str) -> Sql<'_> {
+        let bound = match &self.pool {
+            Pool::Postgres(p) => Bound::Postgres(PgArguments::default(), PgTarget::Pool(p)),
+            Pool::Sqlite(p) => Bound::Sqlite(SqliteArguments::default(), LiteTarget::Pool(p)),
+        };
+        Sql::new(text, bound)
+    }
+
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        let inner = match &self.pool {
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+        };
+        Ok(Tx {
+            inner,
+            wakeups: self.wakeups.clone(),
+            wake: Vec::new(),
+        })
+    }
+
+    /// Wakes this process's waiting workers now.
+    pub fn wake_here(&self, topic: Topic) {
+        wake(&self.wakeups, topic);
+    }
+}
+
+fn wake(wakeups: &Wakeups, topic: Topic) {
+    match topic {
+        Topic::Resources => wakeups.resources.notify_waiters(),
+        Topic::Outbox => wakeups.outbox.notify_waiters(),
+    }
+}
+
+/// A transaction of either backend. Dropped without `commit`, it rolls back.
+pub struct Tx {
+    inner: TxInner,
+    wakeups: Arc<Wakeups>,
+    wake: Vec<Topic>,
+}
+
+enum TxInner {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    /// A statement run inside the transaction.
+    pub fn sql(&mut self, text: &'static str) -> Sql<'_> {
+        let bound = match &mut self.inner {
+            TxInner::Postgres(tx) => Bound::Postgres(PgArguments::default(), PgTarget::Conn(tx)),
+            TxInner::Sqlite(tx) => Bound::Sqlite(SqliteArguments::default(), LiteTarget::Conn(tx)),
+        };
+        Sql::new(text, bound)
+    }
+
+    /// Wakes the workers waiting on `topic` once the transaction commits: every replica's
+    /// (PostgreSQL's NOTIFY is delivered at commit), or this process's (SQLite).
+    pub fn wake(&mut self, topic: Topic) {
+        if !self.wake.contains(&topic) {
+            self.wake.push(topic);
+        }
+    }
+
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let topics = std::mem::take(&mut self.wake);
+        match self.inner {
+            TxInner::Postgres(mut tx) => {
+                for topic in &topics {
+                    sqlx::query("select pg_notify($1, '')")
+                        .bind(topic.channel())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            TxInner::Sqlite(tx) => {
+                tx.commit().await?;
+                for topic in topics {
+                    wake(&self.wakeups, topic);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> StoreResult<()> {
+        match self.inner {
+            TxInner::Postgres(tx) => tx.rollback().await.map_err(StoreError::from),
+            TxInner::Sqlite(tx) => tx.rollback().await.map_err(StoreError::from),
+        }
+    }
+}
+
+enum PgTarget<'c> {
+    Pool(&'c PgPool),
+    Conn(&'c mut PgConnection),
+}
+
+enum LiteTarget<'c> {
+    Pool(&'c SqlitePool),
+    Conn(&'c mut SqliteConnection),
+}
+
+/// The arguments of one backend, with where the statement runs on that backend.
+enum Bound<'c> {
+    Postgres(PgArguments, PgTarget<'c>),
+    Sqlite(SqliteArguments, LiteTarget<'c>),
+}
+
+/// One statement: its text, its arguments in order, and where it runs. Text can also be
+/// built piece by piece, each value pushed where its placeholder goes (`push_bind`).
+pub struct Sql<'c> {
+    text: String,
+    fixed: Option<&'static str>,
+    bound: Bound<'c>,
+    /// The first value that failed to encode, reported when the statement runs.
+    error: Option<BoxError>,
+}
+
+/// Runs `$run` with the query built for whichever backend and target the statement has,
+/// then maps each backend's answer with `$map`.
+macro_rules! dispatch {
+    ($sql:expr, |$q:ident, $e:ident| $run:expr, |$out:ident| $map:expr) => {{
+        let mut sql = $sql;
+        if let Some(e) = sql.error {
+            return Err(StoreError::Other(e));
+        }
+        let text = sql.sql_text();
+        match sql.bound {
+            Bound::Postgres(args, target) => {
+                let $q = sqlx::query_with::<Postgres, _>(text, args);
+                let $out = match target {
+                    PgTarget::Pool($e) => $run,
+                    PgTarget::Conn($e) => {
+                        let $e = &mut *$e;
+                        $run
+                    }
+                }?;
+                $map
+            }
+            Bound::Sqlite(args, target) => {
+                let $q = sqlx::query_with::<Sqlite, _>(text, args);
+                let $out = match target {
+                    LiteTarget::Pool($e) => $run,
+                    LiteTarget::Conn($e) => {
+                        let $e = &mut *$e;
+                        $run
+                    }
+                }?;
+                $map
+            }
+        }
+    }};
+}
+
+impl<'c> Sql<'c> {
+    fn new(text: &'static str, bound: Bound<'c>) -> Self {
+        Sql {
+            text: String::new(),
+            fixed: Some(text),
+            bound,
+            error: None,
+        }
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.bound, Bound::Postgres(..))
+    }
+
+    /// Adds the next value, for the next `$n`.
+    pub fn bind<'q, T: Value<'q>>(mut self, value: T) -> Self {
+        self.add(value);
+        self
+    }
+
+    fn add<'q, T: Value<'q>>(&mut self, value: T) {
+        let added = match &mut self.bound {
+            Bound::Postgres(args, _) => args.add(value),
+            Bound::Sqlite(args, _) => args.add(value),
+        };
+        if let (Err(e), None) = (added, &self.error) {
+            self.error = Some(e);
+        }
+    }
+
+    fn count(&self) -> usize {
+        match &self.bound {
+            Bound::Postgres(args, _) => args.len(),
+            Bound::Sqlite(args, _) => args.len(),
+        }
+    }
+
+    /// Appends text to the statement.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        if let Some(fixed) = self.fixed.take() {
+            self.text.push_str(fixed);
+        }
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends the placeholder of a new value, and binds the value to it.
+    pub fn push_bind<'q, T: Value<'q>>(&mut self, value: T) -> &mut Self {
+        self.add(value);
+        let n = self.count();
+        self.push("");
+        let _ = write!(self.text, "${n}");
+        self
+    }
+
+    /// The text as the backend runs it, with the dialect markers filled in.
+    fn sql_text(&mut self) -> SqlStr {
+        let pg = self.is_postgres();
+        let text = match self.fixed {
+            Some(fixed) if !fixed.contains('{') => return fixed.into_sql_str(),
+            Some(fixed) => fixed,
+            None => self.text.as_str(),
+        };
+        let text = text
+            .replace(
+                "{skip_locked}",
+                if pg { " for update skip locked" } else { "" },
+            )
+            .replace("{for_update}", if pg { " for update" } else { "" });
+        AssertSqlSafe(text).into_sql_str()
+    }
+
+    /// Runs the statement; how many rows it changed.
+    pub async fn execute(self) -> StoreResult<u64> {
+        dispatch!(self, |q, e| q.execute(e).await, |done| Ok(
+            done.rows_affected()
+        ))
+    }
+
+    pub async fn fetch_optional<T: Rows>(self) -> StoreResult<Option<T>> {
+        dispatch!(self, |q, e| q.fetch_optional(e).await, |row| row
+            .map(|r| T::from_row(&r))
+            .transpose()
+            .map_err(StoreError::from))
+    }
+
+    pub async fn fetch_one<T: Rows>(self) -> StoreResult<T> {
+        dispatch!(self, |q, e| q.fetch_one(e).await, |row| T::from_row(&row)
+            .map_err(StoreError::from))
+    }
+
+    pub async fn fetch_all<T: Rows>(self) -> StoreResult<Vec<T>> {
+        dispatch!(self, |q, e| q.fetch_all(e).await, |rows| rows
+            .iter()
+            .map(T::from_row)
+            .collect::<Result<Vec<T>, _>>()
+            .map_err(StoreError::from))
+    }
+
+    /// The first column of the one row the statement returns.
+    pub async fn scalar<T>(self) -> StoreResult<T>
+    where
+        (T,): Rows,
+    {
+        Ok(self.fetch_one::<(T,)>().await?.0)
+    }
+}

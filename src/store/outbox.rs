@@ -1,0 +1,146 @@
+//! The outbox: callbacks queued with their change, delivered in order per subscription.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::SqlStore;
+use super::row::OutboxRow;
+use crate::ports::store::{Claim, Outbox, OutboxMessage, StoreResult, StuckCallback};
+
+#[async_trait]
+impl Outbox for SqlStore {
+    async fn claim_outbox(&self, claim: Claim<'_>) -> StoreResult<Vec<OutboxMessage>> {
+        let rows: Vec<OutboxRow> = self
+            .db
+            .sql(
+                "update outbox set lease_owner = $1, lease_until = $2 where id in (\
+                 select o.id from outbox o where o.delivered_at is null \
+                 and o.next_attempt_at <= $3 \
+                 and (o.lease_until is null or o.lease_until < $3) \
+                 and not exists (select 1 from outbox p \
+                 where p.subscription_id = o.subscription_id \
+                 and p.delivered_at is null and p.id < o.id) \
+                 order by o.id limit $4{skip_locked}) \
+                 returning id, subscription_id, payload, attempts, created_at",
+            )
+            .bind(claim.owner)
+            .bind(claim.lease_until())
+            .bind(claim.now)
+            .bind(claim.limit)
+            .fetch_all()
+            .await?;
+        rows.into_iter().map(OutboxMessage::try_from).collect()
+    }
+
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.db
+            .sql(
+                "update outbox set delivered_at = $3, lease_owner = null, lease_until = null \
+                 where id = $1 and lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()> {
+        self.db
+            .sql(
+                "update outbox set attempts = attempts + 1, next_attempt_at = $3, \
+                 last_error = $4, lease_owner = null, lease_until = null \
+                 where id = $1 and lease_owner = $2",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(next_attempt_at)
+            .bind(error)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    async fn next_outbox_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.db
+            .sql(
+                "select min(case when lease_until is not null and lease_until > next_attempt_at \
+                 then lease_until else next_attempt_at end) \
+                 from outbox where delivered_at is null",
+            )
+            .scalar()
+            .await
+    }
+
+    async fn outbox_backlog(&self) -> StoreResult<i64> {
+        self.db
+            .sql("select count(*) from outbox where delivered_at is null")
+            .scalar()
+            .await
+    }
+
+    async fn stuck_callbacks(
+        &self,
+        min_attempts: i32,
+        limit: i64,
+    ) -> StoreResult<Vec<StuckCallback>> {
+        type Stuck = (
+            i64,
+            String,
+            String,
+            i32,
+            DateTime<Utc>,
+            Option<String>,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Stuck> = self
+            .db
+            .sql(
+                "select id, subscription_id, payload, attempts, created_at, last_error, \
+                 next_attempt_at from outbox where delivered_at is null and attempts >= $1 \
+                 order by id limit $2",
+            )
+            .bind(min_attempts)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        rows.into_iter()
+            .map(
+                |(id, subscription_id, payload, attempts, created_at, last_error, next)| {
+                    let row = OutboxRow {
+                        id,
+                        subscription_id,
+                        payload,
+                        attempts,
+                        created_at,
+                    };
+                    Ok(StuckCallback {
+                        message: row.try_into()?,
+                        last_error,
+                        next_attempt_at: next,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn purge_delivered_outbox(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        self.db
+            .sql(
+                "delete from outbox where id in (\
+                 select id from outbox where delivered_at is not null \
+                 and delivered_at < $1 limit $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute()
+            .await
+    }
+}

@@ -1,0 +1,339 @@
+//! Resources: recording, reading, history, node agents' reports, and the operator's view.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::SqlStore;
+use super::db::Topic;
+use super::events::insert_event;
+use super::row::{self, EventRow, ResourceRow, live_sql, resource_columns};
+use crate::domain::{DeleteReason, Event, EventKind, Resource, ResourceKind};
+use crate::ports::store::{
+    Inserted, NewEvent, NewResource, NodeStats, Resources, StoreError, StoreResult,
+};
+
+impl SqlStore {
+    /// The user's live hosting node: batched with concurrent lookups on PostgreSQL, a plain
+    /// query on SQLite (one writer, nothing to batch).
+    async fn current_node_row(&self, user_id: &str) -> StoreResult<Option<ResourceRow>> {
+        if let Some(lookups) = &self.lookups {
+            return lookups.get(user_id).await;
+        }
+        self.db
+            .sql(concat!(live_sql!(), "user_id = $1"))
+            .bind(user_id)
+            .bind(ResourceKind::HostingNode.as_str())
+            .fetch_optional()
+            .await
+    }
+
+    async fn live_row(
+        &self,
+        kind: ResourceKind,
+        filter: Filter<'_>,
+    ) -> StoreResult<Option<Resource>> {
+        let (sql, value) = match filter {
+            Filter::Subscription(s) => (concat!(live_sql!(), "subscription_id = $1"), s),
+            Filter::User(u) => (concat!(live_sql!(), "user_id = $1"), u),
+        };
+        let row: Option<ResourceRow> = self
+            .db
+            .sql(sql)
+            .bind(value)
+            .bind(kind.as_str())
+            .fetch_optional()
+            .await?;
+        row.map(Resource::try_from).transpose()
+    }
+}
+
+enum Filter<'a> {
+    Subscription(&'a str),
+    User(&'a str),
+}
+
+#[async_trait]
+impl Resources for SqlStore {
+    async fn insert_resource(
+        &self,
+        new: &NewResource,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Inserted> {
+        // A conflicting insert waits for the other transaction and then skips, so a lost
+        // race still finds the winner below. The loop covers the winner being deleted
+        // between our insert and our read.
+        for _ in 0..3 {
+            let mut tx = self.db.begin().await?;
+            let row: Option<ResourceRow> = tx
+                .sql(concat!(
+                    "insert into resources (id, resource_type, subscription_id, user_id, \
+                     user_email, order_key, provider, region, plan_tier, status, \
+                     desired_state, generation, phase, traffic_limit, traffic_used, \
+                     attempts, upstream_released, next_attempt_at, created_at, updated_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'active', 0, 1, \
+                     $10, 0, 0, false, $11, $11, $11) \
+                     on conflict do nothing returning ",
+                    resource_columns!()
+                ))
+                .bind(new.id.to_string())
+                .bind(new.kind.as_str())
+                .bind(&new.subscription_id)
+                .bind(&new.user_id)
+                .bind(&new.user_email)
+                .bind(&new.order_key)
+                .bind(&new.provider)
+                .bind(&new.region)
+                .bind(&new.plan_tier)
+                .bind(new.traffic_limit)
+                .bind(now)
+                .fetch_optional()
+                .await?;
+            if let Some(row) = row {
+                let event = NewEvent::new(EventKind::ProvisionRequested, &new.actor);
+                insert_event(&mut tx, new.id, &event, now).await?;
+                tx.wake(Topic::Resources);
+                tx.commit().await?;
+                return Ok(Inserted::Created(row.try_into()?));
+            }
+            tx.rollback().await?;
+            let by_subscription = Filter::Subscription(&new.subscription_id);
+            if let Some(r) = self.live_row(new.kind, by_subscription).await? {
+                return Ok(Inserted::ExistingForSubscription(r));
+            }
+            if let Some(r) = self.live_row(new.kind, Filter::User(&new.user_id)).await? {
+                return Ok(Inserted::ExistingForUser(r));
+            }
+        }
+        Err(StoreError::Conflict(
+            "the subscription's resource changed repeatedly while recording the order".into(),
+        ))
+    }
+
+    async fn request_deletion(
+        &self,
+        id: Uuid,
+        reason: DeleteReason,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Resource>> {
+        let mut tx = self.db.begin().await?;
+        let row: Option<ResourceRow> = tx
+            .sql(concat!(
+                "update resources set desired_state = 'deleted', generation = generation + 1, \
+                 delete_reason = $2, next_attempt_at = $3, updated_at = $3 \
+                 where id = $1 and desired_state = 'active' and status <> 'deleted' \
+                 returning ",
+                resource_columns!()
+            ))
+            .bind(id.to_string())
+            .bind(reason.as_str())
+            .bind(now)
+            .fetch_optional()
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return self.resource(id).await;
+        };
+        let event = NewEvent::new(EventKind::DeleteRequested, actor).with_message(reason.as_str());
+        insert_event(&mut tx, id, &event, now).await?;
+        tx.wake(Topic::Resources);
+        tx.commit().await?;
+        Ok(Some(row.try_into()?))
+    }
+
+    async fn resource(&self, id: Uuid) -> StoreResult<Option<Resource>> {
+        // Primary key: at most one row (`fetch_all`, see `current_hosting_node`).
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "select ",
+                resource_columns!(),
+                " from resources where id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_all()
+            .await?;
+        rows.into_iter().next().map(Resource::try_from).transpose()
+    }
+
+    async fn resources_for_subscription(
+        &self,
+        subscription_id: &str,
+    ) -> StoreResult<Vec<Resource>> {
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "select ",
+                resource_columns!(),
+                " from resources where subscription_id = $1 or id in \
+                 (select resource_id from entitlements where subscription_id = $1) \
+                 order by created_at, id"
+            ))
+            .bind(subscription_id)
+            .fetch_all()
+            .await?;
+        row::resources(rows)
+    }
+
+    async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>> {
+        // The query behind every `GET /my/node`: the backend runs it its own way.
+        self.current_node_row(user_id)
+            .await?
+            .map(Resource::try_from)
+            .transpose()
+    }
+
+    async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>> {
+        let id: Option<(String,)> = self
+            .db
+            .sql("select id from resources where node_id = $1 limit 1")
+            .bind(node_id)
+            .fetch_optional()
+            .await?;
+        id.map(|(id,)| row::uuid(&id)).transpose()
+    }
+
+    async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>> {
+        let rows: Vec<EventRow> = self
+            .db
+            .sql(
+                "select kind, actor, message, at from resource_events \
+                 where resource_id = $1 order by id",
+            )
+            .bind(id.to_string())
+            .fetch_all()
+            .await?;
+        rows.into_iter().map(Event::try_from).collect()
+    }
+
+    async fn append_event(
+        &self,
+        id: Uuid,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        insert_event(&mut tx, id, event, now).await?;
+        tx.commit().await
+    }
+
+    async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>> {
+        let digest: Option<(Option<String>,)> = self
+            .db
+            .sql("select callback_token_hash from resources where id = $1")
+            .bind(id.to_string())
+            .fetch_optional()
+            .await?;
+        Ok(digest.and_then(|(d,)| d))
+    }
+
+    async fn record_node_stats(&self, id: Uuid, st: &NodeStats) -> StoreResult<bool> {
+        // Read the counters, count in the domain (saturating), write back only if nothing
+        // changed meanwhile (compare-and-set on the values read). A sample older than the
+        // last recorded one (a late delivery) changes nothing; a repeat adds nothing.
+        for _ in 0..8 {
+            type Metering = (i64, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
+            let row: Option<Metering> = self
+                .db
+                .sql(
+                    "select cast(traffic_used as bigint), cast(counter_rx as bigint), \
+                     cast(counter_tx as bigint), stats_at from resources \
+                     where id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
+                )
+                .bind(id.to_string())
+                .fetch_optional()
+                .await?;
+            let Some((used, last_rx, last_tx, stats_at)) = row else {
+                return Ok(false);
+            };
+            if stats_at.is_some_and(|at| at > st.at) {
+                return Ok(false);
+            }
+            let last = last_rx.zip(last_tx);
+            let total = crate::domain::units::node_traffic(used, last, st.rx_bytes, st.tx_bytes);
+            let done = self
+                .db
+                .sql(
+                    "update resources set traffic_used = $2, counter_rx = $3, \
+                     counter_tx = $4, load1 = $5, cpu_percent = $6, mem_percent = $7, \
+                     stats_at = $8 \
+                     where id = $1 and status <> 'deleted' \
+                     and cast(traffic_used as bigint) = $9 \
+                     and coalesce(cast(counter_rx as bigint), -1) = $10 \
+                     and coalesce(cast(counter_tx as bigint), -1) = $11 \
+                     and (stats_at is null or stats_at <= $8)",
+                )
+                .bind(id.to_string())
+                .bind(total)
+                .bind(st.rx_bytes)
+                .bind(st.tx_bytes)
+                .bind(st.load1)
+                .bind(st.cpu_percent)
+                .bind(st.mem_percent)
+                .bind(st.at)
+                .bind(used)
+                .bind(last_rx.unwrap_or(-1))
+                .bind(last_tx.unwrap_or(-1))
+                .execute()
+                .await?;
+            if done == 1 {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Conflict(
+            "the node's counters changed repeatedly while recording a report".into(),
+        ))
+    }
+
+    async fn failed_work(
+        &self,
+        now: DateTime<Utc>,
+        min_attempts: i32,
+        limit: i64,
+    ) -> StoreResult<Vec<Resource>> {
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "select ",
+                resource_columns!(),
+                " from resources where status <> 'deleted' and (\
+                 (status = 'failed' and desired_state = 'active') \
+                 or (deadline_at is not null and deadline_at < $1) \
+                 or attempts >= $2) order by updated_at, id limit $3"
+            ))
+            .bind(now)
+            .bind(min_attempts)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        row::resources(rows)
+    }
+
+    async fn retry_now(
+        &self,
+        id: Uuid,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Resource>> {
+        let mut tx = self.db.begin().await?;
+        let row: Option<ResourceRow> = tx
+            .sql(concat!(
+                "update resources set attempts = 0, next_attempt_at = $2, updated_at = $2 \
+                 where id = $1 and status <> 'deleted' returning ",
+                resource_columns!()
+            ))
+            .bind(id.to_string())
+            .bind(now)
+            .fetch_optional()
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        insert_event(&mut tx, id, event, now).await?;
+        tx.wake(Topic::Resources);
+        tx.commit().await?;
+        Ok(Some(row.try_into()?))
+    }
+}

@@ -1,0 +1,210 @@
+//! The engine's hold on resources: claims under a lease, and the compare-and-set change
+//! a step commits with its events and callbacks.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::SqlStore;
+use super::db::{Sql, Topic, Value};
+use super::events::{enqueue_callback, insert_event};
+use super::row::{self, ResourceRow, resource_columns};
+use crate::domain::Resource;
+use crate::ports::store::{Attempts, Change, Claim, Guard, StoreError, StoreResult, Work};
+
+/// `, column = $n` with `value` bound to `$n`, when there is a value: the column and its
+/// value are named together, so no value can land in another column's place.
+fn set<'q, T: Value<'q>>(q: &mut Sql<'_>, column: &str, value: Option<T>) {
+    if let Some(value) = value {
+        q.push(", ").push(column).push(" = ").push_bind(value);
+    }
+}
+
+/// `, column = $n` when `$n` is larger than what is stored (a value that only grows).
+fn raise<'q, T: Value<'q> + Copy>(q: &mut Sql<'_>, column: &str, value: Option<T>) {
+    if let Some(value) = value {
+        q.push(", ")
+            .push(column)
+            .push(" = case when ")
+            .push_bind(value);
+        q.push(" > ").push(column).push(" then ").push_bind(value);
+        q.push(" else ").push(column).push(" end");
+    }
+}
+
+/// The statement of a change: only what the change sets, and the guard it must match.
+fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
+    q.push("update resources set updated_at = ")
+        .push_bind(c.now);
+    set(&mut q, "status", c.status.map(|s| s.as_str()));
+    set(&mut q, "node_id", c.node_id.as_deref());
+    raise(&mut q, "phase", c.phase);
+    if let Some(conn) = &c.connection {
+        set(&mut q, "public_ip", conn.public_ip.as_deref());
+        set(&mut q, "api_port", conn.api_port);
+        set(&mut q, "api_key", conn.api_key.as_deref());
+        set(&mut q, "vless_port", conn.vless_port);
+        set(&mut q, "ss_port", conn.ss_port);
+        set(&mut q, "public_key", conn.public_key.as_deref());
+        set(&mut q, "short_id", conn.short_id.as_deref());
+    }
+    set(&mut q, "error_message", c.error_message.as_deref());
+    set(&mut q, "last_error", c.last_error.as_deref());
+    set(
+        &mut q,
+        "callback_token_hash",
+        c.callback_token_hash.as_deref(),
+    );
+    set(&mut q, "upstream_released", c.upstream_released);
+    set(&mut q, "traffic_limit", c.traffic_limit);
+    set(&mut q, "ready_at", c.ready_at);
+    set(&mut q, "deadline_at", c.deadline_at);
+    match c.attempts {
+        Attempts::Keep => {}
+        Attempts::Reset => {
+            q.push(", attempts = 0");
+        }
+        Attempts::Increment => {
+            q.push(", attempts = attempts + 1");
+        }
+    }
+    if let Some(next) = c.next_attempt_at {
+        // Someone changed what is wanted since the step read the row: due at once.
+        q.push(", next_attempt_at = case when generation <> ")
+            .push_bind(c.seen_generation);
+        q.push(" or spec_version <> ")
+            .push_bind(c.seen_spec_version);
+        q.push(" then ")
+            .push_bind(c.now)
+            .push(" else ")
+            .push_bind(next);
+        q.push(" end");
+    }
+    if c.release_lease {
+        q.push(", lease_owner = null, lease_until = null");
+    }
+    set(&mut q, "vpn_user_id", c.vpn_user_id.as_deref());
+    raise(&mut q, "applied_version", c.applied_version);
+    q.push(" where id = ").push_bind(c.id.to_string());
+    q.push(" and status = ").push_bind(c.expect.as_str());
+    if let Guard::Lease(owner) = &c.guard {
+        q.push(" and lease_owner = ").push_bind(owner.as_str());
+    }
+    if let Some(desired) = c.expect_desired {
+        q.push(" and desired_state = ").push_bind(desired.as_str());
+    }
+    q
+}
+
+#[async_trait]
+impl Work for SqlStore {
+    async fn claim_resources(&self, claim: Claim<'_>) -> StoreResult<Vec<Resource>> {
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "update resources set lease_owner = $1, lease_until = $2 where id in (\
+                 select id from resources where next_attempt_at <= $3 \
+                 and (lease_until is null or lease_until < $3) \
+                 order by next_attempt_at limit $4{skip_locked}) returning ",
+                resource_columns!()
+            ))
+            .bind(claim.owner)
+            .bind(claim.lease_until())
+            .bind(claim.now)
+            .bind(claim.limit)
+            .fetch_all()
+            .await?;
+        row::resources(rows)
+    }
+
+    async fn claim_resource(&self, id: Uuid, claim: Claim<'_>) -> StoreResult<Option<Resource>> {
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "update resources set lease_owner = $2, lease_until = $3 \
+                 where id = $1 and next_attempt_at is not null \
+                 and (lease_until is null or lease_until < $4) returning ",
+                resource_columns!()
+            ))
+            .bind(id.to_string())
+            .bind(claim.owner)
+            .bind(claim.lease_until())
+            .bind(claim.now)
+            .fetch_all()
+            .await?;
+        rows.into_iter().next().map(Resource::try_from).transpose()
+    }
+
+    async fn apply(&self, c: &Change) -> StoreResult<bool> {
+        if let Some(to) = c.status {
+            // Every status write is a transition the state machine allows.
+            crate::domain::state::transition(c.expect, to)
+                .map_err(|e| StoreError::Other(e.into()))?;
+        }
+        let mut tx = self.db.begin().await?;
+        let done = change_statement(tx.sql(""), c).execute().await?;
+        if done == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for event in &c.events {
+            insert_event(&mut tx, c.id, event, c.now).await?;
+        }
+        if c.due_now() {
+            tx.wake(Topic::Resources);
+        }
+        if let Some(version) = c.report_through {
+            tx.sql(
+                "update entitlements set reported = true \
+                 where resource_id = $1 and spec_version <= $2 and not reported",
+            )
+            .bind(c.id.to_string())
+            .bind(version)
+            .execute()
+            .await?;
+        }
+        for cb in &c.callbacks {
+            enqueue_callback(&mut tx, c.id, cb, c.now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> StoreResult<bool> {
+        let done = self
+            .db
+            .sql("update resources set lease_until = $3 where id = $1 and lease_owner = $2")
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(until)
+            .execute()
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.db
+            .sql(
+                "update resources set lease_owner = null, lease_until = null, \
+                 next_attempt_at = $3 where id = $1 and lease_owner = $2",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(now)
+            .execute()
+            .await?;
+        self.db.wake_here(Topic::Resources);
+        Ok(())
+    }
+
+    async fn next_resource_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.db
+            .sql(
+                "select min(case when lease_until is not null and lease_until > next_attempt_at \
+                 then lease_until else next_attempt_at end) \
+                 from resources where next_attempt_at is not null",
+            )
+            .scalar()
+            .await
+    }
+}
