@@ -7,6 +7,7 @@ pub mod credential;
 pub mod entitlement;
 pub mod expiry;
 pub mod input;
+pub mod orphans;
 pub mod plan;
 pub mod progress;
 pub mod resource;

@@ -5,13 +5,17 @@
 //! continues from what the database says.
 
 mod backoff;
-mod hosting;
+mod jobs;
+mod lifecycle;
+mod node;
 mod outbox;
+mod reports;
 mod retention;
 mod runner;
+mod step;
 mod sweep;
 mod traffic;
-mod vpn;
+mod vpn_user;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -22,9 +26,9 @@ use chrono::{DateTime, Utc};
 pub use backoff::Backoff;
 pub use retention::{RETENTION_JOB, RetentionReport};
 pub use runner::{Shutdown, spawn};
-pub use sweep::{SWEEP_JOB, SweepReport};
+pub use step::StepError;
+pub use sweep::{SWEEP_JOB, SweepError, SweepReport};
 pub use traffic::{SyncReport, TRAFFIC_JOB};
-pub use vpn::VPN_APP;
 
 use crate::ports::Ports;
 
@@ -103,16 +107,6 @@ impl EngineConfig {
     }
 }
 
-/// A periodic job: a row in `jobs`, leased so that one replica runs each pass.
-pub(crate) struct Job {
-    pub name: &'static str,
-    /// How long a pass holds the job; a pass that dies frees it after this.
-    pub lease: Duration,
-    pub interval: Duration,
-    /// Whether the first pass runs as soon as the job is first seen, or one interval on.
-    pub first_at_once: bool,
-}
-
 /// The reconciler and the outbox dispatcher over one set of ports.
 pub struct Engine {
     pub ports: Ports,
@@ -157,39 +151,6 @@ impl Engine {
 
     fn schedule_wake(slot: &AtomicI64, at: DateTime<Utc>) {
         slot.fetch_min(at.timestamp_millis(), Ordering::Relaxed);
-    }
-
-    /// Runs one pass of a periodic job if it is due and no other worker holds it: claims
-    /// the job's row (leased for `job.lease`), awaits `pass` (its result and a one-line
-    /// summary), and schedules the next pass one interval on. `None` when not due.
-    pub(crate) async fn leased_pass<T>(
-        &self,
-        job: &Job,
-        pass: impl std::future::Future<Output = (T, String)>,
-    ) -> crate::ports::store::StoreResult<Option<(T, String)>> {
-        use crate::domain::units::after;
-        let now = self.ports.clock.now();
-        let claim = crate::ports::store::Claim {
-            owner: &self.config.owner,
-            now,
-            lease: job.lease,
-            limit: 1,
-        };
-        let first = if job.first_at_once {
-            now
-        } else {
-            after(now, job.interval)
-        };
-        if !self.ports.store.claim_job(job.name, first, claim).await? {
-            return Ok(None);
-        }
-        let (result, summary) = pass.await;
-        let next = after(self.ports.clock.now(), job.interval);
-        self.ports
-            .store
-            .finish_job(job.name, &self.config.owner, next, &summary)
-            .await?;
-        Ok(Some((result, summary)))
     }
 
     /// Takes the earliest wake-up scheduled since the last call.

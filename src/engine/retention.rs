@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Engine, Job};
+use super::Engine;
+use super::jobs::{Job, Summary};
 use crate::ports::store::StoreResult;
 
 /// The job row of the retention pass.
@@ -35,22 +36,15 @@ impl Engine {
             interval: self.config.retention_interval,
             first_at_once: false,
         };
-        let pass = async {
-            let result = self.purge_expired().await;
-            let summary = match &result {
-                Ok(r) => format!(
-                    "idempotency keys {} delivered callbacks {}",
-                    r.idempotency_keys, r.delivered_callbacks
-                ),
-                Err(e) => format!("error: {e}"),
-            };
-            (result, summary)
+        let summarize = |r: &RetentionReport| Summary {
+            line: format!(
+                "idempotency keys {} delivered callbacks {}",
+                r.idempotency_keys, r.delivered_callbacks
+            ),
+            notable: false,
         };
-        let Some((result, summary)) = self.leased_pass(&job, pass).await? else {
-            return Ok(None);
-        };
-        tracing::info!(%summary, "retention pass");
-        result.map(Some)
+        let ran = self.run_job(&job, self.purge_expired(), summarize).await?;
+        ran.transpose()
     }
 
     /// Deletes, in batches, what is past its retention now.

@@ -121,7 +121,7 @@ impl Worker for Reconciler {
     }
 
     async fn step(engine: Arc<Engine>, item: Resource) -> anyhow::Result<()> {
-        engine.reconcile(item).await
+        Ok(engine.reconcile(item).await?)
     }
 
     async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>> {

@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::hosting::{HOSTING_APP, to_chrono};
-use super::{Engine, Job};
-
-use crate::domain::{EventKind, Status};
-use crate::ports::store::{NewEvent, StoreResult};
+use super::Engine;
+use super::jobs::{Job, Summary};
+use super::step::to_chrono;
+use crate::domain::EventKind;
+use crate::domain::orphans::{self, Listed, Standing};
+use crate::ports::UpstreamError;
+use crate::ports::store::{NewEvent, StoreError, StoreResult};
 
 /// The job row of the sweep.
 pub const SWEEP_JOB: &str = "orphan_sweep";
@@ -45,6 +47,19 @@ pub struct SweepReport {
     pub dry_run: bool,
 }
 
+/// The lookup that failed and ended a run (nothing was deleted after it).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("listing nodes: {0}")]
+    Listing(#[source] UpstreamError),
+    #[error("reading resource {0}: {1}")]
+    Reading(Uuid, #[source] StoreError),
+    #[error("looking up node {0}: {1}")]
+    LookingUp(String, #[source] StoreError),
+    #[error("recording the deletion: {0}")]
+    Recording(#[source] StoreError),
+}
+
 impl Engine {
     /// Runs the sweep if it is due and no other worker is running it.
     pub async fn sweep_tick(self: &Arc<Self>) -> StoreResult<Option<SweepReport>> {
@@ -57,36 +72,25 @@ impl Engine {
             // the next one would not.
             first_at_once: false,
         };
-        let pass = async {
-            let result = self.sweep_orphans().await;
-            let summary = match &result {
-                Ok(r) => format!(
-                    "listed {} orphans {} deleted {} failed {} young {} unattributed {}{}",
-                    r.listed,
-                    r.orphans.len(),
-                    r.deleted,
-                    r.failed,
-                    r.too_young,
-                    r.unattributed,
-                    if r.dry_run { " (dry run)" } else { "" }
-                ),
-                Err(e) => format!("aborted, nothing deleted after: {e}"),
-            };
-            (result, summary)
+        let summarize = |r: &SweepReport| Summary {
+            line: format!(
+                "listed {} orphans {} deleted {} failed {} young {} unattributed {}{}",
+                r.listed,
+                r.orphans.len(),
+                r.deleted,
+                r.failed,
+                r.too_young,
+                r.unattributed,
+                if r.dry_run { " (dry run)" } else { "" }
+            ),
+            notable: !r.orphans.is_empty(),
         };
-        let Some((result, summary)) = self.leased_pass(&job, pass).await? else {
-            return Ok(None);
-        };
-        match &result {
-            Ok(r) if !r.orphans.is_empty() => tracing::warn!(%summary, "orphan sweep"),
-            Ok(_) => tracing::info!(%summary, "orphan sweep"),
-            Err(_) => tracing::warn!(%summary, "orphan sweep"),
-        }
-        Ok(result.ok())
+        let ran = self.run_job(&job, self.sweep_orphans(), summarize).await?;
+        Ok(ran.and_then(Result::ok))
     }
 
     /// One sweep. An error means a lookup failed and the run stopped there.
-    pub async fn sweep_orphans(&self) -> Result<SweepReport, String> {
+    pub async fn sweep_orphans(&self) -> Result<SweepReport, SweepError> {
         let mut report = SweepReport {
             dry_run: self.config.orphan_dry_run,
             ..SweepReport::default()
@@ -96,55 +100,45 @@ impl Engine {
             .hosting
             .list_nodes()
             .await
-            .map_err(|e| format!("listing nodes: {e}"))?;
+            .map_err(SweepError::Listing)?;
         report.listed = nodes.len();
         let now = self.now();
         let grace = to_chrono(self.config.orphan_grace);
         let mut orphans: Vec<(Uuid, String)> = Vec::new();
         for node in nodes {
-            // Ours by the hosting service's word *and* by our correlation id, or not at all.
-            if node.purpose.as_deref() != Some(HOSTING_APP) || node.status == "deleted" {
-                continue;
-            }
-            let Some(rid) = node
-                .resource_id
-                .as_deref()
-                .and_then(|id| Uuid::parse_str(id).ok())
-            else {
-                report.unattributed += 1;
-                continue;
+            let listed = Listed {
+                node_id: &node.node_id,
+                purpose: node.purpose.as_deref(),
+                status: &node.status,
+                resource_id: node.resource_id.as_deref(),
+                created_at: node.created_at,
             };
-            if node.created_at.is_none_or(|at| now - at < grace) {
-                report.too_young += 1;
-                continue;
-            }
-            let owner = self
-                .ports
-                .store
+            let rid = match orphans::standing(&listed, now, grace) {
+                Standing::NotOurs => continue,
+                Standing::Unattributed => {
+                    report.unattributed += 1;
+                    continue;
+                }
+                Standing::TooYoung => {
+                    report.too_young += 1;
+                    continue;
+                }
+                Standing::Judge(rid) => rid,
+            };
+            let store = &self.ports.store;
+            let owner = store
                 .resource(rid)
                 .await
-                .map_err(|e| format!("reading resource {rid}: {e}"))?;
+                .map_err(|e| SweepError::Reading(rid, e))?;
             let Some(owner) = owner else {
                 report.unattributed += 1;
                 continue;
             };
-            let unwanted = match owner.status {
-                Status::Deleted => true,
-                Status::Failed => owner.upstream_released,
-                _ => owner
-                    .node_id
-                    .as_deref()
-                    .is_some_and(|mine| mine != node.node_id),
-            };
-            // No other resource may hold this node either.
-            let claimed_elsewhere = self
-                .ports
-                .store
+            let holder = store
                 .node_owner(&node.node_id)
                 .await
-                .map_err(|e| format!("looking up node {}: {e}", node.node_id))?
-                .is_some_and(|holder| holder != owner.id);
-            if unwanted && !claimed_elsewhere {
+                .map_err(|e| SweepError::LookingUp(node.node_id.clone(), e))?;
+            if orphans::unwanted(&owner, &node.node_id, holder) {
                 orphans.push((owner.id, node.node_id));
             }
         }
@@ -162,7 +156,7 @@ impl Engine {
                         .store
                         .append_event(rid, &event, self.now())
                         .await
-                        .map_err(|e| format!("recording the deletion: {e}"))?;
+                        .map_err(SweepError::Recording)?;
                 }
                 Err(e) => {
                     tracing::warn!(%node_id, error = %e, "deleting an orphan failed; next run");

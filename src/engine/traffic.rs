@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::{Engine, Job};
+use super::Engine;
+use super::jobs::{Job, Summary};
 use crate::ports::store::StoreResult;
 
 /// The job row of the traffic sync.
@@ -40,22 +41,17 @@ impl Engine {
             interval: self.config.vpn_sync_interval,
             first_at_once: true,
         };
-        let pass = async {
-            let report = self.sync_vpn_traffic().await;
-            let summary = match &report {
-                Ok(r) => format!(
-                    "updated {} failed {} pages {}",
-                    r.updated, r.failed, r.pages
-                ),
-                Err(e) => format!("error: {e}"),
-            };
-            (report, summary)
+        let summarize = |r: &SyncReport| Summary {
+            line: format!(
+                "updated {} failed {} pages {}",
+                r.updated, r.failed, r.pages
+            ),
+            notable: false,
         };
-        let Some((report, summary)) = self.leased_pass(&job, pass).await? else {
-            return Ok(None);
-        };
-        tracing::info!(%summary, "vpn traffic sync pass");
-        report.map(Some)
+        let ran = self
+            .run_job(&job, self.sync_vpn_traffic(), summarize)
+            .await?;
+        ran.transpose()
     }
 
     /// Reads every live VPN user's usage from the VPN manager, at most `vpn_sync_rate`

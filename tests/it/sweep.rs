@@ -147,7 +147,7 @@ async fn a_database_error_deletes_nothing() {
     .unwrap();
     let engine = app.running().state.app.engine.clone();
     let err = engine.sweep_orphans().await.unwrap_err();
-    assert!(err.contains("reading resource"), "{err}");
+    assert!(err.to_string().contains("reading resource"), "{err}");
     assert_eq!(app.sims.sim.hosting.deletes().len(), deletes_before);
     assert!(app.sims.sim.hosting.node(&orphan).is_some());
 }

@@ -7,27 +7,10 @@
 //! the VPN manager has confirmed it.
 
 use super::Engine;
-use super::hosting::ACTOR;
-use crate::domain::{
-    CallbackStatus, Desired, EventKind, Resource, Status, credential, plan::PlanTier,
-};
+use super::step::{ACTOR, StepError};
+use crate::domain::{Desired, EventKind, Resource, Status, callback, credential, plan::PlanTier};
 use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
-use crate::ports::{CreateVpnUser, FulfillmentCallback, UpstreamError, VpnUserUpdate};
-
-/// The app name of VPN users in callbacks.
-pub const VPN_APP: &str = "otun";
-
-/// The callback that reports an order's VPN access as active.
-pub fn vpn_active_callback(subscription_id: &str) -> FulfillmentCallback {
-    FulfillmentCallback {
-        subscription_id: subscription_id.to_owned(),
-        app: VPN_APP.into(),
-        status: CallbackStatus::Active.as_str().into(),
-        reason: None,
-        error: None,
-        message: Some("vpn user is active".into()),
-    }
-}
+use crate::ports::{CreateVpnUser, UpstreamError, VpnUserUpdate};
 
 /// Everything the VPN manager must hold for this user, as one update.
 fn full_update(r: &Resource) -> VpnUserUpdate {
@@ -158,7 +141,7 @@ impl Engine {
             .await?;
         for e in &orders {
             if let Some(sub) = &e.subscription_id {
-                c.callbacks.push(vpn_active_callback(sub));
+                c.callbacks.push(callback::vpn_active(sub));
             }
         }
         c.report_through = Some(version);
@@ -185,21 +168,17 @@ impl Engine {
     /// Deletes the user's account at the VPN manager; an unknown account counts as gone.
     /// Without its uuid (a create whose answer was lost), the account is found by our
     /// user id.
-    pub(super) async fn release_vpn_user(&self, r: &Resource) -> Result<(), String> {
+    pub(super) async fn release_vpn_user(&self, r: &Resource) -> Result<(), StepError> {
         let uuid = match &r.vpn.vpn_user_id {
             Some(uuid) => uuid.clone(),
             None if r.phase < 2 => return Ok(()),
             None => match self.ports.vpn.subscribe(&r.user_id).await {
                 Ok(found) => found.uuid,
                 Err(UpstreamError::Status { status: 404, .. }) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             },
         };
-        self.ports
-            .vpn
-            .delete_user(&uuid)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.ports.vpn.delete_user(&uuid).await?)
     }
 }
 
