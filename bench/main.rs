@@ -646,7 +646,7 @@ async fn resume_bench(args: &Args, report: &mut String) {
         );
         sim.subscriptions.set_default_plan(Some("premium".into()));
         let mut cfg = config(&db.url);
-        cfg.lease = Duration::from_secs_f64(lease);
+        cfg.engine.lease = Duration::from_secs_f64(lease);
         let running = start_with(sim.clone(), cfg.clone()).await;
         let bases = [format!("http://{}", running.addr)];
         let answers = post_orders(&bases, orders, args.concurrency, |i| {

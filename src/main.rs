@@ -91,8 +91,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve().await,
         Command::Migrate => {
             let config = Config::from_process_env()?;
-            fulfillment::store::connect(&config.db_url, config.db_max_connections).await?;
-            tracing::info!(db = %server::redact(&config.db_url), "migrations applied");
+            fulfillment::store::connect(&config.db.url, config.db.max_connections).await?;
+            tracing::info!(db = %fulfillment::config::redact(&config.db.url), "migrations applied");
             Ok(())
         }
         Command::Token { user, ttl_hours } => {
@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "{}",
                 mint_user_token(
-                    &config.jwt_secret,
+                    config.secrets.jwt.expose(),
                     &user,
                     Duration::from_secs(ttl_hours * 3600)
                 )
@@ -114,9 +114,9 @@ async fn main() -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_process_env()?.with_demo_secrets(Path::new("."))?;
     let sim = config.demo.then(server::demo_sim);
-    let listener = tokio::net::TcpListener::bind((config.bind, config.port))
+    let listener = tokio::net::TcpListener::bind((config.http.bind, config.http.port))
         .await
-        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+        .with_context(|| format!("binding {}:{}", config.http.bind, config.http.port))?;
     let running = server::start(&config, listener, sim).await?;
     if config.demo {
         server::seed_demo(&running.state.app).await?;
@@ -140,7 +140,7 @@ async fn serve() -> anyhow::Result<()> {
 
 fn print_demo_banner(config: &Config, addr: SocketAddr) {
     let token = mint_user_token(
-        &config.jwt_secret,
+        config.secrets.jwt.expose(),
         "demo-user",
         Duration::from_secs(7 * 24 * 3600),
     );
@@ -163,8 +163,8 @@ fn print_demo_banner(config: &Config, addr: SocketAddr) {
          curl -s {base}/api/v1/public/regions\n\
          curl -s -H \"X-Internal-Secret: {secret}\" {base}/api/internal/users/demo-user/resources\n\
          ===========================================================================\n",
-        db = config.db_url,
-        secret = config.internal_secret,
+        db = config.db.url,
+        secret = config.secrets.internal.expose(),
     );
 }
 

@@ -9,9 +9,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState, extract::Auth};
-use crate::app::{App, AppConfig};
-use crate::config::Config;
-use crate::engine::{self, Backoff, Engine, EngineConfig};
+use crate::app::App;
+use crate::config::{Config, redact};
+use crate::engine::{self, Engine, EngineConfig};
 use crate::ports::{Hosting, Ports, Subscriptions, SystemClock, VpnManager};
 use crate::sim::{Knobs, NodeTiming, Sim};
 use crate::upstream::{HostingClient, SubscriptionsClient, VpnClient, http_client};
@@ -95,19 +95,26 @@ fn upstreams(config: &Config, sim: Option<&Sim>) -> anyhow::Result<Upstreams> {
             sim.vpn.clone(),
         ));
     }
-    let http = http_client(config.upstream_timeout);
+    let http = http_client(config.upstreams.timeout);
     let url = |u: &Option<reqwest::Url>, name: &str| {
         u.clone().with_context(|| format!("{name} is required"))
     };
-    let hosting = url(&config.hosting_url, "HOSTING_SERVICE_URL")?;
-    let subs = url(&config.subscription_url, "SUBSCRIPTION_SERVICE_URL")?;
-    let vpn = url(&config.otun_url, "OTUN_MANAGER_URL")?;
-    let secret = config.internal_secret.clone();
-    let n = config.upstream_max_in_flight;
+    let hosting = url(&config.upstreams.hosting_url, "HOSTING_SERVICE_URL")?;
+    let subs = url(
+        &config.upstreams.subscription_url,
+        "SUBSCRIPTION_SERVICE_URL",
+    )?;
+    let vpn = url(&config.upstreams.otun_url, "OTUN_MANAGER_URL")?;
+    let secret = config.secrets.internal.expose().to_owned();
+    let n = config.upstreams.max_in_flight;
     Ok((
         Arc::new(
-            HostingClient::new(http.clone(), hosting, config.hosting_admin_key.clone())
-                .with_max_in_flight(n),
+            HostingClient::new(
+                http.clone(),
+                hosting,
+                config.upstreams.hosting_admin_key.expose().to_owned(),
+            )
+            .with_max_in_flight(n),
         ),
         Arc::new(
             SubscriptionsClient::new(http.clone(), subs, secret.clone()).with_max_in_flight(n),
@@ -123,9 +130,9 @@ pub async fn start(
     sim: Option<Sim>,
 ) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let store = crate::store::connect(&config.db_url, config.db_max_connections)
+    let store = crate::store::connect(&config.db.url, config.db.max_connections)
         .await
-        .with_context(|| format!("opening the database at {}", redact(&config.db_url)))?;
+        .with_context(|| format!("opening the database at {}", redact(&config.db.url)))?;
     let (hosting, subscriptions, vpn) = upstreams(config, sim.as_ref())?;
     let ports = Ports {
         store,
@@ -135,61 +142,38 @@ pub async fn start(
         clock: Arc::new(SystemClock),
     };
     let public = config
+        .http
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", local_url_host(addr)));
-    let mut engine_config = EngineConfig::new(format!(
-        "{}/api/callback/node",
-        public.trim_end_matches('/')
-    ));
-    engine_config.lease = config.lease;
-    engine_config.fallback_poll = config.fallback_poll;
-    engine_config.node_poll = config.node_poll;
-    engine_config.ready_timeout = config.ready_timeout;
-    engine_config.backoff = Backoff {
-        base: config.backoff_base,
-        max: config.backoff_max,
+    // A fresh lease owner for every start: a restarted process must not pass for the one
+    // that held the leases before it.
+    let engine_config = EngineConfig {
+        owner: EngineConfig::fresh_owner(),
+        node_callback_url: format!("{}/api/callback/node", public.trim_end_matches('/')),
+        ..config.engine.clone()
     };
-    engine_config.cloud_provider = config.cloud_provider.clone();
-    engine_config.node_api_port = config.node_api_port;
-    engine_config.vpn_sync_interval = config.vpn_sync_interval;
-    engine_config.vpn_sync_rate = config.vpn_sync_rate;
-    engine_config.orphan_sweep_interval = config.orphan_sweep_interval;
-    engine_config.orphan_grace = config.orphan_grace;
-    engine_config.orphan_max_per_run = config.orphan_max_per_run;
-    engine_config.orphan_dry_run = config.orphan_dry_run;
-    engine_config.idempotency_retention = config.idempotency_retention;
-    engine_config.outbox_retention = config.outbox_retention;
-    engine_config.retention_interval = config.retention_interval;
     let engine = Engine::new(ports.clone(), engine_config);
-    let app = App::new(
-        ports,
-        engine.clone(),
-        AppConfig {
-            default_region: config.default_region.clone(),
-            cloud_provider: config.cloud_provider.clone(),
-            subscription_ttl: config.subscription_ttl,
-            last_known_max_age: config.last_known_max_age,
-            vpn_wait: config.vpn_wait,
-            vpn_subscribe_base: config.vpn_subscribe_base.clone(),
-        },
-    );
+    let app = App::new(ports, engine.clone(), config.app.clone());
     let state = Arc::new(ApiState {
         app,
-        auth: Auth::new(&config.jwt_secret, &config.internal_secret),
-        limits: api::limits::RateLimits::new(config.rate_limits),
-        request_timeout: config.request_timeout,
+        auth: Auth::new(
+            config.secrets.jwt.expose(),
+            config.secrets.internal.expose(),
+        ),
+        limits: api::limits::RateLimits::new(config.limits),
+        request_timeout: config.http.request_timeout,
     });
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
     let limits = crate::http::ServeLimits {
-        header_read_timeout: config.header_read_timeout,
-        max_connections: config.max_connections,
+        header_read_timeout: config.http.header_read_timeout,
+        max_connections: config.http.max_connections,
         // The database pool, each upstream client's calls in flight, and some slack for
         // the listener, logs, SQLite's files and the runtime.
-        reserved_descriptors: config.db_max_connections as usize
-            + 3 * config.upstream_max_in_flight
+        reserved_descriptors: config.db.max_connections as usize
+            + 3 * config.upstreams.max_in_flight
             + 64,
     };
     let http = tokio::spawn(crate::http::serve(listener, router, limits, async {
@@ -211,16 +195,5 @@ fn local_url_host(addr: SocketAddr) -> String {
         format!("127.0.0.1:{}", addr.port())
     } else {
         addr.to_string()
-    }
-}
-
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
     }
 }

@@ -35,7 +35,7 @@ pub async fn my_vpn_subscribe(
     let config = st.app.vpn_config(&user).await?;
     Ok(Json(VpnSubscribeView::new(
         &config,
-        st.app.config.vpn_subscribe_base.as_deref(),
+        st.app.config.vpn.subscribe_base.as_deref(),
     )))
 }
 
@@ -49,7 +49,7 @@ pub async fn user_subscribe(
         .vpn_config(&user_id)
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
-    let view = VpnSubscribeView::new(&config, st.app.config.vpn_subscribe_base.as_deref());
+    let view = VpnSubscribeView::new(&config, st.app.config.vpn.subscribe_base.as_deref());
     Ok(Json(json!({"success": true, "data": view})))
 }
 

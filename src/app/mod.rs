@@ -37,10 +37,16 @@ pub struct AppConfig {
     /// How old the last answer of `/my/node` or `/my/vpn` may be to be served while the
     /// database is unavailable.
     pub last_known_max_age: std::time::Duration,
+    pub vpn: VpnSettings,
+}
+
+/// How VPN requests behave.
+#[derive(Debug, Clone)]
+pub struct VpnSettings {
     /// How long a VPN request waits for the VPN manager before answering `pending`.
-    pub vpn_wait: std::time::Duration,
+    pub wait: std::time::Duration,
     /// Public base of VPN subscription links (`subscribe_url` is `{base}/{uuid}`).
-    pub vpn_subscribe_base: Option<String>,
+    pub subscribe_base: Option<String>,
 }
 
 /// The application: ports, the engine (for callbacks that change state), and caches.

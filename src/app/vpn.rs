@@ -221,7 +221,7 @@ impl App {
     /// the first step itself, and the engine only finishes what it did not (or what a
     /// process that died left).
     fn vpn_due_at(&self) -> DateTime<Utc> {
-        let wait = self.config.vpn_wait + std::time::Duration::from_secs(1);
+        let wait = self.config.vpn.wait + std::time::Duration::from_secs(1);
         crate::domain::units::after(self.ports.clock.now(), wait)
     }
 
@@ -255,7 +255,7 @@ impl App {
         };
         let resource = self
             .engine
-            .drive_vpn(resource.id, entitlement.spec_version, self.config.vpn_wait)
+            .drive_vpn(resource.id, entitlement.spec_version, self.config.vpn.wait)
             .await?
             .unwrap_or(resource);
         Ok(VpnOutcome {
@@ -340,7 +340,7 @@ impl App {
         let version = resource.vpn.spec_version;
         let after = self
             .engine
-            .drive_vpn(resource.id, version, self.config.vpn_wait)
+            .drive_vpn(resource.id, version, self.config.vpn.wait)
             .await?;
         Ok(after.is_some_and(|r| r.vpn.applied_version >= version))
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use std::collections::HashMap;
+use std::time::Duration;
 
 fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let map: HashMap<String, String> = vars
@@ -25,17 +26,17 @@ const GOOD: [(&str, &str); 7] = [
 fn nothing_configured_is_the_demo() {
     let c = config(&[]).unwrap();
     assert!(c.demo);
-    assert_eq!(c.db_url, "sqlite://fulfillment-demo.db");
-    assert_eq!(c.port, 8014);
-    assert!(c.bind.is_loopback());
+    assert_eq!(c.db.url, "sqlite://fulfillment-demo.db");
+    assert_eq!(c.http.port, 8014);
+    assert!(c.http.bind.is_loopback());
 }
 
 #[test]
 fn a_full_configuration_is_a_deployment() {
     let c = config(&GOOD).unwrap();
     assert!(!c.demo);
-    assert_eq!(c.node_api_port, 8080);
-    assert_eq!(c.ready_timeout, Duration::from_secs(600));
+    assert_eq!(c.engine.node_api_port, 8080);
+    assert_eq!(c.engine.ready_timeout, Duration::from_secs(600));
 }
 
 #[test]
@@ -48,8 +49,8 @@ fn aliases_are_read() {
     vars.push(("DATABASE_URL", "sqlite://x.db"));
     vars.push(("JWT_SECRET_KEY", "0123456789abcdef0123456789abcdef"));
     let c = config(&vars).unwrap();
-    assert_eq!(c.db_url, "sqlite://x.db");
-    assert_eq!(c.jwt_secret, "0123456789abcdef0123456789abcdef");
+    assert_eq!(c.db.url, "sqlite://x.db");
+    assert_eq!(c.secrets.jwt.expose(), "0123456789abcdef0123456789abcdef");
 }
 
 #[test]
@@ -105,11 +106,11 @@ fn a_missing_upstream_url_refuses_to_start() {
 #[test]
 fn tuning_is_read_and_nonsense_refused() {
     let c = config(&GOOD).unwrap();
-    assert_eq!(c.request_timeout, Duration::from_secs(30));
+    assert_eq!(c.http.request_timeout, Duration::from_secs(30));
     let mut vars = GOOD.to_vec();
     vars.push(("REQUEST_TIMEOUT_SECS", "2.5"));
     assert_eq!(
-        config(&vars).unwrap().request_timeout,
+        config(&vars).unwrap().http.request_timeout,
         Duration::from_millis(2500)
     );
     for bad in ["0", "-1", "soon"] {
@@ -160,9 +161,9 @@ fn every_duration_and_count_is_range_checked_naming_the_variable() {
         ("IDEMPOTENCY_RETENTION_HOURS", "0.5"),
     ]);
     let c = config(&vars).unwrap();
-    assert_eq!(c.lease, Duration::from_secs(3600));
-    assert_eq!(c.idempotency_retention, Duration::from_secs(1800));
-    assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.engine.lease, Duration::from_secs(3600));
+    assert_eq!(c.engine.retention.idempotency, Duration::from_secs(1800));
+    assert_eq!(c.http.header_read_timeout, Duration::from_secs(10));
 }
 
 #[test]
@@ -171,4 +172,35 @@ fn partial_configuration_is_not_silently_a_demo() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("JWT_SECRET is required"), "{err}");
+}
+
+#[test]
+fn debug_prints_no_secret_and_no_database_password() {
+    let mut vars: Vec<_> = GOOD.to_vec();
+    vars.retain(|(k, _)| *k != "DB_URL" && *k != "HOSTING_ADMIN_KEY");
+    vars.push(("DB_URL", "postgres://app:db-password-1@db:5432/x"));
+    vars.push(("HOSTING_ADMIN_KEY", "admin-key-that-is-secret"));
+    let printed = format!("{:?}", config(&vars).unwrap());
+    for secret in [
+        "0123456789abcdef0123456789abcdef",
+        "fedcba9876543210fedcba9876543210",
+        "admin-key-that-is-secret",
+        "db-password-1",
+    ] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(
+        printed.contains("postgres://app:***@db:5432/x"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn every_engine_default_comes_from_the_engine() {
+    let c = config(&[]).unwrap();
+    let d = crate::engine::EngineConfig::new(String::new());
+    assert_eq!(c.engine.lease, d.lease);
+    assert_eq!(c.engine.sweep.grace, d.sweep.grace);
+    assert_eq!(c.engine.retention.outbox, d.retention.outbox);
+    assert_eq!(c.engine.traffic.rate, d.traffic.rate);
 }

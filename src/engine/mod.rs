@@ -5,6 +5,7 @@
 //! continues from what the database says.
 
 mod backoff;
+mod config;
 mod jobs;
 mod lifecycle;
 mod node;
@@ -19,11 +20,11 @@ mod vpn_user;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
+pub use config::{EngineConfig, RetentionConfig, SweepConfig, TrafficConfig};
 pub use retention::{RETENTION_JOB, RetentionReport};
 pub use runner::{Shutdown, spawn};
 pub use step::StepError;
@@ -31,81 +32,6 @@ pub use sweep::{SWEEP_JOB, SweepError, SweepReport};
 pub use traffic::{SyncReport, TRAFFIC_JOB};
 
 use crate::ports::Ports;
-
-/// Tuning for the engine. Defaults suit production; tests shorten the times.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// This worker's identity in leases (unique per process).
-    pub owner: String,
-    /// How long a claim is held before another worker may take the item over.
-    pub lease: Duration,
-    /// Items in flight at once, per loop.
-    pub concurrency: usize,
-    /// Upper bound on the sleep between looks at the queue.
-    pub fallback_poll: Duration,
-    /// After a wake-up, how long to let more work arrive before claiming, so a burst is
-    /// claimed in one batch rather than one query per item.
-    pub batch_window: Duration,
-    /// How often a node that is coming up is polled.
-    pub node_poll: Duration,
-    /// How long a node may take to become ready before it is failed.
-    pub ready_timeout: Duration,
-    /// Retry delays for failed upstream calls.
-    pub backoff: Backoff,
-    /// Base URL the node agent reports to (`…/ready`, `…/failed`).
-    pub node_callback_url: String,
-    pub cloud_provider: String,
-    pub node_api_port: i32,
-    /// How often VPN traffic is read from the VPN manager (one replica at a time).
-    pub vpn_sync_interval: Duration,
-    /// VPN manager reads per second during a traffic sync, at most.
-    pub vpn_sync_rate: u32,
-    /// How often the orphan sweep runs (one replica at a time).
-    pub orphan_sweep_interval: Duration,
-    /// Nodes younger than this are never swept (they may not be linked yet).
-    pub orphan_grace: Duration,
-    /// Most deletions per sweep.
-    pub orphan_max_per_run: usize,
-    /// Report orphans without deleting them.
-    pub orphan_dry_run: bool,
-    /// How long finished `Idempotency-Key`s are kept.
-    pub idempotency_retention: Duration,
-    /// How long delivered callbacks are kept.
-    pub outbox_retention: Duration,
-    /// How often the retention pass runs.
-    pub retention_interval: Duration,
-}
-
-impl EngineConfig {
-    pub fn new(node_callback_url: String) -> Self {
-        EngineConfig {
-            owner: format!(
-                "{}-{}",
-                std::process::id(),
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            ),
-            lease: Duration::from_secs(15),
-            concurrency: 32,
-            fallback_poll: Duration::from_secs(5),
-            batch_window: Duration::from_millis(5),
-            node_poll: Duration::from_secs(5),
-            ready_timeout: Duration::from_secs(600),
-            backoff: Backoff::default(),
-            node_callback_url,
-            cloud_provider: "lightsail".into(),
-            node_api_port: 8080,
-            vpn_sync_interval: Duration::from_secs(300),
-            vpn_sync_rate: 50,
-            orphan_sweep_interval: Duration::from_secs(600),
-            orphan_grace: Duration::from_secs(1800),
-            orphan_max_per_run: 10,
-            orphan_dry_run: false,
-            idempotency_retention: Duration::from_secs(24 * 3600),
-            outbox_retention: Duration::from_secs(7 * 24 * 3600),
-            retention_interval: Duration::from_secs(3600),
-        }
-    }
-}
 
 /// The reconciler and the outbox dispatcher over one set of ports.
 pub struct Engine {

@@ -33,7 +33,7 @@ impl Engine {
         let job = Job {
             name: RETENTION_JOB,
             lease: JOB_LEASE,
-            interval: self.config.retention_interval,
+            interval: self.config.retention.interval,
             first_at_once: false,
         };
         let summarize = |r: &RetentionReport| Summary {
@@ -56,8 +56,8 @@ impl Engine {
                 .and_then(|k| now.checked_sub_signed(k))
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
         };
-        let keys_before = before(self.config.idempotency_retention);
-        let outbox_before = before(self.config.outbox_retention);
+        let keys_before = before(self.config.retention.idempotency);
+        let outbox_before = before(self.config.retention.outbox);
         let store = &self.ports.store;
         let mut report = RetentionReport::default();
         loop {

@@ -259,9 +259,10 @@ fn log_join(done: Result<(), tokio::task::JoinError>, name: &str) {
 async fn run_jobs(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let look = engine
         .config
-        .vpn_sync_interval
-        .min(engine.config.orphan_sweep_interval)
-        .min(engine.config.retention_interval)
+        .traffic
+        .interval
+        .min(engine.config.sweep.interval)
+        .min(engine.config.retention.interval)
         .min(Duration::from_secs(30))
         .max(Duration::from_millis(50));
     while !*stop.borrow() {

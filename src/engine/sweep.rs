@@ -67,7 +67,7 @@ impl Engine {
             name: SWEEP_JOB,
             // Long enough for a whole run; a run that dies frees the job after this.
             lease: std::time::Duration::from_secs(600),
-            interval: self.config.orphan_sweep_interval,
+            interval: self.config.sweep.interval,
             // Right after a deployment there is nothing the first sweep would find that
             // the next one would not.
             first_at_once: false,
@@ -92,7 +92,7 @@ impl Engine {
     /// One sweep. An error means a lookup failed and the run stopped there.
     pub async fn sweep_orphans(&self) -> Result<SweepReport, SweepError> {
         let mut report = SweepReport {
-            dry_run: self.config.orphan_dry_run,
+            dry_run: self.config.sweep.dry_run,
             ..SweepReport::default()
         };
         let nodes = self
@@ -103,7 +103,7 @@ impl Engine {
             .map_err(SweepError::Listing)?;
         report.listed = nodes.len();
         let now = self.now();
-        let grace = to_chrono(self.config.orphan_grace);
+        let grace = to_chrono(self.config.sweep.grace);
         let mut orphans: Vec<(Uuid, String)> = Vec::new();
         for node in nodes {
             let listed = Listed {
@@ -142,7 +142,7 @@ impl Engine {
                 orphans.push((owner.id, node.node_id));
             }
         }
-        for (rid, node_id) in orphans.into_iter().take(self.config.orphan_max_per_run) {
+        for (rid, node_id) in orphans.into_iter().take(self.config.sweep.max_per_run) {
             report.orphans.push(node_id.clone());
             if report.dry_run {
                 continue;

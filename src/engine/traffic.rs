@@ -38,7 +38,7 @@ impl Engine {
         let job = Job {
             name: TRAFFIC_JOB,
             lease: JOB_LEASE,
-            interval: self.config.vpn_sync_interval,
+            interval: self.config.traffic.interval,
             first_at_once: true,
         };
         let summarize = |r: &SyncReport| Summary {
@@ -58,7 +58,7 @@ impl Engine {
     /// reads per second, and records it a page at a time.
     pub async fn sync_vpn_traffic(&self) -> StoreResult<SyncReport> {
         let now = self.now();
-        let rate = f64::from(self.config.vpn_sync_rate.max(1));
+        let rate = f64::from(self.config.traffic.rate.max(1));
         let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut report = SyncReport::default();

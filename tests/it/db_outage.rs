@@ -237,7 +237,7 @@ async fn postgres_crashing_and_restarting_mid_run_loses_nothing() {
 
 async fn outage_mid_run(outage: Outage) {
     let app = TestApp::spawn_with(Backend::Postgres, Default::default(), |c| {
-        c.db_url = outage.db_url(&c.db_url);
+        c.db.url = outage.db_url(&c.db.url);
     })
     .await;
     app.sims.subscribe("d-1", "sub-d1", "basic");

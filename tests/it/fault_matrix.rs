@@ -69,7 +69,7 @@ const POOL: u32 = 4;
 
 /// A service of the cell's own.
 async fn spawn(b: Backend) -> TestApp {
-    TestApp::spawn_with(b, NodeTiming::default(), |c| c.db_max_connections = POOL).await
+    TestApp::spawn_with(b, NodeTiming::default(), |c| c.db.max_connections = POOL).await
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -309,8 +309,8 @@ async fn internal_api_shapes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vpn_shapes() {
     let app = TestApp::spawn_with(Backend::Sqlite, NodeTiming::default(), |c| {
-        c.vpn_wait = Duration::from_millis(300);
-        c.vpn_subscribe_base = Some("https://sub.example.com/s".into());
+        c.app.vpn.wait = Duration::from_millis(300);
+        c.app.vpn.subscribe_base = Some("https://sub.example.com/s".into());
     })
     .await;
     let internal = |method: Method, path: &'static str, body: Option<Value>| {

@@ -277,7 +277,7 @@ on_both! {
 
 on_both! {
     async fn a_node_not_ready_by_its_deadline_fails_and_is_deleted(b: Backend) {
-        let app = TestApp::spawn_with(b, slow_nodes(60_000), |c| c.ready_timeout = Duration::from_millis(600)).await;
+        let app = TestApp::spawn_with(b, slow_nodes(60_000), |c| c.engine.ready_timeout = Duration::from_millis(600)).await;
         let (_, body) = app.provision("u-1", "sub-1").await;
         let id = body["resource_id"].as_str().unwrap().to_owned();
         let r = app.wait_status(&id, "failed").await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fulfillment::api::{self, ApiState, extract::Auth};
-use fulfillment::app::{App, AppConfig};
+use fulfillment::app::App;
 use fulfillment::engine::{self, Engine, EngineConfig, RetentionReport};
 use fulfillment::ports::{Clock, Ports};
 use fulfillment::sim::NodeTiming;
@@ -27,8 +27,8 @@ async fn count(app: &TestApp, table: &str, filter: &str) -> i64 {
 on_both! {
     async fn retention_deletes_only_finished_keys_and_delivered_callbacks(b: Backend) {
         let app = TestApp::spawn_with(b, NodeTiming::default(), |c| {
-            c.idempotency_retention = Duration::ZERO;
-            c.outbox_retention = Duration::ZERO;
+            c.engine.retention.idempotency = Duration::ZERO;
+            c.engine.retention.outbox = Duration::ZERO;
         }).await;
         app.sims.subscribe("u-k", "sub-k", "premium");
         let resp = app.http.post(app.url("/api/internal/provision"))
@@ -120,18 +120,11 @@ async fn a_dead_engine_loop_fails_readiness() {
     let died = tokio::time::timeout(Duration::from_secs(10), engine.died()).await;
     assert!(died.is_ok(), "a loop died and said so");
     assert!(engine.dead_loop().is_some());
-    let app_config = AppConfig {
-        default_region: config.default_region.clone(),
-        cloud_provider: config.cloud_provider.clone(),
-        subscription_ttl: config.subscription_ttl,
-        last_known_max_age: config.last_known_max_age,
-        vpn_wait: config.vpn_wait,
-        vpn_subscribe_base: None,
-    };
+    let app_config = config.app.clone();
     let state = Arc::new(ApiState {
         app: App::new(ports, engine.clone(), app_config),
         auth: Auth::new(JWT_SECRET, INTERNAL_SECRET),
-        limits: api::limits::RateLimits::new(config.rate_limits),
+        limits: api::limits::RateLimits::new(config.limits),
         request_timeout: Duration::from_secs(5),
     });
     let ready = axum::http::Request::get("/ready")

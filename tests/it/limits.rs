@@ -34,7 +34,7 @@ async fn assert_refused(r: reqwest::Response, status: u16, code: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_are_rate_limited_each_on_their_own() {
     let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
-        c.rate_limits = RateLimitConfig {
+        c.limits = RateLimitConfig {
             per_second: 1,
             burst: 3,
             node_creates_per_minute: 2,
@@ -62,7 +62,7 @@ async fn users_are_rate_limited_each_on_their_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_creation_has_its_own_stricter_limit() {
     let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
-        c.rate_limits = RateLimitConfig {
+        c.limits = RateLimitConfig {
             per_second: 1000,
             burst: 1000,
             node_creates_per_minute: 2,
@@ -107,8 +107,8 @@ async fn a_request_past_its_deadline_is_a_json_503_and_changes_nothing() {
     // The subscription service hangs longer than a request may take (and than our own
     // upstream timeout would wait): the request deadline answers first.
     let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
-        c.upstream_timeout = Duration::from_secs(60);
-        c.request_timeout = Duration::from_secs(2);
+        c.upstreams.timeout = Duration::from_secs(60);
+        c.http.request_timeout = Duration::from_secs(2);
     })
     .await;
     app.sims.subscribe("t-1", "sub-t1", "basic");

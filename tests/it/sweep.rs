@@ -19,10 +19,10 @@ fn hours(h: i64) -> chrono::Duration {
 /// 30-minute grace period and at most `max` deletions a run.
 async fn app(b: Backend, max: usize, dry_run: bool) -> TestApp {
     TestApp::spawn_with(b, Default::default(), |c| {
-        c.orphan_sweep_interval = Duration::from_secs(3600);
-        c.orphan_grace = Duration::from_secs(1800);
-        c.orphan_max_per_run = max;
-        c.orphan_dry_run = dry_run;
+        c.engine.sweep.interval = Duration::from_secs(3600);
+        c.engine.sweep.grace = Duration::from_secs(1800);
+        c.engine.sweep.max_per_run = max;
+        c.engine.sweep.dry_run = dry_run;
     })
     .await
 }

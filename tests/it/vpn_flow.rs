@@ -382,7 +382,7 @@ on_both! {
 
 on_both! {
     async fn a_vpn_manager_outage_answers_pending_and_completes_later(b: Backend) {
-        let app = TestApp::spawn_with(b, Default::default(), |c| c.vpn_wait = Duration::from_millis(300)).await;
+        let app = TestApp::spawn_with(b, Default::default(), |c| c.app.vpn.wait = Duration::from_millis(300)).await;
         app.sims.sim.faults.script(Op::VpnCreate, [Fault::Error(503); 12]);
         let (status, resp) = provision(&app, order("u-11", "sub-v11", json!({}))).await;
         assert_eq!((status, resp["status"].as_str()), (202, Some("pending")), "{resp}");
@@ -402,7 +402,7 @@ on_both! {
 
 on_both! {
     async fn a_pending_vpn_order_survives_a_restart(b: Backend) {
-        let mut app = TestApp::spawn_with(b, Default::default(), |c| c.vpn_wait = Duration::from_millis(200)).await;
+        let mut app = TestApp::spawn_with(b, Default::default(), |c| c.app.vpn.wait = Duration::from_millis(200)).await;
         app.sims.sim.faults.script(Op::VpnCreate, [Fault::Hang; 2]);
         let (status, resp) = provision(&app, order("u-12", "sub-v12", json!({}))).await;
         assert_eq!(status, 202, "{resp}");
@@ -414,7 +414,7 @@ on_both! {
 
 on_both! {
     async fn admin_adjustments_are_applied_or_reported_pending(b: Backend) {
-        let app = TestApp::spawn_with(b, Default::default(), |c| c.vpn_wait = Duration::from_millis(300)).await;
+        let app = TestApp::spawn_with(b, Default::default(), |c| c.app.vpn.wait = Duration::from_millis(300)).await;
         let (_, resp) = provision(&app, order("u-13", "sub-v13", json!({}))).await;
         let (id, uuid) = (resp["resource_id"].as_str().unwrap().to_owned(), resp["vpn_user_id"].as_str().unwrap().to_owned());
         let before = app.sims.sim.vpn.user(&uuid).unwrap();
@@ -438,7 +438,7 @@ on_both! {
 
 on_both! {
     async fn vpn_traffic_is_synced_from_the_vpn_manager(b: Backend) {
-        let app = TestApp::spawn_with(b, Default::default(), |c| c.vpn_sync_interval = Duration::from_millis(100)).await;
+        let app = TestApp::spawn_with(b, Default::default(), |c| c.engine.traffic.interval = Duration::from_millis(100)).await;
         let (_, resp) = provision(&app, order("u-14", "sub-v14", json!({"traffic_limit": 200 * GIB}))).await;
         let uuid = resp["vpn_user_id"].as_str().unwrap().to_owned();
         assert!(app.sims.sim.vpn.set_traffic_used(&uuid, 50 * GIB));
