@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::ApiState;
 pub use super::auth::{Auth, mint_user_token};
 use super::error::ApiError;
-use crate::app::NodeCaller;
+use crate::app::{NodeCaller, UserId};
 
 /// A JSON body. Malformed JSON is a 400, a well-formed body of the wrong shape a 422, an
 /// oversized one a 413; an empty body reads as `{}`. The content type is not required
@@ -223,7 +223,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// A signed-in user of the app.
-pub struct User(pub String);
+pub struct User(pub UserId);
 
 impl FromRequestParts<Arc<ApiState>> for User {
     type Rejection = ApiError;
@@ -236,7 +236,10 @@ impl FromRequestParts<Arc<ApiState>> for User {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "missing bearer token"))?;
         let user = state.auth.user_of(token)?;
-        state.limits.request(&user)?;
+        // `user_of` only accepts a uid that is a valid id, so this parse cannot fail.
+        let user = UserId::parse(&user)
+            .map_err(|_| ApiError::unauthorized("invalid_token", "invalid token"))?;
+        state.limits.request(user.as_str())?;
         Ok(User(user))
     }
 }

@@ -9,15 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Internal, PathId, RawBody};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
-use crate::app::{Deprovision, Provision, VpnOutcome};
+use crate::app::{Deprovision, Keyed, Provision, ResourceId, SubscriptionId, UserId, VpnOutcome};
 use crate::domain::Status;
-use crate::ports::store::IdempotencyBegin;
 
 /// `POST /api/internal/provision`, honouring `Idempotency-Key`.
 pub async fn provision(
@@ -32,9 +30,8 @@ pub async fn provision(
     .await
 }
 
-/// Runs `run` once per `Idempotency-Key` (when the caller sends one): the same key and
-/// body get the same answer, a different body 422, a key still in flight 409. Refusals are
-/// not remembered, so the caller may fix the cause and retry.
+/// Runs `run` once per `Idempotency-Key` (when the caller sends one; see
+/// `App::once`), answering a repeat with the first answer.
 pub(super) async fn idempotent<F, Fut>(
     st: &ApiState,
     scope: &str,
@@ -46,55 +43,17 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
 {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty());
-    let Some(key) = key else {
-        return run().await.map(|(s, v)| (s, Json(v)).into_response());
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let answer = |(status, view): &(StatusCode, Value)| {
+        let text = serde_json::to_string(view).unwrap_or_default();
+        (status.as_u16(), text)
     };
-    if key.len() > 255 {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_idempotency_key",
-            "Idempotency-Key is longer than 255 characters",
-        ));
-    }
-    let fingerprint = hex::encode(Sha256::digest(body));
-    let store = &st.app.ports.store;
-    let now = st.app.ports.clock.now();
-    match store
-        .idempotency_begin(scope, key, &fingerprint, now)
-        .await?
-    {
-        IdempotencyBegin::Replay { status, body } => {
+    match st.app.once(scope, key, body, run, answer).await? {
+        Keyed::Ran((status, view)) => Ok((status, Json(view)).into_response()),
+        Keyed::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             Ok((status, Json(body)).into_response())
-        }
-        IdempotencyBegin::Mismatch => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "Idempotency-Key was used with a different request body",
-        )),
-        IdempotencyBegin::InFlight => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_in_flight",
-            "a request with this Idempotency-Key is still being processed",
-        )),
-        IdempotencyBegin::Proceed => {
-            let result = run().await;
-            match &result {
-                Ok((status, view)) => {
-                    let text = serde_json::to_string(view).unwrap_or_default();
-                    store
-                        .idempotency_finish(scope, key, status.as_u16(), &text)
-                        .await?;
-                }
-                Err(_) => store.idempotency_abandon(scope, key).await?,
-            }
-            result.map(|(s, v)| (s, Json(v)).into_response())
         }
     }
 }
@@ -178,7 +137,7 @@ pub async fn resource(
     _: Internal,
     PathId(id): PathId,
 ) -> Result<Json<ResourceStatus>, ApiError> {
-    let r = st.app.resource(&id).await?;
+    let r = st.app.resource(ResourceId::parse(&id)?).await?;
     Ok(Json(ResourceStatus::from(&r)))
 }
 
@@ -187,7 +146,8 @@ pub async fn subscription_resources(
     _: Internal,
     PathId(subscription_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let resources = st.app.subscription_resources(&subscription_id).await?;
+    let subscription = SubscriptionId::parse(&subscription_id)?;
+    let resources = st.app.subscription_resources(&subscription).await?;
     let views: Vec<ResourceStatus> = resources.iter().map(ResourceStatus::from).collect();
     Ok(Json(json!({"resources": views})))
 }
@@ -197,7 +157,7 @@ pub async fn user_resources(
     _: Internal,
     PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let mine = st.app.my_node(&user_id).await?;
+    let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;
     Ok(Json(
         json!({"success": true, "data": NodeStatus::from(&*mine)}),
     ))

@@ -12,7 +12,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Internal, PathId};
 use super::views::ResourceStatus;
-use crate::app::{OperatorAction, STUCK_ATTEMPTS};
+use crate::app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
 use crate::domain::units::{rfc3339, rfc3339_opt};
 use crate::domain::{Event, Resource, Status};
 
@@ -101,7 +101,10 @@ pub async fn retry(
     PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = st.app.operator_retry(&id, action).await?;
+    let r = st
+        .app
+        .operator_retry(ResourceId::parse(&id)?, action)
+        .await?;
     Ok(Json(
         json!({"status": "ok", "message": "the next step runs now", "resource": ResourceStatus::from(&r)}),
     ))
@@ -113,7 +116,10 @@ pub async fn fail(
     PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = st.app.operator_fail(&id, action).await?;
+    let r = st
+        .app
+        .operator_fail(ResourceId::parse(&id)?, action)
+        .await?;
     Ok(Json(json!({"status": "ok",
         "message": "failed, reported, and anything upstream is being cleaned up",
         "resource": ResourceStatus::from(&r)})))
@@ -124,7 +130,7 @@ pub async fn events(
     _: Internal,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let events: Vec<Event> = st.app.history(&id).await?;
+    let events: Vec<Event> = st.app.history(ResourceId::parse(&id)?).await?;
     let views: Vec<EventView<'_>> = events
         .iter()
         .map(|e| EventView {

@@ -34,7 +34,7 @@ pub async fn create_my_node(
     body: Result<ApiJson<CreateNode>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
     st.limits
-        .node_create(&user)
+        .node_create(user.as_str())
         .map_err(|e| e.shaped(Shape::CreateNode))?;
     let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
     let (node, events) = st

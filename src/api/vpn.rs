@@ -16,7 +16,7 @@ use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody, User};
 use super::internal::idempotent;
 use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, VpnSubscribeView};
-use crate::app::{Gift, VpnChange};
+use crate::app::{Gift, ResourceId, UserId, VpnChange};
 use crate::ports::store::EntitlementFilter;
 
 pub async fn my_vpn(
@@ -44,11 +44,11 @@ pub async fn user_subscribe(
     _: Internal,
     PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let config = st
-        .app
-        .vpn_config(&user_id)
-        .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    let config = match UserId::parse(&user_id) {
+        Ok(user) => st.app.vpn_config(&user).await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
     let view = VpnSubscribeView::new(&config, st.app.config.vpn.subscribe_base.as_deref());
     Ok(Json(json!({"success": true, "data": view})))
 }
@@ -58,11 +58,11 @@ pub async fn user_status(
     _: Internal,
     PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
-    let (status, record) = st
-        .app
-        .vpn_record(&user_id)
-        .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    let (status, record) = match UserId::parse(&user_id) {
+        Ok(user) => st.app.vpn_record(&user).await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
     Ok(Json(
         json!({"success": true, "data": VpnRecordView::new(status, &record)}),
     ))
@@ -74,7 +74,7 @@ pub async fn change_vpn(
     PathId(id): PathId,
     ApiJson(change): ApiJson<VpnChange>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if st.app.change_vpn(&id, change).await? {
+    if st.app.change_vpn(ResourceId::parse(&id)?, change).await? {
         Ok((
             StatusCode::OK,
             Json(json!({"status": "ok", "message": "vpn user updated"})),
@@ -101,7 +101,9 @@ pub async fn set_email(
     PathId(user_id): PathId,
     ApiJson(body): ApiJson<EmailChange>,
 ) -> Result<Json<Value>, ApiError> {
-    st.app.set_email(&user_id, body.email.as_deref()).await?;
+    st.app
+        .set_email(&UserId::parse(&user_id)?, body.email.as_deref())
+        .await?;
     Ok(Json(json!({"message": "email updated"})))
 }
 

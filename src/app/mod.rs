@@ -2,27 +2,38 @@
 //! recorded in one transaction and the engine does the rest; nothing here calls the hosting
 //! service.
 
+mod deprovision;
 mod error;
-mod hosting;
+mod idempotency;
+mod ids;
 mod last_known;
+mod my_node;
+mod my_vpn;
 mod node_reports;
 mod operator;
+mod provision;
 mod regions;
+mod resources;
 mod subscriptions;
-mod vpn;
-mod vpn_reads;
+mod vpn_admin;
+mod vpn_orders;
 
 use std::sync::Arc;
 
+pub use deprovision::{Deprovision, DeprovisionOutcome};
 pub use error::AppError;
-pub use hosting::{Deprovision, DeprovisionOutcome, HOSTING, MyNode, Provision, ProvisionOutcome};
+pub use idempotency::Keyed;
+pub use ids::{ResourceId, SubscriptionId, UserId};
 pub use last_known::LastKnown;
+pub use my_node::MyNode;
+pub use my_vpn::{MyVpn, VpnConfig};
 pub use node_reports::{NodeCaller, NodeReport, NodeStatsReport};
 pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
+pub use provision::{Provision, ProvisionOutcome};
 pub use regions::Regions;
-pub use subscriptions::SubscriptionLookup;
-pub use vpn::{Gift, VPN, VpnChange, VpnOutcome};
-pub use vpn_reads::{MyVpn, VpnConfig};
+pub use subscriptions::{HOSTING, SubscriptionLookup, VPN};
+pub use vpn_admin::VpnChange;
+pub use vpn_orders::{Gift, VpnOutcome};
 
 use crate::engine::Engine;
 use crate::ports::Ports;

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::hosting::parse_id;
+use super::ids::ResourceId;
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{Connection, Resource, credential};
@@ -52,7 +52,7 @@ pub enum NodeCaller {
 impl App {
     /// Checks that `caller` may report on resource `id` and returns the resource.
     async fn reported_resource(&self, caller: &NodeCaller, id: &str) -> Result<Resource, AppError> {
-        let id = parse_id(id)?;
+        let id = ResourceId::parse(id)?.0;
         if let NodeCaller::Node(token) = caller {
             let digest = self.ports.store.node_credential(id).await?;
             if !digest.is_some_and(|d| credential::matches(token, &d)) {

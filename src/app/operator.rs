@@ -4,10 +4,10 @@
 
 use serde::Deserialize;
 
-use super::hosting::{parse_id, valid_id};
+use super::ids::ResourceId;
 use super::{App, AppError};
 use crate::domain::input;
-use crate::domain::{Event, EventKind, Resource};
+use crate::domain::{EventKind, Resource};
 use crate::ports::store::{NewEvent, StuckCallback};
 
 /// Retries at or past this count put a resource (or a callback) in the queue.
@@ -31,7 +31,7 @@ impl OperatorAction {
             .map(str::trim)
             .filter(|o| !o.is_empty());
         if let Some(o) = operator {
-            valid_id(o, "invalid_operator", "operator_too_long", "operator")?;
+            input::id(o, "operator", "invalid_operator", "operator_too_long")?;
         }
         let reason = self
             .reason
@@ -73,21 +73,28 @@ impl App {
     }
 
     /// Makes the resource's next step happen now, with a fresh retry budget.
-    pub async fn operator_retry(&self, id: &str, a: OperatorAction) -> Result<Resource, AppError> {
-        let id = parse_id(id)?;
+    pub async fn operator_retry(
+        &self,
+        id: ResourceId,
+        a: OperatorAction,
+    ) -> Result<Resource, AppError> {
         let (actor, reason) = a.checked()?;
         let mut event = NewEvent::new(EventKind::OperatorRetry, &actor);
         event.message = reason;
         self.ports
             .store
-            .retry_now(id, &event, self.ports.clock.now())
+            .retry_now(id.0, &event, self.ports.clock.now())
             .await?
             .ok_or_else(|| AppError::not_found("resource_not_found", "no such live resource"))
     }
 
     /// Gives up on a resource that is coming up: failed, reported, and whatever exists
     /// upstream cleaned up by the engine.
-    pub async fn operator_fail(&self, id: &str, a: OperatorAction) -> Result<Resource, AppError> {
+    pub async fn operator_fail(
+        &self,
+        id: ResourceId,
+        a: OperatorAction,
+    ) -> Result<Resource, AppError> {
         let (actor, reason) = a.checked()?;
         let r = self.resource(id).await?;
         let msg = match reason {
@@ -104,11 +111,5 @@ impl App {
             ));
         }
         self.resource(id).await
-    }
-
-    /// A resource's whole history: who did what, when, and why.
-    pub async fn history(&self, id: &str) -> Result<Vec<Event>, AppError> {
-        let r = self.resource(id).await?;
-        Ok(self.ports.store.events(r.id).await?)
     }
 }

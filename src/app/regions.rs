@@ -36,3 +36,28 @@ impl Regions {
         Ok(self.all().await?.iter().find(|r| r.code == code).cloned())
     }
 }
+
+impl super::App {
+    /// The region an order or a user names (the default region when none), if it is
+    /// known and open for new nodes.
+    pub(super) async fn available_region(
+        &self,
+        code: Option<&str>,
+    ) -> Result<Region, super::AppError> {
+        use super::AppError;
+        let code = code
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&self.config.default_region);
+        match self.regions.get(code).await? {
+            Some(r) if r.available => Ok(r),
+            Some(_) => Err(AppError::invalid(
+                "region_unavailable",
+                format!("region {code} is not available"),
+            )),
+            None => Err(AppError::invalid(
+                "unknown_region",
+                format!("unknown region {code}"),
+            )),
+        }
+    }
+}

@@ -1,21 +1,18 @@
-//! VPN use cases: orders and gifts (recorded as entitlements, then pushed to the VPN
-//! manager by the engine, first from inside the request under a short wait), the user's VPN
-//! adjustments, email changes and deprovisioning. What the user reads is in `vpn_reads`.
+//! VPN orders and gifts: recorded as entitlements, then pushed to the VPN manager by the
+//! engine, first from inside the request under a short wait.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::hosting::{Provision, valid_id, valid_subscription_id, valid_user_id};
+use super::ids::{SubscriptionId, UserId, optional_field};
+use super::provision::{Provision, order_plan};
 use super::{App, AppError};
 use crate::domain::entitlement::{Entitlement, OrderTerms};
 use crate::domain::expiry::OrderKind;
 use crate::domain::input;
-use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
-use crate::ports::store::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome};
-
-/// The app name and service type of VPN subscriptions.
-pub const VPN: (&str, &str) = ("otun", "vpn");
+use crate::domain::{Resource, Status};
+use crate::ports::store::{VpnOrder, VpnOrderOutcome};
 
 /// What a VPN order (or gift) did.
 #[derive(Debug, Clone)]
@@ -45,25 +42,6 @@ pub struct Gift {
     pub duration_days: Option<i64>,
     pub service_tier: Option<String>,
     pub note: Option<String>,
-}
-
-/// `PUT /api/internal/resources/{id}/vpn`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct VpnChange {
-    pub traffic_limit: Option<i64>,
-    pub extend_days: Option<i64>,
-    pub plan_tier: Option<String>,
-}
-
-fn optional_text(value: Option<&str>, name: &str) -> Result<Option<String>, AppError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => {
-            valid_id(v, "invalid_field", "field_too_long", name)?;
-            Ok(Some(v.to_owned()))
-        }
-    }
 }
 
 /// Days an order buys: `expire_days`, else `months` × 30, else its period, else 30.
@@ -97,29 +75,30 @@ impl App {
     /// Records a VPN order and tries to finish it within the request. A repeated order
     /// changes nothing and answers with what the first one recorded.
     pub async fn provision_vpn(&self, req: Provision) -> Result<VpnOutcome, AppError> {
-        valid_user_id(&req.user_id)?;
-        let subscription_id = req.subscription_id.clone().unwrap_or_default();
-        valid_subscription_id(&subscription_id)?;
+        let user = UserId::parse(&req.user_id)?;
+        let subscription =
+            SubscriptionId::parse(req.subscription_id.as_deref().unwrap_or_default())?;
+        let subscription_id = subscription.to_string();
         let days = order_days(&req)?;
         if let Some(t) = req.traffic_limit {
             input::traffic_bytes(t, "traffic_limit")?;
         }
         let email = input::email(req.user_email.as_deref())?;
-        let channel = optional_text(req.channel.as_deref(), "channel")?;
-        let business_type = optional_text(req.business_type.as_deref(), "business_type")?;
-        let device_id = optional_text(req.device_id.as_deref(), "device_id")?;
+        let channel = optional_field(req.channel.as_deref(), "channel")?;
+        let business_type = optional_field(req.business_type.as_deref(), "business_type")?;
+        let device_id = optional_field(req.device_id.as_deref(), "device_id")?;
         for v in [&req.channel_tx_id, &req.period_start, &req.period_end] {
-            optional_text(v.as_deref(), "order identity")?;
+            optional_field(v.as_deref(), "order identity")?;
         }
         let kind = OrderKind::of(channel.as_deref(), business_type.as_deref());
         let is_trial =
             channel.as_deref() == Some("trial") || business_type.as_deref() == Some("trial");
-        let plan = super::hosting::order_plan(&req)?;
+        let plan = order_plan(&req)?;
         let period = req.period_start.as_deref().zip(req.period_end.as_deref());
         let order = VpnOrder {
             resource_id: Uuid::now_v7(),
             entitlement_id: Uuid::now_v7(),
-            user_id: req.user_id.clone(),
+            user_id: user.to_string(),
             email,
             order_key: Some(crate::domain::resource::order_key(
                 &subscription_id,
@@ -137,7 +116,7 @@ impl App {
                 traffic_limit: plan.vpn_traffic_limit(req.traffic_limit),
             },
             upstream_expiry: match kind {
-                OrderKind::Paid => self.upstream_expiry(&req.user_id).await?,
+                OrderKind::Paid => self.upstream_expiry(&user).await?,
                 _ => None,
             },
             is_trial,
@@ -151,7 +130,7 @@ impl App {
 
     /// `POST /entitlements/gift`: free access that adds to whatever the user has.
     pub async fn gift(&self, g: Gift) -> Result<VpnOutcome, AppError> {
-        valid_user_id(&g.user_id)?;
+        let user = UserId::parse(&g.user_id)?;
         let days = input::days(
             g.duration_days.unwrap_or_default(),
             "duration_days",
@@ -177,7 +156,7 @@ impl App {
         let order = VpnOrder {
             resource_id: Uuid::now_v7(),
             entitlement_id: Uuid::now_v7(),
-            user_id: g.user_id,
+            user_id: user.to_string(),
             email: input::email(g.email.as_deref())?,
             subscription_id: None,
             order_key: None,
@@ -203,8 +182,8 @@ impl App {
     /// The expiry the VPN manager holds for the user's account now (`CONTRACTS.md` §2.3:
     /// a paid renewal stacks on it). `None` when the user has no account yet, or when the
     /// VPN manager cannot be read: our stored copy stands in then.
-    async fn upstream_expiry(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, AppError> {
-        let record = self.ports.store.vpn_of_user(user_id).await?;
+    async fn upstream_expiry(&self, user: &UserId) -> Result<Option<DateTime<Utc>>, AppError> {
+        let record = self.ports.store.vpn_of_user(user.as_str()).await?;
         let Some(uuid) = record.resource.and_then(|r| r.vpn.vpn_user_id) else {
             return Ok(None);
         };
@@ -220,7 +199,7 @@ impl App {
     /// When the engine may take over a VPN change the request is making: the request takes
     /// the first step itself, and the engine only finishes what it did not (or what a
     /// process that died left).
-    fn vpn_due_at(&self) -> DateTime<Utc> {
+    pub(super) fn vpn_due_at(&self) -> DateTime<Utc> {
         let wait = self.config.vpn.wait + std::time::Duration::from_secs(1);
         crate::domain::units::after(self.ports.clock.now(), wait)
     }
@@ -263,135 +242,5 @@ impl App {
             resource,
             created: true,
         })
-    }
-
-    /// Ends the VPN access a subscription gave, when it has any (`None` otherwise).
-    pub(super) async fn deprovision_vpn(
-        &self,
-        subscription_id: &str,
-        wanted: Option<Uuid>,
-        reason: DeleteReason,
-    ) -> Result<Option<Resource>, AppError> {
-        let entitlements = self
-            .ports
-            .store
-            .entitlements_for_subscription(subscription_id)
-            .await?;
-        if entitlements.is_empty()
-            || wanted.is_some_and(|id| entitlements.iter().all(|e| e.resource_id != id))
-        {
-            return Ok(None);
-        }
-        let now = self.ports.clock.now();
-        Ok(self
-            .ports
-            .store
-            .cancel_vpn_subscription(subscription_id, reason, "subscription_service", now)
-            .await?)
-    }
-
-    /// `PUT /resources/{id}/vpn`: changes the current terms; `true` when the VPN manager
-    /// already holds them, `false` when they are saved and will be applied.
-    pub async fn change_vpn(&self, id: &str, ch: VpnChange) -> Result<bool, AppError> {
-        let resource = self.resource(id).await?;
-        if resource.kind != ResourceKind::VpnUser {
-            return Err(AppError::invalid(
-                "not_a_vpn_user",
-                "the resource is not a VPN user",
-            ));
-        }
-        if let Some(t) = ch.traffic_limit {
-            input::traffic_bytes(t, "traffic_limit")?;
-        }
-        if let Some(d) = ch.extend_days {
-            input::days(d, "extend_days", "invalid_extend_days")?;
-        }
-        let plan = ch
-            .plan_tier
-            .as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(input::plan_tier)
-            .transpose()?;
-        if ch.traffic_limit.is_none() && ch.extend_days.is_none() && plan.is_none() {
-            return Err(AppError::invalid(
-                "nothing_to_change",
-                "give traffic_limit, extend_days or plan_tier",
-            ));
-        }
-        let adjustment = VpnAdjustment {
-            traffic_limit: ch.traffic_limit,
-            extend_days: ch.extend_days,
-            service_tier: plan.as_ref().map(|p| p.service_tier().to_owned()),
-            plan_tier: plan.map(|p| p.as_str().to_owned()),
-        };
-        let now = self.ports.clock.now();
-        let Some((_, resource)) = self
-            .ports
-            .store
-            .adjust_vpn(resource.id, &adjustment, self.vpn_due_at(), now)
-            .await?
-        else {
-            return Err(AppError::conflict(
-                "vpn_not_live",
-                "the VPN user is being deleted or has no current entitlement",
-            ));
-        };
-        let version = resource.vpn.spec_version;
-        let after = self
-            .engine
-            .drive_vpn(resource.id, version, self.config.vpn.wait)
-            .await?;
-        Ok(after.is_some_and(|r| r.vpn.applied_version >= version))
-    }
-
-    /// `PUT /users/{id}/email`: recorded now, pushed to the VPN manager by the engine
-    /// (retried until it is accepted).
-    pub async fn set_email(&self, user_id: &str, email: Option<&str>) -> Result<(), AppError> {
-        valid_user_id(user_id)?;
-        let Some(email) = input::email(email)? else {
-            return Err(AppError::invalid("missing_email", "email is required"));
-        };
-        let now = self.ports.clock.now();
-        self.ports
-            .store
-            .set_user_email(user_id, &email, now)
-            .await?;
-        Ok(())
-    }
-
-    /// `GET /entitlements`.
-    pub async fn entitlements(
-        &self,
-        mut filter: EntitlementFilter,
-    ) -> Result<Vec<Entitlement>, AppError> {
-        if let Some(u) = &filter.user_id {
-            valid_user_id(u)?;
-        }
-        if let Some(s) = filter.status.as_deref()
-            && !matches!(
-                s,
-                "active" | "expired" | "superseded" | "merged" | "cancelled"
-            )
-        {
-            return Err(AppError::invalid(
-                "invalid_status",
-                format!("unknown status {s:?}"),
-            ));
-        }
-        if let Some(b) = &filter.business_type {
-            valid_id(
-                b,
-                "invalid_business_type",
-                "business_type_too_long",
-                "business_type",
-            )?;
-        }
-        filter.limit = 500;
-        Ok(self
-            .ports
-            .store
-            .entitlements(&filter, self.ports.clock.now())
-            .await?)
     }
 }

@@ -1,8 +1,8 @@
-//! What a user (or the internal API) reads of a VPN: its status, with the subscription
+//! The user's own VPN, as they (or the internal API) read it: its status, with the subscription
 //! service's word on paid entitlements, the live connection config, and our record.
 
-use super::hosting::valid_user_id;
-use super::vpn::VPN;
+use super::ids::UserId;
+use super::subscriptions::VPN;
 use super::{App, AppError};
 use crate::domain::Resource;
 use crate::domain::entitlement::{Entitlement, PaidBy, VpnStatus, gated_vpn_status, vpn_status};
@@ -31,8 +31,8 @@ pub struct VpnConfig {
 impl App {
     /// `GET /my/vpn`: our entitlements decide the status (an expired or deprovisioned VPN
     /// never reads `active`, whatever the subscription service says).
-    pub async fn my_vpn(&self, user_id: &str) -> Result<std::sync::Arc<MyVpn>, AppError> {
-        valid_user_id(user_id)?;
+    pub async fn my_vpn(&self, user: &UserId) -> Result<std::sync::Arc<MyVpn>, AppError> {
+        let user_id = user.as_str();
         let answer = self
             .last_vpns
             .read(user_id, self.read_my_vpn(user_id))
@@ -75,8 +75,8 @@ impl App {
 
     /// The connection config, only while the VPN is active. Read from the VPN manager
     /// with a read that never changes the user's terms there.
-    pub async fn vpn_config(&self, user_id: &str) -> Result<VpnConfig, AppError> {
-        valid_user_id(user_id)?;
+    pub async fn vpn_config(&self, user: &UserId) -> Result<VpnConfig, AppError> {
+        let user_id = user.as_str();
         let (record, lookup) = tokio::join!(
             self.ports.store.vpn_of_user(user_id),
             self.subscriptions.lookup(user_id, VPN.0, VPN.1),
@@ -124,8 +124,8 @@ impl App {
     }
 
     /// The user's VPN as we record it (no upstream call).
-    pub async fn vpn_record(&self, user_id: &str) -> Result<(VpnStatus, VpnRecord), AppError> {
-        valid_user_id(user_id)?;
+    pub async fn vpn_record(&self, user: &UserId) -> Result<(VpnStatus, VpnRecord), AppError> {
+        let user_id = user.as_str();
         let record = self.ports.store.vpn_of_user(user_id).await?;
         if record.entitlement.is_none() {
             return Err(AppError::not_found("no_vpn", "no VPN subscription"));
