@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query_with;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{
     Arguments, AssertSqlSafe, Encode, FromRow, PgConnection, PgPool, Postgres, SqlSafeStr, SqlStr,
@@ -205,40 +206,23 @@ pub struct Sql<'c> {
     error: Option<BoxError>,
 }
 
-/// Runs `$run` with the query built for whichever backend and target the statement has,
-/// then maps each backend's answer with `$map`.
-macro_rules! dispatch {
-    ($sql:expr, |$q:ident, $e:ident| $run:expr, |$out:ident| $map:expr) => {{
-        let mut sql = $sql;
-        if let Some(e) = sql.error {
-            return Err(StoreError::Other(e));
-        }
-        let text = sql.sql_text();
-        match sql.bound {
-            Bound::Postgres(args, target) => {
-                let $q = sqlx::query_with::<Postgres, _>(text, args);
-                let $out = match target {
-                    PgTarget::Pool($e) => $run,
-                    PgTarget::Conn($e) => {
-                        let $e = &mut *$e;
-                        $run
-                    }
-                }?;
-                $map
-            }
-            Bound::Sqlite(args, target) => {
-                let $q = sqlx::query_with::<Sqlite, _>(text, args);
-                let $out = match target {
-                    LiteTarget::Pool($e) => $run,
-                    LiteTarget::Conn($e) => {
-                        let $e = &mut *$e;
-                        $run
-                    }
-                }?;
-                $map
-            }
-        }
-    }};
+type PgQuery = sqlx::query::Query<'static, Postgres, PgArguments>;
+type LiteQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
+
+/// A statement ready to run: the query of its backend, and where.
+enum Ready<'c> {
+    PgPool(PgQuery, &'c PgPool),
+    PgConn(PgQuery, &'c mut PgConnection),
+    LitePool(LiteQuery, &'c SqlitePool),
+    LiteConn(LiteQuery, &'c mut SqliteConnection),
+}
+
+fn decode<R: sqlx::Row, T: for<'r> FromRow<'r, R>>(row: &R) -> StoreResult<T> {
+    Ok(T::from_row(row)?)
+}
+
+fn decode_all<R: sqlx::Row, T: for<'r> FromRow<'r, R>>(rows: &[R]) -> StoreResult<Vec<T>> {
+    rows.iter().map(decode).collect()
 }
 
 impl<'c> Sql<'c> {
@@ -313,31 +297,55 @@ impl<'c> Sql<'c> {
         AssertSqlSafe(text).into_sql_str()
     }
 
+    /// The query for the statement's backend, with its target.
+    fn ready(mut self) -> StoreResult<Ready<'c>> {
+        if let Some(e) = self.error.take() {
+            return Err(StoreError::Other(e));
+        }
+        let text = self.sql_text();
+        Ok(match self.bound {
+            Bound::Postgres(args, PgTarget::Pool(p)) => Ready::PgPool(query_with(text, args), p),
+            Bound::Postgres(args, PgTarget::Conn(c)) => Ready::PgConn(query_with(text, args), c),
+            Bound::Sqlite(args, LiteTarget::Pool(p)) => Ready::LitePool(query_with(text, args), p),
+            Bound::Sqlite(args, LiteTarget::Conn(c)) => Ready::LiteConn(query_with(text, args), c),
+        })
+    }
+
     /// Runs the statement; how many rows it changed.
     pub async fn execute(self) -> StoreResult<u64> {
-        dispatch!(self, |q, e| q.execute(e).await, |done| Ok(
-            done.rows_affected()
-        ))
+        Ok(match self.ready()? {
+            Ready::PgPool(q, p) => q.execute(p).await?.rows_affected(),
+            Ready::PgConn(q, c) => q.execute(c).await?.rows_affected(),
+            Ready::LitePool(q, p) => q.execute(p).await?.rows_affected(),
+            Ready::LiteConn(q, c) => q.execute(c).await?.rows_affected(),
+        })
     }
 
     pub async fn fetch_optional<T: Rows>(self) -> StoreResult<Option<T>> {
-        dispatch!(self, |q, e| q.fetch_optional(e).await, |row| row
-            .map(|r| T::from_row(&r))
-            .transpose()
-            .map_err(StoreError::from))
+        match self.ready()? {
+            Ready::PgPool(q, p) => q.fetch_optional(p).await?.as_ref().map(decode).transpose(),
+            Ready::PgConn(q, c) => q.fetch_optional(c).await?.as_ref().map(decode).transpose(),
+            Ready::LitePool(q, p) => q.fetch_optional(p).await?.as_ref().map(decode).transpose(),
+            Ready::LiteConn(q, c) => q.fetch_optional(c).await?.as_ref().map(decode).transpose(),
+        }
     }
 
     pub async fn fetch_one<T: Rows>(self) -> StoreResult<T> {
-        dispatch!(self, |q, e| q.fetch_one(e).await, |row| T::from_row(&row)
-            .map_err(StoreError::from))
+        match self.ready()? {
+            Ready::PgPool(q, p) => decode(&q.fetch_one(p).await?),
+            Ready::PgConn(q, c) => decode(&q.fetch_one(c).await?),
+            Ready::LitePool(q, p) => decode(&q.fetch_one(p).await?),
+            Ready::LiteConn(q, c) => decode(&q.fetch_one(c).await?),
+        }
     }
 
     pub async fn fetch_all<T: Rows>(self) -> StoreResult<Vec<T>> {
-        dispatch!(self, |q, e| q.fetch_all(e).await, |rows| rows
-            .iter()
-            .map(T::from_row)
-            .collect::<Result<Vec<T>, _>>()
-            .map_err(StoreError::from))
+        match self.ready()? {
+            Ready::PgPool(q, p) => decode_all(&q.fetch_all(p).await?),
+            Ready::PgConn(q, c) => decode_all(&q.fetch_all(c).await?),
+            Ready::LitePool(q, p) => decode_all(&q.fetch_all(p).await?),
+            Ready::LiteConn(q, c) => decode_all(&q.fetch_all(c).await?),
+        }
     }
 
     /// The first column of the one row the statement returns.
