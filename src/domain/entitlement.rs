@@ -216,20 +216,14 @@ pub fn gated_vpn_status(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ResourceKind;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
-    }
-
-    fn days(d: i64) -> DateTime<Utc> {
-        now() + chrono::Duration::days(d)
-    }
-
-    fn entitlement(channel: &str, business_type: &str, expire_at: DateTime<Utc>) -> Entitlement {
+impl Entitlement {
+    /// A current, active, reported entitlement for unit tests (premium, 500 bytes).
+    pub(crate) fn fixture(
+        channel: &str,
+        business_type: &str,
+        expire_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Entitlement {
         Entitlement {
             id: Uuid::nil(),
             user_id: "u".into(),
@@ -250,9 +244,28 @@ mod tests {
             status: EntitlementStatus::Active,
             spec_version: 1,
             reported: true,
-            created_at: now(),
-            updated_at: now(),
+            created_at: now,
+            updated_at: now,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ResourceKind;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap()
+    }
+
+    fn days(d: i64) -> DateTime<Utc> {
+        now() + chrono::Duration::days(d)
+    }
+
+    fn entitlement(channel: &str, business_type: &str, expire_at: DateTime<Utc>) -> Entitlement {
+        Entitlement::fixture(channel, business_type, expire_at, now())
     }
 
     fn resource(status: Status, desired: Desired) -> Resource {

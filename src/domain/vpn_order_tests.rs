@@ -15,26 +15,11 @@ fn days(d: i64) -> DateTime<Utc> {
 fn paid_entitlement(expire_at: DateTime<Utc>) -> Entitlement {
     Entitlement {
         id: Uuid::from_u128(1),
-        user_id: "u".into(),
         resource_id: Uuid::from_u128(2),
         subscription_id: Some("sub-paid".into()),
         order_key: Some("sub-paid|o".into()),
-        channel: "stripe".into(),
-        business_type: "subscription".into(),
-        plan_tier: "premium".into(),
         service_tier: "gold".into(),
-        traffic_limit: 500,
-        expire_at,
-        email: None,
-        device_id: None,
-        note: None,
-        is_trial: false,
-        is_current: true,
-        status: EntitlementStatus::Active,
-        spec_version: 1,
-        reported: true,
-        created_at: now(),
-        updated_at: now(),
+        ..Entitlement::fixture("stripe", "subscription", expire_at, now())
     }
 }
 

@@ -210,6 +210,78 @@ on_both! {
 }
 
 on_both! {
+    async fn a_change_that_sets_every_column_writes_each_value_to_its_own_column(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        created(store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap());
+        let r = store.claim_resources(claim("w1", now)).await.unwrap().remove(0);
+        let at = |s: i64| now + chrono::Duration::seconds(s);
+        let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+        // Every value is distinct, so a value bound to another column's place shows.
+        let mut c = Change::on(&r, Guard::Lease("w1".into()), now);
+        c.expect_desired = Some(Desired::Active);
+        c.status = Some(Status::Creating);
+        c.node_id = Some("node-7".into());
+        c.phase = Some(3);
+        c.connection = Some(fulfillment::domain::Connection {
+            public_ip: Some("203.0.113.9".into()),
+            api_port: Some(8101),
+            api_key: Some("key-7".into()),
+            vless_port: Some(8102),
+            ss_port: Some(8103),
+            public_key: Some("pub-7".into()),
+            short_id: Some("short-7".into()),
+        });
+        c.error_message = Some("error-7".into());
+        c.last_error = Some("last-7".into());
+        c.callback_token_hash = Some("hash-7".into());
+        c.upstream_released = Some(true);
+        c.traffic_limit = Some(7_000);
+        c.ready_at = Some(at(11));
+        c.deadline_at = Some(Some(at(22)));
+        c.attempts = Attempts::Increment;
+        c.next_attempt_at = Some(Some(at(33)));
+        c.vpn_user_id = Some("uuid-7".into());
+        c.applied_version = Some(5);
+        c.release_lease = true;
+        assert!(store.apply(&c).await.unwrap());
+        let a = store.resource(r.id).await.unwrap().unwrap();
+        assert_eq!((a.status, a.phase, a.attempts), (Status::Creating, 3, 1));
+        assert_eq!(a.node_id.as_deref(), Some("node-7"));
+        let conn = &a.connection;
+        assert_eq!(conn.public_ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!((conn.api_port, conn.vless_port, conn.ss_port), (Some(8101), Some(8102), Some(8103)));
+        assert_eq!(conn.api_key.as_deref(), Some("key-7"));
+        assert_eq!(conn.public_key.as_deref(), Some("pub-7"));
+        assert_eq!(conn.short_id.as_deref(), Some("short-7"));
+        assert_eq!(a.error_message.as_deref(), Some("error-7"));
+        assert_eq!(a.last_error.as_deref(), Some("last-7"));
+        assert_eq!(store.node_credential(r.id).await.unwrap().as_deref(), Some("hash-7"));
+        assert!(a.upstream_released);
+        assert_eq!(a.traffic_limit, 7_000);
+        assert_eq!(ms(a.ready_at), ms(Some(at(11))));
+        assert_eq!(ms(a.deadline_at), ms(Some(at(22))));
+        assert_eq!(ms(a.next_attempt_at), ms(Some(at(33))));
+        assert_eq!(a.vpn.vpn_user_id.as_deref(), Some("uuid-7"));
+        assert_eq!(a.vpn.applied_version, 5);
+        assert_eq!(a.updated_at.timestamp_millis(), now.timestamp_millis());
+        // The lease went back: another worker's claim takes the row once it is due.
+        let later = store.claim_resources(claim("w2", at(34))).await.unwrap();
+        assert_eq!(later.iter().map(|r| r.id).collect::<Vec<_>>(), vec![r.id]);
+        // What a change leaves out stays; clearing the deadline is a value of its own.
+        let mut clear = Change::on(&later[0], Guard::Lease("w2".into()), at(35));
+        clear.deadline_at = Some(None);
+        assert!(store.apply(&clear).await.unwrap());
+        let b = store.resource(r.id).await.unwrap().unwrap();
+        assert_eq!(b.deadline_at, None);
+        assert_eq!(b.node_id.as_deref(), Some("node-7"));
+        assert_eq!(b.connection, a.connection);
+        assert_eq!(ms(b.next_attempt_at), ms(Some(at(33))));
+    }
+}
+
+on_both! {
     async fn a_desire_changed_during_a_step_makes_the_row_due_at_once(b: Backend) {
         let db = TestDb::new(b).await;
         let store = db.store().await;
