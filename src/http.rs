@@ -197,13 +197,13 @@ pub async fn serve(
             let guard = InFlight::enter(&in_flight);
             let call = router.clone().oneshot(req.map(axum::body::Body::new));
             async move {
-                let resp = call.await;
-                drop(guard);
-                resp.map_err(|never: Infallible| match never {})
+                let resp = call.await.map_err(|never: Infallible| match never {})?;
+                Ok::<_, Infallible>(busy_while_streaming(resp, guard))
             }
         });
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
         let registry = registry.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -215,6 +215,29 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, registry.all_closed()).await;
     Ok(())
+}
+
+/// An event stream keeps its connection busy (never evicted to make room) for as long as
+/// its body runs, not only until its head is sent. Other bodies are left as they are.
+fn busy_while_streaming(
+    resp: axum::response::Response,
+    guard: InFlight,
+) -> axum::response::Response {
+    use futures::StreamExt;
+    let streaming = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        return resp;
+    }
+    resp.map(|body| {
+        let chunks = body.into_data_stream().map(move |chunk| {
+            let _busy = &guard;
+            chunk
+        });
+        axum::body::Body::from_stream(chunks)
+    })
 }
 
 /// Drives one connection: to its end, to a graceful close on shutdown, or to an abrupt
@@ -244,11 +267,11 @@ trait GracefulClose {
     fn close_gracefully(self: std::pin::Pin<&mut Self>);
 }
 
-impl<I, S> GracefulClose for hyper::server::conn::http1::Connection<I, S>
+impl<I, S> GracefulClose for hyper::server::conn::http1::UpgradeableConnection<I, S>
 where
     S: hyper::service::HttpService<hyper::body::Incoming>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S::ResBody: 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {

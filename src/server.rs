@@ -23,6 +23,8 @@ pub struct Running {
     /// The in-process simulators, in demo mode.
     pub sim: Option<Sim>,
     engine_loops: engine::Shutdown,
+    /// Relays the store's news of changed documents to the live streams.
+    relay: tokio::task::JoinHandle<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_http: tokio::sync::oneshot::Sender<()>,
 }
@@ -32,11 +34,16 @@ impl Running {
     /// their leases are left to expire.
     pub fn kill(self) {
         self.http.abort();
+        self.relay.abort();
+        self.state.app.live.stop_all();
         self.engine_loops.abort();
     }
 
-    /// Stops taking requests, lets the engine finish the steps in flight, and returns.
+    /// Stops taking requests, ends the event streams (a graceful close would otherwise
+    /// wait on them), lets the engine finish the steps in flight, and returns.
     pub async fn stop(self) {
+        self.state.app.live.stop_all();
+        self.relay.abort();
         let _ = self.stop_http.send(());
         let _ = self.http.await;
         self.engine_loops.stop().await;
@@ -153,6 +160,7 @@ pub async fn start(
         node_callback_url: format!("{}/api/callback/node", public.trim_end_matches('/')),
         ..config.engine.clone()
     };
+    let news = ports.store.wakeups().users.subscribe();
     let engine = Engine::new(ports.clone(), engine_config);
     let app = App::new(ports, engine.clone(), config.app.clone());
     let state = Arc::new(ApiState {
@@ -164,6 +172,7 @@ pub async fn start(
         limits: api::limits::RateLimits::new(config.limits),
         request_timeout: config.http.request_timeout,
     });
+    let relay = tokio::spawn(state.app.live.clone().relay(news));
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
@@ -184,6 +193,7 @@ pub async fn start(
         state,
         sim,
         engine_loops,
+        relay,
         http,
         stop_http,
     })

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::tickets::Tickets;
 
 /// Verified tokens remembered at most; when full, the expired ones go, and if that is not
 /// enough, all of them (they are verified again on their next use).
@@ -27,6 +28,7 @@ pub struct Auth {
     jwt: DecodingKey,
     validation: Validation,
     internal_secret: String,
+    tickets: Tickets,
     /// token → (user, `exp`, `nbf`) of tokens that verified.
     verified: Mutex<HashMap<Box<str>, Verified>>,
 }
@@ -36,6 +38,22 @@ struct Verified {
     user: String,
     exp: i64,
     nbf: Option<i64>,
+}
+
+impl Verified {
+    fn session(&self) -> Session {
+        Session {
+            user: self.user.clone(),
+            until: self.exp + LEEWAY,
+        }
+    }
+}
+
+/// Who is calling, and until when (Unix seconds) their credential holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub until: i64,
 }
 
 impl Auth {
@@ -54,6 +72,7 @@ impl Auth {
             jwt: DecodingKey::from_secret(jwt_secret.as_bytes()),
             validation,
             internal_secret: internal_secret.to_owned(),
+            tickets: Tickets::new(jwt_secret),
             verified: Mutex::new(HashMap::new()),
         }
     }
@@ -67,17 +86,22 @@ impl Auth {
     /// `sub`. A token with a `crit` header is refused (RFC 7515 §4.1.11: we understand no
     /// extension), and so is one whose user is blank, too long or holds control characters.
     pub fn user_of(&self, token: &str) -> Result<String, ApiError> {
+        self.session_of(token).map(|s| s.user)
+    }
+
+    /// The user a JWT names, and until when the token holds (its `exp` and our leeway).
+    pub fn session_of(&self, token: &str) -> Result<Session, ApiError> {
         let now = chrono::Utc::now().timestamp();
         if let Some(v) = self.verified.lock().unwrap().get(token) {
             if now - LEEWAY >= v.exp {
                 return Err(ApiError::unauthorized("token_expired", "token has expired"));
             }
             if v.nbf.is_none_or(|nbf| nbf <= now + LEEWAY) {
-                return Ok(v.user.clone());
+                return Ok(v.session());
             }
         }
         let verified = self.verify(token)?;
-        let user = verified.user.clone();
+        let session = verified.session();
         let mut remembered = self.verified.lock().unwrap();
         if remembered.len() >= MAX_REMEMBERED {
             remembered.retain(|_, v| now - LEEWAY < v.exp);
@@ -86,7 +110,17 @@ impl Auth {
             }
         }
         remembered.insert(token.into(), verified);
-        Ok(user)
+        Ok(session)
+    }
+
+    /// A ticket for the event streams of `session`'s user (`POST /my/events/ticket`).
+    pub fn ticket_for(&self, session: &Session) -> String {
+        self.tickets.mint(session, chrono::Utc::now().timestamp())
+    }
+
+    /// The session a ticket opens.
+    pub fn ticket_session(&self, ticket: &str) -> Result<Session, ApiError> {
+        self.tickets.open(ticket, chrono::Utc::now().timestamp())
     }
 
     /// Verifies a token in full.

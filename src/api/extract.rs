@@ -212,7 +212,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(super) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)?

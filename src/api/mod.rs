@@ -4,10 +4,13 @@
 mod auth;
 mod callbacks;
 pub mod error;
+mod events;
 pub mod extract;
+mod feed;
 mod internal;
 pub mod limits;
 mod operator;
+mod tickets;
 mod user;
 pub mod views;
 mod vpn;
@@ -57,6 +60,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .post(user::create_my_node)
                 .delete(user::delete_my_node),
         )
+        .route("/my/events", get(events::sse))
+        .route("/my/events/ws", get(events::ws))
+        .route("/my/events/ticket", post(events::ticket))
         .route("/my/vpn", get(vpn::my_vpn))
         .route("/my/vpn/subscribe", get(vpn::my_vpn_subscribe))
         .route("/regions", get(user::regions))

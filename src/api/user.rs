@@ -12,14 +12,32 @@ use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, User};
 use super::views::{CreateNodeView, NodeStatus, RegionsView};
+use crate::app::UserId;
 use crate::domain::progress::creation_progress;
 
 pub async fn my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
 ) -> Result<Response, ApiError> {
-    let mine = st.app.my_node(&user).await?;
-    Ok(Json(NodeStatus::from(&*mine)).into_response())
+    Ok(json_response(node_body(&st, &user).await?))
+}
+
+/// The body of `GET /my/node`, which the event streams push as it is.
+pub(super) async fn node_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
+    let mine = st.app.my_node(user).await?;
+    Ok(serde_json::to_string(&NodeStatus::from(&*mine)).expect("a view serializes"))
+}
+
+/// A 200 with a JSON body already serialized.
+pub(super) fn json_response(body: String) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize, Default)]

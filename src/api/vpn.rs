@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,6 +15,7 @@ use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody, User};
 use super::internal::idempotent;
+use super::user::json_response;
 use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, VpnSubscribeView};
 use crate::app::{Gift, ResourceId, UserId, VpnChange};
 use crate::ports::store::EntitlementFilter;
@@ -23,9 +24,14 @@ pub async fn my_vpn(
     State(st): State<Arc<ApiState>>,
     User(user): User,
 ) -> Result<Response, ApiError> {
-    let mine = st.app.my_vpn(&user).await?;
+    Ok(json_response(vpn_body(&st, &user).await?))
+}
+
+/// The body of `GET /my/vpn`, which the event streams push as it is.
+pub(super) async fn vpn_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
+    let mine = st.app.my_vpn(user).await?;
     let view = VpnStatusView::new(&mine, st.app.ports.clock.now());
-    Ok(Json(view).into_response())
+    Ok(serde_json::to_string(&view).expect("a view serializes"))
 }
 
 pub async fn my_vpn_subscribe(

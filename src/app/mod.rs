@@ -7,6 +7,7 @@ mod error;
 mod idempotency;
 mod ids;
 mod last_known;
+pub mod live;
 mod my_node;
 mod my_vpn;
 mod node_reports;
@@ -49,6 +50,8 @@ pub struct AppConfig {
     /// database is unavailable.
     pub last_known_max_age: std::time::Duration,
     pub vpn: VpnSettings,
+    /// Event streams this process holds at most (`EVENTS_MAX_STREAMS`).
+    pub events_max_streams: usize,
 }
 
 /// How VPN requests behave.
@@ -70,6 +73,8 @@ pub struct App {
     /// The last answers of the user reads, for while the database is unavailable.
     pub last_nodes: LastKnown<MyNode>,
     pub last_vpns: LastKnown<MyVpn>,
+    /// The live event streams of this process.
+    pub live: Arc<live::Hub>,
 }
 
 impl App {
@@ -79,6 +84,7 @@ impl App {
             regions: Regions::new(ports.store.clone()),
             last_nodes: LastKnown::new("my node", config.last_known_max_age),
             last_vpns: LastKnown::new("my vpn", config.last_known_max_age),
+            live: live::Hub::new(config.events_max_streams),
             ports,
             engine,
             config,

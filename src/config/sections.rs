@@ -147,6 +147,7 @@ pub fn read_app(env: &mut Env, otun_url: Option<&Url>) -> AppConfig {
             wait: env.secs("VPN_WAIT_SECS", secs(3), (0.0, 60.0)),
             subscribe_base: subscribe_base.map(|u| u.to_string()),
         },
+        events_max_streams: env.count("EVENTS_MAX_STREAMS", 10_000, 1_000_000) as usize,
     }
 }
 

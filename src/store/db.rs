@@ -21,7 +21,7 @@ use sqlx::{
     Sqlite, SqliteConnection, SqlitePool, Type,
 };
 
-use crate::ports::store::{BoxError, StoreError, StoreResult, Wakeups};
+use crate::ports::store::{BoxError, Changed, StoreError, StoreResult, Wakeups};
 
 /// A value either backend can bind.
 pub trait Value<'q>:
@@ -58,6 +58,9 @@ impl Topic {
         }
     }
 }
+
+/// The PostgreSQL channel whose payload is a user whose documents changed.
+pub const USERS_CHANNEL: &str = "fulfillment_users";
 
 /// A connection pool of either backend, with the in-process wake-up signals.
 pub struct Db {
@@ -104,6 +107,7 @@ impl Db {
             inner,
             wakeups: self.wakeups.clone(),
             wake: Vec::new(),
+            users: Vec::new(),
         })
     }
 
@@ -125,6 +129,8 @@ pub struct Tx {
     inner: TxInner,
     wakeups: Arc<Wakeups>,
     wake: Vec<Topic>,
+    /// Users whose documents this transaction changes.
+    users: Vec<String>,
 }
 
 enum TxInner {
@@ -150,15 +156,33 @@ impl Tx {
         }
     }
 
+    /// Tells the live streams of `user`, on every replica, once the transaction commits
+    /// (a rollback tells no one).
+    pub fn changed(&mut self, user: String) {
+        if !self.users.contains(&user) {
+            self.users.push(user);
+        }
+    }
+
     pub async fn commit(mut self) -> StoreResult<()> {
         let topics = std::mem::take(&mut self.wake);
+        let users = std::mem::take(&mut self.users);
         match self.inner {
             TxInner::Postgres(mut tx) => {
-                for topic in &topics {
-                    sqlx::query("select pg_notify($1, '')")
-                        .bind(topic.channel())
-                        .execute(&mut *tx)
-                        .await?;
+                // Every notification in one statement; PostgreSQL delivers them at commit.
+                if !topics.is_empty() || !users.is_empty() {
+                    let (channels, payloads): (Vec<&str>, Vec<&str>) = topics
+                        .iter()
+                        .map(|t| (t.channel(), ""))
+                        .chain(users.iter().map(|u| (USERS_CHANNEL, u.as_str())))
+                        .unzip();
+                    sqlx::query(
+                        "select pg_notify(c, p) from unnest($1::text[], $2::text[]) as n(c, p)",
+                    )
+                    .bind(channels)
+                    .bind(payloads)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
             }
@@ -166,6 +190,9 @@ impl Tx {
                 tx.commit().await?;
                 for topic in topics {
                     wake(&self.wakeups, topic);
+                }
+                for user in users {
+                    self.wakeups.changed(Changed::User(user.into()));
                 }
             }
         }

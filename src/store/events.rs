@@ -8,23 +8,28 @@ use super::db::{Topic, Tx};
 use crate::domain::callback::FulfillmentCallback;
 use crate::ports::store::{NewEvent, StoreError, StoreResult};
 
+/// Records an event in a resource's history and, at commit, tells the live streams of the
+/// resource's user: every change a user can see comes with an event.
 pub async fn insert_event(
     tx: &mut Tx,
     id: Uuid,
     event: &NewEvent,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    tx.sql(
-        "insert into resource_events (resource_id, kind, actor, message, at) \
-         values ($1, $2, $3, $4, $5)",
-    )
-    .bind(id.to_string())
-    .bind(event.kind.as_str())
-    .bind(&event.actor)
-    .bind(&event.message)
-    .bind(at)
-    .execute()
-    .await?;
+    let user: String = tx
+        .sql(
+            "insert into resource_events (resource_id, kind, actor, message, at) \
+             values ($1, $2, $3, $4, $5) \
+             returning (select user_id from resources where id = $1)",
+        )
+        .bind(id.to_string())
+        .bind(event.kind.as_str())
+        .bind(&event.actor)
+        .bind(&event.message)
+        .bind(at)
+        .scalar()
+        .await?;
+    tx.changed(user);
     Ok(())
 }
 

@@ -10,9 +10,9 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::SqlStore;
-use super::db::{Db, Pool, Topic};
+use super::db::{Db, Pool, Topic, USERS_CHANNEL};
 use super::node_lookups::NodeLookups;
-use crate::ports::store::Wakeups;
+use crate::ports::store::{Changed, Wakeups};
 
 /// Connects, applies pending migrations (under PostgreSQL's migration lock, so replicas
 /// starting together are safe) and starts listening for wake-ups.
@@ -43,7 +43,8 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 /// Forwards notifications to the in-process signals, reconnecting when the connection
-/// drops. After a reconnect it wakes everyone: notifications may have been missed.
+/// drops. After a reconnect it wakes everyone, and tells every live stream to re-read:
+/// notifications may have been missed.
 async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -54,24 +55,31 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
                 continue;
             }
         };
-        let channels = [Topic::Resources.channel(), Topic::Outbox.channel()];
+        let channels = [
+            Topic::Resources.channel(),
+            Topic::Outbox.channel(),
+            USERS_CHANNEL,
+        ];
         if let Err(e) = listener.listen_all(channels).await {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        wakeups.resources.notify_waiters();
-        wakeups.outbox.notify_waiters();
+        wake_everyone(&wakeups);
         loop {
             match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == USERS_CHANNEL => {
+                    wakeups.changed(Changed::User(n.payload().into()))
+                }
                 Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => {
                     wakeups.outbox.notify_waiters()
                 }
                 Ok(Some(_)) => wakeups.resources.notify_waiters(),
                 Ok(None) => {
+                    // Listen again on a new connection, and only then wake everyone: what
+                    // was committed before LISTEN is read by the woken, what after is heard.
                     tracing::warn!("wake-up connection lost; reconnecting");
-                    wakeups.resources.notify_waiters();
-                    wakeups.outbox.notify_waiters();
+                    break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up listener failed; reconnecting");
@@ -81,4 +89,10 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
             }
         }
     }
+}
+
+fn wake_everyone(wakeups: &Wakeups) {
+    wakeups.resources.notify_waiters();
+    wakeups.outbox.notify_waiters();
+    wakeups.changed(Changed::Everyone);
 }

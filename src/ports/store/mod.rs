@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 pub use error::{BoxError, StoreError, StoreResult};
 pub use idempotency::{Idempotency, IdempotencyBegin};
@@ -41,12 +41,46 @@ pub trait Store:
     fn wakeups(&self) -> Arc<Wakeups>;
 }
 
-/// Wake-ups for the engine's loops. PostgreSQL fans them out across replicas with
-/// LISTEN/NOTIFY; SQLite signals in process.
-#[derive(Debug, Default)]
+/// Wake-ups for the engine's loops, and news of whose documents changed for the live
+/// streams. PostgreSQL fans them out across replicas with LISTEN/NOTIFY; SQLite signals in
+/// process.
+#[derive(Debug)]
 pub struct Wakeups {
     pub resources: Notify,
     pub outbox: Notify,
+    /// Sent after a commit that recorded a resource's event (a status, a creation step,
+    /// connection details), never for usage reports.
+    pub users: broadcast::Sender<Changed>,
+}
+
+/// News that what `GET /my/node` or `GET /my/vpn` answers may have changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// This user's documents.
+    User(Arc<str>),
+    /// Anyone's: notifications may have been missed (the listener reconnected).
+    Everyone,
+}
+
+/// News kept for a listener that falls behind; past it, the listener hears `Everyone`.
+const CHANGES_BUFFERED: usize = 4096;
+
+impl Default for Wakeups {
+    fn default() -> Self {
+        Wakeups {
+            resources: Notify::new(),
+            outbox: Notify::new(),
+            users: broadcast::channel(CHANGES_BUFFERED).0,
+        }
+    }
+}
+
+impl Wakeups {
+    /// Tells the live streams in this process.
+    pub fn changed(&self, change: Changed) {
+        // No receiver (no hub listening) is not an error.
+        let _ = self.users.send(change);
+    }
 }
 
 /// Lease settings for a claim (of resources, callbacks or a job).

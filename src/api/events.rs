@@ -1,0 +1,201 @@
+//! Live updates (`/api/v1/my/events`, `/ws`, `/ticket`): the user's `node` and `vpn`
+//! documents pushed as they change, over Server-Sent Events or a WebSocket, authenticated
+//! by a Bearer JWT or, for browsers, a short-lived ticket in `?ticket=`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::auth::Session;
+use super::error::ApiError;
+use super::extract::bearer;
+use super::feed::Feed;
+use super::tickets::TICKET_TTL_SECS;
+use crate::app::UserId;
+use crate::app::live::{Refused, Transport};
+
+/// Longest a stream stays silent: a keep-alive comment (SSE) or a ping (WebSocket).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A user with a Bearer JWT, and until when it holds.
+pub struct UserSession(pub UserId, pub Session);
+
+impl FromRequestParts<Arc<ApiState>> for UserSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let token = bearer(parts)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("missing_token", "missing bearer token"))?;
+        let session = state.auth.session_of(token)?;
+        checked(state, session)
+    }
+}
+
+/// A caller of the event streams: a Bearer JWT, or a ticket in `?ticket=`.
+pub struct StreamCaller(pub UserId, pub Session);
+
+impl FromRequestParts<Arc<ApiState>> for StreamCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Query {
+            ticket: Option<String>,
+        }
+        let ticket = axum::extract::Query::<Query>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.ticket);
+        let session = match (bearer(parts).filter(|t| !t.is_empty()), ticket) {
+            (Some(token), _) => state.auth.session_of(token)?,
+            (None, Some(ticket)) => state.auth.ticket_session(&ticket)?,
+            (None, None) => {
+                return Err(ApiError::unauthorized(
+                    "missing_token",
+                    "missing bearer token or ticket",
+                ));
+            }
+        };
+        let UserSession(user, session) = checked(state, session)?;
+        Ok(StreamCaller(user, session))
+    }
+}
+
+fn checked(state: &ApiState, session: Session) -> Result<UserSession, ApiError> {
+    // `Auth` and tickets only name users that are valid ids, so this parse cannot fail.
+    let user = UserId::parse(&session.user)
+        .map_err(|_| ApiError::unauthorized("invalid_token", "invalid token"))?;
+    state.limits.request(user.as_str())?;
+    Ok(UserSession(user, session))
+}
+
+/// `POST /api/v1/my/events/ticket`.
+pub async fn ticket(
+    State(st): State<Arc<ApiState>>,
+    UserSession(_, session): UserSession,
+) -> Json<Value> {
+    Json(json!({"ticket": st.auth.ticket_for(&session), "expires_in": TICKET_TTL_SECS}))
+}
+
+/// `GET /api/v1/my/events`: Server-Sent Events.
+pub async fn sse(
+    State(st): State<Arc<ApiState>>,
+    StreamCaller(user, session): StreamCaller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let feed = open(&st, user, &session, Transport::Sse, last_event_id(&headers))?;
+    let events = futures::stream::unfold(feed, |mut feed| async move {
+        let m = feed.next().await?;
+        let event = Event::default().event(m.event).id(m.id).data(m.data);
+        Some((Ok::<_, Infallible>(event), feed))
+    });
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+/// `GET /api/v1/my/events/ws`: the same over a WebSocket, one text frame per message.
+pub async fn ws(
+    State(st): State<Arc<ApiState>>,
+    StreamCaller(user, session): StreamCaller,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_a_websocket", e.body_text()))?;
+    let feed = open(&st, user, &session, Transport::Ws, last_event_id(&headers))?;
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, feed)))
+}
+
+fn open(
+    st: &Arc<ApiState>,
+    user: UserId,
+    session: &Session,
+    transport: Transport,
+    resume_from: Option<String>,
+) -> Result<Feed, ApiError> {
+    let follower = st.app.live.follow(&user, transport).map_err(refused)?;
+    let left = (session.until - chrono::Utc::now().timestamp()).max(0) as u64;
+    let until = tokio::time::Instant::now() + Duration::from_secs(left);
+    Ok(Feed::new(st.clone(), user, until, follower, resume_from))
+}
+
+fn refused(why: Refused) -> ApiError {
+    let mut e = match why {
+        Refused::UserFull => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            "you already have 5 event streams open; close one first",
+        ),
+        Refused::ProcessFull => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "streams_full",
+            "this server holds as many event streams as it can; try again shortly",
+        ),
+        Refused::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this server is shutting down; reconnect",
+        ),
+    };
+    e.retry_after = Some(if why == Refused::UserFull { 30 } else { 5 });
+    e
+}
+
+fn last_event_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Drives one WebSocket: documents out, pings every `KEEP_ALIVE`, until the client goes,
+/// the credential expires or the process shuts down (a close frame then says why).
+async fn pump(mut socket: WebSocket, mut feed: Feed) {
+    let mut ping = tokio::time::interval(KEEP_ALIVE);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            message = feed.next() => {
+                let Some(m) = message else {
+                    let close = CloseFrame { code: 1001, reason: "stream ended".into() };
+                    let _ = socket.send(Frame::Close(Some(close))).await;
+                    return;
+                };
+                if socket.send(Frame::Text(m.frame().into())).await.is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if socket.send(Frame::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
