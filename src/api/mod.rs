@@ -10,7 +10,7 @@ mod feed;
 mod internal;
 pub mod limits;
 mod operator;
-mod tickets;
+pub mod tickets;
 mod user;
 pub mod views;
 mod vpn;
@@ -35,6 +35,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::app::App;
+pub use auth::Session;
 use error::ApiError;
 use extract::Auth;
 

@@ -68,6 +68,20 @@ impl Service {
         service
     }
 
+    /// SIGTERM, then waits at most `within` for the process to exit.
+    pub(crate) fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGKILL: no cleanup, no graceful anything.
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();

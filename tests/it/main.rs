@@ -10,6 +10,7 @@ mod chaos;
 mod connections;
 mod crash;
 mod db_outage;
+mod events;
 mod fault_matrix;
 mod generate;
 mod generated_input;
