@@ -12,6 +12,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod ports;
 pub mod server;
 pub mod sim;

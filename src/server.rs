@@ -12,13 +12,16 @@ use crate::api::{self, ApiState, extract::Auth};
 use crate::app::App;
 use crate::config::{Config, redact};
 use crate::engine::{self, Engine, EngineConfig};
-use crate::ports::{Hosting, Ports, Subscriptions, SystemClock, VpnManager};
+use crate::metrics::Metrics;
+use crate::ports::{Hosting, Ports, Subscriptions, SystemClock, Telemetry, VpnManager};
 use crate::sim::{Knobs, NodeTiming, Sim};
-use crate::upstream::{HostingClient, SubscriptionsClient, VpnClient, http_client};
+use crate::upstream::{HostingClient, Metered, SubscriptionsClient, VpnClient, http_client};
 
 /// A running service.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<ApiState>,
     /// The in-process simulators, in demo mode.
     pub sim: Option<Sim>,
@@ -26,7 +29,7 @@ pub struct Running {
     /// Relays the store's news of changed documents to the live streams.
     relay: tokio::task::JoinHandle<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
-    stop_http: tokio::sync::oneshot::Sender<()>,
+    stop_http: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
@@ -44,7 +47,7 @@ impl Running {
     pub async fn stop(self) {
         self.state.app.live.stop_all();
         self.relay.abort();
-        let _ = self.stop_http.send(());
+        let _ = self.stop_http.send(true);
         let _ = self.http.await;
         self.engine_loops.stop().await;
     }
@@ -141,12 +144,24 @@ pub async fn start(
         .await
         .with_context(|| format!("opening the database at {}", redact(&config.db.url)))?;
     let (hosting, subscriptions, vpn) = upstreams(config, sim.as_ref())?;
+    let metrics = Arc::new(Metrics::new());
+    let telemetry: Arc<dyn Telemetry> = metrics.clone();
     let ports = Ports {
         store,
-        hosting,
-        subscriptions,
-        vpn,
+        hosting: Arc::new(Metered::new(hosting, telemetry.clone())),
+        subscriptions: Arc::new(Metered::new(subscriptions, telemetry.clone())),
+        vpn: Arc::new(Metered::new(vpn, telemetry.clone())),
         clock: Arc::new(SystemClock),
+        telemetry,
+    };
+    // Bound before anything starts, so a taken port fails the start cleanly.
+    let metrics_listener = match config.http.metrics_addr {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding METRICS_ADDR {at}"))?,
+        ),
+        None => None,
     };
     let public = config
         .http
@@ -171,10 +186,11 @@ pub async fn start(
         ),
         limits: api::limits::RateLimits::new(config.limits),
         request_timeout: config.http.request_timeout,
+        scrape: api::metrics::Scrape::new(metrics, config.http.metrics_cache),
     });
     let relay = tokio::spawn(state.app.live.clone().relay(news));
     let engine_loops = engine::spawn(engine.clone());
-    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_http, stopped) = tokio::sync::watch::channel(false);
     let router = api::router(state.clone());
     let limits = crate::http::ServeLimits {
         header_read_timeout: config.http.header_read_timeout,
@@ -185,11 +201,28 @@ pub async fn start(
             + 3 * config.upstreams.max_in_flight
             + 64,
     };
-    let http = tokio::spawn(crate::http::serve(listener, router, limits, async {
-        let _ = stopped.await;
-    }));
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let metrics_addr = match metrics_listener {
+        Some(l) => {
+            let at = l.local_addr()?;
+            let router = api::metrics::router(state.clone());
+            let stop = until_stopped(stopped.clone());
+            tokio::spawn(crate::http::serve(l, router, limits, stop));
+            Some(at)
+        }
+        None => None,
+    };
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        router,
+        limits,
+        until_stopped(stopped),
+    ));
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         sim,
         engine_loops,

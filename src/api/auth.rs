@@ -44,7 +44,7 @@ impl Verified {
     fn session(&self) -> Session {
         Session {
             user: self.user.clone(),
-            until: self.exp + LEEWAY,
+            until: self.exp.saturating_add(LEEWAY),
         }
     }
 }

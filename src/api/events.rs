@@ -136,7 +136,11 @@ fn open(
     resume_from: Option<String>,
 ) -> Result<Feed, ApiError> {
     let follower = st.app.live.follow(&user, transport).map_err(refused)?;
-    let left = (session.until - chrono::Utc::now().timestamp()).max(0) as u64;
+    // A token may claim to hold for ages; a year is as long as any stream is kept.
+    let left = session
+        .until
+        .saturating_sub(chrono::Utc::now().timestamp())
+        .clamp(0, 365 * 24 * 3600) as u64;
     let until = tokio::time::Instant::now() + Duration::from_secs(left);
     Ok(Feed::new(st.clone(), user, until, follower, resume_from))
 }

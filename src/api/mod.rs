@@ -9,6 +9,7 @@ pub mod extract;
 mod feed;
 mod internal;
 pub mod limits;
+pub mod metrics;
 mod operator;
 pub mod tickets;
 mod user;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub limits: limits::RateLimits,
     /// Longest a request may take before it is answered 503 (`REQUEST_TIMEOUT_SECS`).
     pub request_timeout: Duration,
+    /// The metrics of this instance and the cache of the gauges a scrape derives.
+    pub scrape: metrics::Scrape,
 }
 
 /// Every route of the service.
@@ -86,7 +89,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/resources/{id}/events", get(operator::events))
         .route("/operator/queue", get(operator::queue))
         .route("/operator/resources/{id}/retry", post(operator::retry))
-        .route("/operator/resources/{id}/fail", post(operator::fail));
+        .route("/operator/resources/{id}/fail", post(operator::fail))
+        .route("/nodes/load", get(metrics::nodes_load));
     let node_callbacks = Router::new()
         .route(
             "/ready",
@@ -103,7 +107,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .nest("/api/v1", user)
         .nest("/api/internal", internal)
         .nest("/api/callback/node", node_callbacks)
-        .fallback(|| async { ApiError::not_found() })
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::record))
+        .fallback(unmatched)
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
         })
@@ -168,6 +173,13 @@ async fn deadline(
             .into_response()
         }
     }
+}
+
+/// No route has this path: 404, counted as `unmatched`.
+async fn unmatched(State(st): State<Arc<ApiState>>, method: axum::http::Method) -> ApiError {
+    let started = std::time::Instant::now();
+    metrics::unmatched(&st.scrape.metrics, &method, 404, started);
+    ApiError::not_found()
 }
 
 async fn health() -> impl IntoResponse {

@@ -8,6 +8,7 @@ use super::ids::ResourceId;
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{Connection, Resource, credential};
+use crate::ports::NodeLoad;
 use crate::ports::store::NodeStats;
 
 /// A node agent's ready report.
@@ -142,10 +143,14 @@ impl App {
     ) -> Result<bool, AppError> {
         let rx_bytes = input::counter(report.rx_bytes, "rx_bytes")?;
         let tx_bytes = input::counter(report.tx_bytes, "tx_bytes")?;
-        let gauge = |v: Option<f64>, name: &str| match v {
-            Some(v) if !v.is_finite() || v < 0.0 => Err(AppError::invalid(
+        let gauge = |v: Option<f64>, name: &str, max: f64| match v {
+            Some(v) if !v.is_finite() || v < 0.0 || v > max => Err(AppError::invalid(
                 "invalid_gauge",
-                format!("{name} must be a non-negative number"),
+                if max.is_finite() {
+                    format!("{name} must be a number from 0 to {max}")
+                } else {
+                    format!("{name} must be a non-negative number")
+                },
             )),
             other => Ok(other),
         };
@@ -153,13 +158,21 @@ impl App {
         let stats = NodeStats {
             rx_bytes,
             tx_bytes,
-            load1: gauge(report.load1, "load1")?,
-            cpu_percent: gauge(report.cpu_percent, "cpu_percent")?,
-            mem_percent: gauge(report.mem_percent, "mem_percent")?,
+            load1: gauge(report.load1, "load1", f64::INFINITY)?,
+            cpu_percent: gauge(report.cpu_percent, "cpu_percent", 100.0)?,
+            mem_percent: gauge(report.mem_percent, "mem_percent", 100.0)?,
             // A clock ahead of ours must not freeze metering until it is caught up with.
             at: report.reported_at.map_or(now, |at| at.min(now)),
         };
         let r = self.reported_resource(&caller, &report.resource_id).await?;
-        Ok(self.ports.store.record_node_stats(r.id, &stats).await?)
+        let recorded = self.ports.store.record_node_stats(r.id, &stats).await?;
+        if recorded {
+            self.ports.telemetry.node_load(NodeLoad {
+                cpu_percent: stats.cpu_percent,
+                mem_percent: stats.mem_percent,
+                load1: stats.load1,
+            });
+        }
+        Ok(recorded)
     }
 }

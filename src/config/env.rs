@@ -31,6 +31,11 @@ impl<'a> Env<'a> {
             .filter(|v| !v.is_empty())
     }
 
+    /// A variable as set, trimmed, empty included (where empty means "off").
+    pub fn get_or_empty(&self, k: &str) -> Option<String> {
+        (self.lookup)(k).map(|v| v.trim().to_owned())
+    }
+
     /// The first of two names that is set (a variable and its alias).
     pub fn either(&self, a: &str, b: &str) -> Option<String> {
         self.get(a).or_else(|| self.get(b))

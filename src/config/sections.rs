@@ -26,6 +26,11 @@ pub struct HttpConfig {
     /// Connections served at once (`MAX_CONNECTIONS`); also kept below the descriptor
     /// limit, so the database and the upstreams always have descriptors left.
     pub max_connections: usize,
+    /// Where `GET /metrics` is served (`METRICS_ADDR`; empty: nowhere).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long the gauges derived from the database are reused between scrapes
+    /// (`METRICS_CACHE_SECS`).
+    pub metrics_cache: Duration,
 }
 
 impl HttpConfig {
@@ -46,6 +51,17 @@ impl HttpConfig {
             request_timeout: env.secs("REQUEST_TIMEOUT_SECS", secs(30), (0.1, HOUR)),
             header_read_timeout: env.secs("HEADER_READ_TIMEOUT_SECS", secs(10), (0.1, 300.0)),
             max_connections: env.count("MAX_CONNECTIONS", 4096, 1_000_000) as usize,
+            metrics_addr: match env.get_or_empty("METRICS_ADDR").as_deref() {
+                None => Some(([127, 0, 0, 1], 9464).into()),
+                Some("") => None,
+                Some(addr) => addr.parse().ok().or_else(|| {
+                    env.error(
+                        "METRICS_ADDR must be an address and port (127.0.0.1:9464), or empty",
+                    );
+                    None
+                }),
+            },
+            metrics_cache: env.secs("METRICS_CACHE_SECS", secs(5), (0.0, HOUR)),
         }
     }
 }

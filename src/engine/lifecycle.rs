@@ -54,6 +54,12 @@ impl Engine {
             .push(outcome(r, CallbackStatus::Active, None, None));
     }
 
+    /// Reports that `r` has just become active (after the commit that made it so).
+    pub(super) fn activated(&self, r: &Resource) {
+        let seconds = (self.now() - r.created_at).num_milliseconds() as f64 / 1000.0;
+        self.ports.telemetry.provisioned(r.kind, seconds);
+    }
+
     /// What recording a failed node writes, whoever noticed it: status, message, history,
     /// and the `failed` callback. Cleanup of the VPS follows in the engine.
     pub(super) fn mark_failed(&self, c: &mut Change, r: &Resource, msg: &str, actor: &str) {

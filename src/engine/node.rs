@@ -231,7 +231,10 @@ impl Engine {
         self.mark_ready(&mut c, r, conn, actor);
         c.next_attempt_at = Some(None);
         c.release_lease = true;
-        self.commit(c).await.map(|_| ())
+        if self.commit(c).await? {
+            self.activated(r);
+        }
+        Ok(())
     }
 
     /// Deletes the resource's node at the hosting service, finding it first when its id

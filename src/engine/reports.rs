@@ -26,7 +26,11 @@ impl Engine {
         self.mark_ready(&mut c, r, conn, "node");
         // Without the node's id (a lost create answer), the engine still has to find it.
         c.next_attempt_at = Some(r.node_id.is_none().then(|| self.now()));
-        self.ports.store.apply(&c).await
+        let applied = self.ports.store.apply(&c).await?;
+        if applied {
+            self.activated(r);
+        }
+        Ok(applied)
     }
 
     /// Applies a failure report from the node agent: failed, reported, cleanup scheduled.

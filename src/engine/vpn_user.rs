@@ -162,7 +162,11 @@ impl Engine {
         c.attempts = Attempts::Reset;
         c.next_attempt_at = Some(None);
         c.release_lease = true;
-        self.commit(c).await.map(|_| ())
+        let activates = c.status == Some(Status::Active);
+        if self.commit(c).await? && activates {
+            self.activated(r);
+        }
+        Ok(())
     }
 
     /// Deletes the user's account at the VPN manager; an unknown account counts as gone.

@@ -7,6 +7,7 @@ mod clock;
 mod hosting;
 pub mod store;
 mod subscriptions;
+mod telemetry;
 mod upstream;
 mod vpn_manager;
 
@@ -18,6 +19,7 @@ pub use clock::{Clock, SystemClock};
 pub use hosting::{CreateNode, Hosting, HostingNode};
 pub use store::{Store, StoreError, StoreResult};
 pub use subscriptions::Subscriptions;
+pub use telemetry::{CallOutcome, NoTelemetry, NodeLoad, Telemetry};
 pub use upstream::{UpstreamError, UpstreamResult};
 pub use vpn_manager::{
     CreateVpnUser, ProtocolLink, VpnManager, VpnSubscription, VpnUser, VpnUserUpdate,
@@ -31,4 +33,5 @@ pub struct Ports {
     pub subscriptions: Arc<dyn Subscriptions>,
     pub vpn: Arc<dyn VpnManager>,
     pub clock: Arc<dyn Clock>,
+    pub telemetry: Arc<dyn Telemetry>,
 }

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod idempotency;
 mod jobs;
+mod monitoring;
 mod node_lookups;
 mod outbox;
 pub mod postgres;

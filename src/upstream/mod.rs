@@ -3,6 +3,7 @@
 //! typed `UpstreamError` that says whether a retry can help.
 
 mod hosting;
+mod metered;
 mod subscriptions;
 mod vpn;
 
@@ -12,6 +13,7 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub use hosting::{HostingClient, node_from_json};
+pub use metered::Metered;
 pub use subscriptions::SubscriptionsClient;
 pub use vpn::VpnClient;
 

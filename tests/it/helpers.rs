@@ -378,6 +378,9 @@ pub fn test_env(db_url: &str, sim_url: &str) -> Vec<(&'static str, String)> {
         ("SUBSCRIPTION_SERVICE_URL", sim_url.to_owned()),
         ("OTUN_MANAGER_URL", sim_url.to_owned()),
         ("BIND_ADDR", "127.0.0.1".to_owned()),
+        // Many services run at once: each takes a port of its own for its metrics.
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
+        ("METRICS_CACHE_SECS", "0".to_owned()),
         ("UPSTREAM_TIMEOUT_SECS", "1".to_owned()),
         ("SUBSCRIPTION_CACHE_SECS", "0".to_owned()),
         ("NODE_POLL_SECS", "0.05".to_owned()),

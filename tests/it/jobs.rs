@@ -110,6 +110,7 @@ async fn a_dead_engine_loop_fails_readiness() {
         subscriptions: sims.sim.subscriptions.clone(),
         vpn: sims.sim.vpn.clone(),
         clock: Arc::new(FailingClock(AtomicUsize::new(0))),
+        telemetry: Arc::new(fulfillment::ports::NoTelemetry),
     };
     let engine = Engine::new(
         ports.clone(),
@@ -126,6 +127,7 @@ async fn a_dead_engine_loop_fails_readiness() {
         auth: Auth::new(JWT_SECRET, INTERNAL_SECRET),
         limits: api::limits::RateLimits::new(config.limits),
         request_timeout: Duration::from_secs(5),
+        scrape: api::metrics::Scrape::new(Default::default(), Duration::ZERO),
     });
     let ready = axum::http::Request::get("/ready")
         .body(axum::body::Body::empty())

@@ -6,6 +6,7 @@
 mod error;
 mod idempotency;
 mod jobs;
+mod monitoring;
 mod outbox;
 mod resources;
 mod snapshots;
@@ -22,6 +23,7 @@ use tokio::sync::{Notify, broadcast};
 pub use error::{BoxError, StoreError, StoreResult};
 pub use idempotency::{Idempotency, IdempotencyBegin};
 pub use jobs::Jobs;
+pub use monitoring::{LoadSort, Monitoring, NodeLoadRow, Readings};
 pub use outbox::{Outbox, OutboxMessage, StuckCallback};
 pub use resources::{Inserted, NewEvent, NewResource, NodeStats, Resources};
 pub use snapshots::{Region, Snapshots, StoredSnapshot};
@@ -31,7 +33,7 @@ pub use work::{Attempts, Change, Guard, Work};
 /// The whole store: every aggregate, plus what concerns the database itself.
 #[async_trait]
 pub trait Store:
-    Resources + Work + VpnUsers + Outbox + Jobs + Idempotency + Snapshots + Send + Sync
+    Resources + Work + VpnUsers + Outbox + Jobs + Idempotency + Snapshots + Monitoring + Send + Sync
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
