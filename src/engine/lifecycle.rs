@@ -90,6 +90,7 @@ impl Engine {
         if !self.commit(c).await? {
             return Ok(());
         }
+        self.ports.telemetry.provisioning_failed(r.kind);
         let r = Resource {
             status: Status::Failed,
             node_id,

@@ -54,6 +54,10 @@ impl Engine {
         self.mark_failed(&mut c, r, msg, actor);
         // The VPS must go: make the row due for cleanup now.
         c.next_attempt_at = Some(Some(self.now()));
-        self.ports.store.apply(&c).await
+        let applied = self.ports.store.apply(&c).await?;
+        if applied {
+            self.ports.telemetry.provisioning_failed(r.kind);
+        }
+        Ok(applied)
     }
 }

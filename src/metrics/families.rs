@@ -52,6 +52,11 @@ pub struct FreshnessLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FigureLabels {
+    pub figure: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabels {
     pub transport: &'static str,
 }

@@ -18,8 +18,8 @@ use crate::domain::{ResourceKind, Status};
 use crate::ports::store::Readings;
 use crate::ports::{CallOutcome, NodeLoad, Telemetry};
 pub use families::{
-    FreshnessLabels, HttpLabels, KindLabels, KindStatusLabels, RouteLabels, TransportLabels,
-    UpstreamLabels, UpstreamOpLabels, VersionLabels, WorkerLabels,
+    FigureLabels, FreshnessLabels, HttpLabels, KindLabels, KindStatusLabels, RouteLabels,
+    TransportLabels, UpstreamLabels, UpstreamOpLabels, VersionLabels, WorkerLabels,
 };
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -54,6 +54,7 @@ pub struct Metrics {
     upstream_requests: Family<UpstreamLabels, Counter>,
     upstream_duration: HistogramFamily<UpstreamOpLabels>,
     provisioning: HistogramFamily<KindLabels>,
+    provisioning_failures: Family<KindLabels, Counter>,
     node_cpu: Histogram,
     node_mem: Histogram,
     node_load1: Histogram,
@@ -62,6 +63,7 @@ pub struct Metrics {
     outbox_pending: Gauge,
     outbox_oldest_age: Gauge<f64, AtomicU64>,
     nodes_reporting: Family<FreshnessLabels, Gauge>,
+    nodes_over: Family<FigureLabels, Gauge>,
     event_streams: Family<TransportLabels, Gauge>,
     /// Database reads made for the derived gauges (one per cache period at most).
     pub gauge_refreshes: Counter,
@@ -106,6 +108,12 @@ impl Metrics {
             "provisioning_duration_seconds",
             "From the order recorded to the resource active",
             provisioning.clone(),
+        );
+        let provisioning_failures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "provisioning_failures",
+            "Resources that failed to come up",
+            provisioning_failures.clone(),
         );
         let node_cpu = percent();
         registry.register(
@@ -155,6 +163,12 @@ impl Metrics {
             "Active nodes by whether they reported in the last 5 minutes",
             nodes_reporting.clone(),
         );
+        let nodes_over = Family::<FigureLabels, Gauge>::default();
+        registry.register(
+            "nodes_over_threshold",
+            "Active nodes whose last report is over 90% (cpu, mem) or that used over 90% of their traffic limit (traffic)",
+            nodes_over.clone(),
+        );
         let event_streams = Family::<TransportLabels, Gauge>::default();
         registry.register(
             "event_streams",
@@ -181,6 +195,7 @@ impl Metrics {
             upstream_requests,
             upstream_duration,
             provisioning,
+            provisioning_failures,
             node_cpu,
             node_mem,
             node_load1,
@@ -189,6 +204,7 @@ impl Metrics {
             outbox_pending,
             outbox_oldest_age,
             nodes_reporting,
+            nodes_over,
             event_streams,
             gauge_refreshes,
         };
@@ -258,6 +274,13 @@ impl Metrics {
         self.nodes_reporting
             .get_or_create(&fresh("stale"))
             .set(r.nodes_stale);
+        for (figure, n) in [
+            ("cpu", r.nodes_over.cpu),
+            ("mem", r.nodes_over.mem),
+            ("traffic", r.nodes_over.traffic),
+        ] {
+            self.nodes_over.get_or_create(&FigureLabels { figure }).set(n);
+        }
     }
 
     /// Sets the open streams per transport.
@@ -307,6 +330,14 @@ impl Telemetry for Metrics {
                 r#type: kind.as_str(),
             })
             .observe(seconds.max(0.0));
+    }
+
+    fn provisioning_failed(&self, kind: ResourceKind) {
+        self.provisioning_failures
+            .get_or_create(&KindLabels {
+                r#type: kind.as_str(),
+            })
+            .inc();
     }
 
     fn node_load(&self, load: NodeLoad) {

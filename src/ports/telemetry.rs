@@ -70,6 +70,8 @@ pub trait Telemetry: Send + Sync {
     );
     /// A resource became active, `seconds` after its order was recorded.
     fn provisioned(&self, kind: ResourceKind, seconds: f64);
+    /// A resource failed to come up.
+    fn provisioning_failed(&self, kind: ResourceKind);
     /// A node agent reported its load.
     fn node_load(&self, load: NodeLoad);
 }
@@ -81,6 +83,7 @@ pub struct NoTelemetry;
 impl Telemetry for NoTelemetry {
     fn upstream_call(&self, _: &'static str, _: &'static str, _: CallOutcome, _: f64) {}
     fn provisioned(&self, _: ResourceKind, _: f64) {}
+    fn provisioning_failed(&self, _: ResourceKind) {}
     fn node_load(&self, _: NodeLoad) {}
 }
 

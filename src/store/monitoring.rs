@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::SqlStore;
 use super::error::corrupt;
 use crate::domain::{ResourceKind, Status};
-use crate::ports::store::{LoadSort, Monitoring, NodeLoadRow, Readings, StoreResult};
+use crate::ports::store::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, Readings, StoreResult};
 
 type ReadingRow = (String, String, String, i64, Option<DateTime<Utc>>);
 
@@ -33,19 +33,21 @@ impl Monitoring for SqlStore {
                  select 'pending', '', '', count(*), min(created_at) from outbox \
                  where delivered_at is null \
                  union all \
-                 select 'nodes', '', '', \
-                 coalesce(sum(case when stats_at >= $2 then 1 else 0 end), 0), null \
-                 from resources where status = 'active' and resource_type = 'hosting_node' \
-                 union all \
-                 select 'nodes', 'all', '', count(*), null from resources \
-                 where status = 'active' and resource_type = 'hosting_node'",
+                 select 'nodes', \
+                 case when stats_at >= $2 then 'fresh' else 'stale' end, \
+                 (case when cpu_percent > $3 then 'c' else '' end) || \
+                 (case when mem_percent > $3 then 'm' else '' end) || \
+                 (case when traffic_limit > 0 and traffic_used * 100.0 > $3 * traffic_limit \
+                  then 't' else '' end), \
+                 count(*), null from resources \
+                 where status = 'active' and resource_type = 'hosting_node' group by 2, 3",
             )
             .bind(now)
             .bind(fresh_since)
+            .bind(HOT_PERCENT)
             .fetch_all()
             .await?;
         let mut r = Readings::default();
-        let mut active_nodes = 0;
         for (what, a, b, n, at) in rows {
             match (what.as_str(), a.as_str()) {
                 ("resources", kind) => {
@@ -59,12 +61,25 @@ impl Monitoring for SqlStore {
                     r.pending_callbacks = n;
                     r.oldest_pending = at;
                 }
-                ("nodes", "all") => active_nodes = n,
-                ("nodes", _) => r.nodes_fresh = n,
+                ("nodes", freshness) => {
+                    if freshness == "fresh" {
+                        r.nodes_fresh += n;
+                    } else {
+                        r.nodes_stale += n;
+                    }
+                    for (flag, count) in [
+                        ('c', &mut r.nodes_over.cpu),
+                        ('m', &mut r.nodes_over.mem),
+                        ('t', &mut r.nodes_over.traffic),
+                    ] {
+                        if b.contains(flag) {
+                            *count += n;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
-        r.nodes_stale = active_nodes - r.nodes_fresh;
         Ok(r)
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, broadcast};
 pub use error::{BoxError, StoreError, StoreResult};
 pub use idempotency::{Idempotency, IdempotencyBegin};
 pub use jobs::Jobs;
-pub use monitoring::{LoadSort, Monitoring, NodeLoadRow, Readings};
+pub use monitoring::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, NodesOver, Readings};
 pub use outbox::{Outbox, OutboxMessage, StuckCallback};
 pub use resources::{Inserted, NewEvent, NewResource, NodeStats, Resources};
 pub use snapshots::{Region, Snapshots, StoredSnapshot};

@@ -23,6 +23,19 @@ pub struct Readings {
     /// Active hosting nodes with a report since the freshness cut-off, and without.
     pub nodes_fresh: i64,
     pub nodes_stale: i64,
+    /// Active nodes over `HOT_PERCENT` by figure.
+    pub nodes_over: NodesOver,
+}
+
+/// A node is hot past this share (of CPU, memory, or its traffic limit).
+pub const HOT_PERCENT: f64 = 90.0;
+
+/// Active nodes over `HOT_PERCENT`, by figure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodesOver {
+    pub cpu: i64,
+    pub mem: i64,
+    pub traffic: i64,
 }
 
 /// How the node load view is sorted, highest first.
