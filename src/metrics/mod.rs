@@ -216,9 +216,11 @@ impl Metrics {
     /// series from the first scrape instead of none.
     fn prefill(&self) {
         for &kind in ResourceKind::ALL {
-            let _ = self.provisioning.get_or_create(&KindLabels {
+            let labels = KindLabels {
                 r#type: kind.as_str(),
-            });
+            };
+            let _ = self.provisioning.get_or_create(&labels);
+            let _ = self.provisioning_failures.get_or_create(&labels);
         }
         for (upstream, operation) in families::OPERATIONS {
             for outcome in CallOutcome::ALL {
@@ -279,7 +281,9 @@ impl Metrics {
             ("mem", r.nodes_over.mem),
             ("traffic", r.nodes_over.traffic),
         ] {
-            self.nodes_over.get_or_create(&FigureLabels { figure }).set(n);
+            self.nodes_over
+                .get_or_create(&FigureLabels { figure })
+                .set(n);
         }
     }
 

@@ -19,6 +19,7 @@ mod hardening;
 mod hosting_flow;
 mod jobs;
 mod limits;
+mod metrics;
 mod operator;
 mod store_conformance;
 mod sweep;
