@@ -21,6 +21,7 @@ mod jobs;
 mod limits;
 mod metrics;
 mod operator;
+mod prometheus;
 mod store_conformance;
 mod sweep;
 mod traffic;
