@@ -120,7 +120,7 @@ async fn serve() -> anyhow::Result<()> {
     let running = server::start(&config, listener, sim).await?;
     if config.demo {
         server::seed_demo(&running.state.app).await?;
-        print_demo_banner(&config, running.addr);
+        print_demo_banner(&config, running.addr, running.metrics_addr);
     }
     tracing::info!(addr = %running.addr, db = running.state.app.ports.store.backend(), "fulfillment-service listening");
     let engine = running.state.app.engine.clone();
@@ -138,13 +138,17 @@ async fn serve() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_demo_banner(config: &Config, addr: SocketAddr) {
+fn print_demo_banner(config: &Config, addr: SocketAddr, metrics: Option<SocketAddr>) {
     let token = mint_user_token(
         config.secrets.jwt.expose(),
         "demo-user",
         Duration::from_secs(7 * 24 * 3600),
     );
     let base = format!("http://{addr}");
+    let metrics = metrics.map_or_else(
+        || "(off: METRICS_ADDR is empty)".to_owned(),
+        |at| format!("curl -s http://{at}/metrics"),
+    );
     tracing::warn!(
         "DEMO MODE: embedded SQLite, simulated upstreams, generated secrets. Not for production."
     );
@@ -161,7 +165,11 @@ fn print_demo_banner(config: &Config, addr: SocketAddr) {
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/vpn\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/vpn/subscribe\n\
          curl -s {base}/api/v1/public/regions\n\
-         curl -s -H \"X-Internal-Secret: {secret}\" {base}/api/internal/users/demo-user/resources\n\
+         curl -s -H \"X-Internal-Secret: {secret}\" {base}/api/internal/users/demo-user/resources\n\n\
+         Live updates (the node and VPN documents as they change; create a node meanwhile):\n\
+         curl -sN -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/events\n\
+         Metrics (Prometheus):\n\
+         {metrics}\n\
          ===========================================================================\n",
         db = config.db.url,
         secret = config.secrets.internal.expose(),
