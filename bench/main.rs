@@ -17,7 +17,16 @@
 //! - `sync`: one VPN traffic-sync pass over 100,000 live VPN users: wall time, statements
 //!   issued, peak RSS; baseline: one statement writing the same rows.
 //!
+//! - `push`: as many SSE streams as the machine holds, then 1,000 changes: delivery
+//!   latency, RSS per idle stream, idle CPU; baseline: the same users polling every 5 s
+//!   (database transactions per second in both modes).
+//! - `scrape`: one `/metrics` scrape with 100,000 resources in the database, and the
+//!   database reads of 50 scrapes a second; baseline: the gauges' statement in pgbench.
+//!
 //! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
+
+mod push;
+mod scrape;
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -33,7 +42,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 #[derive(Parser)]
 struct Args {
-    /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync` or `all`.
+    /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `push`, `scrape` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -73,6 +82,8 @@ fn config(db_url: &str) -> Config {
         ("SUBSCRIPTION_SERVICE_URL", "http://127.0.0.1:9"),
         ("OTUN_MANAGER_URL", "http://127.0.0.1:9"),
         ("BIND_ADDR", "127.0.0.1"),
+        // Several instances run at once; the scrape benchmark sets its own.
+        ("METRICS_ADDR", ""),
         ("SUBSCRIPTION_CACHE_SECS", "600"),
         ("NODE_POLL_SECS", "0.2"),
         // The sync benchmark measures a pass's own cost, not the pacing.
@@ -274,9 +285,9 @@ fn sim(send_callbacks: bool) -> Sim {
     sim
 }
 
-async fn read_bench(args: &Args, report: &mut String) {
-    let db = Db::create(&args.pg, "bench_read").await;
-    let running = start(&db, sim(false)).await;
+/// `n` users (`bench-user-1` …), each with an active premium node.
+async fn seed_active_nodes(db: &Db, n: usize) {
+    drop(fulfillment::store::connect(&db.url, 1).await.expect("migrated"));
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     sqlx::query(
         "insert into resources (id, resource_type, subscription_id, user_id, order_key, provider, region, \
@@ -289,11 +300,17 @@ async fn read_bench(args: &Args, report: &mut String) {
          (i % 100)::bigint * 1073741824, 0, false, 'node-' || i, now(), now(), now() \
          from generate_series(1, $1) as i",
     )
-    .bind(args.users as i32)
+    .bind(n as i32)
     .execute(&mut conn)
     .await
     .unwrap();
     conn.execute("analyze resources").await.unwrap();
+}
+
+async fn read_bench(args: &Args, report: &mut String) {
+    let db = Db::create(&args.pg, "bench_read").await;
+    let running = start(&db, sim(false)).await;
+    seed_active_nodes(&db, args.users).await;
 
     let tokens: Arc<Vec<String>> = Arc::new(
         (1..=args.users)
@@ -868,6 +885,12 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "sync" | "all") {
         sync_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "push" | "all") {
+        push::push_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "scrape" | "all") {
+        scrape::scrape_bench(&args, &mut report).await;
     }
     println!("{report}");
     if !args.out.is_empty() {

@@ -9,7 +9,7 @@ mod error;
 mod events;
 mod idempotency;
 mod jobs;
-mod monitoring;
+pub mod monitoring;
 mod node_lookups;
 mod outbox;
 pub mod postgres;

@@ -11,6 +11,28 @@ use crate::ports::store::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, Readin
 
 type ReadingRow = (String, String, String, i64, Option<DateTime<Utc>>);
 
+/// The gauges' one statement: `$1` now, `$2` the freshness cut-off, `$3` `HOT_PERCENT`.
+/// Public for the scrape benchmark, which runs it through pgbench as its baseline.
+pub const READINGS: &str = "\
+    select 'resources', resource_type, status, count(*), cast(null as timestamptz) \
+    from resources where status <> 'deleted' group by resource_type, status \
+    union all \
+    select 'due', 'reconciler', '', count(*), null from resources \
+    where next_attempt_at <= $1 and (lease_until is null or lease_until < $1) \
+    union all \
+    select 'due', 'outbox', '', count(*), null from outbox \
+    where delivered_at is null and next_attempt_at <= $1 \
+    union all \
+    select 'pending', '', '', count(*), min(created_at) from outbox where delivered_at is null \
+    union all \
+    select 'nodes', case when stats_at >= $2 then 'fresh' else 'stale' end, \
+    (case when cpu_percent > $3 then 'c' else '' end) || \
+    (case when mem_percent > $3 then 'm' else '' end) || \
+    (case when traffic_limit > 0 and traffic_used * 100.0 > $3 * traffic_limit \
+     then 't' else '' end), \
+    count(*), null from resources \
+    where status = 'active' and resource_type = 'hosting_node' group by 2, 3";
+
 #[async_trait]
 impl Monitoring for SqlStore {
     async fn readings(
@@ -20,28 +42,7 @@ impl Monitoring for SqlStore {
     ) -> StoreResult<Readings> {
         let rows: Vec<ReadingRow> = self
             .db
-            .sql(
-                "select 'resources', resource_type, status, count(*), cast(null as timestamptz) \
-                 from resources where status <> 'deleted' group by resource_type, status \
-                 union all \
-                 select 'due', 'reconciler', '', count(*), null from resources \
-                 where next_attempt_at <= $1 and (lease_until is null or lease_until < $1) \
-                 union all \
-                 select 'due', 'outbox', '', count(*), null from outbox \
-                 where delivered_at is null and next_attempt_at <= $1 \
-                 union all \
-                 select 'pending', '', '', count(*), min(created_at) from outbox \
-                 where delivered_at is null \
-                 union all \
-                 select 'nodes', \
-                 case when stats_at >= $2 then 'fresh' else 'stale' end, \
-                 (case when cpu_percent > $3 then 'c' else '' end) || \
-                 (case when mem_percent > $3 then 'm' else '' end) || \
-                 (case when traffic_limit > 0 and traffic_used * 100.0 > $3 * traffic_limit \
-                  then 't' else '' end), \
-                 count(*), null from resources \
-                 where status = 'active' and resource_type = 'hosting_node' group by 2, 3",
-            )
+            .sql(READINGS)
             .bind(now)
             .bind(fresh_since)
             .bind(HOT_PERCENT)
