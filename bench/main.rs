@@ -287,7 +287,11 @@ fn sim(send_callbacks: bool) -> Sim {
 
 /// `n` users (`bench-user-1` …), each with an active premium node.
 async fn seed_active_nodes(db: &Db, n: usize) {
-    drop(fulfillment::store::connect(&db.url, 1).await.expect("migrated"));
+    drop(
+        fulfillment::store::connect(&db.url, 1)
+            .await
+            .expect("migrated"),
+    );
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     sqlx::query(
         "insert into resources (id, resource_type, subscription_id, user_id, order_key, provider, region, \

@@ -27,7 +27,11 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn binary() -> String {
@@ -56,17 +60,33 @@ fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
     // utime and stime are fields 14 and 15 of the line: 11 and 12 after the state.
-    f.get(10).zip(f.get(11)).map_or(f64::NAN, |(u, s)| (u + s) / 100.0)
+    f.get(10)
+        .zip(f.get(11))
+        .map_or(f64::NAN, |(u, s)| (u + s) / 100.0)
 }
 
 /// Starts `fulfillment sim` and the service on `db`; returns both and the service's port.
 async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
     let sim_port = free_port();
     let sim = Command::new(binary())
-        .args(["sim", "--listen", &format!("127.0.0.1:{sim_port}"), "--default-plan", "premium"])
-        .args(["--admin-key", "bench-admin-key", "--internal-secret", INTERNAL])
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{sim_port}"),
+            "--default-plan",
+            "premium",
+        ])
+        .args([
+            "--admin-key",
+            "bench-admin-key",
+            "--internal-secret",
+            INTERNAL,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -87,6 +107,8 @@ async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
         .env("BIND_ADDR", "127.0.0.1")
         .env("SERVER_PORT", port.to_string())
         .env("METRICS_ADDR", "")
+        // Idle keep-alive connections are the per-connection baseline: keep them open.
+        .env("HEADER_READ_TIMEOUT_SECS", "300")
         .env("SUBSCRIPTION_CACHE_SECS", "600")
         .env("USER_RATE_PER_SEC", "1000000")
         .env("USER_RATE_BURST", "1000000")
@@ -99,7 +121,12 @@ async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
     let http = fulfillment::upstream::http_client(Duration::from_secs(2));
     let ready = format!("http://127.0.0.1:{port}/ready");
     for _ in 0..300 {
-        if http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return (Proc(sim), Proc(service), port);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -126,7 +153,9 @@ async fn open_stream(port: u16, token: &str) -> std::io::Result<TcpStream> {
         }
         seen.extend_from_slice(&buf[..n]);
         if !seen.starts_with(b"HTTP/1.1 200") && seen.len() >= 12 {
-            return Err(std::io::Error::other(String::from_utf8_lossy(&seen).into_owned()));
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&seen).into_owned(),
+            ));
         }
     }
     Ok(s)
@@ -138,7 +167,12 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 
 /// Reads a stream until it closes; the first `node` message after the user's change was
 /// sent records its latency.
-async fn follow(mut s: TcpStream, changed_at: Arc<AtomicU64>, latency_us: Arc<AtomicU64>, origin: Instant) {
+async fn follow(
+    mut s: TcpStream,
+    changed_at: Arc<AtomicU64>,
+    latency_us: Arc<AtomicU64>,
+    origin: Instant,
+) {
     let mut buf = vec![0u8; 2048];
     let mut tail: Vec<u8> = Vec::new();
     loop {
@@ -162,10 +196,20 @@ async fn follow(mut s: TcpStream, changed_at: Arc<AtomicU64>, latency_us: Arc<At
 }
 
 /// One keep-alive connection polling `GET /my/node` every 5 s until `until`.
-async fn poll(port: u16, token: String, start_after: Duration, until: Instant, done: Arc<AtomicUsize>) {
+async fn poll(
+    port: u16,
+    token: String,
+    start_after: Duration,
+    until: Instant,
+    done: Arc<AtomicUsize>,
+) {
     tokio::time::sleep(start_after).await;
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else { return };
-    let head = format!("GET /api/v1/my/node HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return;
+    };
+    let head = format!(
+        "GET /api/v1/my/node HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
     let mut buf = vec![0u8; 4096];
     while Instant::now() < until {
         let asked = Instant::now();
@@ -174,7 +218,9 @@ async fn poll(port: u16, token: String, start_after: Duration, until: Instant, d
         }
         let mut got = Vec::new();
         loop {
-            let Ok(n) = s.read(&mut buf).await else { return };
+            let Ok(n) = s.read(&mut buf).await else {
+                return;
+            };
             if n == 0 {
                 return;
             }
@@ -203,6 +249,41 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+/// Opens one connection, makes one `GET /health` on it and keeps it open, idle.
+async fn idle_connection(port: u16) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await?;
+    if !buf[..n].starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("not 200"));
+    }
+    Ok(s)
+}
+
+/// What an idle kept-alive HTTP/1.1 connection weighs in a fresh service, in kB: the part
+/// of a stream's weight that is the connection's (hyper's buffers, its task).
+async fn connection_kb(db: &Db, n: usize) -> f64 {
+    let (_sim, service, port) = start_service(db, n).await;
+    let pid = service.0.id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rss_kb(pid);
+    let mut open = Vec::new();
+    for _ in 0..n.div_ceil(100) {
+        let batch = (0..100).map(|_| idle_connection(port));
+        open.extend(
+            futures::future::join_all(batch)
+                .await
+                .into_iter()
+                .filter_map(Result::ok),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kb(pid);
+    (after - before) / open.len().max(1) as f64
+}
+
 pub async fn push_bench(args: &Args, report: &mut String) {
     let users = args.users;
     let db = Db::create(&args.pg, "bench_push").await;
@@ -212,13 +293,19 @@ pub async fn push_bench(args: &Args, report: &mut String) {
     let tokens: Vec<String> = (1..=users)
         .map(|i| mint_user_token(JWT, &format!("bench-user-{i}"), Duration::from_secs(3600)))
         .collect();
-    // Warm the subscription cache and the allocator with one read per user, then idle.
+    // Warm the caches and the allocator with one read of each document per user, then idle.
     let http = fulfillment::upstream::http_client(Duration::from_secs(10));
     let base = format!("http://127.0.0.1:{port}");
-    for chunk in tokens.chunks(200) {
-        let reads = chunk.iter().map(|t| http.get(format!("{base}/api/v1/my/node")).bearer_auth(t).send());
-        for r in futures::future::join_all(reads).await {
-            assert_eq!(r.unwrap().status(), 200);
+    // Both documents: a stream reads both, and what the reads keep (the subscription
+    // cache, the last answers) is the reads' memory, not the streams'.
+    for path in ["/api/v1/my/node", "/api/v1/my/vpn"] {
+        for chunk in tokens.chunks(200) {
+            let reads = chunk
+                .iter()
+                .map(|t| http.get(format!("{base}{path}")).bearer_auth(t).send());
+            for r in futures::future::join_all(reads).await {
+                assert_eq!(r.unwrap().status(), 200);
+            }
         }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -232,11 +319,20 @@ pub async fn push_bench(args: &Args, report: &mut String) {
     let mut refused = None;
     for (c, chunk) in tokens.chunks(100).enumerate() {
         let opens = chunk.iter().map(|t| open_stream(port, t));
-        for (k, opened) in futures::future::join_all(opens).await.into_iter().enumerate() {
+        for (k, opened) in futures::future::join_all(opens)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             match opened {
                 Ok(s) => {
                     let i = c * 100 + k;
-                    readers.push(tokio::spawn(follow(s, changed[i].clone(), latency[i].clone(), origin)));
+                    readers.push(tokio::spawn(follow(
+                        s,
+                        changed[i].clone(),
+                        latency[i].clone(),
+                        origin,
+                    )));
                 }
                 Err(e) => refused = Some(e.to_string()),
             }
@@ -246,12 +342,15 @@ pub async fn push_bench(args: &Args, report: &mut String) {
         }
     }
     let held = readers.len();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // PostgreSQL's backends report their counts within 10 s of going idle: let the
+    // opening's reads land before the idle window starts.
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let rss_streams = rss_kb(pid);
     let per_stream_kb = (rss_streams - rss_before) / held.max(1) as f64;
 
     // Idle: CPU and database transactions with every stream open and nothing changing.
-    let idle_secs = 20.0;
+    // A whole re-read period (60 s), so the periodic re-reads are in it at their rate.
+    let idle_secs = 60.0;
     let (cpu0, tx0) = (cpu_secs(pid), db.transactions().await);
     tokio::time::sleep(Duration::from_secs_f64(idle_secs)).await;
     let (cpu1, tx1) = (cpu_secs(pid), db.transactions().await);
@@ -271,7 +370,10 @@ pub async fn push_bench(args: &Args, report: &mut String) {
         let (url, token) = (format!("{base}/api/v1/my/node"), tokens[i].clone());
         tokio::spawn(async move {
             let r = http.delete(url).bearer_auth(token).send().await;
-            assert!(r.is_ok_and(|r| r.status().is_success()), "the delete was accepted");
+            assert!(
+                r.is_ok_and(|r| r.status().is_success()),
+                "the delete was accepted"
+            );
         });
     }
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -309,10 +411,18 @@ pub async fn push_bench(args: &Args, report: &mut String) {
             tokio::spawn(poll(port, t.clone(), spread, until, done.clone()))
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (cpu0, tx0, n0) = (cpu_secs(pid), db.transactions().await, done.load(Ordering::Relaxed));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let (cpu0, tx0, n0) = (
+        cpu_secs(pid),
+        db.transactions().await,
+        done.load(Ordering::Relaxed),
+    );
     tokio::time::sleep(Duration::from_secs_f64(poll_secs)).await;
-    let (cpu1, tx1, n1) = (cpu_secs(pid), db.transactions().await, done.load(Ordering::Relaxed));
+    let (cpu1, tx1, n1) = (
+        cpu_secs(pid),
+        db.transactions().await,
+        done.load(Ordering::Relaxed),
+    );
     let poll_cpu = (cpu1 - cpu0) / poll_secs * 100.0;
     let poll_qps = (tx1 - tx0) as f64 / poll_secs;
     let poll_rps = (n1 - n0) as f64 / poll_secs;
@@ -320,6 +430,7 @@ pub async fn push_bench(args: &Args, report: &mut String) {
         p.abort();
     }
     drop(service);
+    let conn_kb = connection_kb(&db, held).await;
     db.drop().await;
 
     let _ = writeln!(
@@ -330,11 +441,14 @@ pub async fn push_bench(args: &Args, report: &mut String) {
          | streams held | {held} | 10,000 |\n\
          | delivery, change sent to message received | p50 {p50:.1} ms, p99 {p99:.1} ms ({delivered} of {changes} within 15 s) | p99 < 500 ms: {} |\n\
          | service RSS per idle stream | {per_stream_kb:.1} kB ({:.0} MB before, {:.0} MB with the streams) | < 10 kB: {} |\n\
+         | of which the HTTP/1.1 connection (an idle kept-alive one, in a fresh service) | {conn_kb:.1} kB | |\n\
          | service CPU, streams idle | {idle_cpu:.1}% of one core | near zero |\n\
          | service CPU, polling | {poll_cpu:.1}% of one core ({poll_rps:.0} req/s) | |\n\
          | database transactions/s: push idle, push during changes, polling | {idle_qps:.1}, {change_qps:.1}, {poll_qps:.1} | |\n\
          | ratio of database transactions/s, push idle / polling | {:.3} | |\n",
-        refused.map(|e| format!("; the next was refused: {}", e.lines().next().unwrap_or(""))).unwrap_or_default(),
+        refused
+            .map(|e| format!("; the next was refused: {}", e.lines().next().unwrap_or("")))
+            .unwrap_or_default(),
         verdict(delivered == changes && p99 < 500.0),
         rss_before / 1024.0,
         rss_streams / 1024.0,

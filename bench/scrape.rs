@@ -16,7 +16,11 @@ const RESOURCES: i64 = 100_000;
 /// 100,000 resources: most deleted (history), the rest live in every status, with node
 /// reports and pending callbacks; nothing due, so the engine stays idle.
 async fn seed(db: &Db) {
-    drop(fulfillment::store::connect(&db.url, 1).await.expect("migrated"));
+    drop(
+        fulfillment::store::connect(&db.url, 1)
+            .await
+            .expect("migrated"),
+    );
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     conn.execute(sqlx::AssertSqlSafe(format!(
         "insert into resources (id, resource_type, subscription_id, user_id, order_key, provider, \

@@ -17,8 +17,15 @@ use crate::app::UserId;
 use crate::app::live::Follower;
 
 /// Longest a stream goes without re-reading, notification or not (traffic figures change
-/// without one, and a notification can be lost).
+/// without one, and a notification can be lost). Each re-read is scheduled at a random
+/// point of the last sixth of it, so streams opened together (after a deploy, say) do not
+/// re-read together ever after.
 pub const REREAD_EVERY: Duration = Duration::from_secs(60);
+
+fn next_reread() -> Instant {
+    let jitter = REREAD_EVERY.mul_f64(rand::random::<f64>() / 6.0);
+    Instant::now() + REREAD_EVERY - jitter
+}
 /// How soon a read that failed (the database or the subscription service down) is tried
 /// again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
@@ -53,8 +60,9 @@ pub struct Feed {
     follower: Follower,
     /// When the caller's credential expires: the stream ends there.
     until: Instant,
-    /// What was last sent, per kind.
-    sent: [Option<String>; 2],
+    /// A digest of what was last sent, per kind (the documents themselves are not kept:
+    /// an idle stream should weigh little).
+    sent: [Option<Digest8>; 2],
     /// `Last-Event-ID` of a client that reconnects: spared the documents it has.
     resume_from: Option<String>,
     /// A re-read is owed (set before waiting ends, cleared once a read completes, so a
@@ -80,7 +88,7 @@ impl Feed {
             sent: [None, None],
             resume_from,
             dirty: true,
-            next_read: Instant::now() + REREAD_EVERY,
+            next_read: next_reread(),
             pending: VecDeque::new(),
         }
     }
@@ -95,12 +103,14 @@ impl Feed {
             if !self.dirty {
                 self.wait().await?;
             }
-            let read = async {
+            // Boxed: the reads' state is large, and unboxed it would sit in every idle
+            // stream's future (a future is as big as its biggest await point).
+            let read = Box::pin(async {
                 tokio::join!(
                     node_body(&self.st, &self.user),
                     vpn_body(&self.st, &self.user)
                 )
-            };
+            });
             let (node, vpn) = tokio::select! {
                 biased;
                 _ = self.follower.stop.wait_for(|stop| *stop) => return None,
@@ -130,42 +140,47 @@ impl Feed {
     /// be read keeps the last one sent, and is read again soon.
     fn absorb(&mut self, read: [Option<String>; 2]) {
         let failed = read.iter().any(Option::is_none);
-        self.next_read = Instant::now()
-            + if failed {
-                RETRY_AFTER_FAILURE
-            } else {
-                REREAD_EVERY
-            };
-        let changed: Vec<usize> = (0..2)
-            .filter(|&i| read[i].is_some() && read[i] != self.sent[i])
-            .collect();
+        self.next_read = if failed {
+            Instant::now() + RETRY_AFTER_FAILURE
+        } else {
+            next_reread()
+        };
+        let mut changed = Vec::new();
         for (i, doc) in read.into_iter().enumerate() {
-            if doc.is_some() {
-                self.sent[i] = doc;
+            let Some(doc) = doc else { continue };
+            let digest = digest(&doc);
+            if self.sent[i] != Some(digest) {
+                self.sent[i] = Some(digest);
+                changed.push((i, doc));
             }
         }
         let id = state_id(&self.sent);
         if !failed && self.resume_from.take().is_some_and(|last| last == id) {
             return;
         }
-        for i in changed {
+        for (i, data) in changed {
             self.pending.push_back(Message {
                 event: KINDS[i],
                 id: id.clone(),
-                data: self.sent[i].clone().unwrap_or_default(),
+                data,
             });
         }
     }
 }
 
+/// The first 8 bytes of a document's SHA-256.
+type Digest8 = [u8; 8];
+
+fn digest(doc: &str) -> Digest8 {
+    let full = Sha256::digest(doc);
+    full[..8].try_into().expect("SHA-256 is 32 bytes")
+}
+
 /// The id of a state: a digest of each document, so every replica names one state alike
 /// and a client resuming with it can be spared what it has.
-fn state_id(docs: &[Option<String>; 2]) -> String {
-    let part = |doc: &Option<String>| {
-        let digest = Sha256::digest(doc.as_deref().unwrap_or_default());
-        hex::encode(&digest[..8])
-    };
-    format!("{}-{}", part(&docs[0]), part(&docs[1]))
+fn state_id(sent: &[Option<Digest8>; 2]) -> String {
+    let part = |d: &Option<Digest8>| hex::encode(d.unwrap_or_else(|| digest("")));
+    format!("{}-{}", part(&sent[0]), part(&sent[1]))
 }
 
 #[cfg(test)]
@@ -174,19 +189,12 @@ mod tests {
 
     #[test]
     fn a_state_id_changes_with_either_document_and_only_with_them() {
-        let a = state_id(&[Some("{\"n\":1}".into()), Some("{\"v\":1}".into())]);
-        assert_eq!(
-            a,
-            state_id(&[Some("{\"n\":1}".into()), Some("{\"v\":1}".into())])
-        );
-        assert_ne!(
-            a,
-            state_id(&[Some("{\"n\":2}".into()), Some("{\"v\":1}".into())])
-        );
-        assert_ne!(
-            a,
-            state_id(&[Some("{\"n\":1}".into()), Some("{\"v\":2}".into())])
-        );
+        let id = |n: &str, v: &str| state_id(&[Some(digest(n)), Some(digest(v))]);
+        let a = id(r#"{"n":1}"#, r#"{"v":1}"#);
+        assert_eq!(a, id(r#"{"n":1}"#, r#"{"v":1}"#));
+        assert_ne!(a, id(r#"{"n":2}"#, r#"{"v":1}"#));
+        assert_ne!(a, id(r#"{"n":1}"#, r#"{"v":2}"#));
+        assert_eq!(a.len(), 33);
     }
 
     #[test]
