@@ -73,51 +73,55 @@ fn cpu_secs(pid: u32) -> f64 {
 /// Starts `fulfillment sim` and the service on `db`; returns both and the service's port.
 async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
     let sim_port = free_port();
-    let sim = Command::new(binary())
-        .args([
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{sim_port}"),
-            "--default-plan",
-            "premium",
-        ])
-        .args([
-            "--admin-key",
-            "bench-admin-key",
-            "--internal-secret",
-            INTERNAL,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let sim = Proc(
+        Command::new(binary())
+            .args([
+                "sim",
+                "--listen",
+                &format!("127.0.0.1:{sim_port}"),
+                "--default-plan",
+                "premium",
+            ])
+            .args([
+                "--admin-key",
+                "bench-admin-key",
+                "--internal-secret",
+                INTERNAL,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let port = free_port();
     let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let service = Command::new(binary())
-        .arg("serve")
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .env("DB_URL", &db.url)
-        .env("JWT_SECRET", JWT)
-        .env("INTERNAL_SECRET", INTERNAL)
-        .env("HOSTING_SERVICE_URL", &sim_url)
-        .env("HOSTING_ADMIN_KEY", "bench-admin-key")
-        .env("SUBSCRIPTION_SERVICE_URL", &sim_url)
-        .env("OTUN_MANAGER_URL", &sim_url)
-        .env("BIND_ADDR", "127.0.0.1")
-        .env("SERVER_PORT", port.to_string())
-        .env("METRICS_ADDR", "")
-        // Idle keep-alive connections are the per-connection baseline: keep them open.
-        .env("HEADER_READ_TIMEOUT_SECS", "300")
-        .env("SUBSCRIPTION_CACHE_SECS", "600")
-        .env("USER_RATE_PER_SEC", "1000000")
-        .env("USER_RATE_BURST", "1000000")
-        .env("MAX_CONNECTIONS", (streams * 2 + 1000).to_string())
-        .env("EVENTS_MAX_STREAMS", (streams * 2).to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let service = Proc(
+        Command::new(binary())
+            .arg("serve")
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .env("DB_URL", &db.url)
+            .env("JWT_SECRET", JWT)
+            .env("INTERNAL_SECRET", INTERNAL)
+            .env("HOSTING_SERVICE_URL", &sim_url)
+            .env("HOSTING_ADMIN_KEY", "bench-admin-key")
+            .env("SUBSCRIPTION_SERVICE_URL", &sim_url)
+            .env("OTUN_MANAGER_URL", &sim_url)
+            .env("BIND_ADDR", "127.0.0.1")
+            .env("SERVER_PORT", port.to_string())
+            .env("METRICS_ADDR", "")
+            // Idle keep-alive connections are the per-connection baseline: keep them open.
+            .env("HEADER_READ_TIMEOUT_SECS", "300")
+            .env("SUBSCRIPTION_CACHE_SECS", "600")
+            .env("USER_RATE_PER_SEC", "1000000")
+            .env("USER_RATE_BURST", "1000000")
+            .env("MAX_CONNECTIONS", (streams * 2 + 1000).to_string())
+            .env("EVENTS_MAX_STREAMS", (streams * 2).to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = fulfillment::upstream::http_client(Duration::from_secs(2));
     let ready = format!("http://127.0.0.1:{port}/ready");
     for _ in 0..300 {
@@ -127,7 +131,7 @@ async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return (Proc(sim), Proc(service), port);
+            return (sim, service, port);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
