@@ -199,7 +199,8 @@ async fn follow(
     }
 }
 
-/// One keep-alive connection polling `GET /my/node` every 5 s until `until`.
+/// One user polling `GET /my/node` every 5 s until `until`, on a kept-alive connection
+/// (made again if the service closes it).
 async fn poll(
     port: u16,
     token: String,
@@ -208,41 +209,49 @@ async fn poll(
     done: Arc<AtomicUsize>,
 ) {
     tokio::time::sleep(start_after).await;
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
-        return;
-    };
     let head = format!(
         "GET /api/v1/my/node HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
     );
-    let mut buf = vec![0u8; 4096];
+    let mut conn: Option<TcpStream> = None;
     while Instant::now() < until {
         let asked = Instant::now();
-        if s.write_all(head.as_bytes()).await.is_err() {
-            return;
+        if conn.is_none() {
+            conn = TcpStream::connect(("127.0.0.1", port)).await.ok();
         }
-        let mut got = Vec::new();
-        loop {
-            let Ok(n) = s.read(&mut buf).await else {
-                return;
-            };
-            if n == 0 {
-                return;
-            }
-            got.extend_from_slice(&buf[..n]);
-            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if got.len() >= end + 4 + len {
-                    break;
+        if let Some(s) = conn.as_mut() {
+            match get(s, head.as_bytes()).await {
+                Ok(true) => {
+                    done.fetch_add(1, Ordering::Relaxed);
                 }
+                _ => conn = None,
             }
         }
-        done.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep_until((asked + Duration::from_secs(5)).into()).await;
+    }
+}
+
+/// One request on a kept-alive connection: whether it was answered 200.
+async fn get(s: &mut TcpStream, head: &[u8]) -> std::io::Result<bool> {
+    s.write_all(head).await?;
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return Ok(head.starts_with("http/1.1 200"));
+            }
+        }
     }
 }
 
@@ -400,12 +409,14 @@ pub async fn push_bench(args: &Args, report: &mut String) {
     for r in readers {
         r.abort();
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The service notices a client gone when its next keep-alive fails to write (15 s).
+    tokio::time::sleep(Duration::from_secs(16)).await;
 
     // Baseline: the same users polling GET /my/node every 5 s, in the same run.
     let poll_secs = 30.0;
     let done = Arc::new(AtomicUsize::new(0));
-    let until = Instant::now() + Duration::from_secs_f64(poll_secs + 5.0);
+    // Past the settling (11 s) and the window, with time to spare.
+    let until = Instant::now() + Duration::from_secs_f64(11.0 + poll_secs + 5.0);
     let pollers: Vec<_> = tokens
         .iter()
         .take(held)
