@@ -17,9 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiState;
-use super::auth::Session;
 use super::error::ApiError;
-use super::extract::bearer;
+use super::extract::{Session, UserSession};
 use super::feed::Feed;
 use super::tickets::TICKET_TTL_SECS;
 use crate::app::UserId;
@@ -27,24 +26,6 @@ use crate::app::live::{Refused, Transport};
 
 /// Longest a stream stays silent: a keep-alive comment (SSE) or a ping (WebSocket).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// A user with a Bearer JWT, and until when it holds.
-pub struct UserSession(pub UserId, pub Session);
-
-impl FromRequestParts<Arc<ApiState>> for UserSession {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState>,
-    ) -> Result<Self, ApiError> {
-        let token = bearer(parts)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("missing_token", "missing bearer token"))?;
-        let session = state.auth.session_of(token)?;
-        checked(state, session)
-    }
-}
 
 /// A caller of the event streams: a Bearer JWT, or a ticket in `?ticket=`.
 pub struct StreamCaller(pub UserId, pub Session);
@@ -63,27 +44,25 @@ impl FromRequestParts<Arc<ApiState>> for StreamCaller {
         let ticket = axum::extract::Query::<Query>::try_from_uri(&parts.uri)
             .ok()
             .and_then(|q| q.0.ticket);
-        let session = match (bearer(parts).filter(|t| !t.is_empty()), ticket) {
-            (Some(token), _) => state.auth.session_of(token)?,
-            (None, Some(ticket)) => state.auth.ticket_session(&ticket)?,
-            (None, None) => {
-                return Err(ApiError::unauthorized(
-                    "missing_token",
-                    "missing bearer token or ticket",
-                ));
+        // A Bearer header wins; without one, the ticket.
+        let has_bearer = parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION);
+        let UserSession(user, session) = match ticket {
+            Some(ticket) if !has_bearer => {
+                UserSession::checked(state, state.auth.ticket_session(&ticket)?)?
             }
+            _ => UserSession::from_request_parts(parts, state)
+                .await
+                .map_err(|e| match e.code {
+                    "missing_token" => {
+                        ApiError::unauthorized("missing_token", "missing bearer token or ticket")
+                    }
+                    _ => e,
+                })?,
         };
-        let UserSession(user, session) = checked(state, session)?;
         Ok(StreamCaller(user, session))
     }
-}
-
-fn checked(state: &ApiState, session: Session) -> Result<UserSession, ApiError> {
-    // `Auth` and tickets only name users that are valid ids, so this parse cannot fail.
-    let user = UserId::parse(&session.user)
-        .map_err(|_| ApiError::unauthorized("invalid_token", "invalid token"))?;
-    state.limits.request(user.as_str())?;
-    Ok(UserSession(user, session))
 }
 
 /// `POST /api/v1/my/events/ticket`.

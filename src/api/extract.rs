@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ApiState;
-pub use super::auth::{Auth, mint_user_token};
+pub use super::auth::{Auth, Session, mint_user_token};
 use super::error::ApiError;
 use crate::app::{NodeCaller, UserId};
 
@@ -212,7 +212,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-pub(super) fn bearer(parts: &Parts) -> Option<&str> {
+fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)?
@@ -232,15 +232,37 @@ impl FromRequestParts<Arc<ApiState>> for User {
         parts: &mut Parts,
         state: &Arc<ApiState>,
     ) -> Result<Self, ApiError> {
+        let UserSession(user, _) = UserSession::from_request_parts(parts, state).await?;
+        Ok(User(user))
+    }
+}
+
+/// A signed-in user of the app, and until when their token holds.
+pub struct UserSession(pub UserId, pub Session);
+
+impl FromRequestParts<Arc<ApiState>> for UserSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
         let token = bearer(parts)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("missing_token", "missing bearer token"))?;
-        let user = state.auth.user_of(token)?;
-        // `user_of` only accepts a uid that is a valid id, so this parse cannot fail.
-        let user = UserId::parse(&user)
+        let session = state.auth.session_of(token)?;
+        UserSession::checked(state, session)
+    }
+}
+
+impl UserSession {
+    /// The session's user, within its request rate.
+    pub(super) fn checked(state: &ApiState, session: Session) -> Result<Self, ApiError> {
+        // `Auth` and tickets only name users that are valid ids, so this parse cannot fail.
+        let user = UserId::parse(&session.user)
             .map_err(|_| ApiError::unauthorized("invalid_token", "invalid token"))?;
         state.limits.request(user.as_str())?;
-        Ok(User(user))
+        Ok(UserSession(user, session))
     }
 }
 

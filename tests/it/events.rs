@@ -15,153 +15,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 use crate::helpers::{Backend, JWT_SECRET, TestApp};
 use crate::on_both;
-
-/// How long a test waits for a pushed document: far over the 1 s the contract promises
-/// (CI machines are slow), far under the 60 s re-read that would hide a lost notification.
-const PUSHED_WITHIN: Duration = Duration::from_secs(10);
-
-/// One Server-Sent Event.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    pub event: String,
-    pub id: String,
-    pub data: String,
-}
-
-impl Pushed {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap()
-    }
-}
-
-/// An open `GET /api/v1/my/events`, read event by event.
-pub struct EventStream {
-    resp: reqwest::Response,
-    buf: String,
-    pub comments: usize,
-}
-
-/// How a stream authenticates.
-pub enum Cred<'a> {
-    Bearer(&'a str),
-    Ticket(&'a str),
-}
-
-fn stream_client() -> reqwest::Client {
-    // No overall timeout: a stream lives as long as it likes.
-    fulfillment::upstream::http_client(Duration::from_secs(3_600))
-}
-
-pub async fn open_sse(
-    app: &TestApp,
-    cred: Cred<'_>,
-    last_event_id: Option<&str>,
-) -> reqwest::Response {
-    let mut req = match cred {
-        Cred::Bearer(token) => stream_client()
-            .get(app.url("/api/v1/my/events"))
-            .bearer_auth(token),
-        Cred::Ticket(t) => stream_client()
-            .get(app.url("/api/v1/my/events"))
-            .query(&[("ticket", t)]),
-    };
-    if let Some(id) = last_event_id {
-        req = req.header("last-event-id", id);
-    }
-    req.send().await.unwrap()
-}
-
-impl EventStream {
-    pub async fn open(app: &TestApp, user: &str) -> EventStream {
-        Self::from(open_sse(app, Cred::Bearer(&app.token(user)), None).await)
-    }
-
-    pub fn from(resp: reqwest::Response) -> EventStream {
-        assert_eq!(resp.status(), 200);
-        let h = resp.headers();
-        assert_eq!(h["content-type"], "text/event-stream");
-        assert_eq!(h["cache-control"], "no-cache");
-        assert_eq!(h["x-accel-buffering"], "no");
-        EventStream {
-            resp,
-            buf: String::new(),
-            comments: 0,
-        }
-    }
-
-    /// The next event within `within`; `None` on timeout or when the stream ends.
-    pub async fn next(&mut self, within: Duration) -> Option<Pushed> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                if let Some(e) = parse(&block) {
-                    return Some(e);
-                }
-                self.comments += 1;
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await;
-            match chunk {
-                Ok(Ok(Some(bytes))) => self.buf.push_str(std::str::from_utf8(&bytes).unwrap()),
-                _ => return None,
-            }
-        }
-    }
-
-    /// The next `event` document within `within`, skipping others.
-    pub async fn next_of(&mut self, event: &str, within: Duration) -> Option<Pushed> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let e = self.next(left).await?;
-            if e.event == event {
-                return Some(e);
-            }
-        }
-    }
-
-    /// Whether the server ended the stream within `within`.
-    pub async fn ends_within(&mut self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
-                Ok(Ok(Some(_))) => continue,
-                Ok(Ok(None)) | Ok(Err(_)) => return true,
-                Err(_) => return false,
-            }
-        }
-    }
-}
-
-fn parse(block: &str) -> Option<Pushed> {
-    let (mut event, mut id, mut data) = (None, None, None);
-    for line in block.lines() {
-        if let Some(v) = line.strip_prefix("event: ") {
-            event = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("id: ") {
-            id = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("data: ") {
-            data = Some(v.to_owned());
-        }
-    }
-    Some(Pushed {
-        event: event?,
-        id: id?,
-        data: data?,
-    })
-}
-
-/// The initial documents of a fresh stream, by kind.
-async fn initial(stream: &mut EventStream) -> (Pushed, Pushed) {
-    let a = stream.next(PUSHED_WITHIN).await.expect("a first document");
-    let b = stream.next(PUSHED_WITHIN).await.expect("a second document");
-    assert_eq!(a.id, b.id, "both documents belong to one state");
-    match (a.event.as_str(), b.event.as_str()) {
-        ("node", "vpn") => (a, b),
-        ("vpn", "node") => (b, a),
-        other => panic!("expected a node and a vpn document, got {other:?}"),
-    }
-}
+use crate::sse_client::{Cred, EventStream, PUSHED_WITHIN, initial, open_sse, stream_client};
 
 async fn get_body(app: &TestApp, path: &str, user: &str) -> String {
     let resp = app
@@ -544,7 +398,9 @@ async fn sigterm_ends_open_streams_and_the_process_exits() {
     let db = crate::helpers::TestDb::new(Backend::Postgres).await;
     let sims = crate::helpers::SimServer::start(NodeTiming::default()).await;
     let port = crate::crash::free_port();
-    let mut service = crate::crash::Service::start(&db, &sims, port).await;
+    // Debug logs: every request is logged (with its span), so a credential in a URL would be.
+    let mut service =
+        crate::crash::Service::start_with(&db, &sims, port, &[("RUST_LOG", "debug")]).await;
     let token = mint_user_token(JWT_SECRET, "u-term", Duration::from_secs(600));
     let url = format!("http://127.0.0.1:{port}/api/v1/my/events");
     let mut streams = Vec::new();
@@ -559,6 +415,28 @@ async fn sigterm_ends_open_streams_and_the_process_exits() {
         initial(&mut s).await;
         streams.push(s);
     }
+    // One with a ticket, as a browser opens it.
+    let ticket = stream_client()
+        .post(format!("{url}/ticket"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = stream_client()
+        .get(&url)
+        .query(&[("ticket", &ticket)])
+        .send()
+        .await
+        .unwrap();
+    let mut s = EventStream::from(resp);
+    initial(&mut s).await;
+    streams.push(s);
     // A WebSocket too.
     let ws_url = url.replacen("http", "ws", 1) + "/ws";
     let mut req = ws_url.as_str().into_client_request().unwrap();
@@ -585,4 +463,30 @@ async fn sigterm_ends_open_streams_and_the_process_exits() {
         }
     }
     assert!(closed, "the WebSocket was closed");
+    // The service logged every request, and no credential with them.
+    let log =
+        std::fs::read_to_string(std::env::temp_dir().join(format!("ft-crash-{port}.log"))).unwrap();
+    assert!(
+        log.contains("/api/v1/my/events"),
+        "the requests were logged"
+    );
+    assert!(!log.contains(&ticket), "a ticket never reaches the log");
+    assert!(!log.contains(&token), "a token never reaches the log");
+}
+
+on_both! {
+    async fn a_node_stats_report_pushes_nothing(b: Backend) {
+        let (app, id, token) = crate::helpers::quiet_node(b, "u-stats").await;
+        let mut stream = EventStream::open(&app, "u-stats").await;
+        let (node, _) = initial(&mut stream).await;
+        let stats = serde_json::json!({"resource_id": id, "rx_bytes": 5_000_000_000_i64,
+            "tx_bytes": 0, "cpu_percent": 10.0});
+        let resp = app.http.post(app.url("/api/callback/node/stats")).bearer_auth(&token)
+            .json(&stats).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // The document did change (traffic), and waits for the periodic re-read.
+        let now = get_body(&app, "/api/v1/my/node", "u-stats").await;
+        assert_ne!(now, node.data, "the report changed the traffic figures");
+        assert!(stream.next(Duration::from_secs(2)).await.is_none(), "no push for a usage report");
+    }
 }

@@ -22,6 +22,7 @@ mod limits;
 mod metrics;
 mod operator;
 mod prometheus;
+mod sse_client;
 mod store_conformance;
 mod sweep;
 mod traffic;

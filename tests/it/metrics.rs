@@ -130,7 +130,7 @@ on_both! {
         assert_eq!(status, 200);
         let (status, _) = app.user(Method::GET, "/api/v1/nothing-here", "u-m", None).await;
         assert_eq!(status, 404);
-        let stream = crate::events::EventStream::open(&app, "u-m").await;
+        let stream = crate::sse_client::EventStream::open(&app, "u-m").await;
 
         let text = scrape(&app).await;
         promtool_check(&text);
@@ -268,6 +268,15 @@ async fn the_derived_gauges_cost_one_database_read_per_cache_period() {
     }
 }
 
+/// `deploy/grafana/fulfillment.json`.
+pub fn dashboard() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/fulfillment.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Every `fulfillment_*` name in the dashboard's and the alert rules' expressions.
 pub fn queried_names() -> BTreeSet<String> {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -291,14 +300,7 @@ pub fn queried_names() -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_series_the_dashboard_and_the_alerts_query_is_exported() {
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/grafana/fulfillment.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let dashboard = dashboard();
     // Imports as it is: no id, a fixed uid, a Prometheus data source variable.
     assert!(dashboard["id"].is_null());
     assert_eq!(dashboard["uid"], "fulfillment-service");

@@ -92,7 +92,7 @@ async fn prometheus_scrapes_the_service_and_evaluates_every_rule_and_panel() {
         .post(app.url("/api/callback/node/stats"))
         .bearer_auth(&token);
     assert_eq!(req.json(&stats).send().await.unwrap().status(), 200);
-    let _stream = crate::events::EventStream::open(&app, "u-prom").await;
+    let _stream = crate::sse_client::EventStream::open(&app, "u-prom").await;
     let prom = Prometheus::start(app.running().metrics_addr.unwrap());
     let http = &app.http;
 
@@ -130,14 +130,7 @@ async fn prometheus_scrapes_the_service_and_evaluates_every_rule_and_panel() {
     assert!(evaluated, "all six alert rules evaluate without error");
 
     // Every dashboard expression evaluates.
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/grafana/fulfillment.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let dashboard = crate::metrics::dashboard();
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
         .unwrap()
