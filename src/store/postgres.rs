@@ -14,17 +14,33 @@ use super::db::{Db, Pool, Topic, USERS_CHANNEL};
 use super::node_lookups::NodeLookups;
 use crate::ports::store::{Changed, Wakeups};
 
+/// How long a start waits for PostgreSQL to answer at all.
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
 /// Connects, applies pending migrations (under PostgreSQL's migration lock, so replicas
 /// starting together are safe) and starts listening for wake-ups.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
-    let pool = PgPoolOptions::new()
+    let options = PgPoolOptions::new()
         .max_connections(max_connections)
         // No ping before every checkout: that doubles the round trips of every query,
         // and a broken connection surfaces as an error on use anyway.
         .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await?;
+        .acquire_timeout(Duration::from_secs(5));
+    // A server that is slow to answer (busy, or still starting) is given time; one that
+    // refuses us (bad credentials, no such database) fails the start at once.
+    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+    let pool = loop {
+        match options.clone().connect(url).await {
+            Ok(pool) => break pool,
+            Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "the database does not answer yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     migrate(&pool).await?;
     let lookups = NodeLookups::new(PgConnectOptions::from_str(url)?)?;
     let db = Db::new(Pool::Postgres(pool.clone()));
