@@ -77,8 +77,9 @@ pub async fn record(State(st): State<Arc<ApiState>>, req: Request, next: Next) -
     resp
 }
 
-/// Records a request no route matched.
-pub fn unmatched(metrics: &Metrics, method: &Method, status: u16, started: Instant) {
+/// Records a request no route matched (answered at once: its duration is nil).
+pub fn unmatched(metrics: &Metrics, method: &Method, status: u16) {
+    let started = Instant::now();
     observe(
         metrics,
         "unmatched".into(),

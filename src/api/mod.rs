@@ -177,8 +177,7 @@ async fn deadline(
 
 /// No route has this path: 404, counted as `unmatched`.
 async fn unmatched(State(st): State<Arc<ApiState>>, method: axum::http::Method) -> ApiError {
-    let started = std::time::Instant::now();
-    metrics::unmatched(&st.scrape.metrics, &method, 404, started);
+    metrics::unmatched(&st.scrape.metrics, &method, 404);
     ApiError::not_found()
 }
 

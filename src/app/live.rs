@@ -174,12 +174,6 @@ impl Hub {
     }
 }
 
-impl Follower {
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-}
-
 impl Drop for Follower {
     fn drop(&mut self) {
         self.hub.leave(&self.user, self.transport);

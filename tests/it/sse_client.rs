@@ -29,7 +29,6 @@ impl Pushed {
 pub struct EventStream {
     resp: reqwest::Response,
     buf: String,
-    pub comments: usize,
 }
 
 /// How a stream authenticates.
@@ -76,7 +75,6 @@ impl EventStream {
         EventStream {
             resp,
             buf: String::new(),
-            comments: 0,
         }
     }
 
@@ -86,10 +84,10 @@ impl EventStream {
         loop {
             while let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
+                // A block without an event is a comment (`: keep-alive`).
                 if let Some(e) = parse(&block) {
                     return Some(e);
                 }
-                self.comments += 1;
             }
             let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await;
             match chunk {
