@@ -83,6 +83,13 @@ async fn provision_once(st: &ApiState, body: &Bytes) -> Result<(StatusCode, Valu
         status: r.status.as_str(),
         estimated_ready_seconds: in_progress.then_some(300),
         vpn_user_id: None,
+        resource_ids: (outcome.resource_ids.len() > 1).then(|| {
+            outcome
+                .resource_ids
+                .iter()
+                .map(|id| id.to_string())
+                .collect()
+        }),
         message: message.into(),
     };
     Ok((status, json!(view)))
@@ -108,6 +115,7 @@ fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
         status,
         estimated_ready_seconds: (status == "pending").then_some(30),
         vpn_user_id: o.is_applied().then(|| r.vpn.vpn_user_id.clone()).flatten(),
+        resource_ids: None,
         message: message.into(),
     };
     (code, json!(view))

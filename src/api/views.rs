@@ -259,6 +259,9 @@ pub struct ProvisionView {
     pub estimated_ready_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpn_user_id: Option<String>,
+    /// Every live node of a subscription that has more than one (CONTRACTS.md §4.4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_ids: Option<Vec<String>>,
     pub message: String,
 }
 

@@ -9,6 +9,7 @@ mod ids;
 mod last_known;
 pub mod live;
 mod my_node;
+mod my_nodes;
 mod my_vpn;
 mod node_reports;
 mod operator;
@@ -27,6 +28,7 @@ pub use idempotency::Keyed;
 pub use ids::{ResourceId, SubscriptionId, UserId};
 pub use last_known::LastKnown;
 pub use my_node::MyNode;
+pub use my_nodes::{MyNodes, NodeCreate, NodeEntry};
 pub use my_vpn::{MyVpn, VpnConfig};
 pub use node_reports::{NodeCaller, NodeReport, NodeStatsReport};
 pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
@@ -52,6 +54,8 @@ pub struct AppConfig {
     pub vpn: VpnSettings,
     /// Event streams this process holds at most (`EVENTS_MAX_STREAMS`).
     pub events_max_streams: usize,
+    /// The most nodes one hosting subscription may pay for (`MAX_NODES_PER_SUBSCRIPTION`).
+    pub max_nodes_per_subscription: u32,
 }
 
 /// How VPN requests behave.

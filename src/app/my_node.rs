@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use super::ids::UserId;
-use super::subscriptions::{HOSTING, subscription_of};
+use super::my_nodes::NodeCreate;
+use super::subscriptions::HOSTING;
 use super::{App, AppError};
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
-use crate::domain::resource::order_key;
-use crate::domain::{DeleteReason, Event, PlanTier, Resource, ResourceKind, Status};
-use crate::ports::store::{Inserted, NewResource, Region};
+use crate::domain::{DeleteReason, Event, Resource};
+use crate::ports::store::Region;
 
 /// Everything `GET /my/node` shows.
 #[derive(Debug, Clone)]
@@ -81,69 +79,14 @@ impl App {
         })
     }
 
-    /// `POST /my/node`: create the user's node in `region`. A repeat while it is being
-    /// created returns the same resource; a failed node is replaced.
+    /// `POST /my/node`: create the user's node in `region` when they have none. A repeat
+    /// while it is being created returns the same resource; a failed node is replaced.
     pub async fn create_my_node(
         &self,
         user: &UserId,
         region: Option<&str>,
     ) -> Result<(Resource, Vec<Event>), AppError> {
-        let user_id = user.as_str();
-        let region = self.available_region(region).await?;
-        let subscription = self
-            .subscriptions
-            .state(user_id, HOSTING.0, HOSTING.1)
-            .await?;
-        let Some(snapshot) = subscription_of(&subscription).cloned() else {
-            return Err(match subscription {
-                SubscriptionState::Unknown => AppError::Unavailable(
-                    "the subscription service is unreachable; try again shortly".into(),
-                ),
-                _ => AppError::forbidden("no_subscription", "no active hosting subscription"),
-            });
-        };
-        let now = self.ports.clock.now();
-        if let Some(existing) = self.ports.store.current_hosting_node(user_id).await? {
-            match existing.status {
-                Status::Pending | Status::Creating => {
-                    let events = self.ports.store.events(existing.id).await?;
-                    return Ok((existing, events));
-                }
-                Status::Failed => {
-                    self.ports
-                        .store
-                        .request_deletion(existing.id, DeleteReason::UserInitiated, "user", now)
-                        .await?;
-                }
-                _ => return Err(AppError::conflict("node_exists", "you already have a node")),
-            }
-        }
-        let plan = PlanTier::parse(&snapshot.plan_tier);
-        let new = NewResource {
-            id: Uuid::now_v7(),
-            kind: ResourceKind::HostingNode,
-            subscription_id: snapshot.subscription_id.clone(),
-            user_id: user_id.to_owned(),
-            user_email: None,
-            order_key: order_key(&snapshot.subscription_id, None, None),
-            provider: self.config.cloud_provider.clone(),
-            region: region.code,
-            plan_tier: plan.as_str().to_owned(),
-            traffic_limit: plan.node_traffic_limit(),
-            actor: "user".into(),
-        };
-        let resource = match self.ports.store.insert_resource(&new, now).await? {
-            Inserted::Created(r) => r,
-            // A concurrent request (or the subscription service) got there first.
-            Inserted::ExistingForSubscription(r) | Inserted::ExistingForUser(r) => {
-                if !matches!(r.status, Status::Pending | Status::Creating) {
-                    return Err(AppError::conflict("node_exists", "you already have a node"));
-                }
-                r
-            }
-        };
-        let events = self.ports.store.events(resource.id).await?;
-        Ok((resource, events))
+        self.create_node(user, region, NodeCreate::First).await
     }
 
     /// `DELETE /my/node`: accepted in every live state, creation included.

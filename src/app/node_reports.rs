@@ -50,24 +50,54 @@ pub enum NodeCaller {
     Node(String),
 }
 
+/// Which VPS of a resource a report comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reporter {
+    /// The VPS that serves the node (or the hosting service, for any node).
+    Serving,
+    /// The VPS a migration is preparing: its news goes to the engine's migration step,
+    /// which asks the hosting service (the report itself changes nothing).
+    Replacement,
+}
+
 impl App {
     /// Checks that `caller` may report on resource `id` and returns the resource.
-    async fn reported_resource(&self, caller: &NodeCaller, id: &str) -> Result<Resource, AppError> {
+    async fn reported_resource(
+        &self,
+        caller: &NodeCaller,
+        id: &str,
+    ) -> Result<(Resource, Reporter), AppError> {
         let id = ResourceId::parse(id)?.0;
+        let mut reporter = Reporter::Serving;
         if let NodeCaller::Node(token) = caller {
-            let digest = self.ports.store.node_credential(id).await?;
-            if !digest.is_some_and(|d| credential::matches(token, &d)) {
+            let digests = self.ports.store.node_credential(id).await?;
+            let matches =
+                |d: &Option<String>| d.as_deref().is_some_and(|d| credential::matches(token, d));
+            reporter = if matches(&digests.current) {
+                Reporter::Serving
+            } else if matches(&digests.migration) {
+                Reporter::Replacement
+            } else {
                 return Err(AppError::forbidden(
                     "wrong_node_credential",
                     "this credential does not belong to that resource",
                 ));
-            }
+            };
         }
-        self.ports
+        let r = self
+            .ports
             .store
             .resource(id)
             .await?
-            .ok_or_else(|| AppError::not_found("resource_not_found", "resource not found"))
+            .ok_or_else(|| AppError::not_found("resource_not_found", "resource not found"))?;
+        Ok((r, reporter))
+    }
+
+    /// A report from a migration's new VPS: the migration step looks at it now.
+    async fn replacement_reported(&self, r: &Resource) -> Result<bool, AppError> {
+        let now = self.ports.clock.now();
+        self.ports.store.wake_resource(r.id, now).await?;
+        Ok(false)
     }
 
     /// A node reports it is ready. Harmless when repeated, and ignored for a resource that
@@ -94,7 +124,10 @@ impl App {
                 "public_ip is not an IP address",
             ));
         }
-        let r = self.reported_resource(&caller, &report.resource_id).await?;
+        let (r, reporter) = self.reported_resource(&caller, &report.resource_id).await?;
+        if reporter == Reporter::Replacement {
+            return self.replacement_reported(&r).await;
+        }
         for (value, name) in [
             (&report.api_key, "api_key"),
             (&report.public_key, "public_key"),
@@ -124,7 +157,10 @@ impl App {
         caller: NodeCaller,
         report: NodeReport,
     ) -> Result<bool, AppError> {
-        let r = self.reported_resource(&caller, &report.resource_id).await?;
+        let (r, reporter) = self.reported_resource(&caller, &report.resource_id).await?;
+        if reporter == Reporter::Replacement {
+            return self.replacement_reported(&r).await;
+        }
         // Shown to the user and logged: no control characters, at most 1,000 characters.
         let msg = report
             .error_message
@@ -164,7 +200,11 @@ impl App {
             // A clock ahead of ours must not freeze metering until it is caught up with.
             at: report.reported_at.map_or(now, |at| at.min(now)),
         };
-        let r = self.reported_resource(&caller, &report.resource_id).await?;
+        let (r, reporter) = self.reported_resource(&caller, &report.resource_id).await?;
+        if reporter == Reporter::Replacement {
+            // The new VPS serves nobody yet: its usage is not the node's.
+            return Ok(false);
+        }
         let recorded = self.ports.store.record_node_stats(r.id, &stats).await?;
         if recorded {
             self.ports.telemetry.node_load(NodeLoad {

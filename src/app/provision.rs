@@ -8,8 +8,9 @@ use super::ids::{SubscriptionId, UserId};
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::resource::order_key;
+use crate::domain::slots::SlotChoice;
 use crate::domain::{PlanTier, Resource, ResourceKind};
-use crate::ports::store::{Inserted, NewResource};
+use crate::ports::store::{HostingOrder, NewResource};
 
 /// `POST /api/internal/provision` (every field of the contract; the ones hosting does not
 /// use are accepted and ignored).
@@ -51,9 +52,12 @@ impl Provision {
 /// What a provision call did.
 #[derive(Debug, Clone)]
 pub struct ProvisionOutcome {
+    /// The first node the order made (or, for a repeat, the subscription's oldest).
     pub resource: Resource,
-    /// False when the order was a repeat and the existing resource is returned.
+    /// False when the order made no node (a repeat, or all its nodes existed).
     pub created: bool,
+    /// Every live node of the subscription, oldest first.
+    pub resource_ids: Vec<Uuid>,
 }
 
 /// The plan an order names (hosting and VPN alike) (`basic` when it names none); an unknown tier is refused.
@@ -70,8 +74,10 @@ pub(super) fn order_plan(req: &Provision) -> Result<PlanTier, AppError> {
 }
 
 impl App {
-    /// Records a hosting order. A repeated order (same subscription) returns the live
-    /// resource; the database's uniqueness makes that true under concurrency too.
+    /// Records a hosting order for `quantity` nodes (default 1). A repeated order returns
+    /// the subscription's live nodes and changes nothing; a new one creates the nodes
+    /// missing up to its quantity, and migrates live nodes on another plan to its plan.
+    /// The database's slots make that true under concurrency too.
     pub async fn provision(&self, req: Provision) -> Result<ProvisionOutcome, AppError> {
         let user = UserId::parse(&req.user_id)?;
         let subscription =
@@ -79,6 +85,7 @@ impl App {
         let region = self.available_region(req.region.as_deref()).await?;
         let plan = order_plan(&req)?;
         let user_email = input::email(req.user_email.as_deref())?;
+        let quantity = self.order_quantity(req.quantity)?;
         for (value, name) in [
             (&req.channel_tx_id, "channel_tx_id"),
             (&req.period_start, "period_start"),
@@ -89,35 +96,71 @@ impl App {
             }
         }
         let period = req.period_start.as_deref().zip(req.period_end.as_deref());
-        let new = NewResource {
+        let key = order_key(subscription.as_str(), req.channel_tx_id.as_deref(), period);
+        let node = |_| NewResource {
             id: Uuid::now_v7(),
             kind: ResourceKind::HostingNode,
             subscription_id: subscription.to_string(),
             user_id: user.to_string(),
-            user_email,
-            order_key: order_key(subscription.as_str(), req.channel_tx_id.as_deref(), period),
+            user_email: user_email.clone(),
+            order_key: key.clone(),
             provider: self.config.cloud_provider.clone(),
-            region: region.code,
+            region: region.code.clone(),
             plan_tier: plan.as_str().to_owned(),
             traffic_limit: plan.node_traffic_limit(),
             actor: "subscription_service".into(),
+            slots: SlotChoice::UpTo(quantity),
         };
         let now = self.ports.clock.now();
-        match self.ports.store.insert_resource(&new, now).await? {
-            Inserted::Created(resource) => Ok(ProvisionOutcome {
-                resource,
-                created: true,
-            }),
-            Inserted::ExistingForSubscription(resource) => Ok(ProvisionOutcome {
-                resource,
-                created: false,
-            }),
-            Inserted::ExistingForUser(other) => Err(AppError::conflict(
-                "user_has_node",
-                format!(
-                    "user already has a live hosting node ({}) on another subscription",
-                    other.id
-                ),
+        let order = HostingOrder {
+            order_key: key.clone(),
+            subscription_id: subscription.to_string(),
+            user_id: user.to_string(),
+            quantity,
+            plan_tier: plan.as_str().to_owned(),
+            nodes: (0..quantity).map(node).collect(),
+            migration_deadline: crate::domain::units::after(now, self.engine.config.ready_timeout),
+        };
+        let recorded = self.ports.store.record_hosting_order(&order, now).await?;
+        // The first node this order made, else the subscription's oldest live one.
+        let first = recorded
+            .created
+            .first()
+            .and_then(|id| recorded.live.iter().find(|r| r.id == *id))
+            .or_else(|| recorded.live.first())
+            .cloned();
+        let resource = match first {
+            Some(r) => r,
+            // A repeat whose nodes are all gone: answer with what the order made.
+            None => self
+                .ports
+                .store
+                .resources_for_subscription(subscription.as_str())
+                .await?
+                .into_iter()
+                .rfind(|r| r.kind == ResourceKind::HostingNode)
+                .ok_or_else(|| {
+                    AppError::conflict("no_node", "the order was recorded but has no node")
+                })?,
+        };
+        let mut resources = recorded.live.clone();
+        resources.retain(|r| r.desired == crate::domain::Desired::Active);
+        Ok(ProvisionOutcome {
+            created: !recorded.created.is_empty(),
+            resource,
+            resource_ids: resources.iter().map(|r| r.id).collect(),
+        })
+    }
+
+    /// The `quantity` of an order: 1 when absent, else from 1 to the configured maximum.
+    fn order_quantity(&self, quantity: Option<i64>) -> Result<u32, AppError> {
+        let max = self.config.max_nodes_per_subscription;
+        match quantity {
+            None => Ok(1),
+            Some(q) if (1..=i64::from(max)).contains(&q) => Ok(q as u32),
+            Some(q) => Err(AppError::invalid(
+                "invalid_quantity",
+                format!("quantity must be from 1 to {max} (got {q})"),
             )),
         }
     }

@@ -164,6 +164,7 @@ pub fn read_app(env: &mut Env, otun_url: Option<&Url>) -> AppConfig {
             subscribe_base: subscribe_base.map(|u| u.to_string()),
         },
         events_max_streams: env.count("EVENTS_MAX_STREAMS", 10_000, 1_000_000) as usize,
+        max_nodes_per_subscription: env.count("MAX_NODES_PER_SUBSCRIPTION", 10, 1_000),
     }
 }
 

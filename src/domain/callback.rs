@@ -22,6 +22,9 @@ pub struct FulfillmentCallback {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The node it reports on (a subscription may have several; CONTRACTS.md §4.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
 }
 
 /// The app a resource kind is sold as.
@@ -32,9 +35,11 @@ pub fn app_of(kind: ResourceKind) -> &'static str {
     }
 }
 
-/// The callback that reports a resource's outcome to the subscription it serves.
+/// The callback that reports a resource's outcome to the subscription it serves; a
+/// hosting node's names the node (`resource_id`), since a subscription may have several.
 pub fn outcome(
     kind: ResourceKind,
+    resource_id: &str,
     subscription_id: &str,
     status: CallbackStatus,
     reason: Option<DeleteReason>,
@@ -55,6 +60,7 @@ pub fn outcome(
         reason: reason.map(|r| r.as_str().into()),
         error,
         message: Some(message.into()),
+        resource_id: (kind == ResourceKind::HostingNode).then(|| resource_id.to_owned()),
     }
 }
 
@@ -62,6 +68,7 @@ pub fn outcome(
 pub fn vpn_active(subscription_id: &str) -> FulfillmentCallback {
     outcome(
         ResourceKind::VpnUser,
+        "",
         subscription_id,
         CallbackStatus::Active,
         None,
@@ -80,6 +87,7 @@ pub fn vpn_entitlement_ended(subscription_id: &str, reason: DeleteReason) -> Ful
         reason: Some(reason.as_str().into()),
         error: None,
         message: Some("vpn entitlement ended".into()),
+        resource_id: None,
     }
 }
 
@@ -128,8 +136,10 @@ mod tests {
             ),
         ];
         for (kind, status, app, message) in cases {
-            let cb = outcome(kind, "sub-1", status, None, None);
+            let cb = outcome(kind, "r-1", "sub-1", status, None, None);
             assert_eq!(cb.subscription_id, "sub-1");
+            let named = (kind == ResourceKind::HostingNode).then_some("r-1");
+            assert_eq!(cb.resource_id.as_deref(), named, "only a node is named");
             assert_eq!(cb.app, app);
             assert_eq!(cb.status, status.as_str());
             assert_eq!(cb.message.as_deref(), Some(message));
@@ -141,6 +151,7 @@ mod tests {
     fn a_failure_carries_its_reason_and_error() {
         let cb = outcome(
             ResourceKind::HostingNode,
+            "r-1",
             "sub-1",
             CallbackStatus::Failed,
             Some(DeleteReason::ProvisionFailed),

@@ -415,6 +415,7 @@ mod tests {
             plan_tier: "premium".into(),
             expires_at: None,
             auto_renew: false,
+            quantity: None,
         };
         let none = SubscriptionState::Inactive { last_known: None };
         assert_eq!(

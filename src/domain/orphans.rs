@@ -57,6 +57,9 @@ pub fn unwanted(owner: &Resource, node_id: &str, holder: Option<Uuid>) -> bool {
     match owner.status {
         Status::Deleted => true,
         Status::Failed => owner.upstream_released,
+        // A node being replaced holds two VPSes: the one that serves and the one being
+        // prepared; the retired one after a switch is unwanted.
+        _ if super::migration::wants_node(owner, node_id) => false,
         _ => owner.node_id.as_deref().is_some_and(|mine| mine != node_id),
     }
 }
@@ -176,5 +179,32 @@ mod tests {
         let deleted = owner(Status::Deleted, Some("n-1"), true);
         assert!(!unwanted(&deleted, "n-1", Some(Uuid::from_u128(99))));
         assert!(unwanted(&deleted, "n-1", Some(deleted.id)));
+    }
+
+    #[test]
+    fn the_vps_a_migration_prepares_is_wanted_and_the_retired_one_is_not() {
+        use crate::domain::migration::{Migration, MigrationStatus};
+        let mut r = owner(Status::Active, Some("n-old"), false);
+        r.migration = Some(Migration {
+            status: MigrationStatus::Creating,
+            to_region: "eu-west-1".into(),
+            to_plan_tier: "premium".into(),
+            node_id: None,
+            token_hash: None,
+            started_at: now(),
+            deadline_at: now(),
+            error_message: None,
+            actor: "user".into(),
+        });
+        assert!(!unwanted(&r, "n-new", None), "its id is not known yet");
+        r.migration.as_mut().unwrap().node_id = Some("n-new".into());
+        assert!(!unwanted(&r, "n-new", None));
+        assert!(unwanted(&r, "n-third", None), "a duplicate of the new VPS");
+        assert!(!unwanted(&r, "n-old", None));
+        // After the switch the old VPS is retired: unwanted.
+        r.migration = None;
+        r.node_id = Some("n-new".into());
+        r.retire_node_id = Some("n-old".into());
+        assert!(unwanted(&r, "n-old", None));
     }
 }

@@ -17,6 +17,9 @@ pub struct SubscriptionSnapshot {
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub auto_renew: bool,
+    /// How many nodes the subscription pays for, when the subscription service says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
 }
 
 /// What we know about a user's subscription right now.
@@ -221,6 +224,7 @@ mod tests {
             plan_tier: "premium".into(),
             expires_at: expires,
             auto_renew: true,
+            quantity: None,
         }
     }
 

@@ -106,6 +106,15 @@ wire_enum! {
         VpnUserUpdated => "vpn_user_updated",
         OrphanDeleted => "orphan_deleted",
         OperatorRetry => "operator_retry",
+        MigrationRequested => "migration_requested",
+        MigrationVpsRequested => "migration_vps_requested",
+        MigrationNodeCreated => "migration_node_created",
+        MigrationInstalling => "migration_installing",
+        MigrationSwitched => "migration_switched",
+        MigrationFailed => "migration_failed",
+        MigrationCancelled => "migration_cancelled",
+        MigrationNodeDeleted => "migration_node_deleted",
+        RetiredNodeDeleted => "retired_node_deleted",
     }
 }
 
@@ -197,6 +206,12 @@ pub struct Resource {
     pub ready_at: Option<DateTime<Utc>>,
     /// What the VPN manager must hold for a VPN user (empty for hosting nodes).
     pub vpn: VpnSpec,
+    /// The numbered slot of its subscription a live hosting node holds (see `slots`).
+    pub slot: Option<i32>,
+    /// A replacement VPS being prepared, or a failed attempt still shown.
+    pub migration: Option<super::migration::Migration>,
+    /// The VPS a switch replaced, deleted until it is gone.
+    pub retire_node_id: Option<String>,
 }
 
 /// The VPN side of a resource: the account at the VPN manager and the terms it must
@@ -282,6 +297,9 @@ impl Resource {
             updated_at: at,
             ready_at: None,
             vpn: VpnSpec::default(),
+            slot: None,
+            migration: None,
+            retire_node_id: None,
         }
     }
 }

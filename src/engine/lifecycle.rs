@@ -176,5 +176,12 @@ fn outcome(
     reason: Option<DeleteReason>,
     error: Option<String>,
 ) -> crate::domain::callback::FulfillmentCallback {
-    callback::outcome(r.kind, &r.subscription_id, status, reason, error)
+    callback::outcome(
+        r.kind,
+        &r.id.to_string(),
+        &r.subscription_id,
+        status,
+        reason,
+        error,
+    )
 }

@@ -79,6 +79,7 @@ impl SubscriptionsSim {
                 plan_tier: plan.clone(),
                 expires_at: Some(Utc::now() + chrono::Duration::days(30)),
                 auto_renew: true,
+                quantity: None,
             })
         })
     }

@@ -11,6 +11,7 @@ mod idempotency;
 mod jobs;
 pub mod monitoring;
 mod node_lookups;
+mod nodes;
 mod outbox;
 pub mod postgres;
 mod resources;

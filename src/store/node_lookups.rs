@@ -1,4 +1,5 @@
-//! The query behind every `GET /my/node` on PostgreSQL: "the user's live hosting node".
+//! The query behind every `GET /my/node` on PostgreSQL: "the user's oldest live hosting
+//! node".
 //!
 //! Under load many of these run at once, and each costs a round trip, a backend wake-up and
 //! (through sqlx's pool) a second round trip to ping the connection on release. So lookups
@@ -117,8 +118,12 @@ impl NodeLookups {
             let users: Vec<&str> = batch.iter().map(|(u, _)| u.as_str()).collect();
             match self.query(&users).await {
                 Ok(rows) => {
+                    // Oldest first: a user with several nodes is shown the oldest.
                     let mut by_user: HashMap<String, ResourceRow> =
-                        rows.into_iter().map(|r| (r.user_id.clone(), r)).collect();
+                        HashMap::with_capacity(rows.len());
+                    for r in rows {
+                        by_user.entry(r.user_id.clone()).or_insert(r);
+                    }
                     let mut wanted: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
                     for (user, _) in &batch {
                         *wanted.entry(user.as_str()).or_default() += 1;
@@ -174,7 +179,7 @@ impl NodeLookups {
             "select ",
             resource_columns!(),
             " from resources where resource_type = $2 and desired_state = 'active' \
-             and status <> 'deleted' and user_id = any($1)"
+             and status <> 'deleted' and user_id = any($1) order by created_at, id"
         ))
         .bind(users)
         .bind(ResourceKind::HostingNode.as_str())

@@ -6,12 +6,74 @@ use uuid::Uuid;
 
 use super::SqlStore;
 use super::db::Topic;
+use super::db::Tx;
 use super::events::insert_event;
 use super::row::{self, EventRow, ResourceRow, live_sql, resource_columns};
+use crate::domain::slots::free_slots;
 use crate::domain::{DeleteReason, Event, EventKind, Resource, ResourceKind};
 use crate::ports::store::{
-    Inserted, NewEvent, NewResource, NodeStats, Resources, StoreError, StoreResult,
+    Inserted, NewEvent, NewResource, NodeCredentials, NodeStats, Nodes, NodesOf, Resources,
+    StoreError, StoreResult,
 };
+
+/// Rounds of "take the lowest free slot" before giving up on a subscription whose nodes
+/// keep changing (each lost round means a concurrent insert took a slot).
+const MAX_SLOT_ROUNDS: usize = 12;
+
+/// The slots the subscription's live hosting nodes hold.
+pub(super) async fn taken_slots(tx: &mut Tx, subscription_id: &str) -> StoreResult<Vec<i32>> {
+    let rows: Vec<(Option<i32>,)> = tx
+        .sql(
+            "select slot from resources where subscription_id = $1 \
+             and resource_type = 'hosting_node' and desired_state = 'active' \
+             and status <> 'deleted'",
+        )
+        .bind(subscription_id)
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().filter_map(|(s,)| s).collect())
+}
+
+/// Inserts a hosting node into `slot` with its first event; `None` when the slot was
+/// taken meanwhile (the unique slot index refused it).
+pub(super) async fn insert_node(
+    tx: &mut Tx,
+    new: &NewResource,
+    slot: i32,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<ResourceRow>> {
+    let row: Option<ResourceRow> = tx
+        .sql(concat!(
+            "insert into resources (id, resource_type, subscription_id, user_id, \
+             user_email, order_key, provider, region, plan_tier, status, \
+             desired_state, generation, phase, traffic_limit, traffic_used, \
+             attempts, upstream_released, next_attempt_at, created_at, updated_at, slot) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'active', 0, 1, \
+             $10, 0, 0, false, $11, $11, $11, $12) \
+             on conflict do nothing returning ",
+            resource_columns!()
+        ))
+        .bind(new.id.to_string())
+        .bind(new.kind.as_str())
+        .bind(&new.subscription_id)
+        .bind(&new.user_id)
+        .bind(&new.user_email)
+        .bind(&new.order_key)
+        .bind(&new.provider)
+        .bind(&new.region)
+        .bind(&new.plan_tier)
+        .bind(new.traffic_limit)
+        .bind(now)
+        .bind(slot)
+        .fetch_optional()
+        .await?;
+    if row.is_some() {
+        let event = NewEvent::new(EventKind::ProvisionRequested, &new.actor);
+        insert_event(tx, new.id, &event, now).await?;
+        tx.wake(Topic::Resources);
+    }
+    Ok(row)
+}
 
 impl SqlStore {
     /// The user's live hosting node: batched with concurrent lookups on PostgreSQL, a plain
@@ -21,36 +83,15 @@ impl SqlStore {
             return lookups.get(user_id).await;
         }
         self.db
-            .sql(concat!(live_sql!(), "user_id = $1"))
+            .sql(concat!(
+                live_sql!(),
+                "user_id = $1 order by created_at, id limit 1"
+            ))
             .bind(user_id)
             .bind(ResourceKind::HostingNode.as_str())
             .fetch_optional()
             .await
     }
-
-    async fn live_row(
-        &self,
-        kind: ResourceKind,
-        filter: Filter<'_>,
-    ) -> StoreResult<Option<Resource>> {
-        let (sql, value) = match filter {
-            Filter::Subscription(s) => (concat!(live_sql!(), "subscription_id = $1"), s),
-            Filter::User(u) => (concat!(live_sql!(), "user_id = $1"), u),
-        };
-        let row: Option<ResourceRow> = self
-            .db
-            .sql(sql)
-            .bind(value)
-            .bind(kind.as_str())
-            .fetch_optional()
-            .await?;
-        row.map(Resource::try_from).transpose()
-    }
-}
-
-enum Filter<'a> {
-    Subscription(&'a str),
-    User(&'a str),
 }
 
 #[async_trait]
@@ -60,53 +101,27 @@ impl Resources for SqlStore {
         new: &NewResource,
         now: DateTime<Utc>,
     ) -> StoreResult<Inserted> {
-        // A conflicting insert waits for the other transaction and then skips, so a lost
-        // race still finds the winner below. The loop covers the winner being deleted
-        // between our insert and our read.
-        for _ in 0..3 {
+        // Each round takes the lowest free slot; a concurrent insert into the same slot
+        // makes ours do nothing (it waits for the other transaction first), and the next
+        // round reads the slots again. Every round that fails lost a slot to someone.
+        for _ in 0..MAX_SLOT_ROUNDS {
             let mut tx = self.db.begin().await?;
-            let row: Option<ResourceRow> = tx
-                .sql(concat!(
-                    "insert into resources (id, resource_type, subscription_id, user_id, \
-                     user_email, order_key, provider, region, plan_tier, status, \
-                     desired_state, generation, phase, traffic_limit, traffic_used, \
-                     attempts, upstream_released, next_attempt_at, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'active', 0, 1, \
-                     $10, 0, 0, false, $11, $11, $11) \
-                     on conflict do nothing returning ",
-                    resource_columns!()
-                ))
-                .bind(new.id.to_string())
-                .bind(new.kind.as_str())
-                .bind(&new.subscription_id)
-                .bind(&new.user_id)
-                .bind(&new.user_email)
-                .bind(&new.order_key)
-                .bind(&new.provider)
-                .bind(&new.region)
-                .bind(&new.plan_tier)
-                .bind(new.traffic_limit)
-                .bind(now)
-                .fetch_optional()
-                .await?;
-            if let Some(row) = row {
-                let event = NewEvent::new(EventKind::ProvisionRequested, &new.actor);
-                insert_event(&mut tx, new.id, &event, now).await?;
-                tx.wake(Topic::Resources);
+            let taken = taken_slots(&mut tx, &new.subscription_id).await?;
+            let Some(&slot) = free_slots(&taken, new.slots).first() else {
+                tx.rollback().await?;
+                let live = self
+                    .live_nodes(NodesOf::Subscription(&new.subscription_id))
+                    .await?;
+                return Ok(Inserted::Full(live));
+            };
+            if let Some(row) = insert_node(&mut tx, new, slot, now).await? {
                 tx.commit().await?;
                 return Ok(Inserted::Created(row.try_into()?));
             }
             tx.rollback().await?;
-            let by_subscription = Filter::Subscription(&new.subscription_id);
-            if let Some(r) = self.live_row(new.kind, by_subscription).await? {
-                return Ok(Inserted::ExistingForSubscription(r));
-            }
-            if let Some(r) = self.live_row(new.kind, Filter::User(&new.user_id)).await? {
-                return Ok(Inserted::ExistingForUser(r));
-            }
         }
         Err(StoreError::Conflict(
-            "the subscription's resource changed repeatedly while recording the order".into(),
+            "the subscription's nodes changed repeatedly while recording the order".into(),
         ))
     }
 
@@ -185,9 +200,14 @@ impl Resources for SqlStore {
     }
 
     async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>> {
+        // The serving VPS, the one a migration prepares, or the one a switch retired.
         let id: Option<(String,)> = self
             .db
-            .sql("select id from resources where node_id = $1 limit 1")
+            .sql(
+                "select id from resources where node_id = $1 union all \
+                 select id from resources where migration_node_id = $1 union all \
+                 select id from resources where retire_node_id = $1 limit 1",
+            )
             .bind(node_id)
             .fetch_optional()
             .await?;
@@ -218,14 +238,15 @@ impl Resources for SqlStore {
         tx.commit().await
     }
 
-    async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>> {
-        let digest: Option<(Option<String>,)> = self
+    async fn node_credential(&self, id: Uuid) -> StoreResult<NodeCredentials> {
+        let digests: Option<(Option<String>, Option<String>)> = self
             .db
-            .sql("select callback_token_hash from resources where id = $1")
+            .sql("select callback_token_hash, migration_token_hash from resources where id = $1")
             .bind(id.to_string())
             .fetch_optional()
             .await?;
-        Ok(digest.and_then(|(d,)| d))
+        let (current, migration) = digests.unwrap_or_default();
+        Ok(NodeCredentials { current, migration })
     }
 
     async fn record_node_stats(&self, id: Uuid, st: &NodeStats) -> StoreResult<bool> {

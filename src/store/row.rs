@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::error::corrupt;
 use crate::domain::entitlement::{Entitlement, EntitlementStatus};
+use crate::domain::migration::{Migration, MigrationStatus};
 use crate::domain::{
     Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status, VpnSpec,
 };
@@ -20,7 +21,10 @@ macro_rules! resource_columns {
          cast(traffic_limit as bigint) as traffic_limit, \
          cast(traffic_used as bigint) as traffic_used, error_message, attempts, upstream_released, deadline_at, \
          next_attempt_at, created_at, updated_at, ready_at, vpn_user_id, expire_at, \
-         service_tier, spec_version, applied_version, traffic_synced_at, last_error"
+         service_tier, spec_version, applied_version, traffic_synced_at, last_error, slot, \
+         migration_status, migration_region, migration_plan_tier, migration_node_id, \
+         migration_token_hash, migration_started_at, migration_deadline_at, migration_error, \
+         migration_actor, retire_node_id"
     };
 }
 pub(crate) use resource_columns;
@@ -66,12 +70,51 @@ pub struct ResourceRow {
     applied_version: i64,
     traffic_synced_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    slot: Option<i32>,
+    migration_status: Option<String>,
+    migration_region: Option<String>,
+    migration_plan_tier: Option<String>,
+    migration_node_id: Option<String>,
+    migration_token_hash: Option<String>,
+    migration_started_at: Option<DateTime<Utc>>,
+    migration_deadline_at: Option<DateTime<Utc>>,
+    migration_error: Option<String>,
+    migration_actor: Option<String>,
+    retire_node_id: Option<String>,
+}
+
+impl ResourceRow {
+    fn migration(&mut self) -> Result<Option<Migration>, StoreError> {
+        let Some(status) = self.migration_status.take() else {
+            return Ok(None);
+        };
+        let (Some(to_region), Some(to_plan_tier), Some(started_at), Some(deadline_at)) = (
+            self.migration_region.take(),
+            self.migration_plan_tier.take(),
+            self.migration_started_at,
+            self.migration_deadline_at,
+        ) else {
+            return Err(corrupt("a migration without its region, plan or times"));
+        };
+        Ok(Some(Migration {
+            status: MigrationStatus::parse(&status).map_err(corrupt)?,
+            to_region,
+            to_plan_tier,
+            node_id: self.migration_node_id.take(),
+            token_hash: self.migration_token_hash.take(),
+            started_at,
+            deadline_at,
+            error_message: self.migration_error.take(),
+            actor: self.migration_actor.take().unwrap_or_default(),
+        }))
+    }
 }
 
 impl TryFrom<ResourceRow> for Resource {
     type Error = StoreError;
 
-    fn try_from(r: ResourceRow) -> Result<Self, StoreError> {
+    fn try_from(mut r: ResourceRow) -> Result<Self, StoreError> {
+        let migration = r.migration()?;
         Ok(Resource {
             id: Uuid::parse_str(&r.id).map_err(corrupt)?,
             kind: ResourceKind::parse(&r.resource_type).map_err(corrupt)?,
@@ -121,6 +164,9 @@ impl TryFrom<ResourceRow> for Resource {
                 applied_version: r.applied_version,
                 traffic_synced_at: r.traffic_synced_at,
             },
+            slot: r.slot,
+            migration,
+            retire_node_id: r.retire_node_id,
         })
     }
 }

@@ -33,13 +33,22 @@ fn raise<'q, T: Value<'q> + Copy>(q: &mut Sql<'_>, column: &str, value: Option<T
 }
 
 /// The statement of a change: only what the change sets, and the guard it must match.
-fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
+pub(super) fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
     q.push("update resources set updated_at = ")
         .push_bind(c.now);
     set(&mut q, "status", c.status.map(|s| s.as_str()));
     set(&mut q, "node_id", c.node_id.as_deref());
     raise(&mut q, "phase", c.phase);
-    if let Some(conn) = &c.connection {
+    if let (Some(conn), true) = (&c.connection, c.replace_connection) {
+        set(&mut q, "public_ip", Some(conn.public_ip.as_deref()));
+        set(&mut q, "api_port", Some(conn.api_port));
+        set(&mut q, "api_key", Some(conn.api_key.as_deref()));
+        set(&mut q, "vless_port", Some(conn.vless_port));
+        set(&mut q, "ss_port", Some(conn.ss_port));
+        set(&mut q, "public_key", Some(conn.public_key.as_deref()));
+        set(&mut q, "short_id", Some(conn.short_id.as_deref()));
+        q.push(", counter_rx = 0, counter_tx = 0, stats_at = null");
+    } else if let Some(conn) = &c.connection {
         set(&mut q, "public_ip", conn.public_ip.as_deref());
         set(&mut q, "api_port", conn.api_port);
         set(&mut q, "api_key", conn.api_key.as_deref());
@@ -85,6 +94,54 @@ fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
     }
     set(&mut q, "vpn_user_id", c.vpn_user_id.as_deref());
     raise(&mut q, "applied_version", c.applied_version);
+    set(&mut q, "region", c.region.as_deref());
+    set(&mut q, "plan_tier", c.plan_tier.as_deref());
+    set(
+        &mut q,
+        "retire_node_id",
+        c.retire_node_id.as_ref().map(Option::as_deref),
+    );
+    if c.bump_generation {
+        q.push(", generation = generation + 1");
+    }
+    if let Some(m) = &c.migration {
+        let m = m.as_ref();
+        set(
+            &mut q,
+            "migration_status",
+            Some(m.map(|m| m.status.as_str())),
+        );
+        set(
+            &mut q,
+            "migration_region",
+            Some(m.map(|m| m.to_region.as_str())),
+        );
+        set(
+            &mut q,
+            "migration_plan_tier",
+            Some(m.map(|m| m.to_plan_tier.as_str())),
+        );
+        set(
+            &mut q,
+            "migration_node_id",
+            Some(m.and_then(|m| m.node_id.as_deref())),
+        );
+        let token = m.and_then(|m| m.token_hash.as_deref());
+        set(&mut q, "migration_token_hash", Some(token));
+        set(
+            &mut q,
+            "migration_started_at",
+            Some(m.map(|m| m.started_at)),
+        );
+        set(
+            &mut q,
+            "migration_deadline_at",
+            Some(m.map(|m| m.deadline_at)),
+        );
+        let error = m.and_then(|m| m.error_message.as_deref());
+        set(&mut q, "migration_error", Some(error));
+        set(&mut q, "migration_actor", Some(m.map(|m| m.actor.as_str())));
+    }
     q.push(" where id = ").push_bind(c.id.to_string());
     q.push(" and status = ").push_bind(c.expect.as_str());
     if let Guard::Lease(owner) = &c.guard {
@@ -92,6 +149,11 @@ fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
     }
     if let Some(desired) = c.expect_desired {
         q.push(" and desired_state = ").push_bind(desired.as_str());
+    }
+    if let Some(m) = c.expect_migration {
+        // '' stands for "no migration" (one spelling for both databases' null compare).
+        q.push(" and coalesce(migration_status, '') = ")
+            .push_bind(m.map_or("", |m| m.as_str()));
     }
     q
 }
@@ -140,6 +202,19 @@ impl Work for SqlStore {
             // Every status write is a transition the state machine allows.
             crate::domain::state::transition(c.expect, to)
                 .map_err(|e| StoreError::Other(e.into()))?;
+        }
+        if let Some(to) = &c.migration {
+            // Likewise every migration step; a write of it must say what it expects.
+            let Some(from) = c.expect_migration else {
+                return Err(StoreError::Other(
+                    "a migration write without the status it expects".into(),
+                ));
+            };
+            let to = to.as_ref().map(|m| m.status);
+            if from != to {
+                crate::domain::migration::step(from, to)
+                    .map_err(|e| StoreError::Other(e.into()))?;
+            }
         }
         let mut tx = self.db.begin().await?;
         let done = change_statement(tx.sql(""), c).execute().await?;

@@ -67,6 +67,7 @@ fn snapshot(expires_in: chrono::Duration) -> SubscriptionSnapshot {
         plan_tier: "premium".into(),
         expires_at: Some(chrono::Utc::now() + expires_in),
         auto_renew: true,
+        quantity: None,
     }
 }
 

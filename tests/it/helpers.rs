@@ -355,6 +355,7 @@ impl SimServer {
                 plan_tier: plan.into(),
                 expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
                 auto_renew,
+                quantity: None,
             }),
         );
     }

@@ -400,6 +400,7 @@ on_both! {
             plan_tier: "premium".into(),
             expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
             auto_renew: false,
+            quantity: None,
         }));
         let (_, body) = app.user(Method::GET, "/api/v1/my/node", "u-1", None).await;
         assert_eq!(body["hosting_status"], "subscribed_no_node");

@@ -345,6 +345,7 @@ on_both! {
             plan_tier: "premium".into(),
             expires_at: Some(now),
             auto_renew: false,
+            quantity: None,
         };
         assert_eq!(store.save_subscription("u", "obox", Some(&snap), now).await.unwrap(), Some(snap.clone()));
         assert_eq!(store.save_subscription("u", "obox", None, now).await.unwrap(), Some(snap.clone()));

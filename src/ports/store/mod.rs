@@ -7,6 +7,7 @@ mod error;
 mod idempotency;
 mod jobs;
 mod monitoring;
+mod nodes;
 mod outbox;
 mod resources;
 mod snapshots;
@@ -24,8 +25,9 @@ pub use error::{BoxError, StoreError, StoreResult};
 pub use idempotency::{Idempotency, IdempotencyBegin};
 pub use jobs::Jobs;
 pub use monitoring::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, NodesOver, Readings};
+pub use nodes::{HostingOrder, Nodes, NodesOf, OrderRecorded, OverLimit};
 pub use outbox::{Outbox, OutboxMessage, StuckCallback};
-pub use resources::{Inserted, NewEvent, NewResource, NodeStats, Resources};
+pub use resources::{Inserted, NewEvent, NewResource, NodeCredentials, NodeStats, Resources};
 pub use snapshots::{Region, Snapshots, StoredSnapshot};
 pub use vpn::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers};
 pub use work::{Attempts, Change, Guard, Work};
@@ -33,7 +35,17 @@ pub use work::{Attempts, Change, Guard, Work};
 /// The whole store: every aggregate, plus what concerns the database itself.
 #[async_trait]
 pub trait Store:
-    Resources + Work + VpnUsers + Outbox + Jobs + Idempotency + Snapshots + Monitoring + Send + Sync
+    Resources
+    + Nodes
+    + Work
+    + VpnUsers
+    + Outbox
+    + Jobs
+    + Idempotency
+    + Snapshots
+    + Monitoring
+    + Send
+    + Sync
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;

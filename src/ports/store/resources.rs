@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreResult;
+use crate::domain::slots::SlotChoice;
 use crate::domain::{DeleteReason, Event, EventKind, Resource, ResourceKind};
 
 /// A resource to record, with its first event.
@@ -23,16 +24,16 @@ pub struct NewResource {
     pub traffic_limit: i64,
     /// Who asked: `subscription_service`, `user`, `admin`.
     pub actor: String,
+    /// The slots of its subscription a hosting node may take (VPN users take none).
+    pub slots: SlotChoice,
 }
 
 /// What `insert_resource` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
     Created(Resource),
-    /// The subscription already has a live node: this is it (a repeated order).
-    ExistingForSubscription(Resource),
-    /// The user already has a live node on another subscription.
-    ExistingForUser(Resource),
+    /// Every slot it may take is held: the subscription's live nodes, oldest first.
+    Full(Vec<Resource>),
 }
 
 /// An event to append to a resource's history.
@@ -58,6 +59,15 @@ impl NewEvent {
     }
 }
 
+/// The digests of a node's credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCredentials {
+    /// The serving VPS's agent.
+    pub current: Option<String>,
+    /// The agent of the VPS a migration prepares.
+    pub migration: Option<String>,
+}
+
 /// A node agent's report: cumulative counters since the node booted, and its load.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NodeStats {
@@ -73,8 +83,9 @@ pub struct NodeStats {
 
 #[async_trait]
 pub trait Resources: Send + Sync {
-    /// Records a new resource with its first event, unless the subscription (or the user)
-    /// already has a live hosting node: uniqueness is enforced by the database.
+    /// Records a new hosting node with its first event in a free slot of its subscription
+    /// (`new.slots`), unless every such slot is held: the limit is enforced by the
+    /// database's unique slot index.
     async fn insert_resource(&self, new: &NewResource, now: DateTime<Utc>)
     -> StoreResult<Inserted>;
     /// Sets the desired state to `deleted` (once; later calls return the row unchanged).
@@ -90,7 +101,7 @@ pub trait Resources: Send + Sync {
     /// apply to.
     async fn resources_for_subscription(&self, subscription_id: &str)
     -> StoreResult<Vec<Resource>>;
-    /// The user's live hosting node that is meant to exist, if any.
+    /// The user's oldest live hosting node that is meant to exist, if any.
     async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>>;
     /// The resource a node id is recorded on, to tell our nodes apart when adopting one.
     async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>>;
@@ -98,8 +109,9 @@ pub trait Resources: Send + Sync {
     /// Appends to a resource's history without changing it.
     async fn append_event(&self, id: Uuid, event: &NewEvent, now: DateTime<Utc>)
     -> StoreResult<()>;
-    /// The digest of the node credential minted for this resource, if any.
-    async fn node_credential(&self, id: Uuid) -> StoreResult<Option<String>>;
+    /// The digests of the node credentials minted for this resource: its VPS's and a
+    /// migration's new VPS's.
+    async fn node_credential(&self, id: Uuid) -> StoreResult<NodeCredentials>;
     /// Records a node agent's report, counting each byte once: a counter lower than the last
     /// one is a reset (the node rebooted) and counts from zero; a sample older than the
     /// last is ignored, and a repeat adds nothing. `false` when the resource is not a live

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{Claim, NewEvent, StoreResult};
 use crate::domain::callback::FulfillmentCallback;
+use crate::domain::migration::{Migration, MigrationStatus};
 use crate::domain::{Connection, Desired, Resource, Status};
 
 /// Who may write: the worker holding the lease, or anyone (callbacks, operators) when the
@@ -70,6 +71,22 @@ pub struct Change {
     /// Marks the resource's entitlements up to this `spec_version` as reported (their
     /// callbacks are in `callbacks`).
     pub report_through: Option<i64>,
+    /// The node's region and plan (a migration's switch).
+    pub region: Option<String>,
+    pub plan_tier: Option<String>,
+    /// Write `connection` whole: a field it lacks is cleared (a switch to another VPS must
+    /// not keep the old one's details). Also restarts node metering from the new agent.
+    pub replace_connection: bool,
+    /// `Some(m)` writes the migration state (`Some(None)` clears it). Requires
+    /// `expect_migration`; the step is checked against `domain::migration`.
+    pub migration: Option<Option<Migration>>,
+    /// The migration status the row must have (`Some(None)`: no migration).
+    pub expect_migration: Option<Option<MigrationStatus>>,
+    /// `Some(x)` sets (or clears) the VPS retired by a switch.
+    pub retire_node_id: Option<Option<String>>,
+    /// Count this change as new intent (a migration asked for or cancelled): a worker that
+    /// read the row before it re-reads it at once.
+    pub bump_generation: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -102,6 +119,13 @@ impl Change {
             vpn_user_id: None,
             applied_version: None,
             report_through: None,
+            region: None,
+            plan_tier: None,
+            replace_connection: false,
+            migration: None,
+            expect_migration: None,
+            retire_node_id: None,
+            bump_generation: false,
             now,
         }
     }
@@ -109,6 +133,12 @@ impl Change {
     /// Whether the change makes the row due now (its worker should be woken).
     pub fn due_now(&self) -> bool {
         matches!(self.next_attempt_at, Some(Some(at)) if at <= self.now)
+    }
+
+    /// Expects the migration `resource` was read with, and moves it to `to`.
+    pub fn migrate(&mut self, resource: &Resource, to: Option<Migration>) {
+        self.expect_migration = Some(resource.migration.as_ref().map(|m| m.status));
+        self.migration = Some(to);
     }
 }
 

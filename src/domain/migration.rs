@@ -1,0 +1,418 @@
+//! Replacing a node's VPS: region migration, plan change and rebuild are one mechanism.
+//! A new VPS is prepared beside the one that serves; when it is `active`, one transaction
+//! switches the resource to it, and the old VPS is then deleted until it is gone. A new
+//! VPS that fails or is late, or whose migration is cancelled, is deleted instead, and the
+//! old one keeps serving throughout.
+//!
+//! ```text
+//!            ┌──────────── cancel ─────────────┐
+//! (none) ─> requested ─> creating ─> installing ─> switching ─> (none: switched)
+//!   ▲            │           │            │            │
+//!   │            └───────────┴─> failing ─┴────────────┘   (failed or late)
+//!   │                              │    └─ dismiss ─> cancelling ─> (none)
+//!   └──── dismiss ──── failed <────┘         cancel ─┘
+//! ```
+
+use chrono::{DateTime, Utc};
+
+use super::resource::wire_enum;
+use super::{Desired, Resource, ResourceKind, Status};
+
+wire_enum! {
+    /// Where a migration stands. `failing` and `cancelling` still have a new VPS to
+    /// delete; `failed` is shown until dismissed or replaced.
+    MigrationStatus {
+        Requested => "requested",
+        Creating => "creating",
+        Installing => "installing",
+        Switching => "switching",
+        Failing => "failing",
+        Failed => "failed",
+        Cancelling => "cancelling",
+    }
+}
+
+impl MigrationStatus {
+    /// The `migration.status` the apps see (`creating`, `installing`, `switching`,
+    /// `failed`), or `None` when the migration is hidden (being cancelled).
+    pub fn shown(self) -> Option<&'static str> {
+        use MigrationStatus::*;
+        match self {
+            Requested | Creating => Some("creating"),
+            Installing => Some("installing"),
+            Switching => Some("switching"),
+            Failing | Failed => Some("failed"),
+            Cancelling => None,
+        }
+    }
+
+    /// A new VPS is being prepared (it may exist upstream and is wanted).
+    pub fn is_preparing(self) -> bool {
+        use MigrationStatus::*;
+        matches!(self, Creating | Installing | Switching)
+    }
+
+    /// A new VPS may exist upstream and must be deleted before the migration is over.
+    pub fn is_cleaning_up(self) -> bool {
+        matches!(self, MigrationStatus::Failing | MigrationStatus::Cancelling)
+    }
+
+    /// Still running: another migration must wait.
+    pub fn is_running(self) -> bool {
+        self != MigrationStatus::Failed
+    }
+}
+
+/// Whether a migration may move `from → to` (`None`: no migration). Every write of the
+/// migration state is checked against this table, like the resource's own status.
+pub fn can_step(from: Option<MigrationStatus>, to: Option<MigrationStatus>) -> bool {
+    use MigrationStatus::*;
+    matches!(
+        (from, to),
+        // Start, or replace a failed one.
+        (None | Some(Failed), Some(Requested))
+            // The create call is committed before it is made; the node id is learned.
+            | (Some(Requested), Some(Creating))
+            | (Some(Creating), Some(Creating | Installing | Switching))
+            | (Some(Installing), Some(Installing | Switching))
+            | (Some(Switching), Some(Switching))
+            // The switch.
+            | (Some(Creating | Installing | Switching), None)
+            // Failed or late: the new VPS is deleted, the old one serves on.
+            | (Some(Requested | Creating | Installing | Switching), Some(Failing))
+            | (Some(Failing), Some(Failed))
+            // Cancel before anything was asked of the hosting service: nothing to undo.
+            | (Some(Requested), None)
+            // Cancel (or dismiss a failure whose VPS is still being deleted).
+            | (Some(Creating | Installing | Switching | Failing), Some(Cancelling))
+            | (Some(Cancelling), None)
+            // Dismiss a failure.
+            | (Some(Failed), None)
+    )
+}
+
+/// A migration of a live node: where to, how far, and the new VPS once known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migration {
+    pub status: MigrationStatus,
+    pub to_region: String,
+    pub to_plan_tier: String,
+    /// The new VPS's id at the hosting service, once known.
+    pub node_id: Option<String>,
+    /// The digest of the credential minted for the new VPS's agent.
+    pub token_hash: Option<String>,
+    pub started_at: DateTime<Utc>,
+    /// When the new VPS must be active by.
+    pub deadline_at: DateTime<Utc>,
+    pub error_message: Option<String>,
+    /// Who asked: `user`, `subscription_service`, `operator:<name>`, `admin`.
+    pub actor: String,
+}
+
+impl Migration {
+    /// A migration's new state, checked against the table.
+    pub fn to(&self, status: MigrationStatus) -> Result<Migration, IllegalStep> {
+        if !can_step(Some(self.status), Some(status)) {
+            return Err(IllegalStep {
+                from: Some(self.status),
+                to: Some(status),
+            });
+        }
+        Ok(Migration {
+            status,
+            ..self.clone()
+        })
+    }
+}
+
+/// A migration step the table refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("illegal migration step {from:?} -> {to:?}")]
+pub struct IllegalStep {
+    pub from: Option<MigrationStatus>,
+    pub to: Option<MigrationStatus>,
+}
+
+/// Checks a migration step for callers that want an error.
+pub fn step(from: Option<MigrationStatus>, to: Option<MigrationStatus>) -> Result<(), IllegalStep> {
+    if can_step(from, to) {
+        Ok(())
+    } else {
+        Err(IllegalStep { from, to })
+    }
+}
+
+/// Why a migration may not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Only an active node (one we know the VPS of) migrates.
+    NodeNotActive,
+    /// One migration at a time per node.
+    InProgress,
+}
+
+/// Whether `node` may start a migration now.
+pub fn may_start(node: &Resource) -> Result<(), Refusal> {
+    if node.kind != ResourceKind::HostingNode
+        || node.desired != Desired::Active
+        || node.status != Status::Active
+        || node.node_id.is_none()
+    {
+        return Err(Refusal::NodeNotActive);
+    }
+    match &node.migration {
+        Some(m) if m.status.is_running() => Err(Refusal::InProgress),
+        _ => Ok(()),
+    }
+}
+
+/// A new migration of `node` to `to_region` and `to_plan_tier`, if it may start.
+pub fn start(
+    node: &Resource,
+    to_region: &str,
+    to_plan_tier: &str,
+    now: DateTime<Utc>,
+    deadline_at: DateTime<Utc>,
+    actor: &str,
+) -> Result<Migration, Refusal> {
+    may_start(node)?;
+    Ok(Migration {
+        status: MigrationStatus::Requested,
+        to_region: to_region.to_owned(),
+        to_plan_tier: to_plan_tier.to_owned(),
+        node_id: None,
+        token_hash: None,
+        started_at: now,
+        deadline_at,
+        error_message: None,
+        actor: actor.to_owned(),
+    })
+}
+
+/// The migration a hosting order for `plan_tier` starts on one of its subscription's
+/// nodes: one when the node is on another plan and may migrate (a node coming up, or
+/// already migrating, is left as it is). It stays in its region.
+pub fn plan_change(
+    node: &Resource,
+    plan_tier: &str,
+    now: DateTime<Utc>,
+    deadline_at: DateTime<Utc>,
+    actor: &str,
+) -> Option<Migration> {
+    if node.plan_tier == plan_tier {
+        return None;
+    }
+    start(node, &node.region, plan_tier, now, deadline_at, actor).ok()
+}
+
+/// What cancelling (or dismissing) a migration in `from` leads to: `None` when nothing
+/// exists upstream to undo, else `cancelling`. `Err` when there is nothing to cancel.
+pub fn cancel(from: Option<MigrationStatus>) -> Result<Option<MigrationStatus>, ()> {
+    use MigrationStatus::*;
+    match from {
+        None => Err(()),
+        Some(Requested | Failed) => Ok(None),
+        Some(Cancelling) => Ok(Some(Cancelling)),
+        Some(Creating | Installing | Switching | Failing) => Ok(Some(Cancelling)),
+    }
+}
+
+/// Whether a listed node `node_id` is wanted by `owner` because of its migration: it is
+/// the new VPS, or the new VPS's id is not known yet (a lost create answer) while one is
+/// being prepared, so any node of ours may be it (fail closed).
+pub fn wants_node(owner: &Resource, node_id: &str) -> bool {
+    match &owner.migration {
+        Some(m) if m.status.is_preparing() => m.node_id.as_deref().is_none_or(|n| n == node_id),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use MigrationStatus::*;
+    use chrono::TimeZone;
+
+    fn all() -> Vec<Option<MigrationStatus>> {
+        std::iter::once(None)
+            .chain(MigrationStatus::ALL.iter().copied().map(Some))
+            .collect()
+    }
+
+    const ALLOWED: &[(Option<MigrationStatus>, Option<MigrationStatus>)] = &[
+        (None, Some(Requested)),
+        (Some(Failed), Some(Requested)),
+        (Some(Requested), Some(Creating)),
+        (Some(Creating), Some(Creating)),
+        (Some(Creating), Some(Installing)),
+        (Some(Creating), Some(Switching)),
+        (Some(Installing), Some(Installing)),
+        (Some(Installing), Some(Switching)),
+        (Some(Switching), Some(Switching)),
+        (Some(Creating), None),
+        (Some(Installing), None),
+        (Some(Switching), None),
+        (Some(Requested), Some(Failing)),
+        (Some(Creating), Some(Failing)),
+        (Some(Installing), Some(Failing)),
+        (Some(Switching), Some(Failing)),
+        (Some(Failing), Some(Failed)),
+        (Some(Requested), None),
+        (Some(Creating), Some(Cancelling)),
+        (Some(Installing), Some(Cancelling)),
+        (Some(Switching), Some(Cancelling)),
+        (Some(Failing), Some(Cancelling)),
+        (Some(Cancelling), None),
+        (Some(Failed), None),
+    ];
+
+    #[test]
+    fn every_allowed_step_is_accepted_and_every_other_refused() {
+        for from in all() {
+            for to in all() {
+                let allowed = ALLOWED.contains(&(from, to));
+                assert_eq!(can_step(from, to), allowed, "{from:?} -> {to:?}");
+                assert_eq!(step(from, to).is_ok(), allowed);
+            }
+        }
+    }
+
+    #[test]
+    fn no_migration_switches_before_a_vps_was_asked_for_or_after_it_failed() {
+        assert!(!can_step(Some(Requested), Some(Switching)));
+        assert!(
+            !can_step(Some(Failing), None),
+            "a failed VPS is deleted first"
+        );
+        assert!(!can_step(Some(Failed), Some(Creating)));
+        assert!(
+            !can_step(Some(Cancelling), Some(Creating)),
+            "a cancel is final"
+        );
+        assert!(!can_step(None, Some(Creating)));
+    }
+
+    #[test]
+    fn the_apps_see_four_statuses_and_never_a_cancelled_migration() {
+        let shown: Vec<_> = MigrationStatus::ALL.iter().map(|s| s.shown()).collect();
+        for s in shown.iter().flatten() {
+            assert!(["creating", "installing", "switching", "failed"].contains(s));
+        }
+        assert_eq!(Cancelling.shown(), None);
+        assert_eq!(Requested.shown(), Some("creating"));
+        assert_eq!(Failing.shown(), Some("failed"));
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()
+    }
+
+    fn node(status: Status, migration: Option<MigrationStatus>) -> Resource {
+        let mut r = Resource::fixture(ResourceKind::HostingNode, status, Desired::Active, at());
+        r.node_id = Some("n-old".into());
+        r.migration = migration.map(|status| Migration {
+            status,
+            to_region: "eu-west-1".into(),
+            to_plan_tier: "premium".into(),
+            node_id: None,
+            token_hash: None,
+            started_at: at(),
+            deadline_at: at(),
+            error_message: None,
+            actor: "user".into(),
+        });
+        r
+    }
+
+    #[test]
+    fn only_an_active_node_without_a_running_migration_may_start_one() {
+        assert_eq!(may_start(&node(Status::Active, None)), Ok(()));
+        assert_eq!(may_start(&node(Status::Active, Some(Failed))), Ok(()));
+        for s in [
+            Requested, Creating, Installing, Switching, Failing, Cancelling,
+        ] {
+            assert_eq!(
+                may_start(&node(Status::Active, Some(s))),
+                Err(Refusal::InProgress)
+            );
+        }
+        for s in [
+            Status::Pending,
+            Status::Creating,
+            Status::Failed,
+            Status::Deleting,
+        ] {
+            assert_eq!(may_start(&node(s, None)), Err(Refusal::NodeNotActive));
+        }
+        let mut no_vps = node(Status::Active, None);
+        no_vps.node_id = None;
+        assert_eq!(may_start(&no_vps), Err(Refusal::NodeNotActive));
+        let mut going = node(Status::Active, None);
+        going.desired = Desired::Deleted;
+        assert_eq!(may_start(&going), Err(Refusal::NodeNotActive));
+        let vpn = Resource::fixture(ResourceKind::VpnUser, Status::Active, Desired::Active, at());
+        assert_eq!(may_start(&vpn), Err(Refusal::NodeNotActive));
+    }
+
+    #[test]
+    fn a_plan_change_migrates_an_active_node_on_another_plan_in_place() {
+        let mut n = node(Status::Active, None);
+        n.plan_tier = "basic".into();
+        let m = plan_change(&n, "premium", at(), at(), "subscription_service").unwrap();
+        assert_eq!((m.status, m.to_region.as_str()), (Requested, "us-east-1"));
+        assert_eq!(
+            (m.to_plan_tier.as_str(), m.actor.as_str()),
+            ("premium", "subscription_service")
+        );
+        assert_eq!(plan_change(&n, "basic", at(), at(), "s"), None, "same plan");
+        n.migration = node(Status::Active, Some(Creating)).migration;
+        assert_eq!(
+            plan_change(&n, "premium", at(), at(), "s"),
+            None,
+            "already migrating"
+        );
+        let mut creating = node(Status::Creating, None);
+        creating.plan_tier = "basic".into();
+        assert_eq!(plan_change(&creating, "premium", at(), at(), "s"), None);
+    }
+
+    #[test]
+    fn a_cancel_undoes_only_what_may_exist_upstream() {
+        assert_eq!(cancel(None), Err(()));
+        assert_eq!(cancel(Some(Requested)), Ok(None));
+        assert_eq!(cancel(Some(Failed)), Ok(None));
+        for s in [Creating, Installing, Switching, Failing, Cancelling] {
+            assert_eq!(cancel(Some(s)), Ok(Some(Cancelling)));
+        }
+        for s in MigrationStatus::ALL.iter().copied() {
+            if let Ok(to) = cancel(Some(s))
+                && to != Some(s)
+            {
+                assert!(can_step(Some(s), to), "{s:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vps_being_prepared_is_wanted_even_before_its_id_is_known() {
+        let mut r = node(Status::Active, Some(Creating));
+        assert!(wants_node(&r, "n-anything"), "id unknown: fail closed");
+        r.migration.as_mut().unwrap().node_id = Some("n-new".into());
+        assert!(wants_node(&r, "n-new"));
+        assert!(!wants_node(&r, "n-other"));
+        for s in [Failing, Failed, Cancelling, Requested] {
+            r.migration.as_mut().unwrap().status = s;
+            assert!(!wants_node(&r, "n-new"), "{s:?}");
+        }
+        assert!(!wants_node(&node(Status::Active, None), "n-new"));
+    }
+
+    #[test]
+    fn a_migration_moves_only_along_the_table() {
+        let m = node(Status::Active, Some(Requested)).migration.unwrap();
+        let creating = m.to(Creating).unwrap();
+        assert_eq!(creating.status, Creating);
+        assert!(m.to(Switching).is_err());
+        assert!(creating.to(Failed).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! A subscription's hosting nodes: recording orders (with the nodes and plan-change
+//! migrations they make, in one transaction), live nodes, and subscriptions over their
+//! limit.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::SqlStore;
+use super::db::{Topic, Tx};
+use super::events::insert_event;
+use super::resources::{insert_node, taken_slots};
+use super::row::{self, ResourceRow, live_sql, resource_columns};
+use super::work::change_statement;
+use crate::domain::migration;
+use crate::domain::slots::{SlotChoice, free_slots, missing};
+use crate::domain::{Desired, EventKind, Resource, ResourceKind};
+use crate::ports::store::{
+    Change, Guard, HostingOrder, NewEvent, Nodes, NodesOf, OrderRecorded, OverLimit, StoreError,
+    StoreResult,
+};
+
+/// Rounds of recording an order before giving up on a subscription whose nodes keep
+/// changing (each lost round means a concurrent insert took a slot).
+const MAX_ROUNDS: usize = 12;
+
+impl SqlStore {
+    /// One try at recording an order: `None` when a slot was lost to a concurrent insert
+    /// (the transaction is rolled back and the caller tries again).
+    async fn try_record_order(
+        &self,
+        tx: &mut Tx,
+        order: &HostingOrder,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(Vec<Uuid>, Vec<Uuid>)>> {
+        let taken = taken_slots(tx, &order.subscription_id).await?;
+        let free = free_slots(&taken, SlotChoice::UpTo(order.quantity));
+        let want = missing(taken.len(), order.quantity).min(free.len());
+        let mut created = Vec::with_capacity(want);
+        for (new, slot) in order.nodes.iter().zip(free).take(want) {
+            match insert_node(tx, new, slot, now).await? {
+                Some(_) => created.push(new.id),
+                None => return Ok(None),
+            }
+        }
+        let migrating = self.start_plan_changes(tx, order, now).await?;
+        Ok(Some((created, migrating)))
+    }
+
+    /// Starts a migration to the order's plan on each live node of another plan that may
+    /// migrate (`domain::migration::plan_change` decides).
+    async fn start_plan_changes(
+        &self,
+        tx: &mut Tx,
+        order: &HostingOrder,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let rows: Vec<ResourceRow> = tx
+            .sql(concat!(
+                live_sql!(),
+                "subscription_id = $1 and plan_tier <> $3 order by created_at, id{for_update}"
+            ))
+            .bind(&order.subscription_id)
+            .bind(ResourceKind::HostingNode.as_str())
+            .bind(&order.plan_tier)
+            .fetch_all()
+            .await?;
+        let mut migrating = Vec::new();
+        for node in row::resources(rows)? {
+            let actor = "subscription_service";
+            let deadline = order.migration_deadline;
+            let Some(m) = migration::plan_change(&node, &order.plan_tier, now, deadline, actor)
+            else {
+                continue;
+            };
+            let mut c = Change::on(&node, Guard::Unleased, now);
+            c.expect_desired = Some(Desired::Active);
+            c.bump_generation = true;
+            c.next_attempt_at = Some(Some(now));
+            c.migrate(&node, Some(m));
+            if change_statement(tx.sql(""), &c).execute().await? == 1 {
+                let event = NewEvent::new(EventKind::MigrationRequested, actor)
+                    .with_message(format!("plan {} -> {}", node.plan_tier, order.plan_tier));
+                insert_event(tx, node.id, &event, now).await?;
+                tx.wake(Topic::Resources);
+                migrating.push(node.id);
+            }
+        }
+        Ok(migrating)
+    }
+}
+
+#[async_trait]
+impl Nodes for SqlStore {
+    async fn record_hosting_order(
+        &self,
+        order: &HostingOrder,
+        now: DateTime<Utc>,
+    ) -> StoreResult<OrderRecorded> {
+        let subscription = NodesOf::Subscription(&order.subscription_id);
+        for _ in 0..MAX_ROUNDS {
+            let mut tx = self.db.begin().await?;
+            let recorded: Option<(i64,)> = tx
+                .sql(
+                    "insert into hosting_orders (order_key, subscription_id, user_id, \
+                     quantity, plan_tier, created_at) values ($1, $2, $3, $4, $5, $6) \
+                     on conflict do nothing returning cast(seq as bigint)",
+                )
+                .bind(&order.order_key)
+                .bind(&order.subscription_id)
+                .bind(&order.user_id)
+                .bind(order.quantity as i32)
+                .bind(&order.plan_tier)
+                .bind(now)
+                .fetch_optional()
+                .await?;
+            if recorded.is_none() {
+                // A repeat: this order was recorded (with its nodes) before.
+                tx.rollback().await?;
+                return Ok(OrderRecorded {
+                    new_order: false,
+                    created: Vec::new(),
+                    migrating: Vec::new(),
+                    live: self.live_nodes(subscription).await?,
+                });
+            }
+            match self.try_record_order(&mut tx, order, now).await? {
+                Some((created, migrating)) => {
+                    tx.commit().await?;
+                    return Ok(OrderRecorded {
+                        new_order: true,
+                        created,
+                        migrating,
+                        live: self.live_nodes(subscription).await?,
+                    });
+                }
+                None => tx.rollback().await?,
+            }
+        }
+        Err(StoreError::Conflict(
+            "the subscription's nodes changed repeatedly while recording the order".into(),
+        ))
+    }
+
+    async fn ordered_quantity(&self, subscription_id: &str) -> StoreResult<Option<i64>> {
+        let row: Option<(i64,)> = self
+            .db
+            .sql(
+                "select cast(quantity as bigint) from hosting_orders \
+                 where subscription_id = $1 order by seq desc limit 1",
+            )
+            .bind(subscription_id)
+            .fetch_optional()
+            .await?;
+        Ok(row.map(|(q,)| q))
+    }
+
+    async fn live_nodes(&self, of: NodesOf<'_>) -> StoreResult<Vec<Resource>> {
+        let (sql, value) = match of {
+            NodesOf::User(u) => (
+                concat!(live_sql!(), "user_id = $1 order by created_at, id"),
+                u,
+            ),
+            NodesOf::Subscription(s) => (
+                concat!(live_sql!(), "subscription_id = $1 order by created_at, id"),
+                s,
+            ),
+        };
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(sql)
+            .bind(value)
+            .bind(ResourceKind::HostingNode.as_str())
+            .fetch_all()
+            .await?;
+        row::resources(rows)
+    }
+
+    async fn over_node_limit(&self, limit: i64) -> StoreResult<Vec<OverLimit>> {
+        let rows: Vec<(String, String, i64, i64)> = self
+            .db
+            .sql(
+                "with live as (select subscription_id, min(user_id) as user_id, \
+                 cast(count(*) as bigint) as n from resources \
+                 where resource_type = 'hosting_node' and desired_state = 'active' \
+                 and status <> 'deleted' group by subscription_id), \
+                 latest as (select o.subscription_id, o.quantity from hosting_orders o \
+                 where o.seq = (select max(i.seq) from hosting_orders i \
+                 where i.subscription_id = o.subscription_id)) \
+                 select live.subscription_id, live.user_id, live.n, \
+                 cast(coalesce(latest.quantity, 1) as bigint) \
+                 from live left join latest on latest.subscription_id = live.subscription_id \
+                 where live.n > coalesce(latest.quantity, 1) \
+                 order by live.subscription_id limit $1",
+            )
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(subscription_id, user_id, live_nodes, node_limit)| OverLimit {
+                    subscription_id,
+                    user_id,
+                    live_nodes,
+                    node_limit,
+                },
+            )
+            .collect())
+    }
+
+    async fn wake_resource(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        let done = tx
+            .sql(
+                "update resources set next_attempt_at = $2 where id = $1 \
+                 and status <> 'deleted' and (next_attempt_at is null or next_attempt_at > $2)",
+            )
+            .bind(id.to_string())
+            .bind(now)
+            .execute()
+            .await?;
+        if done == 1 {
+            tx.wake(Topic::Resources);
+        }
+        tx.commit().await
+    }
+}
