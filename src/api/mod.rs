@@ -10,6 +10,7 @@ mod feed;
 mod internal;
 pub mod limits;
 pub mod metrics;
+mod nodes;
 mod operator;
 pub mod tickets;
 mod user;
@@ -64,6 +65,19 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 .post(user::create_my_node)
                 .delete(user::delete_my_node),
         )
+        .route(
+            "/my/node/migrate",
+            post(nodes::migrate_shown).delete(nodes::cancel_shown),
+        )
+        .route("/my/nodes", get(nodes::list).post(nodes::create))
+        .route(
+            "/my/nodes/{resource_id}",
+            get(nodes::one).delete(nodes::delete),
+        )
+        .route(
+            "/my/nodes/{resource_id}/migrate",
+            post(nodes::migrate_one).delete(nodes::cancel_one),
+        )
         .route("/my/events", get(events::sse))
         .route("/my/events/ws", get(events::ws))
         .route("/my/events/ticket", post(events::ticket))
@@ -86,6 +100,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/vpn/user/{user_id}/status", get(vpn::user_status))
         .route("/entitlements", get(vpn::entitlements))
         .route("/entitlements/gift", post(vpn::gift))
+        .route(
+            "/resources/{id}/migrate",
+            post(nodes::migrate_internal).delete(nodes::cancel_internal),
+        )
         .route("/resources/{id}/events", get(operator::events))
         .route("/operator/queue", get(operator::queue))
         .route("/operator/resources/{id}/retry", post(operator::retry))

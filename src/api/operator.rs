@@ -88,9 +88,18 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Internal) -> Result<Json<
                 "next_attempt_at": c.next_attempt_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
         })
         .collect();
+    let subscriptions: Vec<Value> = q
+        .over_limit
+        .iter()
+        .map(|o| {
+            json!({"subscription_id": o.subscription_id, "user_id": o.user_id,
+                "why": "over_node_limit", "live_nodes": o.live_nodes, "node_limit": o.node_limit})
+        })
+        .collect();
     Ok(Json(json!({
         "resources": resources,
         "callbacks": callbacks,
+        "subscriptions": subscriptions,
         "stuck_after_attempts": STUCK_ATTEMPTS,
     })))
 }

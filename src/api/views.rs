@@ -98,6 +98,9 @@ pub struct NodeView<'a> {
     pub traffic: TrafficView,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// While a replacement VPS is prepared, or after one failed (CONTRACTS.md §4.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationView<'a>>,
 }
 
 impl<'a> NodeView<'a> {
@@ -111,6 +114,7 @@ impl<'a> NodeView<'a> {
             plan_tier: &r.plan_tier,
             traffic: TrafficView::of(r),
             created_at: r.created_at,
+            migration: MigrationView::of(r),
         }
     }
 }
@@ -161,6 +165,44 @@ impl<'a> From<&'a MyNode> for NodeStatus<'a> {
                 _ => None,
             },
             message: progress::hosting_message(m.status, node),
+        }
+    }
+}
+
+/// A node's `migration` object: where to, how far, and why it failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationView<'a> {
+    pub to_region: std::borrow::Cow<'a, str>,
+    /// Only when the migration changes the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_plan_tier: Option<std::borrow::Cow<'a, str>>,
+    pub status: &'static str,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> MigrationView<'a> {
+    /// The migration the apps see: none while one is being cancelled.
+    pub fn of(r: &'a Resource) -> Option<Self> {
+        let m = r.migration.as_ref()?;
+        Some(MigrationView {
+            to_region: m.to_region.as_str().into(),
+            to_plan_tier: (m.to_plan_tier != r.plan_tier).then(|| m.to_plan_tier.as_str().into()),
+            status: m.status.shown()?,
+            started_at: m.started_at,
+            error_message: m.error_message.as_deref().map(Into::into),
+        })
+    }
+
+    fn owned(self) -> MigrationView<'static> {
+        MigrationView {
+            to_region: self.to_region.into_owned().into(),
+            to_plan_tier: self.to_plan_tier.map(|p| p.into_owned().into()),
+            status: self.status,
+            started_at: self.started_at,
+            error_message: self.error_message.map(|e| e.into_owned().into()),
         }
     }
 }
@@ -228,6 +270,8 @@ pub struct ResourceStatus {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationView<'static>>,
 }
 
 impl From<&Resource> for ResourceStatus {
@@ -246,6 +290,7 @@ impl From<&Resource> for ResourceStatus {
             ready_at: r.ready_at,
             created_at: r.created_at,
             error_message: r.error_message.clone(),
+            migration: MigrationView::of(r).map(MigrationView::owned),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::ids::ResourceId;
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{EventKind, Resource};
-use crate::ports::store::{NewEvent, StuckCallback};
+use crate::ports::store::{NewEvent, OverLimit, StuckCallback};
 
 /// Retries at or past this count put a resource (or a callback) in the queue.
 pub const STUCK_ATTEMPTS: i32 = 5;
@@ -56,19 +56,23 @@ impl OperatorAction {
 pub struct Queue {
     pub resources: Vec<Resource>,
     pub callbacks: Vec<StuckCallback>,
+    /// Subscriptions with more live nodes than they pay for (`over_node_limit`).
+    pub over_limit: Vec<OverLimit>,
 }
 
 impl App {
     pub async fn operator_queue(&self) -> Result<Queue, AppError> {
         let now = self.ports.clock.now();
         let store = &self.ports.store;
-        let (resources, callbacks) = tokio::join!(
+        let (resources, callbacks, over_limit) = tokio::join!(
             store.failed_work(now, STUCK_ATTEMPTS, QUEUE_LIMIT),
             store.stuck_callbacks(STUCK_ATTEMPTS, QUEUE_LIMIT),
+            store.over_node_limit(QUEUE_LIMIT),
         );
         Ok(Queue {
             resources: resources?,
             callbacks: callbacks?,
+            over_limit: over_limit?,
         })
     }
 

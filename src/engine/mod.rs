@@ -8,6 +8,7 @@ mod backoff;
 mod config;
 mod jobs;
 mod lifecycle;
+mod migration;
 mod node;
 mod outbox;
 mod reports;

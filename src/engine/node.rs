@@ -21,7 +21,8 @@ impl Engine {
         let now = self.now();
         match (r.desired, r.status) {
             (Desired::Active, Status::Active) if r.node_id.is_none() => self.learn_node_id(r).await,
-            (_, Status::Deleted) | (Desired::Active, Status::Active) => self.settle(&r).await,
+            (Desired::Active, Status::Active) => self.maintain_node(r).await,
+            (_, Status::Deleted) => self.settle(&r).await,
             (Desired::Active, Status::Pending | Status::Creating)
                 if r.deadline_at.is_some_and(|d| now >= d) =>
             {
@@ -199,7 +200,7 @@ impl Engine {
         }
     }
 
-    fn connection_of(&self, node: &HostingNode) -> Connection {
+    pub(super) fn connection_of(&self, node: &HostingNode) -> Connection {
         Connection {
             public_ip: node.public_ip.clone(),
             api_port: Some(self.config.node_api_port),
@@ -211,7 +212,7 @@ impl Engine {
         }
     }
 
-    async fn poll_later(&self, mut c: Change) -> StoreResult<()> {
+    pub(super) async fn poll_later(&self, mut c: Change) -> StoreResult<()> {
         c.next_attempt_at = Some(Some(crate::domain::units::after(
             self.now(),
             self.config.node_poll,
@@ -240,6 +241,14 @@ impl Engine {
     /// Deletes the resource's node at the hosting service, finding it first when its id
     /// was never learned.
     pub(super) async fn release_node(&self, r: &Resource) -> Result<(), StepError> {
+        // A node deleted mid-migration has up to three VPSes: the one that served, the
+        // one being prepared, and one a switch retired.
+        if let Some(old) = &r.retire_node_id {
+            self.ports.hosting.delete_node(old).await?;
+        }
+        if let Some(m) = &r.migration {
+            self.release_new_vps(r, m).await?;
+        }
         if let Some(node_id) = &r.node_id {
             return Ok(self.ports.hosting.delete_node(node_id).await?);
         }
@@ -257,7 +266,7 @@ impl Engine {
     /// id when the hosting service echoes it; otherwise by subscription and user, and only
     /// when that cannot be another resource's node (fail closed: an ambiguous answer is an
     /// error, retried later).
-    async fn find_our_nodes(&self, r: &Resource) -> Result<Vec<HostingNode>, StepError> {
+    pub(super) async fn find_our_nodes(&self, r: &Resource) -> Result<Vec<HostingNode>, StepError> {
         let nodes = self.ports.hosting.list_nodes().await?;
         let id = r.id.to_string();
         let mut ours = Vec::new();
@@ -297,11 +306,16 @@ impl Engine {
             .store
             .resources_for_subscription(&r.subscription_id)
             .await?;
+        // A sibling creating its node, or preparing a migration's new VPS, without
+        // knowing its id yet may be the maker of any such node.
         let racing = siblings.iter().any(|s| {
+            let migrating_blind = s.migration.as_ref().is_some_and(|m| {
+                m.node_id.is_none() && m.token_hash.is_some() && m.status.is_preparing()
+            });
             s.id != r.id
                 && s.kind == ResourceKind::HostingNode
-                && s.node_id.is_none()
-                && matches!(s.status, Status::Creating)
+                && ((s.node_id.is_none() && matches!(s.status, Status::Creating))
+                    || migrating_blind)
         });
         if racing {
             Err(StepError::Ambiguous)
@@ -312,7 +326,7 @@ impl Engine {
 }
 
 /// "10 minutes", "90 seconds": for messages people read.
-fn human_duration(d: std::time::Duration) -> String {
+pub(super) fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs_f64();
     if secs >= 120.0 {
         format!("{:.0} minutes", secs / 60.0)

@@ -1,0 +1,250 @@
+//! A user's several nodes (`/api/v1/my/nodes…`) and replacing a node's VPS
+//! (`…/migrate`, for users and for the internal API). CONTRACTS.md §4.4 and §4.5.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::error::{ApiError, Shape};
+use super::extract::{ApiJson, Internal, PathId, User};
+use super::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
+use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
+use crate::domain::Resource;
+use crate::domain::progress::{self, CreationProgress, HostingStatus, SubscriptionState};
+
+/// A node in a list or alone: the node object of `/my/node`, plus its creation progress
+/// while it is being created.
+#[derive(Serialize)]
+struct NodeItem<'a> {
+    #[serde(flatten)]
+    node: NodeView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creation_progress: Option<CreationProgress>,
+}
+
+fn progress_of(e: &NodeEntry) -> Option<CreationProgress> {
+    matches!(
+        e.node.status,
+        crate::domain::Status::Pending | crate::domain::Status::Creating
+    )
+    .then(|| progress::creation_progress(&e.node, &e.events))
+}
+
+/// `GET /api/v1/my/nodes`.
+#[derive(Serialize)]
+struct MyNodesView<'a> {
+    hosting_status: HostingStatus,
+    has_subscription: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<SubscriptionView<'a>>,
+    node_limit: u32,
+    nodes: Vec<NodeItem<'a>>,
+    message: String,
+}
+
+impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
+    fn from(m: &'a MyNodes) -> Self {
+        let subscription = match &m.subscription {
+            SubscriptionState::Active(s) => Some(SubscriptionView::from(s)),
+            _ => None,
+        };
+        MyNodesView {
+            hosting_status: m.status,
+            has_subscription: subscription.is_some(),
+            subscription,
+            node_limit: m.node_limit,
+            nodes: m
+                .nodes
+                .iter()
+                .map(|e| NodeItem {
+                    node: NodeView::new(&e.node, e.region.as_ref()),
+                    creation_progress: progress_of(e),
+                })
+                .collect(),
+            message: progress::hosting_message(m.status, m.nodes.first().map(|e| &e.node)),
+        }
+    }
+}
+
+pub async fn list(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+) -> Result<Json<Value>, ApiError> {
+    let mine = st.app.my_nodes(&user).await?;
+    Ok(Json(json!(MyNodesView::from(&mine))))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RegionBody {
+    region: Option<String>,
+}
+
+pub async fn create(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    body: Result<ApiJson<RegionBody>, ApiError>,
+) -> Result<Json<CreateNodeView>, ApiError> {
+    st.limits
+        .node_create(user.as_str())
+        .map_err(|e| e.shaped(Shape::CreateNode))?;
+    let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
+    let (node, events) = st
+        .app
+        .create_node(&user, body.region.as_deref(), NodeCreate::More)
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::CreateNode))?;
+    Ok(Json(CreateNodeView {
+        success: true,
+        resource_id: node.id.to_string(),
+        status: "creating",
+        creation_progress: progress::creation_progress(&node, &events),
+        message: "Your node is being created.".into(),
+    }))
+}
+
+pub async fn one(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let e = st.app.my_node_by_id(&user, &id).await?;
+    let node = NodeView::new(&e.node, e.region.as_ref());
+    let mut body = json!({ "node": node });
+    if let Some(p) = progress_of(&e) {
+        body["creation_progress"] = json!(p);
+    }
+    Ok(Json(body))
+}
+
+pub async fn delete(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    st.app
+        .delete_my_node_by_id(&user, &id)
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(Json(
+        json!({"success": true, "message": "Your node is being deleted."}),
+    ))
+}
+
+/// The 202 of a migration request.
+fn accepted(r: &Resource) -> (StatusCode, Json<Value>) {
+    let migration = MigrationView::of(r);
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "success": true,
+            "resource_id": r.id.to_string(),
+            "migration": migration,
+            "message": "A new VPS is being prepared; the node keeps serving until it is ready.",
+        })),
+    )
+}
+
+fn cancelled(r: &Resource) -> Json<Value> {
+    Json(json!({
+        "success": true,
+        "resource_id": r.id.to_string(),
+        "message": "The migration is cancelled; the node stays as it was.",
+    }))
+}
+
+pub async fn migrate_one(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<RegionBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let r = st
+        .app
+        .migrate_my_node(&user, MyNodeRef::Id(&id), body.region.as_deref())
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(accepted(&r))
+}
+
+pub async fn migrate_shown(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    ApiJson(body): ApiJson<RegionBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let r = st
+        .app
+        .migrate_my_node(&user, MyNodeRef::Shown, body.region.as_deref())
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(accepted(&r))
+}
+
+pub async fn cancel_one(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let r = st
+        .app
+        .cancel_my_migration(&user, MyNodeRef::Id(&id))
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(cancelled(&r))
+}
+
+pub async fn cancel_shown(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+) -> Result<Json<Value>, ApiError> {
+    let r = st
+        .app
+        .cancel_my_migration(&user, MyNodeRef::Shown)
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(cancelled(&r))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct MigrateBody {
+    region: Option<String>,
+    plan_tier: Option<String>,
+}
+
+pub async fn migrate_internal(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<MigrateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let r = st
+        .app
+        .migrate_resource(
+            &id,
+            body.region.as_deref(),
+            body.plan_tier.as_deref(),
+            "admin",
+        )
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(accepted(&r))
+}
+
+pub async fn cancel_internal(
+    State(st): State<Arc<ApiState>>,
+    _: Internal,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let r = st
+        .app
+        .cancel_resource_migration(&id, "admin")
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(cancelled(&r))
+}
