@@ -296,7 +296,13 @@ async fn internal_api_shapes() {
 
     // What the subscription service received, in order.
     let calls = app.wait_callbacks("sub_123", 2).await;
-    insta::assert_json_snapshot!("subscription_callbacks", calls);
+    // Each names its node (CONTRACTS.md §4.4): the node provisioned above.
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.resource_id.as_deref() == Some(id.as_str()))
+    );
+    insta::assert_json_snapshot!("subscription_callbacks", redact(json!(calls)));
     let r = app
         .http
         .get(app.url("/api/internal/resources/x"))

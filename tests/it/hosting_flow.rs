@@ -34,7 +34,7 @@ on_both! {
 
         let calls = app.wait_callbacks("sub-1", 1).await;
         assert_eq!(json!(calls[0]), json!({"subscription_id": "sub-1", "app": "obox", "status": "active",
-            "message": "hosting node is active"}));
+            "message": "hosting node is active", "resource_id": id}));
         let creates = app.sims.sim.hosting.creates();
         assert_eq!(creates.len(), 1);
         assert_eq!((creates[0].bundle_id.as_str(), creates[0].region.as_str()), ("small_3_0", "ap-northeast-1"));

@@ -279,13 +279,15 @@ async fn callbacks_are_acknowledged_by_any_2xx_only() {
         reason: Some("user_initiated".into()),
         error: None,
         message: Some("hosting node deleted".into()),
+        resource_id: Some("0190a0e0-0000-7000-8000-000000000001".into()),
     };
     Mock::given(method("POST"))
         .and(path("/api/internal/fulfillment/callback"))
         .and(header("X-Internal-Secret", "secret"))
         .and(body_json(
             json!({"subscription_id": "sub-1", "app": "obox", "status": "deleted",
-            "reason": "user_initiated", "message": "hosting node deleted"}),
+            "reason": "user_initiated", "message": "hosting node deleted",
+            "resource_id": "0190a0e0-0000-7000-8000-000000000001"}),
         ))
         .respond_with(ResponseTemplate::new(204))
         .up_to_n_times(1)
