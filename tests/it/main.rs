@@ -20,6 +20,8 @@ mod hosting_flow;
 mod jobs;
 mod limits;
 mod metrics;
+mod migration;
+mod nodes;
 mod operator;
 mod prometheus;
 mod sse_client;
