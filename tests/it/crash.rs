@@ -88,7 +88,7 @@ impl Service {
         self.child.wait().unwrap();
     }
 
-    async fn internal(
+    pub(crate) async fn internal(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -97,7 +97,7 @@ impl Service {
         call_internal(&self.http, &self.base, method, path, body).await
     }
 
-    async fn status_of(&self, id: &str) -> String {
+    pub(crate) async fn status_of(&self, id: &str) -> String {
         let (_, r) = self
             .internal(
                 reqwest::Method::GET,

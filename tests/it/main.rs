@@ -21,6 +21,7 @@ mod jobs;
 mod limits;
 mod metrics;
 mod migration;
+mod migration_crash;
 mod nodes;
 mod operator;
 mod prometheus;
