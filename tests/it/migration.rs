@@ -291,3 +291,40 @@ on_both! {
         assert!(kinds(&app, &id).await.iter().all(|(k, _, _)| !k.starts_with("migration")));
     }
 }
+
+on_both! {
+    async fn the_live_stream_shows_the_migrations_progress_and_the_switch(b: Backend) {
+        use crate::sse_client::{EventStream, PUSHED_WITHIN, initial};
+        let app = TestApp::spawn(b).await;
+        app.sims.subscribe("u-1", "sub-1", "premium");
+        let (_, old_node, _) = active_node(&app, "u-1", "sub-1").await;
+        app.sims.sim.hosting.set_timing(slow());
+        let mut stream = EventStream::open(&app, "u-1").await;
+        let (first, _) = initial(&mut stream).await;
+        assert!(first.json()["node"].get("migration").is_none());
+        let (status, _) = app.user(Method::POST, "/api/v1/my/node/migrate", "u-1", Some(json!({"region": "eu-west-1"}))).await;
+        assert_eq!(status, 202);
+        let mut seen = Vec::new();
+        let last = loop {
+            let e = stream.next_of("node", PUSHED_WITHIN).await
+                .unwrap_or_else(|| panic!("the stream stalled after {seen:?}"));
+            let doc = e.json();
+            // Closed enums: the node stays active and node_active throughout.
+            assert_eq!((doc["hosting_status"].as_str(), doc["node"]["status"].as_str()), (Some("node_active"), Some("active")), "{doc}");
+            match doc["node"]["migration"]["status"].as_str() {
+                Some(s) => {
+                    if seen.last().map(String::as_str) != Some(s) {
+                        seen.push(s.to_owned());
+                    }
+                    assert_eq!(doc["node"]["region"], "ap-northeast-1", "served by the old VPS: {doc}");
+                }
+                None => break doc,
+            }
+        };
+        assert!(seen.first().is_some_and(|s| s == "creating"), "{seen:?}");
+        assert!(seen.iter().any(|s| s == "installing"), "progress pushed step by step: {seen:?}");
+        assert_eq!(last["node"]["region"], "eu-west-1", "the switch is pushed");
+        let r = fulfillment_row(&app, last["node"]["resource_id"].as_str().unwrap()).await;
+        assert_ne!(r.node_id.as_deref(), Some(old_node.as_str()));
+    }
+}
