@@ -151,3 +151,40 @@ async fn a_database_error_deletes_nothing() {
     assert_eq!(app.sims.sim.hosting.deletes().len(), deletes_before);
     assert!(app.sims.sim.hosting.node(&orphan).is_some());
 }
+
+on_both! {
+    async fn the_vps_a_migration_prepares_is_never_swept(b: Backend) {
+        let app = app(b, 10, false).await;
+        let hosting = &app.sims.sim.hosting;
+        app.sims.subscribe("m-1", "sub-m-1", "basic");
+        let (_, resp) = app.provision("m-1", "sub-m-1").await;
+        let id = resp["resource_id"].as_str().unwrap().to_owned();
+        app.wait_status(&id, "active").await;
+        let store = app.store();
+        assert!(wait_until(Duration::from_secs(20), || async {
+            store.resource(id.parse().unwrap()).await.unwrap().unwrap().node_id.is_some()
+        }).await);
+        // Every create fails, so the migration stays `creating` without a new VPS id, as
+        // after a create whose answer was lost; the VPS that create made is this one.
+        app.sims.sim.faults.script(Op::CreateNode, std::iter::repeat_n(Fault::Error(503), 10_000));
+        let (status, _) = app.internal(Method::POST, &format!("/api/internal/resources/{id}/migrate"), Some(json!({"region": "eu-west-1"}))).await;
+        assert_eq!(status, 202);
+        assert!(wait_until(Duration::from_secs(20), || async {
+            let r = store.resource(id.parse().unwrap()).await.unwrap().unwrap();
+            r.migration.is_some_and(|m| m.token_hash.is_some() && m.node_id.is_none())
+        }).await);
+        let prepared = hosting.add_node("obox", &id, "sub-m-1", "m-1", hours(2));
+        let engine = app.running().state.app.engine.clone();
+        let report = engine.sweep_orphans().await.unwrap();
+        assert!(report.orphans.is_empty(), "{report:?}");
+        assert!(hosting.node(&prepared).is_some(), "the VPS being prepared is wanted");
+        // Once the migration knows its new VPS, that one stays wanted and a third is not.
+        app.sims.sim.faults.clear();
+        assert!(wait_until(Duration::from_secs(20), || async {
+            let r = store.resource(id.parse().unwrap()).await.unwrap().unwrap();
+            r.node_id.as_deref() == Some(prepared.as_str()) && r.retire_node_id.is_none()
+        }).await, "the engine adopted the prepared VPS and switched to it");
+        assert_eq!(hosting.obox_nodes().len(), 1);
+        assert_eq!(hosting.creates().len(), 1, "no second VPS was created for the migration");
+    }
+}
