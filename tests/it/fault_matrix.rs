@@ -2,9 +2,10 @@
 //! misbehaves: slow, 500, 503, no answer before our timeout, an unreadable body after the
 //! call took effect, and an answer that arrives after our timeout for a call that did take
 //! effect. Each cell runs a whole lifecycle on a service, simulators and database of its
-//! own (a hosting node: order, read, deprovision; a VPN user: order, read, renewal,
-//! traffic metering, deprovision) with the fault aimed at one operation, twice in a row,
-//! and checks:
+//! own (a hosting node: order, read, deprovision; a node's migration to another region:
+//! request, reads, switch, the old VPS deleted; a VPN user: order, read, renewal, traffic
+//! metering, deprovision) with the fault aimed at one operation, twice in a row, and
+//! checks:
 //!
 //! - no request to the service answers 500 or hangs; a refusal is JSON with `code`;
 //! - the lifecycle completes: active, then deleted, nothing left transitional or unsent;
@@ -45,6 +46,10 @@ const HOSTING_OPS: [Op; 6] = [
     Op::ActiveSubscription,
     Op::Callback,
 ];
+
+/// What replacing a node's VPS calls: the new VPS's create, its polls, the old VPS's
+/// delete, and the listing that finds a new VPS whose create answer was lost.
+const MIGRATION_OPS: [Op; 4] = [Op::CreateNode, Op::GetNode, Op::DeleteNode, Op::ListNodes];
 
 /// What the VPN lifecycle calls: create, the renewal's update, delete, the live read behind
 /// "my VPN config", the traffic sync's read of an account, and the callbacks.
@@ -202,6 +207,67 @@ async fn hosting_cell(b: Backend, cell: Cell) {
     check_callbacks(&app, cell, "sub-1", &["active", "deleted"], 2).await;
 }
 
+/// An active node, then the fault, then a migration to another region: it switches once,
+/// the node serves throughout, and one VPS is left.
+async fn migration_cell(b: Backend, cell: Cell) {
+    let app = spawn(b).await;
+    app.sims.subscribe("u-1", "sub-1", "premium");
+    let (_, body) = app.provision("u-1", "sub-1").await;
+    let id = body["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    let store = app.store();
+    let rid = id.parse().unwrap();
+    let known = wait_until(Duration::from_secs(20), || async {
+        store
+            .resource(rid)
+            .await
+            .unwrap()
+            .unwrap()
+            .node_id
+            .is_some()
+    })
+    .await;
+    assert!(known, "{cell:?}: the node's VPS id was never learned");
+    let old = store.resource(rid).await.unwrap().unwrap().node_id.unwrap();
+    cell.arm(&app);
+
+    let path = format!("/api/internal/resources/{id}/migrate");
+    let (status, body) = app
+        .internal(Method::POST, &path, Some(json!({"region": "eu-west-1"})))
+        .await;
+    answered(cell, "migrate", status, &body);
+    assert_eq!(status, 202, "{cell:?}: {body}");
+    // The node reads active, on a VPS, while the new one comes up.
+    for _ in 0..2 {
+        let (status, body) = user_read(&app, cell, "/api/v1/my/node").await;
+        assert_eq!(status, 200, "{cell:?}: {body}");
+        assert_eq!(body["node"]["status"], "active", "{cell:?}: {body}");
+        assert!(body["node"]["public_ip"].is_string(), "{cell:?}: {body}");
+    }
+    let switched = wait_until(Duration::from_secs(30), || async {
+        let r = store.resource(rid).await.unwrap().unwrap();
+        r.migration.is_none() && r.retire_node_id.is_none() && r.node_id.as_deref() != Some(&old)
+    })
+    .await;
+    let r = store.resource(rid).await.unwrap().unwrap();
+    assert!(switched, "{cell:?}: never switched: {r:?}");
+    assert_eq!(r.region, "eu-west-1", "{cell:?}");
+    let creates = app.sims.sim.hosting.creates();
+    assert_eq!(
+        creates.len(),
+        2,
+        "{cell:?}: one new VPS created: {creates:?}"
+    );
+    let left = app.sims.sim.hosting.obox_nodes();
+    assert_eq!(left.len(), 1, "{cell:?}: one VPS left: {left:?}");
+    assert_eq!(
+        Some(left[0].node_id.as_str()),
+        r.node_id.as_deref(),
+        "{cell:?}"
+    );
+    check_callbacks(&app, cell, "sub-1", &["active"], 1).await;
+}
+
 /// Waits until the user's VPN account holds the latest terms; returns its uuid.
 async fn vpn_applied(app: &TestApp, cell: Cell) -> String {
     let store = app.store();
@@ -333,6 +399,12 @@ where
 crate::on_both! {
     async fn every_hosting_call_under_every_fault(b: Backend) {
         run_matrix(b, &HOSTING_OPS, hosting_cell).await;
+    }
+}
+
+crate::on_both! {
+    async fn every_migration_call_under_every_fault(b: Backend) {
+        run_matrix(b, &MIGRATION_OPS, migration_cell).await;
     }
 }
 
