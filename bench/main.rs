@@ -17,6 +17,9 @@
 //! - `sync`: one VPN traffic-sync pass over 100,000 live VPN users: wall time, statements
 //!   issued, peak RSS; baseline: one statement writing the same rows.
 //!
+//! - `migrate`: 500 active nodes migrated to another region at once: migrations per
+//!   second, transactions per migration, the peak of VPSes alive; baseline: `pgbench -N`.
+//!
 //! - `push`: as many SSE streams as the machine holds, then 1,000 changes: delivery
 //!   latency, RSS per idle stream, idle CPU; baseline: the same users polling every 5 s
 //!   (database transactions per second in both modes).
@@ -25,6 +28,7 @@
 //!
 //! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
 
+mod migrate;
 mod push;
 mod scrape;
 
@@ -42,7 +46,8 @@ use sqlx::{Connection, Executor, PgConnection};
 
 #[derive(Parser)]
 struct Args {
-    /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `push`, `scrape` or `all`.
+    /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `migrate`, `push`,
+    /// `scrape` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -889,6 +894,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "sync" | "all") {
         sync_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "migrate" | "all") {
+        migrate::migrate_bench(&args, &mut report).await;
     }
     if matches!(args.which.as_str(), "push" | "all") {
         push::push_bench(&args, &mut report).await;

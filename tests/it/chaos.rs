@@ -1,10 +1,11 @@
 //! Chaos: mixed orders (hosting and VPN; provisions, renewals, deprovisions, users deleting
-//! a node while it is created) against the simulators over HTTP, while service processes
+//! a node while it is created, nodes moved to another region, quantities lowered) against the simulators over HTTP, while service processes
 //! are killed with SIGKILL at random and restarted; with one replica, with three on one
 //! PostgreSQL, and with two against node agents that report ready themselves and listings
 //! that do not echo our resource id. At the end, from the simulators' records and the database: every order
 //! reached its final state, exactly one upstream node or VPN user per live resource and
-//! none for deleted ones, no create repeated for a node, every callback delivered in order
+//! none for deleted ones, no create repeated for a node (a migrated node made exactly one
+//! more), no migration left running, every callback delivered in order
 //! per subscription, nothing stuck in a transitional state.
 //!
 //! The short form runs in the normal suite (`CHAOS_ORDERS`, default 60, and 10 kills); the
@@ -42,8 +43,14 @@ enum Plan {
     NodeKept,
     NodeDeprovisioned,
     NodeDeletedByUser,
-    VpnKept { orders: usize },
+    VpnKept {
+        orders: usize,
+    },
     VpnDeprovisioned,
+    /// Moved to another region once active.
+    NodeMigrated,
+    /// Ordered with quantity 2, then 1: two nodes stay (nothing is deleted by itself).
+    QuantityLowered,
 }
 
 /// Calls whichever replica answers, like a webhook sender that retries until it gets an
@@ -91,9 +98,81 @@ impl Client {
     }
 }
 
+/// Waits (through kills) until the resource is active.
+async fn until_active(client: &Client, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let path = format!("/api/internal/resources/{id}");
+        let (_, r) = client.call(reqwest::Method::GET, &path, None, None).await;
+        if r["status"] == "active" {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never became active: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A node ordered, then moved to another region once active.
+async fn migrated_node(client: &Client, i: usize) -> (String, Plan) {
+    let (user, sub) = (format!("m-{i}"), format!("ms-{i}"));
+    let order = json!({"user_id": user, "subscription_id": sub, "plan_tier": "basic", "region": "us-east-1"});
+    let (status, resp) = client
+        .call(
+            reqwest::Method::POST,
+            "/api/internal/provision",
+            Some(order),
+            None,
+        )
+        .await;
+    assert!(matches!(status, 200 | 202), "{status} {resp}");
+    let id = resp["resource_id"].as_str().unwrap().to_owned();
+    until_active(client, &id).await;
+    let path = format!("/api/internal/resources/{id}/migrate");
+    let (status, resp) = client
+        .call(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"region": "eu-west-1"})),
+            None,
+        )
+        .await;
+    // 409 when a retried request finds the first one took effect.
+    assert!(
+        status == 202 || (status == 409 && resp["code"] == "migration_in_progress"),
+        "{status} {resp}"
+    );
+    (sub, Plan::NodeMigrated)
+}
+
+/// An order for two nodes, then a later one for one.
+async fn quantity_lowered(client: &Client, i: usize) -> (String, Plan) {
+    let (user, sub) = (format!("q-{i}"), format!("qs-{i}"));
+    for (tx, quantity) in [("t1", 2), ("t2", 1)] {
+        let order = json!({"user_id": user, "subscription_id": sub, "plan_tier": "basic",
+            "region": "us-east-1", "channel_tx_id": tx, "quantity": quantity});
+        let (status, resp) = client
+            .call(
+                reqwest::Method::POST,
+                "/api/internal/provision",
+                Some(order),
+                None,
+            )
+            .await;
+        assert!(matches!(status, 200 | 202), "{status} {resp}");
+    }
+    (sub, Plan::QuantityLowered)
+}
+
 async fn run_order(client: &Client, i: usize) -> (String, Plan) {
     let roll = rand::rng().random_range(0..100);
-    if roll < 40 {
+    if roll < 8 {
+        migrated_node(client, i).await
+    } else if roll < 14 {
+        quantity_lowered(client, i).await
+    } else if roll < 40 {
         let (user, sub) = (format!("h-{i}"), format!("hs-{i}"));
         let order = json!({"user_id": user, "subscription_id": sub, "plan_tier": "basic", "region": "us-east-1"});
         let (status, resp) = client
@@ -303,9 +382,11 @@ async fn chaos_with(b: Backend, replicas: usize, hosting: Hosting) {
             matches!(
                 r.status,
                 Status::Pending | Status::Creating | Status::Deleting
-            ) || (r.desired == Desired::Active
-                && r.kind == ResourceKind::VpnUser
-                && r.vpn.is_pending())
+            ) || r.migration.is_some()
+                || r.retire_node_id.is_some()
+                || (r.desired == Desired::Active
+                    && r.kind == ResourceKind::VpnUser
+                    && r.vpn.is_pending())
         });
         !transitional && store.outbox_backlog().await.unwrap() == 0
     })
@@ -323,11 +404,22 @@ async fn chaos_with(b: Backend, replicas: usize, hosting: Hosting) {
             .entry(c.resource_id.clone())
             .or_default() += 1;
     }
-    creates_by_resource.retain(|_, n| *n > 1);
+    // A migrated node made two VPSes (its first, and the one it moved to); any other one.
+    let mut migrated = std::collections::HashSet::new();
+    for (sub, plan) in &plans {
+        if *plan == Plan::NodeMigrated {
+            for r in store.resources_for_subscription(sub).await.unwrap() {
+                migrated.insert(r.id.to_string());
+            }
+        }
+    }
+    creates_by_resource.retain(|id, n| *n > if migrated.contains(id) { 2 } else { 1 });
     assert!(
         creates_by_resource.is_empty(),
         "a node was created twice (resource id: creates): {creates_by_resource:?}"
     );
+    let all_creates = sims.sim.hosting.creates();
+    let creates_of = |id: &str| all_creates.iter().filter(|c| c.resource_id == id).count();
     let mut live_nodes = 0;
     for (sub, plan) in &plans {
         let resources = store.resources_for_subscription(sub).await.unwrap();
@@ -401,6 +493,51 @@ async fn chaos_with(b: Backend, replicas: usize, hosting: Hosting) {
                     "{sub}: every order reported"
                 );
                 assert!(all.len() >= *orders, "{sub}: {all:?}");
+            }
+            Plan::NodeMigrated => {
+                assert_eq!(resources.len(), 1, "{sub}: {resources:?}");
+                let r = &resources[0];
+                assert_eq!(
+                    (r.status, r.region.as_str()),
+                    (Status::Active, "eu-west-1"),
+                    "{sub}"
+                );
+                let mine: Vec<_> = nodes
+                    .iter()
+                    .filter(|n| n.resource_id == r.id.to_string())
+                    .collect();
+                assert_eq!(mine.len(), 1, "{sub}: one VPS: {mine:?}");
+                assert_eq!(
+                    Some(mine[0].node_id.as_str()),
+                    r.node_id.as_deref(),
+                    "{sub}"
+                );
+                assert_eq!(mine[0].region, "eu-west-1", "{sub}");
+                assert_eq!(creates_of(&r.id.to_string()), 2, "{sub}: one new VPS");
+                assert_eq!(calls, ["active"], "{sub}");
+                live_nodes += 1;
+            }
+            Plan::QuantityLowered => {
+                assert_eq!(resources.len(), 2, "{sub}: {resources:?}");
+                for r in &resources {
+                    assert_eq!(r.status, Status::Active, "{sub}");
+                    assert_eq!(
+                        nodes_by_resource.get(&r.id.to_string()),
+                        Some(&1),
+                        "{sub}: one node each"
+                    );
+                }
+                let named: std::collections::HashSet<_> = sims
+                    .sim
+                    .subscriptions
+                    .callbacks_for(sub)
+                    .into_iter()
+                    .filter(|c| c.status == "active")
+                    .filter_map(|c| c.resource_id)
+                    .collect();
+                assert_eq!(named.len(), 2, "{sub}: each node reported");
+                assert_eq!(calls, ["active"], "{sub}");
+                live_nodes += 2;
             }
             Plan::VpnDeprovisioned => {
                 for r in &resources {
