@@ -100,7 +100,7 @@ fn case(rng: &mut StdRng, resource_id: &str) -> Case {
         segment(rng)
     };
     let seg = segment(rng);
-    match rng.random_range(0..20) {
+    match rng.random_range(0..23) {
         0..=3 => internal(
             Method::POST,
             "/api/internal/provision".into(),
@@ -221,6 +221,7 @@ fn case(rng: &mut StdRng, resource_id: &str) -> Case {
         14 | 15 => {
             let paths = [
                 "/api/v1/my/node",
+                "/api/v1/my/nodes",
                 "/api/v1/my/vpn",
                 "/api/v1/my/vpn/subscribe",
                 "/api/v1/regions",
@@ -254,6 +255,34 @@ fn case(rng: &mut StdRng, resource_id: &str) -> Case {
             caller: Caller::Internal,
             token: None,
         },
+        20 => internal(
+            Method::POST,
+            format!("/api/internal/resources/{id}/migrate"),
+            Some(&json!({"region": "eu-west-1", "plan_tier": "basic"})),
+            rng,
+        ),
+        21 => Case {
+            method: Method::POST,
+            path: if rng.random_bool(0.5) {
+                "/api/v1/my/nodes".into()
+            } else {
+                format!("/api/v1/my/nodes/{id}/migrate")
+            },
+            body: Some(mutate(rng, &json!({"region": "ap-northeast-1"}))),
+            caller: Caller::User,
+            token: None,
+        },
+        22 => Case {
+            method: if rng.random_bool(0.5) {
+                Method::GET
+            } else {
+                Method::DELETE
+            },
+            path: format!("/api/v1/my/nodes/{id}"),
+            body: None,
+            caller: Caller::User,
+            token: Some(token_with_claims(rng)),
+        },
         _ => Case {
             method: Method::POST,
             path: "/api/internal/provision".into(),
@@ -269,7 +298,12 @@ fn case(rng: &mut StdRng, resource_id: &str) -> Case {
 /// quiet service).
 async fn request_rows(app: &TestApp) -> Vec<i64> {
     let mut rows = Vec::new();
-    for table in ["resources", "entitlements", "idempotency_keys"] {
+    for table in [
+        "resources",
+        "entitlements",
+        "idempotency_keys",
+        "hosting_orders",
+    ] {
         rows.push(app.db.count(table, "true").await);
     }
     rows

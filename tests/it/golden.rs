@@ -26,7 +26,7 @@ const VOLATILE: [&str; 12] = [
 ];
 
 /// Replaces ids and timestamps with placeholders (keeping their presence and type).
-fn redact(mut v: Value) -> Value {
+pub(crate) fn redact(mut v: Value) -> Value {
     fn walk(v: &mut Value) {
         match v {
             Value::Object(map) => {
@@ -60,7 +60,7 @@ fn redact(mut v: Value) -> Value {
     v
 }
 
-fn snapshot(expires_in: chrono::Duration) -> SubscriptionSnapshot {
+pub(crate) fn snapshot(expires_in: chrono::Duration) -> SubscriptionSnapshot {
     SubscriptionSnapshot {
         subscription_id: "sub_123".into(),
         status: "active".into(),

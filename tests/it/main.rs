@@ -15,6 +15,7 @@ mod fault_matrix;
 mod generate;
 mod generated_input;
 mod golden;
+mod golden_nodes;
 mod hardening;
 mod hosting_flow;
 mod jobs;
