@@ -22,7 +22,7 @@ pub async fn migrate_bench(args: &Args, report: &mut String) {
     let base = format!("http://{}", running.addr);
 
     // 500 active nodes, each reported.
-    let answers = post_orders(&[base.clone()], NODES, args.concurrency, |i| {
+    let answers = post_orders(std::slice::from_ref(&base), NODES, args.concurrency, |i| {
         serde_json::json!({"user_id": format!("mig-user-{i}"),
             "subscription_id": format!("mig-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"})
     })

@@ -139,7 +139,7 @@ impl App {
             match self.engine.cancel_migration(&r, actor).await? {
                 Ok(true) => return self.reread(r.id).await,
                 Ok(false) => r = self.reread(r.id).await?,
-                Err(()) => {
+                Err(_nothing) => {
                     return Err(AppError::not_found(
                         "no_migration",
                         "this node is not being migrated",

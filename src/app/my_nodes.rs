@@ -184,7 +184,7 @@ impl App {
         };
         let now = self.ports.clock.now();
         let resource = match (self.ports.store.insert_resource(&new, now).await?, how) {
-            (Inserted::Created(r), _) => r,
+            (Inserted::Created(r), _) => *r,
             // A concurrent request (or the subscription service) got there first.
             (Inserted::Full(live), NodeCreate::First) => match live.into_iter().next() {
                 Some(r) if matches!(r.status, Status::Pending | Status::Creating) => r,

@@ -205,12 +205,17 @@ pub fn plan_change(
     start(node, &node.region, plan_tier, now, deadline_at, actor).ok()
 }
 
+/// A cancel of a node that has no migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no migration to cancel")]
+pub struct NothingToCancel;
+
 /// What cancelling (or dismissing) a migration in `from` leads to: `None` when nothing
-/// exists upstream to undo, else `cancelling`. `Err` when there is nothing to cancel.
-pub fn cancel(from: Option<MigrationStatus>) -> Result<Option<MigrationStatus>, ()> {
+/// exists upstream to undo, else `cancelling`.
+pub fn cancel(from: Option<MigrationStatus>) -> Result<Option<MigrationStatus>, NothingToCancel> {
     use MigrationStatus::*;
     match from {
-        None => Err(()),
+        None => Err(NothingToCancel),
         Some(Requested | Failed) => Ok(None),
         Some(Cancelling) => Ok(Some(Cancelling)),
         Some(Creating | Installing | Switching | Failing) => Ok(Some(Cancelling)),
@@ -378,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_cancel_undoes_only_what_may_exist_upstream() {
-        assert_eq!(cancel(None), Err(()));
+        assert_eq!(cancel(None), Err(NothingToCancel));
         assert_eq!(cancel(Some(Requested)), Ok(None));
         assert_eq!(cancel(Some(Failed)), Ok(None));
         for s in [Creating, Installing, Switching, Failing, Cancelling] {

@@ -13,7 +13,7 @@
 
 use super::Engine;
 use super::step::{ACTOR, StepError};
-use crate::domain::migration::{self, Migration, MigrationStatus, Refusal};
+use crate::domain::migration::{self, Migration, MigrationStatus, NothingToCancel, Refusal};
 use crate::domain::{Connection, Desired, EventKind, PlanTier, Resource, credential};
 use crate::ports::store::{Attempts, Change, Guard, NewEvent, StoreError, StoreResult};
 use crate::ports::{CreateNode, HostingNode};
@@ -373,16 +373,16 @@ impl Engine {
     }
 
     /// Cancels a running migration (its new VPS is deleted; nothing else changes) or
-    /// dismisses a failed one. `Ok(Err(()))` when there is none; `Ok(Ok(false))` when the
-    /// row changed meanwhile.
+    /// dismisses a failed one. `Ok(Ok(false))` when the row changed meanwhile.
     pub async fn cancel_migration(
         &self,
         r: &Resource,
         actor: &str,
-    ) -> StoreResult<Result<bool, ()>> {
+    ) -> StoreResult<Result<bool, NothingToCancel>> {
         let from = r.migration.as_ref().map(|m| m.status);
-        let Ok(to) = migration::cancel(from) else {
-            return Ok(Err(()));
+        let to = match migration::cancel(from) {
+            Ok(to) => to,
+            Err(none) => return Ok(Err(none)),
         };
         if to == from {
             return Ok(Ok(true));

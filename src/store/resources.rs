@@ -116,7 +116,7 @@ impl Resources for SqlStore {
             };
             if let Some(row) = insert_node(&mut tx, new, slot, now).await? {
                 tx.commit().await?;
-                return Ok(Inserted::Created(row.try_into()?));
+                return Ok(Inserted::Created(Box::new(row.try_into()?)));
             }
             tx.rollback().await?;
         }

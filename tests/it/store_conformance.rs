@@ -44,7 +44,7 @@ fn order_up_to(subscription: &str, user: &str, limit: u32) -> NewResource {
 
 fn created(i: Inserted) -> fulfillment::domain::Resource {
     match i {
-        Inserted::Created(r) => r,
+        Inserted::Created(r) => *r,
         other => panic!("expected a new resource, got {other:?}"),
     }
 }

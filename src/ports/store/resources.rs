@@ -31,7 +31,7 @@ pub struct NewResource {
 /// What `insert_resource` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inserted {
-    Created(Resource),
+    Created(Box<Resource>),
     /// Every slot it may take is held: the subscription's live nodes, oldest first.
     Full(Vec<Resource>),
 }
