@@ -161,6 +161,8 @@ fn print_demo_banner(config: &Config, addr: SocketAddr, metrics: Option<SocketAd
          User token for demo-user (premium hosting and VPN subscriptions):\n  TOKEN={token}\n\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
          curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"region\":\"ap-northeast-1\"}}' {base}/api/v1/my/node\n\
+         curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/nodes\n\
+         curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"region\":\"eu-west-1\"}}' {base}/api/v1/my/node/migrate\n\
          curl -s -X DELETE -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/vpn\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/vpn/subscribe\n\

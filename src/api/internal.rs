@@ -71,6 +71,7 @@ async fn provision_once(st: &ApiState, body: &Bytes) -> Result<(StatusCode, Valu
         (true, _) => "provisioning started",
         (false, Status::Active) => "already provisioned",
         (false, Status::Failed) => "provisioning failed earlier; deprovision and order again",
+        (false, Status::Deleting | Status::Deleted) => "this order's node was deleted",
         (false, _) => "provisioning already in progress",
     };
     let status = if outcome.created {

@@ -143,12 +143,10 @@ impl App {
                     AppError::conflict("no_node", "the order was recorded but has no node")
                 })?,
         };
-        let mut resources = recorded.live.clone();
-        resources.retain(|r| r.desired == crate::domain::Desired::Active);
         Ok(ProvisionOutcome {
             created: !recorded.created.is_empty(),
             resource,
-            resource_ids: resources.iter().map(|r| r.id).collect(),
+            resource_ids: recorded.live.iter().map(|r| r.id).collect(),
         })
     }
 

@@ -110,6 +110,7 @@ wire_enum! {
         MigrationVpsRequested => "migration_vps_requested",
         MigrationNodeCreated => "migration_node_created",
         MigrationInstalling => "migration_installing",
+        MigrationFinishing => "migration_finishing",
         MigrationSwitched => "migration_switched",
         MigrationFailed => "migration_failed",
         MigrationCancelled => "migration_cancelled",

@@ -201,8 +201,11 @@ impl Engine {
                 if conn.is_complete() {
                     return self.switch(r, m, c, conn).await;
                 }
+                // Up, but its details are not all reported yet: the last step.
                 if m.status != MigrationStatus::Switching {
                     c.migrate(&r, Some(moved(&m, MigrationStatus::Switching)?));
+                    c.events
+                        .push(NewEvent::new(EventKind::MigrationFinishing, ACTOR));
                 }
                 self.poll_later(c).await
             }
