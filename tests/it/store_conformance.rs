@@ -10,15 +10,15 @@ use fulfillment::domain::slots::SlotChoice;
 use fulfillment::domain::{DeleteReason, Desired, EventKind, ResourceKind, Status};
 use fulfillment::ports::FulfillmentCallback;
 use fulfillment::ports::store::{
-    Attempts, Change, Claim, EntitlementFilter, Guard, HostingOrder, IdempotencyBegin, Inserted,
-    NewEvent, NewResource, NodesOf, OverLimit, Store, VpnOrder, VpnOrderOutcome,
+    Attempts, Change, Claim, EntitlementFilter, Guard, IdempotencyBegin, Inserted, NewEvent,
+    NewResource, Store, VpnOrder, VpnOrderOutcome,
 };
 use uuid::Uuid;
 
 use crate::helpers::TestDb;
 use crate::on_both;
 
-fn order(subscription: &str, user: &str) -> NewResource {
+pub(crate) fn order(subscription: &str, user: &str) -> NewResource {
     NewResource {
         id: Uuid::now_v7(),
         kind: ResourceKind::HostingNode,
@@ -35,14 +35,14 @@ fn order(subscription: &str, user: &str) -> NewResource {
     }
 }
 
-fn order_up_to(subscription: &str, user: &str, limit: u32) -> NewResource {
+pub(crate) fn order_up_to(subscription: &str, user: &str, limit: u32) -> NewResource {
     NewResource {
         slots: SlotChoice::UpTo(limit),
         ..order(subscription, user)
     }
 }
 
-fn created(i: Inserted) -> fulfillment::domain::Resource {
+pub(crate) fn created(i: Inserted) -> fulfillment::domain::Resource {
     match i {
         Inserted::Created(r) => *r,
         other => panic!("expected a new resource, got {other:?}"),
@@ -83,137 +83,6 @@ on_both! {
         assert_eq!((events[0].kind, events[0].actor.as_str()), (EventKind::ProvisionRequested, "test"));
         assert_eq!(store.resources_for_subscription("sub-1").await.unwrap(), vec![r.clone()]);
         assert_eq!(store.current_hosting_node("u-1").await.unwrap(), Some(r));
-    }
-}
-
-on_both! {
-    async fn at_most_n_live_nodes_per_subscription_is_a_database_rule(b: Backend) {
-        let db = TestDb::new(b).await;
-        let store = db.store().await;
-        let now = Utc::now();
-        let mut made = Vec::new();
-        for i in 0..3 {
-            let at = now + chrono::Duration::seconds(i);
-            made.push(created(store.insert_resource(&order_up_to("sub-1", "u-1", 3), at).await.unwrap()));
-        }
-        let slots: Vec<_> = made.iter().map(|r| r.slot).collect();
-        assert_eq!(slots, vec![Some(1), Some(2), Some(3)]);
-        let ids = |rs: &[fulfillment::domain::Resource]| rs.iter().map(|r| r.id).collect::<Vec<_>>();
-        match store.insert_resource(&order_up_to("sub-1", "u-1", 3), now).await.unwrap() {
-            Inserted::Full(live) => assert_eq!(ids(&live), ids(&made)),
-            other => panic!("{other:?}"),
-        }
-        // Slot 1 only: taken.
-        match store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap() {
-            Inserted::Full(live) => assert_eq!(live.len(), 3),
-            other => panic!("{other:?}"),
-        }
-        // The same user on another subscription has slots of its own.
-        created(store.insert_resource(&order("sub-2", "u-1"), now + chrono::Duration::seconds(9)).await.unwrap());
-        assert_eq!(store.resources_for_subscription("sub-1").await.unwrap().len(), 3);
-        // The user's node is the oldest; the list is oldest first.
-        assert_eq!(store.current_hosting_node("u-1").await.unwrap().map(|r| r.id), Some(made[0].id));
-        let mine = store.live_nodes(NodesOf::User("u-1")).await.unwrap();
-        assert_eq!(mine.len(), 4);
-        assert_eq!(mine[0].id, made[0].id);
-        // A deleted node frees its slot, and the next insert takes exactly that one.
-        store.request_deletion(made[1].id, DeleteReason::UserInitiated, "user", now).await.unwrap();
-        let again = created(store.insert_resource(&order_up_to("sub-1", "u-1", 3), now).await.unwrap());
-        assert_eq!(again.slot, Some(2));
-    }
-}
-
-on_both! {
-    async fn fifty_concurrent_creates_at_the_limit_end_with_exactly_n(b: Backend) {
-        let db = TestDb::new(b).await;
-        let store = db.store().await;
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.insert_resource(&order_up_to("sub-c", "u-c", 3), Utc::now()).await.unwrap() })
-            })
-            .collect();
-        let (mut created, mut full) = (0, 0);
-        for t in tasks {
-            match t.await.unwrap() {
-                Inserted::Created(_) => created += 1,
-                Inserted::Full(live) => {
-                    assert!(live.len() <= 3);
-                    full += 1;
-                }
-            }
-        }
-        assert_eq!((created, full), (3, 47));
-        assert_eq!(db.count("resources", "subscription_id = 'sub-c'").await, 3);
-    }
-}
-
-fn hosting_order(key: &str, quantity: u32, plan: &str) -> HostingOrder {
-    HostingOrder {
-        order_key: key.into(),
-        subscription_id: "sub-o".into(),
-        user_id: "u-o".into(),
-        quantity,
-        plan_tier: plan.into(),
-        nodes: (0..quantity)
-            .map(|_| NewResource {
-                plan_tier: plan.into(),
-                order_key: key.into(),
-                ..order_up_to("sub-o", "u-o", quantity)
-            })
-            .collect(),
-        migration_deadline: Utc::now() + chrono::Duration::minutes(10),
-    }
-}
-
-on_both! {
-    async fn a_hosting_order_is_recorded_once_with_its_nodes_and_its_quantity_is_the_limit(b: Backend) {
-        let db = TestDb::new(b).await;
-        let store = db.store().await;
-        let now = Utc::now();
-        let first = store.record_hosting_order(&hosting_order("k1", 2, "premium"), now).await.unwrap();
-        assert!(first.new_order);
-        assert_eq!((first.created.len(), first.live.len()), (2, 2));
-        assert_eq!(store.ordered_quantity("sub-o").await.unwrap(), Some(2));
-        // A repeat changes nothing, even after a node was deleted.
-        store.request_deletion(first.created[0], DeleteReason::UserInitiated, "user", now).await.unwrap();
-        let repeat = store.record_hosting_order(&hosting_order("k1", 2, "premium"), now).await.unwrap();
-        assert!(!repeat.new_order);
-        assert!(repeat.created.is_empty());
-        assert_eq!(repeat.live.len(), 1);
-        // A new order for three fills the missing slots.
-        let more = store.record_hosting_order(&hosting_order("k2", 3, "premium"), now).await.unwrap();
-        assert_eq!((more.created.len(), more.live.len()), (2, 3));
-        assert_eq!(store.ordered_quantity("sub-o").await.unwrap(), Some(3));
-        assert!(store.over_node_limit(10).await.unwrap().is_empty());
-        // A lower quantity deletes nothing: the subscription is over its limit.
-        let fewer = store.record_hosting_order(&hosting_order("k3", 1, "premium"), now).await.unwrap();
-        assert_eq!((fewer.created.len(), fewer.live.len()), (0, 3));
-        let over = store.over_node_limit(10).await.unwrap();
-        let expected = OverLimit { subscription_id: "sub-o".into(), user_id: "u-o".into(), live_nodes: 3, node_limit: 1 };
-        assert_eq!(over, vec![expected]);
-        assert_eq!(db.count("hosting_orders", "subscription_id = 'sub-o'").await, 3);
-    }
-}
-
-on_both! {
-    async fn concurrent_deliveries_of_one_order_make_its_nodes_once(b: Backend) {
-        let db = TestDb::new(b).await;
-        let store = db.store().await;
-        let tasks: Vec<_> = (0..20)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(async move { store.record_hosting_order(&hosting_order("k1", 3, "basic"), Utc::now()).await.unwrap() })
-            })
-            .collect();
-        let mut created = 0;
-        for t in tasks {
-            let r = t.await.unwrap();
-            assert_eq!(r.live.len(), 3);
-            created += r.created.len();
-        }
-        assert_eq!(created, 3);
-        assert_eq!(db.count("resources", "subscription_id = 'sub-o'").await, 3);
     }
 }
 
