@@ -141,6 +141,15 @@ async fn several_nodes_and_migration_shapes() {
         .await;
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("migrate_cancelled", redact(cancelled));
+    // A repeat while the new VPS is being deleted is the same success; once it is gone,
+    // there is nothing to cancel.
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            let r = store.resource(id.parse().unwrap()).await.unwrap().unwrap();
+            r.migration.is_none()
+        })
+        .await
+    );
     let (status, none) = app
         .user(
             Method::DELETE,

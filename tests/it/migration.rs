@@ -14,8 +14,8 @@ use crate::on_both;
 /// A node that takes a while to come up, so a migration can be watched mid-way.
 fn slow() -> NodeTiming {
     NodeTiming {
-        creating_ms: 600,
-        installing_ms: 600,
+        creating_ms: 1_500,
+        installing_ms: 1_500,
         ..NodeTiming::default()
     }
 }
