@@ -140,3 +140,88 @@ on_both! {
         assert_eq!(db.count("resources", "subscription_id = 'sub-o'").await, 3);
     }
 }
+
+on_both! {
+    async fn a_migration_write_sets_each_column_and_is_guarded_by_the_status_it_expects(b: Backend) {
+        use fulfillment::domain::migration::{Migration, MigrationStatus};
+        use fulfillment::domain::{Connection, Desired, Status};
+        use fulfillment::ports::store::{Change, Guard};
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        let at = |s: i64| now + chrono::Duration::seconds(s);
+        let ms = |t: chrono::DateTime<Utc>| t.timestamp_millis();
+        let mut r = created(store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap());
+        for to in [Status::Creating, Status::Active] {
+            let mut c = Change::on(&r, Guard::Unleased, now);
+            c.status = Some(to);
+            c.node_id = Some("node-old".into());
+            c.connection = Some(Connection { public_ip: Some("198.51.100.1".into()), api_key: Some("k-old".into()),
+                short_id: Some("s-old".into()), ..Default::default() });
+            assert!(store.apply(&c).await.unwrap());
+            r = store.resource(r.id).await.unwrap().unwrap();
+        }
+        // Every value distinct, so a value bound to another column's place shows.
+        let m = Migration {
+            status: MigrationStatus::Requested,
+            to_region: "region-9".into(),
+            to_plan_tier: "plan-9".into(),
+            node_id: Some("node-9".into()),
+            token_hash: Some("hash-9".into()),
+            started_at: at(1),
+            deadline_at: at(2),
+            error_message: Some("error-9".into()),
+            actor: "actor-9".into(),
+        };
+        let mut c = Change::on(&r, Guard::Unleased, now);
+        c.expect_desired = Some(Desired::Active);
+        c.migrate(&r, Some(m.clone()));
+        c.retire_node_id = Some(Some("node-retired".into()));
+        c.bump_generation = true;
+        assert!(store.apply(&c).await.unwrap());
+        let a = store.resource(r.id).await.unwrap().unwrap();
+        let got = a.migration.clone().unwrap();
+        assert_eq!((got.status, got.to_region.as_str(), got.to_plan_tier.as_str()), (MigrationStatus::Requested, "region-9", "plan-9"));
+        assert_eq!((got.node_id.as_deref(), got.token_hash.as_deref()), (Some("node-9"), Some("hash-9")));
+        assert_eq!((ms(got.started_at), ms(got.deadline_at)), (ms(at(1)), ms(at(2))));
+        assert_eq!((got.error_message.as_deref(), got.actor.as_str()), (Some("error-9"), "actor-9"));
+        assert_eq!(a.retire_node_id.as_deref(), Some("node-retired"));
+        assert_eq!(a.generation, r.generation + 1);
+        assert_eq!(store.node_credential(r.id).await.unwrap().migration.as_deref(), Some("hash-9"));
+        assert_eq!(store.node_owner("node-9").await.unwrap(), Some(r.id), "the VPS being prepared is ours");
+        assert_eq!(store.node_owner("node-retired").await.unwrap(), Some(r.id));
+
+        // Expecting another migration status: nothing changes.
+        let mut stale = Change::on(&r, Guard::Unleased, now);
+        stale.migrate(&r, None);
+        assert!(!store.apply(&stale).await.unwrap(), "the row has a migration now");
+        // A step the table refuses, and a migration write that expects nothing, are errors.
+        let mut illegal = Change::on(&a, Guard::Unleased, now);
+        illegal.migrate(&a, Some(Migration { status: MigrationStatus::Switching, ..m.clone() }));
+        assert!(store.apply(&illegal).await.is_err());
+        let mut blind = Change::on(&a, Guard::Unleased, now);
+        blind.migration = Some(None);
+        assert!(store.apply(&blind).await.is_err());
+        assert_eq!(store.resource(r.id).await.unwrap().unwrap().migration, a.migration);
+
+        // The switch: region, plan, the whole connection (absent fields cleared), metering
+        // restarted; the migration cleared. From `requested` a switch is refused, so move on.
+        let mut creating = Change::on(&a, Guard::Unleased, now);
+        creating.migrate(&a, Some(Migration { status: MigrationStatus::Creating, ..m.clone() }));
+        assert!(store.apply(&creating).await.unwrap());
+        let a = store.resource(r.id).await.unwrap().unwrap();
+        let mut switch = Change::on(&a, Guard::Unleased, now);
+        switch.migrate(&a, None);
+        switch.node_id = Some("node-9".into());
+        switch.region = Some("region-9".into());
+        switch.plan_tier = Some("plan-9".into());
+        switch.connection = Some(Connection { public_ip: Some("203.0.113.99".into()), api_key: Some("k-new".into()), ..Default::default() });
+        switch.replace_connection = true;
+        switch.retire_node_id = Some(None);
+        assert!(store.apply(&switch).await.unwrap());
+        let s = store.resource(r.id).await.unwrap().unwrap();
+        assert_eq!((s.node_id.as_deref(), s.region.as_str(), s.plan_tier.as_str()), (Some("node-9"), "region-9", "plan-9"));
+        assert_eq!(s.connection, Connection { public_ip: Some("203.0.113.99".into()), api_key: Some("k-new".into()), ..Default::default() });
+        assert_eq!((s.migration.clone(), s.retire_node_id.clone()), (None, None));
+    }
+}
