@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fulfillment::api::extract::mint_user_token;
+use fulfillment::api::extract::{mint_operator_token, mint_user_token};
 use fulfillment::config::Config;
 use fulfillment::server;
 use fulfillment::sim::{Knobs, NodeTiming, Sim, SimAuth};
@@ -28,10 +28,15 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Print a user token signed with the configured JWT secret.
+    /// Print a user token (`--user ID`) or an operator token (`--operator NAME`), signed
+    /// with the configured JWT secret.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["user", "operator"])))]
     Token {
         #[arg(long)]
-        user: String,
+        user: Option<String>,
+        /// An operator of the console (claim `"role": "operator"`, `sub` NAME).
+        #[arg(long)]
+        operator: Option<String>,
         /// Lifetime in hours.
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
@@ -95,16 +100,22 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(db = %fulfillment::config::redact(&config.db.url), "migrations applied");
             Ok(())
         }
-        Command::Token { user, ttl_hours } => {
+        Command::Token {
+            user,
+            operator,
+            ttl_hours,
+        } => {
             let config = Config::from_process_env()?.with_demo_secrets(Path::new("."))?;
-            println!(
-                "{}",
-                mint_user_token(
-                    config.secrets.jwt.expose(),
-                    &user,
-                    Duration::from_secs(ttl_hours * 3600)
-                )
+            let (secret, ttl) = (
+                config.secrets.jwt.expose(),
+                Duration::from_secs(ttl_hours * 3600),
             );
+            let token = match (user, operator) {
+                (_, Some(name)) => mint_operator_token(secret, &name, ttl),
+                (Some(user), None) => mint_user_token(secret, &user, ttl),
+                (None, None) => unreachable!("clap requires --user or --operator"),
+            };
+            println!("{token}");
             Ok(())
         }
         Command::Sim(args) => run_sim(args).await,

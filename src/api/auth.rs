@@ -38,15 +38,30 @@ struct Verified {
     user: String,
     exp: i64,
     nbf: Option<i64>,
+    /// Claim `"role": "operator"`: an operator of the console, not a user of the app.
+    operator: bool,
 }
 
 impl Verified {
-    fn session(&self) -> Session {
-        Session {
+    fn bearer(&self) -> Bearer {
+        let session = Session {
             user: self.user.clone(),
             until: self.exp.saturating_add(LEEWAY),
+        };
+        if self.operator {
+            Bearer::Operator(session)
+        } else {
+            Bearer::User(session)
         }
     }
+}
+
+/// Who a verified token names: a user of the app, or an operator (CONTRACTS.md §4.6:
+/// claim `"role": "operator"`, `sub` the operator's name). Neither passes for the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bearer {
+    User(Session),
+    Operator(Session),
 }
 
 /// Who is calling, and until when (Unix seconds) their credential holds.
@@ -90,18 +105,30 @@ impl Auth {
     }
 
     /// The user a JWT names, and until when the token holds (its `exp` and our leeway).
+    /// An operator token is no user token (401).
     pub fn session_of(&self, token: &str) -> Result<Session, ApiError> {
+        match self.bearer_of(token)? {
+            Bearer::User(s) => Ok(s),
+            Bearer::Operator(_) => Err(ApiError::unauthorized(
+                "operator_token",
+                "an operator token does not sign in to the user API",
+            )),
+        }
+    }
+
+    /// Whom a JWT names: a user or an operator.
+    pub fn bearer_of(&self, token: &str) -> Result<Bearer, ApiError> {
         let now = chrono::Utc::now().timestamp();
         if let Some(v) = self.verified.lock().unwrap().get(token) {
             if now - LEEWAY >= v.exp {
                 return Err(ApiError::unauthorized("token_expired", "token has expired"));
             }
             if v.nbf.is_none_or(|nbf| nbf <= now + LEEWAY) {
-                return Ok(v.session());
+                return Ok(v.bearer());
             }
         }
         let verified = self.verify(token)?;
-        let session = verified.session();
+        let bearer = verified.bearer();
         let mut remembered = self.verified.lock().unwrap();
         if remembered.len() >= MAX_REMEMBERED {
             remembered.retain(|_, v| now - LEEWAY < v.exp);
@@ -110,7 +137,7 @@ impl Auth {
             }
         }
         remembered.insert(token.into(), verified);
-        Ok(session)
+        Ok(bearer)
     }
 
     /// A ticket for the event streams of `session`'s user (`POST /my/events/ticket`).
@@ -134,6 +161,8 @@ impl Auth {
             // has already checked them against the clock.
             exp: f64,
             nbf: Option<f64>,
+            #[serde(default)]
+            role: Option<serde_json::Value>,
         }
         let invalid = || ApiError::unauthorized("invalid_token", "invalid token");
         let data =
@@ -152,7 +181,11 @@ impl Auth {
         if data.header.crit.is_some() {
             return Err(invalid());
         }
+        let operator =
+            matches!(&data.claims.role, Some(serde_json::Value::String(r)) if r == "operator");
         let user = match data.claims.uid {
+            // An operator is named by `sub` alone.
+            _ if operator => data.claims.sub,
             None | Some(serde_json::Value::Null) => data.claims.sub,
             Some(serde_json::Value::String(s)) => Some(s),
             Some(_) => return Err(invalid()),
@@ -164,6 +197,7 @@ impl Auth {
             user,
             exp: data.claims.exp as i64,
             nbf: data.claims.nbf.map(|n| n as i64),
+            operator,
         })
     }
 }
@@ -181,6 +215,31 @@ pub fn mint_user_token(secret: &str, user_id: &str, ttl: std::time::Duration) ->
     let claims = Claims {
         uid: user_id,
         sub: user_id,
+        iat: now,
+        exp: now + ttl.as_secs() as i64,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// Mints an operator token (CONTRACTS.md §4.6): HS256, `"role": "operator"`, `sub` the
+/// operator's name, `exp`.
+pub fn mint_operator_token(secret: &str, name: &str, ttl: std::time::Duration) -> String {
+    #[derive(serde::Serialize)]
+    struct Claims<'a> {
+        sub: &'a str,
+        role: &'a str,
+        iat: i64,
+        exp: i64,
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: name,
+        role: "operator",
         iat: now,
         exp: now + ttl.as_secs() as i64,
     };
@@ -215,6 +274,25 @@ mod tests {
         let spliced = format!("{head_body}.{forged_sig}");
         assert_eq!(auth.user_of(&spliced).unwrap_err().code, "invalid_token");
         assert_eq!(auth.user_of(&forged).unwrap_err().code, "invalid_token");
+    }
+
+    #[test]
+    fn an_operator_token_is_no_user_token_and_a_user_token_no_operators() {
+        let auth = Auth::new(SECRET, "internal-secret-0123456789abcdef0123");
+        let ttl = std::time::Duration::from_secs(600);
+        let op = mint_operator_token(SECRET, "alice", ttl);
+        for _ in 0..2 {
+            // Verified, then from memory: the role is remembered with the token.
+            match auth.bearer_of(&op).unwrap() {
+                Bearer::Operator(s) => assert_eq!(s.user, "alice"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(auth.session_of(&op).unwrap_err().code, "operator_token");
+        }
+        let user = mint_user_token(SECRET, "u-1", ttl);
+        assert!(matches!(auth.bearer_of(&user).unwrap(), Bearer::User(_)));
+        let other = mint_operator_token("another-secret-0123456789abcdef0123", "alice", ttl);
+        assert_eq!(auth.bearer_of(&other).unwrap_err().code, "invalid_token");
     }
 
     #[test]

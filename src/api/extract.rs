@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::ApiState;
-pub use super::auth::{Auth, Session, mint_user_token};
+pub use super::auth::{Auth, Bearer, Session, mint_operator_token, mint_user_token};
 use super::error::ApiError;
 use crate::app::{NodeCaller, UserId};
 
@@ -289,6 +289,63 @@ impl FromRequestParts<Arc<ApiState>> for Internal {
             None => Err(ApiError::unauthorized(
                 "missing_secret",
                 "missing X-Internal-Secret",
+            )),
+        }
+    }
+}
+
+/// Who may use the operators' endpoints and the internal reads (CONTRACTS.md §4.6): the
+/// internal secret, or an operator token. A user token there is 403.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Staff {
+    /// `X-Internal-Secret`: another service, or an admin with the secret.
+    Service,
+    /// An operator, by the name their token carries.
+    Operator(String),
+}
+
+impl Staff {
+    /// The actor recorded in a resource's history for what this caller does.
+    pub fn actor(&self) -> String {
+        match self {
+            Staff::Service => "admin".into(),
+            Staff::Operator(name) => format!("operator:{name}"),
+        }
+    }
+
+    /// The operator's name, when an operator token signed the request.
+    pub fn operator(&self) -> Option<&str> {
+        match self {
+            Staff::Operator(name) => Some(name),
+            Staff::Service => None,
+        }
+    }
+}
+
+impl FromRequestParts<Arc<ApiState>> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        if parts.headers.contains_key("x-internal-secret") {
+            return Internal::from_request_parts(parts, state)
+                .await
+                .map(|_| Staff::Service);
+        }
+        let Some(token) = bearer(parts).filter(|t| !t.is_empty()) else {
+            return Err(ApiError::unauthorized(
+                "missing_secret",
+                "missing X-Internal-Secret (or an operator token)",
+            ));
+        };
+        match state.auth.bearer_of(token)? {
+            Bearer::Operator(session) => Ok(Staff::Operator(session.user)),
+            Bearer::User(_) => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "not_an_operator",
+                "this needs an operator token",
             )),
         }
     }

@@ -1,5 +1,6 @@
 //! The internal API (`/api/internal/*`) for the subscription service, the payment pipeline
-//! and admins. Every handler takes `Internal`, so nothing here runs without the secret.
+//! and admins. Every handler takes `Internal` (the secret) or, for the reads operators
+//! also make, `Staff` (the secret or an operator token).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Internal, PathId, RawBody};
+use super::extract::{ApiJson, Internal, PathId, RawBody, Staff};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
 use crate::app::{Deprovision, Keyed, Provision, ResourceId, SubscriptionId, UserId, VpnOutcome};
 use crate::domain::Status;
@@ -143,7 +144,7 @@ pub async fn deprovision(
 
 pub async fn resource(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    _: Staff,
     PathId(id): PathId,
 ) -> Result<Json<ResourceStatus>, ApiError> {
     let r = st.app.resource(ResourceId::parse(&id)?).await?;
@@ -152,7 +153,7 @@ pub async fn resource(
 
 pub async fn subscription_resources(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    _: Staff,
     PathId(subscription_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let subscription = SubscriptionId::parse(&subscription_id)?;
@@ -163,7 +164,7 @@ pub async fn subscription_resources(
 
 pub async fn user_resources(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    _: Staff,
     PathId(user_id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;

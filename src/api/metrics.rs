@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{ApiQuery, Internal};
+use super::extract::{ApiQuery, Staff};
 use super::views::Num;
 use crate::app::live::Transport;
 use crate::domain::units::{gib, percent, rfc3339_opt};
@@ -207,7 +207,7 @@ const MAX_LOAD_ROWS: i64 = 500;
 /// `GET /api/internal/nodes/load?sort=cpu|mem|load|traffic&limit=N`.
 pub async fn nodes_load(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    _: Staff,
     ApiQuery(q): ApiQuery<LoadQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let invalid =

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::{ApiError, Shape};
-use super::extract::{ApiJson, Internal, PathId, User};
+use super::extract::{ApiJson, PathId, Staff, User};
 use super::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
 use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
 use crate::domain::Resource;
@@ -219,17 +219,18 @@ pub struct MigrateBody {
 
 pub async fn migrate_internal(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    staff: Staff,
     PathId(id): PathId,
     ApiJson(body): ApiJson<MigrateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let actor = staff.actor();
     let r = st
         .app
         .migrate_resource(
             &id,
             body.region.as_deref(),
             body.plan_tier.as_deref(),
-            "admin",
+            &actor,
         )
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
@@ -238,12 +239,12 @@ pub async fn migrate_internal(
 
 pub async fn cancel_internal(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    staff: Staff,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let r = st
         .app
-        .cancel_resource_migration(&id, "admin")
+        .cancel_resource_migration(&id, &staff.actor())
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
     Ok(cancelled(&r))

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Internal, PathId};
+use super::extract::{ApiJson, PathId, Staff};
 use super::views::ResourceStatus;
 use crate::app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
 use crate::domain::units::{rfc3339, rfc3339_opt};
@@ -73,7 +73,7 @@ struct EventView<'a> {
     at: DateTime<Utc>,
 }
 
-pub async fn queue(State(st): State<Arc<ApiState>>, _: Internal) -> Result<Json<Value>, ApiError> {
+pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Json<Value>, ApiError> {
     let q = st.app.operator_queue().await?;
     let now = st.app.ports.clock.now();
     let resources: Vec<QueueItem> = q.resources.iter().map(|r| QueueItem::new(r, now)).collect();
@@ -106,10 +106,11 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Internal) -> Result<Json<
 
 pub async fn retry(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    staff: Staff,
     PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
 ) -> Result<Json<Value>, ApiError> {
+    let action = signed(&staff, action);
     let r = st
         .app
         .operator_retry(ResourceId::parse(&id)?, action)
@@ -121,10 +122,11 @@ pub async fn retry(
 
 pub async fn fail(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    staff: Staff,
     PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
 ) -> Result<Json<Value>, ApiError> {
+    let action = signed(&staff, action);
     let r = st
         .app
         .operator_fail(ResourceId::parse(&id)?, action)
@@ -134,9 +136,21 @@ pub async fn fail(
         "resource": ResourceStatus::from(&r)})))
 }
 
+/// An operator token names who pulls the lever: its name is recorded, whatever the body
+/// says (with the internal secret, the body's `operator` is taken at its word).
+fn signed(staff: &Staff, action: OperatorAction) -> OperatorAction {
+    match staff.operator() {
+        Some(name) => OperatorAction {
+            operator: Some(name.to_owned()),
+            ..action
+        },
+        None => action,
+    }
+}
+
 pub async fn events(
     State(st): State<Arc<ApiState>>,
-    _: Internal,
+    _: Staff,
     PathId(id): PathId,
 ) -> Result<Json<Value>, ApiError> {
     let events: Vec<Event> = st.app.history(ResourceId::parse(&id)?).await?;

@@ -161,11 +161,21 @@ async fn the_internal_api_needs_the_exact_secret() {
         )
         .await;
     assert_eq!((status, body), (200, json!({"resources": []})));
-    // A user token is no internal credential.
+    // A user token is no internal credential: on the reads operators also make, it is a
+    // known caller who may not (403, CONTRACTS.md §4.6); on the writes, no credential.
     let r = app
         .http
         .get(&url)
         .bearer_auth(app.token("u-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = app
+        .http
+        .post(app.url("/api/internal/deprovision"))
+        .bearer_auth(app.token("u-1"))
+        .json(&json!({"subscription_id": "sub-1"}))
         .send()
         .await
         .unwrap();

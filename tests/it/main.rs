@@ -26,6 +26,7 @@ mod migration;
 mod migration_crash;
 mod nodes;
 mod operator;
+mod operator_auth;
 mod prometheus;
 mod sse_client;
 mod store_conformance;
