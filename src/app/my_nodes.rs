@@ -81,8 +81,8 @@ impl App {
         );
         let (nodes, subscription) = (nodes?, subscription?);
         let now = self.ports.clock.now();
-        let status =
-            progress::hosting_status(&subscription, nodes.first(), now).ok_or_else(unreachable)?;
+        let status = progress::hosting_status(&subscription, nodes.first(), now)
+            .ok_or_else(subscriptions_unreachable)?;
         let node_limit = match subscription_of(&subscription) {
             Some(s) => self.node_limit(s).await?,
             None => 0,
@@ -153,7 +153,7 @@ impl App {
             .await?;
         let Some(snapshot) = subscription_of(&subscription).cloned() else {
             return Err(match subscription {
-                SubscriptionState::Unknown => unreachable(),
+                SubscriptionState::Unknown => subscriptions_unreachable(),
                 _ => AppError::forbidden("no_subscription", "no active hosting subscription"),
             });
         };
@@ -228,6 +228,6 @@ impl App {
     }
 }
 
-fn unreachable() -> AppError {
+fn subscriptions_unreachable() -> AppError {
     AppError::Unavailable("the subscription service is unreachable; try again shortly".into())
 }
