@@ -36,6 +36,9 @@ alter table resources add column migration_deadline_at text;
 alter table resources add column migration_error text;
 alter table resources add column migration_actor text;
 alter table resources add column retire_node_id text;
+-- The plan a hosting order asked for while the node was still coming up: once it is
+-- active, it migrates to it.
+alter table resources add column plan_wanted text;
 create index resources_by_migration_node on resources (migration_node_id)
     where migration_node_id is not null;
 create index resources_by_retired_node on resources (retire_node_id)

@@ -50,8 +50,9 @@ impl App {
         let ordered = self
             .ports
             .store
-            .ordered_quantity(&snapshot.subscription_id)
-            .await?;
+            .latest_order(&snapshot.subscription_id)
+            .await?
+            .map(|o| o.quantity);
         let max = self.config.max_nodes_per_subscription;
         Ok(slots::node_limit(snapshot.quantity, ordered, max))
     }
@@ -167,7 +168,17 @@ impl App {
             }
             NodeCreate::More => SlotChoice::UpTo(self.node_limit(&snapshot).await?),
         };
-        let plan = PlanTier::parse(&snapshot.plan_tier);
+        // The plan the subscription's latest order names, else the subscription service's.
+        let ordered = self
+            .ports
+            .store
+            .latest_order(&snapshot.subscription_id)
+            .await?;
+        let plan = PlanTier::parse(
+            ordered
+                .as_ref()
+                .map_or(&snapshot.plan_tier, |o| &o.plan_tier),
+        );
         let new = NewResource {
             id: Uuid::now_v7(),
             kind: ResourceKind::HostingNode,

@@ -189,9 +189,43 @@ pub fn start(
     })
 }
 
-/// The migration a hosting order for `plan_tier` starts on one of its subscription's
-/// nodes: one when the node is on another plan and may migrate (a node coming up, or
-/// already migrating, is left as it is). It stays in its region.
+/// What a hosting order for `plan_tier` does to one of its subscription's live nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanOrder {
+    /// Same plan, or a node not meant to live: nothing.
+    Nothing,
+    /// An active node free to migrate: in place (same region) to the new plan, now.
+    MigrateNow(Migration),
+    /// A node still coming up, or migrating already: it moves to the plan once it can.
+    Remember,
+}
+
+/// What a hosting order for `plan_tier` does to `node`.
+pub fn on_plan_order(
+    node: &Resource,
+    plan_tier: &str,
+    now: DateTime<Utc>,
+    deadline_at: DateTime<Utc>,
+    actor: &str,
+) -> PlanOrder {
+    if node.plan_tier == plan_tier
+        || node.kind != ResourceKind::HostingNode
+        || node.desired != Desired::Active
+        || !matches!(
+            node.status,
+            Status::Pending | Status::Creating | Status::Active
+        )
+    {
+        return PlanOrder::Nothing;
+    }
+    match start(node, &node.region, plan_tier, now, deadline_at, actor) {
+        Ok(m) => PlanOrder::MigrateNow(m),
+        Err(_) => PlanOrder::Remember,
+    }
+}
+
+/// The migration a node's remembered plan (`plan_wanted`) starts once the node is active
+/// and free, or `None` (nothing to change, or not yet possible).
 pub fn plan_change(
     node: &Resource,
     plan_tier: &str,
@@ -199,10 +233,10 @@ pub fn plan_change(
     deadline_at: DateTime<Utc>,
     actor: &str,
 ) -> Option<Migration> {
-    if node.plan_tier == plan_tier {
-        return None;
+    match on_plan_order(node, plan_tier, now, deadline_at, actor) {
+        PlanOrder::MigrateNow(m) => Some(m),
+        PlanOrder::Nothing | PlanOrder::Remember => None,
     }
-    start(node, &node.region, plan_tier, now, deadline_at, actor).ok()
 }
 
 /// A cancel of a node that has no migration.
@@ -379,6 +413,51 @@ mod tests {
         let mut creating = node(Status::Creating, None);
         creating.plan_tier = "basic".into();
         assert_eq!(plan_change(&creating, "premium", at(), at(), "s"), None);
+    }
+
+    #[test]
+    fn a_plan_order_on_a_node_coming_up_or_migrating_is_remembered() {
+        for status in [Status::Pending, Status::Creating] {
+            let mut n = node(status, None);
+            n.plan_tier = "basic".into();
+            assert_eq!(
+                on_plan_order(&n, "premium", at(), at(), "s"),
+                PlanOrder::Remember,
+                "{status}"
+            );
+            assert_eq!(
+                on_plan_order(&n, "basic", at(), at(), "s"),
+                PlanOrder::Nothing
+            );
+        }
+        let mut busy = node(Status::Active, Some(Installing));
+        busy.plan_tier = "basic".into();
+        assert_eq!(
+            on_plan_order(&busy, "premium", at(), at(), "s"),
+            PlanOrder::Remember
+        );
+        let mut free = node(Status::Active, None);
+        free.plan_tier = "basic".into();
+        assert!(matches!(
+            on_plan_order(&free, "premium", at(), at(), "s"),
+            PlanOrder::MigrateNow(_)
+        ));
+        for status in [Status::Failed, Status::Deleting, Status::Deleted] {
+            let mut gone = node(status, None);
+            gone.plan_tier = "basic".into();
+            assert_eq!(
+                on_plan_order(&gone, "premium", at(), at(), "s"),
+                PlanOrder::Nothing,
+                "{status}"
+            );
+        }
+        let mut leaving = node(Status::Active, None);
+        leaving.plan_tier = "basic".into();
+        leaving.desired = Desired::Deleted;
+        assert_eq!(
+            on_plan_order(&leaving, "premium", at(), at(), "s"),
+            PlanOrder::Nothing
+        );
     }
 
     #[test]

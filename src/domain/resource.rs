@@ -213,6 +213,8 @@ pub struct Resource {
     pub migration: Option<super::migration::Migration>,
     /// The VPS a switch replaced, deleted until it is gone.
     pub retire_node_id: Option<String>,
+    /// The plan an order asked for while the node was coming up (it migrates once active).
+    pub plan_wanted: Option<String>,
 }
 
 /// The VPN side of a resource: the account at the VPN manager and the terms it must
@@ -301,6 +303,7 @@ impl Resource {
             slot: None,
             migration: None,
             retire_node_id: None,
+            plan_wanted: None,
         }
     }
 }

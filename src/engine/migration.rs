@@ -32,11 +32,12 @@ impl Engine {
             return self.delete_retired(r, old).await;
         }
         let Some(m) = r.migration.clone() else {
-            return self.settle(&r).await;
+            return self.follow_wanted_plan(r).await;
         };
         use MigrationStatus::*;
         match m.status {
-            Failed => self.settle(&r).await,
+            // A failed attempt stays shown; a plan asked for meanwhile replaces it.
+            Failed => self.follow_wanted_plan(r).await,
             Failing | Cancelling => self.drop_new_vps(r, m).await,
             _ if self.now() >= m.deadline_at => {
                 let msg = format!(
@@ -51,6 +52,31 @@ impl Engine {
                 Some(node_id) => self.poll_new_vps(r, m, &node_id).await,
             },
         }
+    }
+
+    /// An active node with nothing else to do: if an order asked for another plan while it
+    /// was coming up or migrating (`plan_wanted`), migrate it in place now; else settle.
+    async fn follow_wanted_plan(&self, r: Resource) -> StoreResult<()> {
+        let Some(wanted) = r.plan_wanted.clone() else {
+            return self.settle(&r).await;
+        };
+        let now = self.now();
+        let deadline = crate::domain::units::after(now, self.config.ready_timeout);
+        let actor = "subscription_service";
+        let mut c = self.change(&r);
+        c.plan_wanted = Some(None);
+        if let Some(m) = migration::plan_change(&r, &wanted, now, deadline, actor) {
+            c.events.push(
+                NewEvent::new(EventKind::MigrationRequested, actor)
+                    .with_message(format!("plan {} -> {wanted}", r.plan_tier)),
+            );
+            c.migrate(&r, Some(m));
+            c.next_attempt_at = Some(Some(now));
+        } else {
+            c.next_attempt_at = Some(None);
+        }
+        c.release_lease = true;
+        self.commit(c).await.map(|_| ())
     }
 
     /// Deletes the VPS a switch replaced (a 404 counts as gone), then forgets it.

@@ -230,7 +230,8 @@ impl Engine {
         actor: &str,
     ) -> StoreResult<()> {
         self.mark_ready(&mut c, r, conn, actor);
-        c.next_attempt_at = Some(None);
+        // A plan ordered while it came up is applied next (`maintain_node`).
+        c.next_attempt_at = Some(r.plan_wanted.is_some().then(|| self.now()));
         c.release_lease = true;
         if self.commit(c).await? {
             self.activated(r);

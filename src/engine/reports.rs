@@ -24,8 +24,10 @@ impl Engine {
         let mut c = Change::on(r, Guard::Unleased, self.now());
         c.expect_desired = Some(Desired::Active);
         self.mark_ready(&mut c, r, conn, "node");
-        // Without the node's id (a lost create answer), the engine still has to find it.
-        c.next_attempt_at = Some(r.node_id.is_none().then(|| self.now()));
+        // Without the node's id (a lost create answer), the engine still has to find it;
+        // a plan ordered while it came up is applied next.
+        let more = r.node_id.is_none() || r.plan_wanted.is_some();
+        c.next_attempt_at = Some(more.then(|| self.now()));
         let applied = self.ports.store.apply(&c).await?;
         if applied {
             self.activated(r);

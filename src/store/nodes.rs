@@ -12,12 +12,12 @@ use super::events::insert_event;
 use super::resources::{insert_node, taken_slots};
 use super::row::{self, ResourceRow, live_sql, resource_columns};
 use super::work::change_statement;
-use crate::domain::migration;
+use crate::domain::migration::{self, PlanOrder};
 use crate::domain::slots::{SlotChoice, free_slots, missing};
 use crate::domain::{Desired, EventKind, Resource, ResourceKind};
 use crate::ports::store::{
-    Change, Guard, HostingOrder, NewEvent, Nodes, NodesOf, OrderRecorded, OverLimit, StoreError,
-    StoreResult,
+    Change, Guard, HostingOrder, LatestOrder, NewEvent, Nodes, NodesOf, OrderRecorded, OverLimit,
+    StoreError, StoreResult,
 };
 
 /// Rounds of recording an order before giving up on a subscription whose nodes keep
@@ -47,8 +47,10 @@ impl SqlStore {
         Ok(Some((created, migrating)))
     }
 
-    /// Starts a migration to the order's plan on each live node of another plan that may
-    /// migrate (`domain::migration::plan_change` decides).
+    /// Moves the subscription's live nodes to the order's plan
+    /// (`domain::migration::on_plan_order` decides): an active node free to migrate starts
+    /// a migration now; one still coming up or migrating remembers the plan
+    /// (`plan_wanted`) for when it can; a plan an older order asked for is forgotten.
     async fn start_plan_changes(
         &self,
         tx: &mut Tx,
@@ -58,7 +60,8 @@ impl SqlStore {
         let rows: Vec<ResourceRow> = tx
             .sql(concat!(
                 live_sql!(),
-                "subscription_id = $1 and plan_tier <> $3 order by created_at, id{for_update}"
+                "subscription_id = $1 and (plan_tier <> $3 or plan_wanted is not null) \
+                 order by created_at, id{for_update}"
             ))
             .bind(&order.subscription_id)
             .bind(ResourceKind::HostingNode.as_str())
@@ -66,24 +69,44 @@ impl SqlStore {
             .fetch_all()
             .await?;
         let mut migrating = Vec::new();
+        let actor = "subscription_service";
         for node in row::resources(rows)? {
-            let actor = "subscription_service";
             let deadline = order.migration_deadline;
-            let Some(m) = migration::plan_change(&node, &order.plan_tier, now, deadline, actor)
-            else {
-                continue;
-            };
             let mut c = Change::on(&node, Guard::Unleased, now);
             c.expect_desired = Some(Desired::Active);
-            c.bump_generation = true;
-            c.next_attempt_at = Some(Some(now));
-            c.migrate(&node, Some(m));
+            let event =
+                match migration::on_plan_order(&node, &order.plan_tier, now, deadline, actor) {
+                    // A plan an older order asked for is no longer wanted.
+                    PlanOrder::Nothing if node.plan_wanted.is_some() => {
+                        c.plan_wanted = Some(None);
+                        None
+                    }
+                    PlanOrder::Nothing => continue,
+                    PlanOrder::MigrateNow(m) => {
+                        c.bump_generation = true;
+                        c.next_attempt_at = Some(Some(now));
+                        c.migrate(&node, Some(m));
+                        c.plan_wanted = Some(None);
+                        Some(
+                            NewEvent::new(EventKind::MigrationRequested, actor).with_message(
+                                format!("plan {} -> {}", node.plan_tier, order.plan_tier),
+                            ),
+                        )
+                    }
+                    // Still coming up or migrating: it moves once it can (`engine::migration`).
+                    // New intent: a worker mid-step on the node re-reads it after.
+                    PlanOrder::Remember => {
+                        c.plan_wanted = Some(Some(order.plan_tier.clone()));
+                        c.bump_generation = true;
+                        None
+                    }
+                };
             if change_statement(tx.sql(""), &c).execute().await? == 1 {
-                let event = NewEvent::new(EventKind::MigrationRequested, actor)
-                    .with_message(format!("plan {} -> {}", node.plan_tier, order.plan_tier));
-                insert_event(tx, node.id, &event, now).await?;
-                tx.wake(Topic::Resources);
-                migrating.push(node.id);
+                if let Some(event) = event {
+                    insert_event(tx, node.id, &event, now).await?;
+                    tx.wake(Topic::Resources);
+                    migrating.push(node.id);
+                }
             }
         }
         Ok(migrating)
@@ -142,17 +165,20 @@ impl Nodes for SqlStore {
         ))
     }
 
-    async fn ordered_quantity(&self, subscription_id: &str) -> StoreResult<Option<i64>> {
-        let row: Option<(i64,)> = self
+    async fn latest_order(&self, subscription_id: &str) -> StoreResult<Option<LatestOrder>> {
+        let row: Option<(i64, String)> = self
             .db
             .sql(
-                "select cast(quantity as bigint) from hosting_orders \
+                "select cast(quantity as bigint), plan_tier from hosting_orders \
                  where subscription_id = $1 order by seq desc limit 1",
             )
             .bind(subscription_id)
             .fetch_optional()
             .await?;
-        Ok(row.map(|(q,)| q))
+        Ok(row.map(|(quantity, plan_tier)| LatestOrder {
+            quantity,
+            plan_tier,
+        }))
     }
 
     async fn live_nodes(&self, of: NodesOf<'_>) -> StoreResult<Vec<Resource>> {

@@ -24,7 +24,7 @@ macro_rules! resource_columns {
          service_tier, spec_version, applied_version, traffic_synced_at, last_error, slot, \
          migration_status, migration_region, migration_plan_tier, migration_node_id, \
          migration_token_hash, migration_started_at, migration_deadline_at, migration_error, \
-         migration_actor, retire_node_id"
+         migration_actor, retire_node_id, plan_wanted"
     };
 }
 pub(crate) use resource_columns;
@@ -81,6 +81,7 @@ pub struct ResourceRow {
     migration_error: Option<String>,
     migration_actor: Option<String>,
     retire_node_id: Option<String>,
+    plan_wanted: Option<String>,
 }
 
 impl ResourceRow {
@@ -167,6 +168,7 @@ impl TryFrom<ResourceRow> for Resource {
             slot: r.slot,
             migration,
             retire_node_id: r.retire_node_id,
+            plan_wanted: r.plan_wanted,
         })
     }
 }

@@ -101,6 +101,11 @@ pub(super) fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
         "retire_node_id",
         c.retire_node_id.as_ref().map(Option::as_deref),
     );
+    set(
+        &mut q,
+        "plan_wanted",
+        c.plan_wanted.as_ref().map(Option::as_deref),
+    );
     if c.bump_generation {
         q.push(", generation = generation + 1");
     }

@@ -328,3 +328,24 @@ on_both! {
         assert_ne!(r.node_id.as_deref(), Some(old_node.as_str()));
     }
 }
+
+on_both! {
+    async fn a_plan_ordered_while_the_node_comes_up_is_applied_once_it_is_active(b: Backend) {
+        let app = TestApp::spawn_with(b, slow(), |_| {}).await;
+        let (_, body) = app.provision("u-1", "sub-1").await;
+        let id = body["resource_id"].as_str().unwrap().to_owned();
+        // A renewal on another plan arrives while the VPS is still being created.
+        let (status, _) = app.internal(Method::POST, "/api/internal/provision",
+            Some(json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "obox", "plan_tier": "basic",
+                "region": "ap-northeast-1", "channel_tx_id": "renewal-1"}))).await;
+        assert_eq!(status, 200);
+        app.wait_status(&id, "active").await;
+        let first_node = fulfillment_row(&app, &id).await.node_id.unwrap();
+        let r = wait_switched(&app, &id, &first_node).await;
+        assert_eq!((r.plan_tier.as_str(), r.plan_wanted.as_deref()), ("basic", None));
+        let creates = app.sims.sim.hosting.creates();
+        assert_eq!(creates.iter().map(|c| c.bundle_id.as_str()).collect::<Vec<_>>(), vec!["small_3_0", "nano_3_0"]);
+        assert_eq!(app.sims.sim.hosting.obox_nodes().len(), 1);
+        assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-1").len(), 1, "one active callback");
+    }
+}

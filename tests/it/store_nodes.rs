@@ -98,7 +98,8 @@ on_both! {
         let first = store.record_hosting_order(&hosting_order("k1", 2, "premium"), now).await.unwrap();
         assert!(first.new_order);
         assert_eq!((first.created.len(), first.live.len()), (2, 2));
-        assert_eq!(store.ordered_quantity("sub-o").await.unwrap(), Some(2));
+        let latest = store.latest_order("sub-o").await.unwrap().unwrap();
+        assert_eq!((latest.quantity, latest.plan_tier.as_str()), (2, "premium"));
         // A repeat changes nothing, even after a node was deleted.
         store.request_deletion(first.created[0], DeleteReason::UserInitiated, "user", now).await.unwrap();
         let repeat = store.record_hosting_order(&hosting_order("k1", 2, "premium"), now).await.unwrap();
@@ -108,7 +109,7 @@ on_both! {
         // A new order for three fills the missing slots.
         let more = store.record_hosting_order(&hosting_order("k2", 3, "premium"), now).await.unwrap();
         assert_eq!((more.created.len(), more.live.len()), (2, 3));
-        assert_eq!(store.ordered_quantity("sub-o").await.unwrap(), Some(3));
+        assert_eq!(store.latest_order("sub-o").await.unwrap().map(|o| o.quantity), Some(3));
         assert!(store.over_node_limit(10).await.unwrap().is_empty());
         // A lower quantity deletes nothing: the subscription is over its limit.
         let fewer = store.record_hosting_order(&hosting_order("k3", 1, "premium"), now).await.unwrap();
@@ -223,5 +224,23 @@ on_both! {
         assert_eq!((s.node_id.as_deref(), s.region.as_str(), s.plan_tier.as_str()), (Some("node-9"), "region-9", "plan-9"));
         assert_eq!(s.connection, Connection { public_ip: Some("203.0.113.99".into()), api_key: Some("k-new".into()), ..Default::default() });
         assert_eq!((s.migration.clone(), s.retire_node_id.clone()), (None, None));
+    }
+}
+
+on_both! {
+    async fn a_plan_ordered_while_a_node_comes_up_is_remembered_until_an_order_says_otherwise(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        let first = store.record_hosting_order(&hosting_order("k1", 1, "premium"), now).await.unwrap();
+        let id = first.created[0];
+        // The node is pending: a plan-changing order cannot migrate it yet.
+        let changed = store.record_hosting_order(&hosting_order("k2", 1, "basic"), now).await.unwrap();
+        assert!(changed.migrating.is_empty());
+        let r = store.resource(id).await.unwrap().unwrap();
+        assert_eq!((r.plan_tier.as_str(), r.plan_wanted.as_deref()), ("premium", Some("basic")));
+        // Back to the node's own plan: nothing is wanted any more.
+        store.record_hosting_order(&hosting_order("k3", 1, "premium"), now).await.unwrap();
+        assert_eq!(store.resource(id).await.unwrap().unwrap().plan_wanted, None);
     }
 }

@@ -38,6 +38,13 @@ pub struct OrderRecorded {
     pub live: Vec<Resource>,
 }
 
+/// What the latest hosting order of a subscription says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestOrder {
+    pub quantity: i64,
+    pub plan_tier: String,
+}
+
 /// Whose live nodes.
 #[derive(Debug, Clone, Copy)]
 pub enum NodesOf<'a> {
@@ -64,8 +71,9 @@ pub trait Nodes: Send + Sync {
         order: &HostingOrder,
         now: DateTime<Utc>,
     ) -> StoreResult<OrderRecorded>;
-    /// The quantity of the latest hosting order recorded for the subscription.
-    async fn ordered_quantity(&self, subscription_id: &str) -> StoreResult<Option<i64>>;
+    /// The latest hosting order recorded for the subscription: how many nodes it pays for
+    /// and on which plan.
+    async fn latest_order(&self, subscription_id: &str) -> StoreResult<Option<LatestOrder>>;
     /// Live hosting nodes that are meant to exist (not being deleted), oldest first.
     async fn live_nodes(&self, of: NodesOf<'_>) -> StoreResult<Vec<Resource>>;
     /// Subscriptions with more live nodes than their latest order's quantity.

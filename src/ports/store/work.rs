@@ -84,6 +84,8 @@ pub struct Change {
     pub expect_migration: Option<Option<MigrationStatus>>,
     /// `Some(x)` sets (or clears) the VPS retired by a switch.
     pub retire_node_id: Option<Option<String>>,
+    /// `Some(x)` sets (or clears) the plan an order asked for while the node came up.
+    pub plan_wanted: Option<Option<String>>,
     /// Count this change as new intent (a migration asked for or cancelled): a worker that
     /// read the row before it re-reads it at once.
     pub bump_generation: bool,
@@ -125,6 +127,7 @@ impl Change {
             migration: None,
             expect_migration: None,
             retire_node_id: None,
+            plan_wanted: None,
             bump_generation: false,
             now,
         }
