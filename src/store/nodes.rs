@@ -101,12 +101,11 @@ impl SqlStore {
                         None
                     }
                 };
-            if change_statement(tx.sql(""), &c).execute().await? == 1 {
-                if let Some(event) = event {
-                    insert_event(tx, node.id, &event, now).await?;
-                    tx.wake(Topic::Resources);
-                    migrating.push(node.id);
-                }
+            let written = change_statement(tx.sql(""), &c).execute().await? == 1;
+            if written && let Some(event) = event {
+                insert_event(tx, node.id, &event, now).await?;
+                tx.wake(Topic::Resources);
+                migrating.push(node.id);
             }
         }
         Ok(migrating)
