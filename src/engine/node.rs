@@ -310,9 +310,11 @@ impl Engine {
         // A sibling creating its node, or preparing a migration's new VPS, without
         // knowing its id yet may be the maker of any such node.
         let racing = siblings.iter().any(|s| {
-            let migrating_blind = s.migration.as_ref().is_some_and(|m| {
-                m.node_id.is_none() && m.token_hash.is_some() && m.status.is_preparing()
-            });
+            // (A migration runs on an active node; a deleted one's is history.)
+            let migrating_blind = s.status == Status::Active
+                && s.migration.as_ref().is_some_and(|m| {
+                    m.node_id.is_none() && m.token_hash.is_some() && m.status.is_preparing()
+                });
             s.id != r.id
                 && s.kind == ResourceKind::HostingNode
                 && ((s.node_id.is_none() && matches!(s.status, Status::Creating))
