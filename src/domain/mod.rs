@@ -2,6 +2,7 @@
 //! read models the apps see (`hosting_status`, `creation_progress`). Everything here is a pure
 //! function of its inputs and is unit-tested exhaustively.
 
+pub mod attribution;
 pub mod callback;
 pub mod credential;
 pub mod entitlement;

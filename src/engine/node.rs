@@ -9,10 +9,9 @@
 
 use super::Engine;
 use super::step::{ACTOR, StepError};
+use crate::domain::attribution::{self, Attribution};
 use crate::domain::callback::HOSTING_APP;
-use crate::domain::{
-    Connection, Desired, EventKind, PlanTier, Resource, ResourceKind, Status, credential,
-};
+use crate::domain::{Connection, Desired, EventKind, PlanTier, Resource, Status, credential};
 use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
 use crate::ports::{CreateNode, HostingNode};
 
@@ -271,6 +270,8 @@ impl Engine {
         let nodes = self.ports.hosting.list_nodes().await?;
         let id = r.id.to_string();
         let mut ours = Vec::new();
+        // The subscription's resources, read once, when a node carries no resource id.
+        let mut siblings: Option<Vec<Resource>> = None;
         for node in nodes {
             if node.purpose.as_deref().is_some_and(|p| p != HOSTING_APP) {
                 continue;
@@ -289,42 +290,26 @@ impl Engine {
                         Some(o) if o == r.id => ours.push(node),
                         Some(_) => {}
                         None => {
-                            self.ensure_unambiguous(r).await?;
-                            ours.push(node);
+                            if siblings.is_none() {
+                                let all = self
+                                    .ports
+                                    .store
+                                    .resources_for_subscription(&r.subscription_id)
+                                    .await?;
+                                siblings = Some(all);
+                            }
+                            let all = siblings.as_deref().unwrap_or_default();
+                            match attribution::attribute(r, node.public_ip.as_deref(), all) {
+                                Attribution::Ours => ours.push(node),
+                                Attribution::NotOurs => {}
+                                Attribution::Unsure => return Err(StepError::Ambiguous),
+                            }
                         }
                     }
                 }
             }
         }
         Ok(ours)
-    }
-
-    /// Without a resource id on the node, a node of this subscription and user is ours
-    /// only if no other resource of the subscription may be creating one right now.
-    async fn ensure_unambiguous(&self, r: &Resource) -> Result<(), StepError> {
-        let siblings = self
-            .ports
-            .store
-            .resources_for_subscription(&r.subscription_id)
-            .await?;
-        // A sibling creating its node, or preparing a migration's new VPS, without
-        // knowing its id yet may be the maker of any such node.
-        let racing = siblings.iter().any(|s| {
-            // (A migration runs on an active node; a deleted one's is history.)
-            let migrating_blind = s.status == Status::Active
-                && s.migration.as_ref().is_some_and(|m| {
-                    m.node_id.is_none() && m.token_hash.is_some() && m.status.is_preparing()
-                });
-            s.id != r.id
-                && s.kind == ResourceKind::HostingNode
-                && ((s.node_id.is_none() && matches!(s.status, Status::Creating))
-                    || migrating_blind)
-        });
-        if racing {
-            Err(StepError::Ambiguous)
-        } else {
-            Ok(())
-        }
     }
 }
 

@@ -26,6 +26,12 @@ async fn active_node(app: &TestApp, user: &str, sub: &str) -> (String, String, S
     assert_eq!(status, 202, "{body}");
     let id = body["resource_id"].as_str().unwrap().to_owned();
     app.wait_status(&id, "active").await;
+    // The agent's ready report may precede the create's answer: wait for the VPS's id.
+    let known = wait_until(Duration::from_secs(20), || async {
+        fulfillment_row(app, &id).await.node_id.is_some()
+    })
+    .await;
+    assert!(known, "the node's VPS id was never learned");
     let r = fulfillment_row(app, &id).await;
     (id, r.node_id.unwrap(), r.connection.public_ip.unwrap())
 }
@@ -339,13 +345,20 @@ on_both! {
             Some(json!({"user_id": "u-1", "subscription_id": "sub-1", "app_source": "obox", "plan_tier": "basic",
                 "region": "ap-northeast-1", "channel_tx_id": "renewal-1"}))).await;
         assert_eq!(status, 200);
-        app.wait_status(&id, "active").await;
-        let first_node = fulfillment_row(&app, &id).await.node_id.unwrap();
-        let r = wait_switched(&app, &id, &first_node).await;
-        assert_eq!((r.plan_tier.as_str(), r.plan_wanted.as_deref()), ("basic", None));
+        let moved = wait_until(Duration::from_secs(30), || async {
+            let r = fulfillment_row(&app, &id).await;
+            r.status == fulfillment::domain::Status::Active && r.plan_tier == "basic"
+                && r.migration.is_none() && r.retire_node_id.is_none()
+        })
+        .await;
+        let r = fulfillment_row(&app, &id).await;
+        assert!(moved, "never moved to the ordered plan: {r:?}");
+        assert_eq!(r.plan_wanted, None);
         let creates = app.sims.sim.hosting.creates();
         assert_eq!(creates.iter().map(|c| c.bundle_id.as_str()).collect::<Vec<_>>(), vec!["small_3_0", "nano_3_0"]);
-        assert_eq!(app.sims.sim.hosting.obox_nodes().len(), 1);
+        let vpses = app.sims.sim.hosting.obox_nodes();
+        assert_eq!(vpses.len(), 1);
+        assert_eq!(Some(vpses[0].node_id.as_str()), r.node_id.as_deref(), "the node is on the new VPS");
         assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-1").len(), 1, "one active callback");
     }
 }
