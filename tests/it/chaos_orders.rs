@@ -103,19 +103,32 @@ async fn migrated_node(client: &Client, i: usize) -> (String, Plan) {
     let id = resp["resource_id"].as_str().unwrap().to_owned();
     until_active(client, &id).await;
     let path = format!("/api/internal/resources/{id}/migrate");
-    let (status, resp) = client
-        .call(
-            reqwest::Method::POST,
-            &path,
-            Some(json!({"region": "eu-west-1"})),
-            None,
-        )
-        .await;
-    // 409 when a retried request finds the first one took effect.
-    assert!(
-        status == 202 || (status == 409 && resp["code"] == "migration_in_progress"),
-        "{status} {resp}"
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, resp) = client
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({"region": "eu-west-1"})),
+                None,
+            )
+            .await;
+        // Active before its VPS's id is known (an agent's report came first): not yet.
+        if status == 409 && resp["code"] == "node_not_active" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never migratable: {resp}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        // 409 `migration_in_progress` when a retried request finds the first took effect.
+        assert!(
+            status == 202 || (status == 409 && resp["code"] == "migration_in_progress"),
+            "{status} {resp}"
+        );
+        break;
+    }
     (sub, Plan::NodeMigrated)
 }
 
