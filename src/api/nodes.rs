@@ -164,6 +164,10 @@ pub async fn migrate_one(
     PathId(id): PathId,
     ApiJson(body): ApiJson<RegionBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // A migration makes a VPS: it counts against the node-creation rate.
+    st.limits
+        .node_create(user.as_str())
+        .map_err(|e| e.shaped(Shape::Success))?;
     let r = st
         .app
         .migrate_my_node(&user, MyNodeRef::Id(&id), body.region.as_deref())
@@ -177,6 +181,10 @@ pub async fn migrate_shown(
     User(user): User,
     ApiJson(body): ApiJson<RegionBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // A migration makes a VPS: it counts against the node-creation rate.
+    st.limits
+        .node_create(user.as_str())
+        .map_err(|e| e.shaped(Shape::Success))?;
     let r = st
         .app
         .migrate_my_node(&user, MyNodeRef::Shown, body.region.as_deref())

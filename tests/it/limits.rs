@@ -192,3 +192,49 @@ async fn calls_toward_an_upstream_are_bounded() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_migrations_count_against_the_node_creation_rate() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
+        c.limits = RateLimitConfig {
+            per_second: 1000,
+            burst: 1000,
+            node_creates_per_minute: 2,
+        };
+    })
+    .await;
+    app.sims.subscribe("r-5", "sub-r5", "basic");
+    app.sims
+        .sim
+        .hosting
+        .set_timing(fulfillment::sim::NodeTiming {
+            send_callbacks: false,
+            ..Default::default()
+        });
+    let (_, body) = app.provision("r-5", "sub-r5").await;
+    let id = body["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    app.sims
+        .sim
+        .hosting
+        .set_timing(fulfillment::sim::NodeTiming {
+            creating_ms: 60_000,
+            ..Default::default()
+        });
+    let to = serde_json::json!({"region": "eu-west-1"});
+    let path = "/api/v1/my/node/migrate";
+    let (status, _) = app.user(Method::POST, path, "r-5", Some(to.clone())).await;
+    assert_eq!(status, 202);
+    let (status, _) = app.user(Method::POST, path, "r-5", Some(to.clone())).await;
+    assert_eq!(status, 409, "one at a time (and the second counted)");
+    let (status, refused) = app.user(Method::POST, path, "r-5", Some(to)).await;
+    assert_eq!(
+        (
+            status,
+            refused["success"].as_bool(),
+            refused["code"].as_str()
+        ),
+        (429, Some(false), Some("rate_limited")),
+        "{refused}"
+    );
+}
