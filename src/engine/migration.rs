@@ -15,8 +15,8 @@ use super::Engine;
 use super::step::{ACTOR, StepError};
 use crate::domain::migration::{self, Migration, MigrationStatus, NothingToCancel, Refusal};
 use crate::domain::{Connection, Desired, EventKind, PlanTier, Resource, credential};
+use crate::ports::HostingNode;
 use crate::ports::store::{Attempts, Change, Guard, NewEvent, StoreError, StoreResult};
-use crate::ports::{CreateNode, HostingNode};
 
 /// A migration's next state, checked against the table (a refusal is a bug, reported as
 /// a store error so the step is retried and logged rather than silently skipped).
@@ -165,16 +165,7 @@ impl Engine {
     }
 
     async fn create_new_vps(&self, r: Resource, m: Migration, token: String) -> StoreResult<()> {
-        let req = CreateNode {
-            cloud_provider: r.provider.clone(),
-            region: m.to_region.clone(),
-            bundle_id: PlanTier::parse(&m.to_plan_tier).bundle_id().into(),
-            subscription_id: r.subscription_id.clone(),
-            user_id: r.user_id.clone(),
-            resource_id: r.id.to_string(),
-            callback_url: self.config.node_callback_url.clone(),
-            callback_token: token,
-        };
+        let req = self.create_request(&r, &m.to_region, &m.to_plan_tier, token);
         let node_id = match self.ports.hosting.create_node(&req).await {
             Ok(id) => id,
             Err(e) if e.is_retryable() => return self.retry(&r, "creating the new VPS", e).await,

@@ -114,17 +114,29 @@ impl Engine {
         self.commit(c).await.map(|_| ())
     }
 
-    async fn create_node(&self, r: Resource, token: String) -> StoreResult<()> {
-        let req = CreateNode {
+    /// The hosting service's create request for a VPS of `r` in `region` on `plan_tier`
+    /// (its own, or a migration's new one), correlated by our resource id.
+    pub(super) fn create_request(
+        &self,
+        r: &Resource,
+        region: &str,
+        plan_tier: &str,
+        token: String,
+    ) -> CreateNode {
+        CreateNode {
             cloud_provider: r.provider.clone(),
-            region: r.region.clone(),
-            bundle_id: PlanTier::parse(&r.plan_tier).bundle_id().into(),
+            region: region.to_owned(),
+            bundle_id: PlanTier::parse(plan_tier).bundle_id().into(),
             subscription_id: r.subscription_id.clone(),
             user_id: r.user_id.clone(),
             resource_id: r.id.to_string(),
             callback_url: self.config.node_callback_url.clone(),
             callback_token: token,
-        };
+        }
+    }
+
+    async fn create_node(&self, r: Resource, token: String) -> StoreResult<()> {
+        let req = self.create_request(&r, &r.region, &r.plan_tier, token);
         let node_id = match self.ports.hosting.create_node(&req).await {
             Ok(id) => id,
             Err(e) if e.is_retryable() => return self.retry(&r, "creating the node", e).await,
