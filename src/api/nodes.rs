@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, PathId, Staff, User};
+use super::user::CreateNode as RegionBody;
 use super::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
 use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
 use crate::domain::Resource;
@@ -79,33 +80,12 @@ pub async fn list(
     Ok(Json(json!(MyNodesView::from(&mine))))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct RegionBody {
-    region: Option<String>,
-}
-
 pub async fn create(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     body: Result<ApiJson<RegionBody>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
-    st.limits
-        .node_create(user.as_str())
-        .map_err(|e| e.shaped(Shape::CreateNode))?;
-    let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
-    let (node, events) = st
-        .app
-        .create_node(&user, body.region.as_deref(), NodeCreate::More)
-        .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::CreateNode))?;
-    Ok(Json(CreateNodeView {
-        success: true,
-        resource_id: node.id.to_string(),
-        status: "creating",
-        creation_progress: progress::creation_progress(&node, &events),
-        message: "Your node is being created.".into(),
-    }))
+    super::user::create(&st, &user, body, NodeCreate::More).await
 }
 
 pub async fn one(

@@ -12,7 +12,7 @@ use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, User};
 use super::views::{CreateNodeView, NodeStatus, RegionsView};
-use crate::app::UserId;
+use crate::app::{NodeCreate, UserId};
 use crate::domain::progress::creation_progress;
 
 pub async fn my_node(
@@ -40,10 +40,11 @@ pub(super) fn json_response(body: String) -> Response {
         .into_response()
 }
 
+/// A body naming a region (creating a node, migrating one).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct CreateNode {
-    region: Option<String>,
+    pub(super) region: Option<String>,
 }
 
 pub async fn create_my_node(
@@ -51,13 +52,24 @@ pub async fn create_my_node(
     User(user): User,
     body: Result<ApiJson<CreateNode>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
+    create(&st, &user, body, NodeCreate::First).await
+}
+
+/// Creates a node for `POST /my/node` and `POST /my/nodes` alike: rate limited, refused
+/// in the create endpoint's own shape.
+pub(super) async fn create(
+    st: &ApiState,
+    user: &UserId,
+    body: Result<ApiJson<CreateNode>, ApiError>,
+    how: NodeCreate,
+) -> Result<Json<CreateNodeView>, ApiError> {
     st.limits
         .node_create(user.as_str())
         .map_err(|e| e.shaped(Shape::CreateNode))?;
     let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
     let (node, events) = st
         .app
-        .create_my_node(&user, body.region.as_deref())
+        .create_node(user, body.region.as_deref(), how)
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::CreateNode))?;
     Ok(Json(CreateNodeView {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::ids::UserId;
-use super::my_nodes::NodeCreate;
 use super::subscriptions::HOSTING;
 use super::{App, AppError};
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
@@ -77,16 +76,6 @@ impl App {
             region,
             events,
         })
-    }
-
-    /// `POST /my/node`: create the user's node in `region` when they have none. A repeat
-    /// while it is being created returns the same resource; a failed node is replaced.
-    pub async fn create_my_node(
-        &self,
-        user: &UserId,
-        region: Option<&str>,
-    ) -> Result<(Resource, Vec<Event>), AppError> {
-        self.create_node(user, region, NodeCreate::First).await
     }
 
     /// `DELETE /my/node`: accepted in every live state, creation included.

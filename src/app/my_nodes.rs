@@ -11,7 +11,7 @@ use crate::domain::progress::{self, HostingStatus, SubscriptionSnapshot, Subscri
 use crate::domain::resource::order_key;
 use crate::domain::slots::{self, SlotChoice};
 use crate::domain::{DeleteReason, Desired, Event, PlanTier, Resource, ResourceKind, Status};
-use crate::ports::store::{Inserted, NewResource, NodesOf, Region};
+use crate::ports::store::{Inserted, LatestOrder, NewResource, NodesOf, Region};
 
 /// Which create a user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,19 +42,22 @@ pub struct MyNodes {
 }
 
 impl App {
-    /// How many nodes the subscription pays for (`domain::slots::node_limit`).
-    pub(super) async fn node_limit(
+    /// The subscription's latest hosting order, if one was recorded.
+    async fn latest_order(
         &self,
         snapshot: &SubscriptionSnapshot,
-    ) -> Result<u32, AppError> {
-        let ordered = self
+    ) -> Result<Option<LatestOrder>, AppError> {
+        Ok(self
             .ports
             .store
             .latest_order(&snapshot.subscription_id)
-            .await?
-            .map(|o| o.quantity);
+            .await?)
+    }
+
+    /// How many nodes the subscription pays for (`domain::slots::node_limit`).
+    fn node_limit(&self, snapshot: &SubscriptionSnapshot, ordered: Option<&LatestOrder>) -> u32 {
         let max = self.config.max_nodes_per_subscription;
-        Ok(slots::node_limit(snapshot.quantity, ordered, max))
+        slots::node_limit(snapshot.quantity, ordered.map(|o| o.quantity), max)
     }
 
     /// A node with its region and, while it is being created, its history.
@@ -85,7 +88,7 @@ impl App {
         let status = progress::hosting_status(&subscription, nodes.first(), now)
             .ok_or_else(subscriptions_unreachable)?;
         let node_limit = match subscription_of(&subscription) {
-            Some(s) => self.node_limit(s).await?,
+            Some(s) => self.node_limit(s, self.latest_order(s).await?.as_ref()),
             None => 0,
         };
         let mut entries = Vec::with_capacity(nodes.len());
@@ -158,6 +161,9 @@ impl App {
                 _ => AppError::forbidden("no_subscription", "no active hosting subscription"),
             });
         };
+        // The latest order names the plan (else the subscription service) and, with the
+        // subscription service's quantity, the limit.
+        let ordered = self.latest_order(&snapshot).await?;
         let slots = match how {
             NodeCreate::First => {
                 if let Some(existing) = self.first_node_stands(user).await? {
@@ -166,14 +172,8 @@ impl App {
                 }
                 SlotChoice::Exactly(1)
             }
-            NodeCreate::More => SlotChoice::UpTo(self.node_limit(&snapshot).await?),
+            NodeCreate::More => SlotChoice::UpTo(self.node_limit(&snapshot, ordered.as_ref())),
         };
-        // The plan the subscription's latest order names, else the subscription service's.
-        let ordered = self
-            .ports
-            .store
-            .latest_order(&snapshot.subscription_id)
-            .await?;
         let plan = PlanTier::parse(
             ordered
                 .as_ref()
