@@ -204,45 +204,28 @@ impl Auth {
 
 /// Mints a user token as the auth service would (HS256, `uid` and `sub`, `exp`).
 pub fn mint_user_token(secret: &str, user_id: &str, ttl: std::time::Duration) -> String {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        uid: &'a str,
-        sub: &'a str,
-        iat: i64,
-        exp: i64,
-    }
-    let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        uid: user_id,
-        sub: user_id,
-        iat: now,
-        exp: now + ttl.as_secs() as i64,
-    };
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    mint(
+        secret,
+        ttl,
+        serde_json::json!({"uid": user_id, "sub": user_id}),
     )
-    .expect("HS256 signing cannot fail")
 }
 
 /// Mints an operator token (CONTRACTS.md §4.6): HS256, `"role": "operator"`, `sub` the
 /// operator's name, `exp`.
 pub fn mint_operator_token(secret: &str, name: &str, ttl: std::time::Duration) -> String {
-    #[derive(serde::Serialize)]
-    struct Claims<'a> {
-        sub: &'a str,
-        role: &'a str,
-        iat: i64,
-        exp: i64,
-    }
+    mint(
+        secret,
+        ttl,
+        serde_json::json!({"sub": name, "role": "operator"}),
+    )
+}
+
+/// An HS256 token with `claims`, `iat` now and `exp` after `ttl`.
+fn mint(secret: &str, ttl: std::time::Duration, mut claims: serde_json::Value) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: name,
-        role: "operator",
-        iat: now,
-        exp: now + ttl.as_secs() as i64,
-    };
+    claims["iat"] = now.into();
+    claims["exp"] = (now + ttl.as_secs() as i64).into();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
         &claims,
