@@ -1,6 +1,7 @@
 //! Node callbacks (`/api/callback/node/*`): the node agent reports ready or failed, by POST
 //! with a JSON body or by GET with query parameters.
 
+use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,6 +17,14 @@ fn ok() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/callback/node/ready",
+    tag = "callbacks",
+    security(("node_credential" = []), ("internal_secret" = [])),
+    request_body = idoc::NodeReport,
+    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+)]
 pub async fn ready_post(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
@@ -25,6 +34,14 @@ pub async fn ready_post(
     Ok(ok())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/callback/node/ready",
+    tag = "callbacks",
+    security(("node_credential" = []), ("internal_secret" = [])),
+    params(idoc::NodeReport),
+    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+)]
 pub async fn ready_get(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
@@ -34,6 +51,14 @@ pub async fn ready_get(
     Ok(ok())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/callback/node/failed",
+    tag = "callbacks",
+    security(("node_credential" = []), ("internal_secret" = [])),
+    request_body = idoc::NodeReport,
+    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+)]
 pub async fn failed_post(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
@@ -43,6 +68,14 @@ pub async fn failed_post(
     Ok(ok())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/callback/node/failed",
+    tag = "callbacks",
+    security(("node_credential" = []), ("internal_secret" = [])),
+    params(idoc::NodeReport),
+    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+)]
 pub async fn failed_get(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
@@ -53,6 +86,14 @@ pub async fn failed_get(
 }
 
 /// `POST /api/callback/node/stats`: cumulative traffic counters and load.
+#[utoipa::path(
+    post,
+    path = "/api/callback/node/stats",
+    tag = "callbacks",
+    security(("node_credential" = []), ("internal_secret" = [])),
+    request_body = idoc::NodeStats,
+    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+)]
 pub async fn stats(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,

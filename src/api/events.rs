@@ -2,6 +2,7 @@
 //! documents pushed as they change, over Server-Sent Events or a WebSocket, authenticated
 //! by a Bearer JWT or, for browsers, a short-lived ticket in `?ticket=`.
 
+use super::openapi::schemas as doc;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,13 @@ impl FromRequestParts<Arc<ApiState>> for StreamCaller {
 }
 
 /// `POST /api/v1/my/events/ticket`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/my/events/ticket",
+    tag = "events",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "A ticket for the event streams", body = doc::Ticket), doc::Refusals, doc::RateLimited)
+)]
 pub async fn ticket(
     State(st): State<Arc<ApiState>>,
     UserSession(_, session): UserSession,
@@ -74,6 +82,13 @@ pub async fn ticket(
 }
 
 /// `GET /api/v1/my/events`: Server-Sent Events.
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/events",
+    tag = "events",
+    security(("user_jwt" = []), ("event_ticket" = [])),
+    responses((status = 200, description = "Server-Sent Events: `event: node` (the body of `GET /my/node`) and `event: vpn` (the body of `GET /my/vpn`), each with an `id:`; `: keep-alive` comments", content_type = "text/event-stream", body = String), doc::StreamRefusals)
+)]
 pub async fn sse(
     State(st): State<Arc<ApiState>>,
     StreamCaller(user, session): StreamCaller,
@@ -95,6 +110,13 @@ pub async fn sse(
 }
 
 /// `GET /api/v1/my/events/ws`: the same over a WebSocket, one text frame per message.
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/events/ws",
+    tag = "events",
+    security(("user_jwt" = []), ("event_ticket" = [])),
+    responses((status = 101, description = "WebSocket: one text frame per message, `{\"event\": \"node\"|\"vpn\", \"id\", \"data\"}`"), (status = 400, description = "Not a WebSocket upgrade", body = doc::Error), doc::StreamRefusals)
+)]
 pub async fn ws(
     State(st): State<Arc<ApiState>>,
     StreamCaller(user, session): StreamCaller,

@@ -2,6 +2,7 @@
 //! and admins. Every handler takes `Internal` (the secret) or, for the reads operators
 //! also make, `Staff` (the secret or an operator token).
 
+use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,6 +20,15 @@ use crate::app::{Deprovision, Keyed, Provision, ResourceId, SubscriptionId, User
 use crate::domain::Status;
 
 /// `POST /api/internal/provision`, honouring `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/api/internal/provision",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
+    request_body = idoc::ProvisionRequest,
+    responses((status = 200, description = "The order was known already (or a VPN order applied at once)", body = idoc::Provisioned), (status = 202, description = "Provisioning started", body = idoc::Provisioned), (status = 403, description = "The order may not be fulfilled", body = doc::Error), (status = 409, description = "Conflicts with what exists (or the key was used with another body)", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn provision(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -123,6 +133,14 @@ fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
     (code, json!(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/internal/deprovision",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    request_body = idoc::DeprovisionRequest,
+    responses((status = 200, description = "Deletion started (or done)", body = idoc::Deprovisioned), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn deprovision(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -142,6 +160,14 @@ pub async fn deprovision(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/resources/{id}",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    responses((status = 200, description = "The resource", body = idoc::Resource), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
+)]
 pub async fn resource(
     State(st): State<Arc<ApiState>>,
     _: Staff,
@@ -151,6 +177,14 @@ pub async fn resource(
     Ok(Json(ResourceStatus::from(&r)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/subscriptions/{subscription_id}/resources",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("subscription_id" = String, Path)),
+    responses((status = 200, description = "The subscription's resources", body = idoc::Resources), (status = 403, description = "A user token", body = doc::Error), doc::Refusals)
+)]
 pub async fn subscription_resources(
     State(st): State<Arc<ApiState>>,
     _: Staff,
@@ -162,6 +196,14 @@ pub async fn subscription_resources(
     Ok(Json(json!({"resources": views})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/users/{user_id}/resources",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
+    responses((status = 200, description = "The user's node document", body = idoc::UserResources), (status = 403, description = "A user token", body = doc::Error), (status = 422, description = "A bad user id", body = doc::Error), doc::Refusals)
+)]
 pub async fn user_resources(
     State(st): State<Arc<ApiState>>,
     _: Staff,

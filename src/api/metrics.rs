@@ -1,6 +1,7 @@
 //! The metrics surface: the HTTP families recorded per route template, the `/metrics`
 //! router served on its own listener (`METRICS_ADDR`), and the internal node load view.
 
+use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -205,6 +206,14 @@ impl From<NodeLoadRow> for NodeLoadView {
 const MAX_LOAD_ROWS: i64 = 500;
 
 /// `GET /api/internal/nodes/load?sort=cpu|mem|load|traffic&limit=N`.
+#[utoipa::path(
+    get,
+    path = "/api/internal/nodes/load",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("sort" = Option<String>, Query, description = "cpu (default), mem, load or traffic"), ("limit" = Option<i64>, Query, description = "1 to 500 (default 50)")),
+    responses((status = 200, description = "Nodes, highest load first", body = idoc::NodesLoad), (status = 403, description = "A user token", body = doc::Error), (status = 422, description = "A bad sort or limit", body = doc::Error), doc::Refusals)
+)]
 pub async fn nodes_load(
     State(st): State<Arc<ApiState>>,
     _: Staff,

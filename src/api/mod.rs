@@ -11,6 +11,7 @@ mod internal;
 pub mod limits;
 pub mod metrics;
 mod nodes;
+pub mod openapi;
 mod operator;
 pub mod tickets;
 mod user;
@@ -27,7 +28,6 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -35,6 +35,8 @@ use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 pub use auth::Session;
@@ -56,75 +58,60 @@ pub struct ApiState {
     pub scrape: metrics::Scrape,
 }
 
-/// Every route of the service.
+/// Every route of the service, each with its description (`openapi`): a route is added
+/// here, through `routes!`, or it does not exist.
+fn routes() -> OpenApiRouter<Arc<ApiState>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(readiness))
+        .routes(routes!(openapi_json))
+        .routes(routes!(
+            user::my_node,
+            user::create_my_node,
+            user::delete_my_node
+        ))
+        .routes(routes!(nodes::migrate_shown, nodes::cancel_shown))
+        .routes(routes!(nodes::list, nodes::create))
+        .routes(routes!(nodes::one, nodes::delete))
+        .routes(routes!(nodes::migrate_one, nodes::cancel_one))
+        .routes(routes!(events::sse))
+        .routes(routes!(events::ws))
+        .routes(routes!(events::ticket))
+        .routes(routes!(vpn::my_vpn))
+        .routes(routes!(vpn::my_vpn_subscribe))
+        .routes(routes!(user::regions))
+        .routes(routes!(user::public_regions))
+        .routes(routes!(internal::provision))
+        .routes(routes!(internal::deprovision))
+        .routes(routes!(internal::resource))
+        .routes(routes!(internal::subscription_resources))
+        .routes(routes!(internal::user_resources))
+        .routes(routes!(vpn::set_email))
+        .routes(routes!(vpn::change_vpn))
+        .routes(routes!(vpn::user_subscribe))
+        .routes(routes!(vpn::user_status))
+        .routes(routes!(vpn::entitlements))
+        .routes(routes!(vpn::gift))
+        .routes(routes!(nodes::migrate_internal, nodes::cancel_internal))
+        .routes(routes!(operator::events))
+        .routes(routes!(operator::queue))
+        .routes(routes!(operator::retry))
+        .routes(routes!(operator::fail))
+        .routes(routes!(metrics::nodes_load))
+        .routes(routes!(callbacks::ready_get, callbacks::ready_post))
+        .routes(routes!(callbacks::failed_get, callbacks::failed_post))
+        .routes(routes!(callbacks::stats))
+}
+
+/// The OpenAPI document of every route (CONTRACTS.md §4.3).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::document(routes().into_openapi())
+}
+
+/// Every route of the service, with the middleware.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let user = Router::new()
-        .route(
-            "/my/node",
-            get(user::my_node)
-                .post(user::create_my_node)
-                .delete(user::delete_my_node),
-        )
-        .route(
-            "/my/node/migrate",
-            post(nodes::migrate_shown).delete(nodes::cancel_shown),
-        )
-        .route("/my/nodes", get(nodes::list).post(nodes::create))
-        .route(
-            "/my/nodes/{resource_id}",
-            get(nodes::one).delete(nodes::delete),
-        )
-        .route(
-            "/my/nodes/{resource_id}/migrate",
-            post(nodes::migrate_one).delete(nodes::cancel_one),
-        )
-        .route("/my/events", get(events::sse))
-        .route("/my/events/ws", get(events::ws))
-        .route("/my/events/ticket", post(events::ticket))
-        .route("/my/vpn", get(vpn::my_vpn))
-        .route("/my/vpn/subscribe", get(vpn::my_vpn_subscribe))
-        .route("/regions", get(user::regions))
-        .route("/public/regions", get(user::public_regions));
-    let internal = Router::new()
-        .route("/provision", post(internal::provision))
-        .route("/deprovision", post(internal::deprovision))
-        .route("/resources/{id}", get(internal::resource))
-        .route(
-            "/subscriptions/{subscription_id}/resources",
-            get(internal::subscription_resources),
-        )
-        .route("/users/{user_id}/resources", get(internal::user_resources))
-        .route("/users/{user_id}/email", put(vpn::set_email))
-        .route("/resources/{id}/vpn", put(vpn::change_vpn))
-        .route("/vpn/user/{user_id}/subscribe", get(vpn::user_subscribe))
-        .route("/vpn/user/{user_id}/status", get(vpn::user_status))
-        .route("/entitlements", get(vpn::entitlements))
-        .route("/entitlements/gift", post(vpn::gift))
-        .route(
-            "/resources/{id}/migrate",
-            post(nodes::migrate_internal).delete(nodes::cancel_internal),
-        )
-        .route("/resources/{id}/events", get(operator::events))
-        .route("/operator/queue", get(operator::queue))
-        .route("/operator/resources/{id}/retry", post(operator::retry))
-        .route("/operator/resources/{id}/fail", post(operator::fail))
-        .route("/nodes/load", get(metrics::nodes_load));
-    let node_callbacks = Router::new()
-        .route(
-            "/ready",
-            get(callbacks::ready_get).post(callbacks::ready_post),
-        )
-        .route(
-            "/failed",
-            get(callbacks::failed_get).post(callbacks::failed_post),
-        )
-        .route("/stats", post(callbacks::stats));
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(readiness))
-        .nest("/api/v1", user)
-        .nest("/api/internal", internal)
-        .nest("/api/callback/node", node_callbacks)
+    let (routes, _) = routes().split_for_parts();
+    routes
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::record))
         .fallback(unmatched)
         .method_not_allowed_fallback(|| async {
@@ -199,11 +186,17 @@ async fn unmatched(State(st): State<Arc<ApiState>>, method: axum::http::Method) 
     ApiError::not_found()
 }
 
+#[utoipa::path(get, path = "/health", tag = "public",
+    responses((status = 200, description = "The process answers", body = openapi::schemas::Health)))]
 async fn health() -> impl IntoResponse {
     Json(json!({"status": "ok", "service": "fulfillment-service"}))
 }
 
 /// Ready to serve: the engine's loops run and the database answers.
+#[utoipa::path(get, path = "/ready", tag = "public",
+    responses((status = 200, description = "Ready to serve", body = openapi::schemas::Ready),
+        (status = 503, description = "The database does not answer, or a loop of the engine stopped",
+            body = openapi::schemas::Error)))]
 async fn readiness(State(st): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
     if let Some(name) = st.app.engine.dead_loop() {
         return Err(ApiError::new(
@@ -216,4 +209,13 @@ async fn readiness(State(st): State<Arc<ApiState>>) -> Result<impl IntoResponse,
     Ok(Json(
         json!({"status": "ready", "database": st.app.ports.store.backend()}),
     ))
+}
+
+/// `GET /api/openapi.json`: this document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "public",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this service",
+        content_type = "application/json", body = Object)))]
+async fn openapi_json() -> axum::response::Response {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    openapi::serve(TEXT.get_or_init(|| openapi::to_json(&openapi())))
 }

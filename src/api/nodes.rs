@@ -1,6 +1,7 @@
 //! A user's several nodes (`/api/v1/my/nodes…`) and replacing a node's VPS
 //! (`…/migrate`, for users and for the internal API). CONTRACTS.md §4.4 and §4.5.
 
+use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -72,6 +73,13 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/nodes",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "The user's nodes", body = doc::MyNodes), doc::Refusals, doc::RateLimited)
+)]
 pub async fn list(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -80,6 +88,14 @@ pub async fn list(
     Ok(Json(json!(MyNodesView::from(&mine))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/my/nodes",
+    tag = "user",
+    security(("user_jwt" = [])),
+    request_body = doc::RegionChoice,
+    responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
+)]
 pub async fn create(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -88,6 +104,14 @@ pub async fn create(
     super::user::create(&st, &user, body, NodeCreate::More).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/nodes/{resource_id}",
+    tag = "user",
+    security(("user_jwt" = [])),
+    params(("resource_id" = String, Path, description = "The node's resource id")),
+    responses((status = 200, description = "One of the user's nodes", body = doc::OneNode), (status = 404, description = "No such node of this user", body = doc::Error), doc::Refusals, doc::RateLimited)
+)]
 pub async fn one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -102,6 +126,14 @@ pub async fn one(
     Ok(Json(body))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/my/nodes/{resource_id}",
+    tag = "user",
+    security(("user_jwt" = [])),
+    params(("resource_id" = String, Path, description = "The node's resource id")),
+    responses((status = 200, description = "Deletion started", body = doc::SuccessMessage), doc::SuccessRefusals)
+)]
 pub async fn delete(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -138,6 +170,15 @@ fn cancelled(r: &Resource) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/my/nodes/{resource_id}/migrate",
+    tag = "user",
+    security(("user_jwt" = [])),
+    params(("resource_id" = String, Path, description = "The node's resource id")),
+    request_body = doc::RegionChoice,
+    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+)]
 pub async fn migrate_one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -156,6 +197,14 @@ pub async fn migrate_one(
     Ok(accepted(&r))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/my/node/migrate",
+    tag = "user",
+    security(("user_jwt" = [])),
+    request_body = doc::RegionChoice,
+    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+)]
 pub async fn migrate_shown(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -173,6 +222,14 @@ pub async fn migrate_shown(
     Ok(accepted(&r))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/my/nodes/{resource_id}/migrate",
+    tag = "user",
+    security(("user_jwt" = [])),
+    params(("resource_id" = String, Path, description = "The node's resource id")),
+    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+)]
 pub async fn cancel_one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -186,6 +243,13 @@ pub async fn cancel_one(
     Ok(cancelled(&r))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/my/node/migrate",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+)]
 pub async fn cancel_shown(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -205,6 +269,15 @@ pub struct MigrateBody {
     plan_tier: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/internal/resources/{id}/migrate",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    request_body = idoc::MigrateRequest,
+    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+)]
 pub async fn migrate_internal(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
@@ -225,6 +298,14 @@ pub async fn migrate_internal(
     Ok(accepted(&r))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/internal/resources/{id}/migrate",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+)]
 pub async fn cancel_internal(
     State(st): State<Arc<ApiState>>,
     staff: Staff,

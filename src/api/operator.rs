@@ -1,5 +1,6 @@
 //! The operators' endpoints (`/api/internal/operator/*`, `/api/internal/resources/{id}/events`).
 
+use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -73,6 +74,13 @@ struct EventView<'a> {
     at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/operator/queue",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    responses((status = 200, description = "The failed-work queue", body = idoc::Queue), (status = 403, description = "A user token", body = doc::Error), doc::Refusals)
+)]
 pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Json<Value>, ApiError> {
     let q = st.app.operator_queue().await?;
     let now = st.app.ports.clock.now();
@@ -104,6 +112,15 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Json<Val
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/internal/operator/resources/{id}/retry",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    request_body = idoc::OperatorAction,
+    responses((status = 200, description = "The next step runs now", body = idoc::OperatorDone), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), (status = 409, description = "Nothing to retry", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn retry(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
@@ -120,6 +137,15 @@ pub async fn retry(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/internal/operator/resources/{id}/fail",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    request_body = idoc::OperatorAction,
+    responses((status = 200, description = "Failed and reported", body = idoc::OperatorDone), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), (status = 409, description = "Already settled", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn fail(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
@@ -148,6 +174,14 @@ fn signed(staff: &Staff, action: OperatorAction) -> OperatorAction {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/resources/{id}/events",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    responses((status = 200, description = "The resource's history, oldest first", body = idoc::History), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
+)]
 pub async fn events(
     State(st): State<Arc<ApiState>>,
     _: Staff,

@@ -1,5 +1,6 @@
 //! The user API (`/api/v1/*`) for the mobile app and web frontend.
 
+use super::openapi::schemas as doc;
 use std::sync::Arc;
 
 use axum::Json;
@@ -15,6 +16,13 @@ use super::views::{CreateNodeView, NodeStatus, RegionsView};
 use crate::app::{NodeCreate, UserId};
 use crate::domain::progress::creation_progress;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/node",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "The user's node and subscription", body = doc::MyNode), doc::Refusals, doc::RateLimited)
+)]
 pub async fn my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -47,6 +55,14 @@ pub struct CreateNode {
     pub(super) region: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/my/node",
+    tag = "user",
+    security(("user_jwt" = [])),
+    request_body = doc::RegionChoice,
+    responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
+)]
 pub async fn create_my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -81,6 +97,13 @@ pub(super) async fn create(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/my/node",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "Deletion started", body = doc::SuccessMessage), doc::SuccessRefusals)
+)]
 pub async fn delete_my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -94,6 +117,13 @@ pub async fn delete_my_node(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/regions",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "Every region", body = doc::Regions), doc::Refusals, doc::RateLimited)
+)]
 pub async fn regions(
     State(st): State<Arc<ApiState>>,
     _user: User,
@@ -101,6 +131,12 @@ pub async fn regions(
     public_regions(State(st)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/public/regions",
+    tag = "public",
+    responses((status = 200, description = "Every region", body = doc::Regions), doc::Refusals)
+)]
 pub async fn public_regions(
     State(st): State<Arc<ApiState>>,
 ) -> Result<Json<RegionsView>, ApiError> {

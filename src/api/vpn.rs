@@ -1,6 +1,7 @@
 //! VPN endpoints: the user's VPN and its connection config (`/api/v1/my/vpn*`) and the
 //! internal ones (status, config, adjustments, email, gifts, entitlements).
 
+use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -20,6 +21,13 @@ use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, 
 use crate::app::{Gift, ResourceId, UserId, VpnChange};
 use crate::ports::store::EntitlementFilter;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/vpn",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "The user's VPN", body = doc::MyVpn), doc::Refusals, doc::RateLimited)
+)]
 pub async fn my_vpn(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -34,6 +42,13 @@ pub(super) async fn vpn_body(st: &ApiState, user: &UserId) -> Result<String, Api
     Ok(serde_json::to_string(&view).expect("a view serializes"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/vpn/subscribe",
+    tag = "user",
+    security(("user_jwt" = [])),
+    responses((status = 200, description = "The subscribe links", body = doc::VpnSubscribe), (status = 403, description = "The VPN is not active", body = doc::Error), (status = 404, description = "No VPN", body = doc::Error), doc::Refusals, doc::RateLimited)
+)]
 pub async fn my_vpn_subscribe(
     State(st): State<Arc<ApiState>>,
     User(user): User,
@@ -45,6 +60,14 @@ pub async fn my_vpn_subscribe(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/vpn/user/{user_id}/subscribe",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
+    responses((status = 200, description = "The user's subscribe links", body = idoc::InternalVpnSubscribe), doc::SuccessRefusals)
+)]
 pub async fn user_subscribe(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -59,6 +82,14 @@ pub async fn user_subscribe(
     Ok(Json(json!({"success": true, "data": view})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/vpn/user/{user_id}/status",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
+    responses((status = 200, description = "The user's VPN record", body = idoc::InternalVpnStatus), doc::SuccessRefusals)
+)]
 pub async fn user_status(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -74,6 +105,15 @@ pub async fn user_status(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/internal/resources/{id}/vpn",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    request_body = idoc::VpnChange,
+    responses((status = 200, description = "Applied", body = doc::StatusMessage), (status = 202, description = "Saved; applied when the VPN manager answers", body = doc::StatusMessage), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn change_vpn(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -101,6 +141,15 @@ pub struct EmailChange {
     email: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/internal/users/{user_id}/email",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
+    request_body = idoc::EmailChange,
+    responses((status = 200, description = "Saved", body = idoc::MessageOnly), (status = 404, description = "No such user", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn set_email(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -114,6 +163,15 @@ pub async fn set_email(
 }
 
 /// `POST /entitlements/gift`, honouring `Idempotency-Key` like provisioning.
+#[utoipa::path(
+    post,
+    path = "/api/internal/entitlements/gift",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
+    request_body = idoc::GiftRequest,
+    responses((status = 201, description = "Granted", body = idoc::Gifted), (status = 409, description = "The key was used with another body", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+)]
 pub async fn gift(
     State(st): State<Arc<ApiState>>,
     _: Internal,
@@ -137,6 +195,14 @@ pub struct EntitlementQuery {
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/internal/entitlements",
+    tag = "internal",
+    security(("internal_secret" = [])),
+    params(("user_id" = Option<String>, Query), ("business_type" = Option<String>, Query), ("status" = Option<String>, Query)),
+    responses((status = 200, description = "Entitlements, newest first", body = idoc::Entitlements), (status = 422, description = "A bad filter", body = doc::Error), doc::Refusals)
+)]
 pub async fn entitlements(
     State(st): State<Arc<ApiState>>,
     _: Internal,

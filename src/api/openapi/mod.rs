@@ -1,0 +1,155 @@
+//! The API described (CONTRACTS.md §4.3): an OpenAPI 3.1 document generated from the
+//! routes themselves. Every handler carries a `#[utoipa::path]` and is registered through
+//! `utoipa_axum::routes!`, so a route cannot be added to the router without being added to
+//! the document. `GET /api/openapi.json` serves it and `GET /api/docs` renders it with the
+//! assets the binary carries (`pages::assets`).
+
+pub mod internal;
+pub mod schemas;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use crate::domain::entitlement::VpnStatus;
+use crate::domain::progress::HostingStatus;
+use crate::domain::{EventKind, ResourceKind, Status};
+
+/// The security schemes, by the names the operations use.
+pub const USER: &str = "user_jwt";
+pub const INTERNAL: &str = "internal_secret";
+pub const OPERATOR: &str = "operator_jwt";
+pub const NODE: &str = "node_credential";
+pub const TICKET: &str = "event_ticket";
+pub const SESSION: &str = "page_session";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "fulfillment-service",
+        description = "Turns paid orders into running infrastructure: hosting nodes and VPN users.\n\n\
+            Every refusal is a 4xx or 5xx with `{\"error\", \"code\"}` (endpoints with their own \
+            `{\"success\": false, …}` shape carry both beside it). Timestamps are RFC 3339 UTC. \
+            Metrics (`GET /metrics`, Prometheus text) are served on their own listener \
+            (`METRICS_ADDR`), not on this one.",
+        license(name = "UNLICENSED"),
+    ),
+    modifiers(&Security),
+    components(schemas(schemas::Error, schemas::CreateNodeOrPlainRefusal, schemas::SuccessOrPlainRefusal)),
+    tags(
+        (name = "user", description = "The app's API: my node(s), my VPN, regions (a user JWT)."),
+        (name = "events", description = "Live updates: whole documents as they change (§4.1)."),
+        (name = "public", description = "No credentials."),
+        (name = "internal", description = "The subscription service's API (`X-Internal-Secret`)."),
+        (name = "operator", description = "Operators (`X-Internal-Secret` or an operator JWT)."),
+        (name = "callbacks", description = "Node agents report on themselves."),
+        (name = "pages", description = "The web pages and their assets."),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut Document) {
+        let bearer = |what: &str| {
+            let mut http = Http::new(HttpAuthScheme::Bearer);
+            http.bearer_format = what.contains("JWT").then(|| "JWT".into());
+            http.description = Some(what.into());
+            SecurityScheme::Http(http)
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        let schemes = [
+            (
+                USER,
+                bearer("A user JWT (HS256): the user is claim `uid`, else `sub`; `exp` required."),
+            ),
+            (
+                OPERATOR,
+                bearer(
+                    "An operator JWT (HS256, claim `role: operator`, `sub` the operator's name; `fulfillment token --operator NAME`).",
+                ),
+            ),
+            (
+                NODE,
+                bearer(
+                    "The per-node credential minted when the node was created (a node reports only on itself).",
+                ),
+            ),
+            (
+                INTERNAL,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "X-Internal-Secret",
+                    "The internal secret shared with the subscription and hosting services.",
+                ))),
+            ),
+            (
+                TICKET,
+                SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                    "ticket",
+                    "A short-lived ticket from `POST /api/v1/my/events/ticket` (a browser cannot send headers on an event stream).",
+                ))),
+            ),
+            (
+                SESSION,
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                    "fs_session",
+                    "The pages' signed session cookie (HttpOnly, SameSite=Strict).",
+                ))),
+            ),
+        ];
+        for (name, scheme) in schemes {
+            components.add_security_scheme(name, scheme);
+        }
+    }
+}
+
+/// A closed string enum of the domain, its values taken from the type itself.
+fn wire_values<T: Serialize>(all: &[T]) -> RefOr<Schema> {
+    let values = all
+        .iter()
+        .map(|v| serde_json::to_value(v).expect("a wire enum serialises"));
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .into()
+}
+
+macro_rules! wire_schema {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                wire_values(&<$ty>::ALL)
+            }
+        }
+        impl ToSchema for $ty {}
+    )+};
+}
+
+wire_schema!(HostingStatus, Status, VpnStatus, EventKind, ResourceKind);
+
+/// The document of a router's routes: its operations, plus the parts every document has.
+pub fn document(routes: Document) -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(routes);
+    doc
+}
+
+/// The document as it is served.
+pub fn to_json(doc: &Document) -> String {
+    doc.to_pretty_json().expect("the document serialises")
+}
+
+/// `GET /api/openapi.json`.
+pub fn serve(text: &'static str) -> Response {
+    let mut resp = text.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

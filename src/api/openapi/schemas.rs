@@ -1,0 +1,501 @@
+//! The response and request shapes of the user, public and event-stream surfaces, as the
+//! document describes them. They are descriptions, never built: the views in `api::views`
+//! write the bytes, and `tests/it/openapi.rs` validates every golden response against these
+//! schemas, so the two cannot drift apart. Objects are closed (`deny_unknown_fields`), so a
+//! field the service starts sending without describing it fails that test too.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use utoipa::{IntoResponses, ToSchema};
+
+use crate::domain::entitlement::VpnStatus;
+use crate::domain::progress::HostingStatus;
+
+/// Every refusal: a human message and a stable code.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Error {
+    /// For people.
+    pub error: String,
+    /// For programs: stable snake_case.
+    pub code: String,
+}
+
+/// The refusals of `POST /my/node` and `POST /my/nodes`, in their success shape.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNodeRefusal {
+    /// Always `false`.
+    pub success: bool,
+    /// Always `failed`.
+    pub status: String,
+    pub message: String,
+    pub error: String,
+    pub code: String,
+}
+
+/// The refusals of endpoints that answer `{"success": …}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessRefusal {
+    /// Always `false`.
+    pub success: bool,
+    pub message: String,
+    pub error: String,
+    pub code: String,
+}
+
+/// A plain refusal or the endpoint's own shape (which one depends on where it was refused).
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum CreateNodeOrPlainRefusal {
+    Shaped(CreateNodeRefusal),
+    Plain(Error),
+}
+
+/// A plain refusal or the endpoint's own shape.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum SuccessOrPlainRefusal {
+    Shaped(SuccessRefusal),
+    Plain(Error),
+}
+
+/// What every authenticated endpoint may answer besides its own outcomes.
+#[derive(IntoResponses)]
+pub enum Refusals {
+    /// Malformed input: unreadable JSON, a wrong type, a bad path parameter.
+    #[response(status = 400)]
+    BadRequest(Error),
+    /// Missing, malformed, expired or wrong credentials.
+    #[response(status = 401)]
+    Unauthorized(Error),
+    /// Internal error (logged; no detail is given).
+    #[response(status = 500)]
+    Internal(Error),
+    /// The database or an upstream is unavailable, or the request took too long.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(Error),
+}
+
+/// The limit of the user API: requests per user per second.
+#[derive(IntoResponses)]
+pub enum RateLimited {
+    /// Too many requests from this user.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooMany(Error),
+}
+
+/// Refusals of a request body.
+#[derive(IntoResponses)]
+pub enum BodyRefusals {
+    /// The body is larger than 64 KiB.
+    #[response(status = 413)]
+    TooLarge(Error),
+    /// A field is missing or out of range, or names something unknown.
+    #[response(status = 422)]
+    Invalid(Error),
+}
+
+/// The refusals of `POST /my/node` and `POST /my/nodes`: the endpoint's own shape, except
+/// where the request was refused before it reached the endpoint.
+#[derive(IntoResponses)]
+pub enum CreateRefusals {
+    /// Malformed input: unreadable JSON, a wrong type, a bad path parameter.
+    #[response(status = 400)]
+    BadRequest(CreateNodeOrPlainRefusal),
+    /// Missing, malformed, expired or wrong credentials.
+    #[response(status = 401)]
+    Unauthorized(Error),
+    /// No active hosting subscription.
+    #[response(status = 403)]
+    NoSubscription(CreateNodeOrPlainRefusal),
+    /// A live node already (or the subscription's node limit is reached).
+    #[response(status = 409)]
+    Conflict(CreateNodeOrPlainRefusal),
+    /// The body is larger than 64 KiB.
+    #[response(status = 413)]
+    TooLarge(CreateNodeOrPlainRefusal),
+    /// An unknown or unavailable region.
+    #[response(status = 422)]
+    Invalid(CreateNodeOrPlainRefusal),
+    /// Too many requests.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooMany(CreateNodeOrPlainRefusal),
+    /// Internal error (logged; no detail is given).
+    #[response(status = 500)]
+    Internal(CreateNodeOrPlainRefusal),
+    /// The subscription service is unreachable and nothing is cached, or the database is down.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(CreateNodeOrPlainRefusal),
+}
+
+/// The refusals of endpoints that answer `{"success": …}`.
+#[derive(IntoResponses)]
+pub enum SuccessRefusals {
+    /// Malformed input: unreadable JSON, a wrong type, a bad path parameter.
+    #[response(status = 400)]
+    BadRequest(SuccessOrPlainRefusal),
+    /// Missing, malformed, expired or wrong credentials.
+    #[response(status = 401)]
+    Unauthorized(Error),
+    /// Not allowed: a user token on an operator endpoint, an inactive subscription.
+    #[response(status = 403)]
+    Forbidden(SuccessOrPlainRefusal),
+    /// No such resource (of this caller).
+    #[response(status = 404)]
+    NotFound(SuccessOrPlainRefusal),
+    /// The state does not allow it (e.g. a migration already under way, or none).
+    #[response(status = 409)]
+    Conflict(SuccessOrPlainRefusal),
+    /// The body is larger than 64 KiB.
+    #[response(status = 413)]
+    TooLarge(SuccessOrPlainRefusal),
+    /// A field is missing or out of range, or names something unknown.
+    #[response(status = 422)]
+    Invalid(SuccessOrPlainRefusal),
+    /// Too many requests.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooMany(SuccessOrPlainRefusal),
+    /// Internal error (logged; no detail is given).
+    #[response(status = 500)]
+    Internal(SuccessOrPlainRefusal),
+    /// Unavailable: the database, an upstream, or the request took too long.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(SuccessOrPlainRefusal),
+}
+
+/// The refusals of the event streams.
+#[derive(IntoResponses)]
+pub enum StreamRefusals {
+    /// Missing, bad or expired token or ticket.
+    #[response(status = 401)]
+    Unauthorized(Error),
+    /// The user has 5 streams open already.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooMany(Error),
+    /// Internal error (logged; no detail is given).
+    #[response(status = 500)]
+    Internal(Error),
+    /// The process holds its most streams, or is shutting down.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(Error),
+}
+
+/// The refusals of the node callbacks.
+#[derive(IntoResponses)]
+pub enum CallbackRefusals {
+    /// Malformed input: unreadable JSON, a wrong type, a bad path parameter.
+    #[response(status = 400)]
+    BadRequest(Error),
+    /// Missing, malformed, expired or wrong credentials.
+    #[response(status = 401)]
+    Unauthorized(Error),
+    /// The credential is another node's.
+    #[response(status = 403)]
+    Forbidden(Error),
+    /// No such resource (of this caller).
+    #[response(status = 404)]
+    NotFound(Error),
+    /// The report contradicts the node's state.
+    #[response(status = 409)]
+    Conflict(Error),
+    /// The body is larger than 64 KiB.
+    #[response(status = 413)]
+    TooLarge(Error),
+    /// A field is missing or out of range, or names something unknown.
+    #[response(status = 422)]
+    Invalid(Error),
+    /// Internal error (logged; no detail is given).
+    #[response(status = 500)]
+    Internal(Error),
+    /// Unavailable: the database, an upstream, or the request took too long.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    Unavailable(Error),
+}
+
+/// `GET /health`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub status: String,
+    pub service: String,
+}
+
+/// `GET /ready`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ready {
+    pub status: String,
+    /// `postgres` or `sqlite`.
+    pub database: String,
+}
+
+/// `{"success": true, "message"}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessMessage {
+    pub success: bool,
+    pub message: String,
+}
+
+/// `{"status": "ok"}` and its kin.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMessage {
+    pub status: String,
+    pub message: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    pub subscription_id: String,
+    /// `active`; `expired` or `inactive` for the last one known when none is active.
+    pub status: String,
+    pub plan_tier: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub auto_renew: bool,
+}
+
+/// How a user sees a node's lifecycle.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Creating,
+    Active,
+    Failed,
+    Deleted,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    InProgress,
+    Completed,
+    Failed,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// 1 to 4.
+    pub step: i32,
+    /// `Payment confirmed`, `VPS creating`, `Installing sing-box` or `Node ready`.
+    pub name: String,
+    pub status: StepStatus,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreationProgress {
+    pub current_step: i32,
+    pub total_steps: i32,
+    pub step_name: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationStatus {
+    Creating,
+    Installing,
+    Switching,
+    Failed,
+}
+
+/// A node's replacement VPS, while it is prepared or after it failed (§4.5).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    pub to_region: String,
+    /// Only when the migration changes the plan.
+    pub to_plan_tier: Option<String>,
+    pub status: MigrationStatus,
+    pub started_at: DateTime<Utc>,
+    pub error_message: Option<String>,
+}
+
+/// A hosting node as its owner sees it. Connection fields are omitted until known.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub resource_id: String,
+    pub region: String,
+    pub region_name: Option<String>,
+    pub status: NodeStatus,
+    pub public_ip: Option<String>,
+    pub api_port: Option<i32>,
+    /// The node agent's key; its owner receives it.
+    pub api_key: Option<String>,
+    pub vless_port: Option<i32>,
+    pub ss_port: Option<i32>,
+    pub public_key: Option<String>,
+    pub short_id: Option<String>,
+    pub plan_tier: String,
+    /// GiB; an integer when whole.
+    pub traffic_limit_gb: f64,
+    pub traffic_used_gb: f64,
+    pub traffic_percent: f64,
+    pub created_at: DateTime<Utc>,
+    pub migration: Option<Migration>,
+    /// In the lists of `/my/nodes` (and `/my/nodes/{id}`), while the node is created.
+    pub creation_progress: Option<CreationProgress>,
+}
+
+/// `GET /api/v1/my/node`, and each `node` message of the event streams.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MyNode {
+    pub hosting_status: HostingStatus,
+    pub has_subscription: bool,
+    pub subscription: Option<Subscription>,
+    pub has_node: bool,
+    pub node: Option<Node>,
+    /// Only while `node_creating`.
+    pub creation_progress: Option<CreationProgress>,
+    pub message: String,
+}
+
+/// `GET /api/v1/my/nodes`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MyNodes {
+    pub hosting_status: HostingStatus,
+    pub has_subscription: bool,
+    pub subscription: Option<Subscription>,
+    /// How many live nodes the subscription pays for.
+    pub node_limit: u32,
+    pub nodes: Vec<Node>,
+    pub message: String,
+}
+
+/// `GET /api/v1/my/nodes/{resource_id}`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OneNode {
+    pub node: Node,
+    pub creation_progress: Option<CreationProgress>,
+}
+
+/// The body of a create or a user's migration.
+#[derive(ToSchema)]
+pub struct RegionChoice {
+    /// A region code from `/regions`; the default region when omitted.
+    pub region: Option<String>,
+}
+
+/// `POST /api/v1/my/node` and `POST /api/v1/my/nodes`, on success.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNode {
+    pub success: bool,
+    pub resource_id: String,
+    /// `creating`.
+    pub status: String,
+    pub creation_progress: CreationProgress,
+    pub message: String,
+}
+
+/// A migration accepted (202).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationAccepted {
+    pub success: bool,
+    pub resource_id: String,
+    #[schema(required = true)]
+    pub migration: Option<Migration>,
+    pub message: String,
+}
+
+/// A migration cancelled.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationCancelled {
+    pub success: bool,
+    pub resource_id: String,
+    pub message: String,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub code: String,
+    pub name: String,
+    pub provider: String,
+    pub available: bool,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Regions {
+    pub regions: Vec<Region>,
+}
+
+/// `POST /api/v1/my/events/ticket`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    pub ticket: String,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+/// A VPN account as its owner sees it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VpnUser {
+    pub resource_id: String,
+    pub vpn_user_id: String,
+    /// The account's lifecycle status, or `expired`/`disabled` for an active one.
+    pub status: String,
+    pub plan_tier: String,
+    pub traffic_limit_gb: f64,
+    pub traffic_used_gb: f64,
+    pub traffic_percent: f64,
+    pub expire_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /api/v1/my/vpn`, and each `vpn` message of the event streams.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MyVpn {
+    pub vpn_status: VpnStatus,
+    pub has_subscription: bool,
+    pub subscription: Option<Subscription>,
+    pub has_vpn_user: bool,
+    pub vpn_user: Option<VpnUser>,
+    pub message: String,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    pub protocol: String,
+    /// The same as `protocol` (two app versions read different keys).
+    pub protocol_name: String,
+    pub url: String,
+    pub node: String,
+}
+
+/// `GET /api/v1/my/vpn/subscribe`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VpnSubscribe {
+    pub status: String,
+    pub channel: String,
+    pub plan_tier: String,
+    pub service_tier: String,
+    pub subscribe_url: String,
+    pub device_id: String,
+    pub protocols: Vec<Protocol>,
+    /// Bytes.
+    pub traffic_limit: i64,
+    /// Bytes.
+    pub traffic_used: i64,
+    pub expire_at: DateTime<Utc>,
+    pub message: String,
+}
