@@ -155,6 +155,11 @@ fn print_demo_banner(config: &Config, addr: SocketAddr, metrics: Option<SocketAd
         "demo-user",
         Duration::from_secs(7 * 24 * 3600),
     );
+    let operator = mint_operator_token(
+        config.secrets.jwt.expose(),
+        "demo-operator",
+        Duration::from_secs(7 * 24 * 3600),
+    );
     let base = format!("http://{addr}");
     let metrics = metrics.map_or_else(
         || "(off: METRICS_ADDR is empty)".to_owned(),
@@ -169,6 +174,10 @@ fn print_demo_banner(config: &Config, addr: SocketAddr, metrics: Option<SocketAd
          simulated hosting, VPN and subscription services in process, generated secrets\n\
          (kept in ./fulfillment-demo.secrets). Configure DB_URL, secrets and upstream\n\
          URLs (see .env.example) to run for real.\n\n\
+         Open the product (signs in as demo-user; the token after # never reaches a server):\n  \
+         {base}/#token={token}\n\
+         The operator console (as demo-operator):\n  {base}/console#token={operator}\n\
+         The API described: {base}/api/docs ({base}/api/openapi.json)\n\n\
          User token for demo-user (premium hosting and VPN subscriptions):\n  TOKEN={token}\n\n\
          curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/my/node\n\
          curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -d '{{\"region\":\"ap-northeast-1\"}}' {base}/api/v1/my/node\n\

@@ -29,6 +29,8 @@ pub struct Auth {
     validation: Validation,
     internal_secret: String,
     tickets: Tickets,
+    /// The pages' session cookies.
+    pub(super) cookies: super::pages::session::CookieSeal,
     /// token → (user, `exp`, `nbf`) of tokens that verified.
     verified: Mutex<HashMap<Box<str>, Verified>>,
 }
@@ -88,6 +90,7 @@ impl Auth {
             validation,
             internal_secret: internal_secret.to_owned(),
             tickets: Tickets::new(jwt_secret),
+            cookies: super::pages::session::CookieSeal::new(jwt_secret),
             verified: Mutex::new(HashMap::new()),
         }
     }

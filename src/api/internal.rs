@@ -183,7 +183,7 @@ pub async fn resource(
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("subscription_id" = String, Path)),
-    responses((status = 200, description = "The subscription's resources", body = idoc::Resources), (status = 403, description = "A user token", body = doc::Error), doc::Refusals)
+    responses((status = 200, description = "The subscription's resources", body = idoc::Resources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), doc::Refusals)
 )]
 pub async fn subscription_resources(
     State(st): State<Arc<ApiState>>,
@@ -202,7 +202,7 @@ pub async fn subscription_resources(
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
-    responses((status = 200, description = "The user's node document", body = idoc::UserResources), (status = 403, description = "A user token", body = doc::Error), (status = 422, description = "A bad user id", body = doc::Error), doc::Refusals)
+    responses((status = 200, description = "The user's node document", body = idoc::UserResources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), (status = 422, description = "A bad user id", body = doc::Error), doc::Refusals)
 )]
 pub async fn user_resources(
     State(st): State<Arc<ApiState>>,

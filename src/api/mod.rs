@@ -13,6 +13,7 @@ pub mod metrics;
 mod nodes;
 pub mod openapi;
 mod operator;
+pub mod pages;
 pub mod tickets;
 mod user;
 pub mod views;
@@ -101,6 +102,26 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
         .routes(routes!(callbacks::ready_get, callbacks::ready_post))
         .routes(routes!(callbacks::failed_get, callbacks::failed_post))
         .routes(routes!(callbacks::stats))
+        .routes(routes!(pages::docs::docs))
+        .routes(routes!(pages::assets::asset))
+        .routes(routes!(pages::user::home))
+        .routes(routes!(pages::user::signin))
+        .routes(routes!(pages::user::signout))
+        .routes(routes!(pages::user::app_nodes, pages::user::app_create))
+        .routes(routes!(pages::user::app_delete))
+        .routes(routes!(pages::user::app_migrate))
+        .routes(routes!(pages::user::app_vpn))
+        .routes(routes!(pages::user::app_ticket))
+        .routes(routes!(pages::console::console))
+        .routes(routes!(pages::console::console_signin))
+        .routes(routes!(pages::console::console_signout))
+        .routes(routes!(
+            pages::console::console_queue,
+            pages::console::console_action
+        ))
+        .routes(routes!(pages::console::console_search))
+        .routes(routes!(pages::console::console_resource))
+        .routes(routes!(pages::console::console_load))
 }
 
 /// The OpenAPI document of every route (CONTRACTS.md §4.3).

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::SqlStore;
 use super::row::OutboxRow;
-use crate::ports::store::{Claim, Outbox, OutboxMessage, StoreResult, StuckCallback};
+use crate::ports::store::{
+    CallbackRecord, Claim, Outbox, OutboxMessage, StoreResult, StuckCallback,
+};
 
 #[async_trait]
 impl Outbox for SqlStore {
@@ -124,6 +126,53 @@ impl Outbox for SqlStore {
                     Ok(StuckCallback {
                         message: row.try_into()?,
                         last_error,
+                        next_attempt_at: next,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn callbacks_of(
+        &self,
+        resource_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<CallbackRecord>> {
+        type Row = (
+            i64,
+            String,
+            String,
+            i32,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<String>,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Row> = self
+            .db
+            .sql(
+                "select id, subscription_id, payload, attempts, created_at, delivered_at, \
+                 last_error, next_attempt_at from outbox where resource_id = $1 \
+                 order by id limit $2",
+            )
+            .bind(resource_id)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        rows.into_iter()
+            .map(
+                |(id, subscription_id, payload, attempts, created_at, delivered, error, next)| {
+                    let row = OutboxRow {
+                        id,
+                        subscription_id,
+                        payload,
+                        attempts,
+                        created_at,
+                    };
+                    Ok(CallbackRecord {
+                        message: row.try_into()?,
+                        delivered_at: delivered,
+                        last_error: error,
                         next_attempt_at: next,
                     })
                 },

@@ -479,12 +479,14 @@ impl TestApp {
     ) -> (u16, Value) {
         let mut req = self
             .http
-            .request(method, self.url(path))
+            .request(method.clone(), self.url(path))
             .bearer_auth(self.token(user));
         if let Some(b) = body {
             req = req.json(&b);
         }
-        read(req.send().await.unwrap()).await
+        let (status, body) = read(req.send().await.unwrap()).await;
+        crate::openapi::conforms(method.as_str(), path, status, &body);
+        (status, body)
     }
 
     /// An internal API call with the right secret.
@@ -567,12 +569,14 @@ pub async fn call_internal(
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut req = http
-        .request(method, format!("{base}{path}"))
+        .request(method.clone(), format!("{base}{path}"))
         .header("X-Internal-Secret", INTERNAL_SECRET);
     if let Some(b) = body {
         req = req.json(&b);
     }
-    read(req.send().await.unwrap()).await
+    let (status, body) = read(req.send().await.unwrap()).await;
+    crate::openapi::conforms(method.as_str(), path, status, &body);
+    (status, body)
 }
 
 /// Status and JSON body of a response (`Null` for an empty body).

@@ -25,6 +25,7 @@ mod metrics;
 mod migration;
 mod migration_crash;
 mod nodes;
+mod openapi;
 mod operator;
 mod operator_auth;
 mod prometheus;

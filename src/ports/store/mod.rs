@@ -26,7 +26,7 @@ pub use idempotency::{Idempotency, IdempotencyBegin};
 pub use jobs::Jobs;
 pub use monitoring::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, NodesOver, Readings};
 pub use nodes::{HostingOrder, LatestOrder, Nodes, NodesOf, OrderRecorded, OverLimit};
-pub use outbox::{Outbox, OutboxMessage, StuckCallback};
+pub use outbox::{CallbackRecord, Outbox, OutboxMessage, StuckCallback};
 pub use resources::{Inserted, NewEvent, NewResource, NodeCredentials, NodeStats, Resources};
 pub use snapshots::{Region, Snapshots, StoredSnapshot};
 pub use vpn::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers};

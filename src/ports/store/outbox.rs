@@ -25,6 +25,15 @@ pub struct StuckCallback {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// A callback of one resource, delivered or not (the console's history of a resource).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackRecord {
+    pub message: OutboxMessage,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Outbox: Send + Sync {
     /// Leases the oldest undelivered callback of each subscription that is due.
@@ -46,6 +55,10 @@ pub trait Outbox: Send + Sync {
         min_attempts: i32,
         limit: i64,
     ) -> StoreResult<Vec<StuckCallback>>;
+    /// The callbacks queued for a resource, oldest first (at most `limit`), delivered
+    /// (until purged) or not.
+    async fn callbacks_of(&self, resource_id: &str, limit: i64)
+    -> StoreResult<Vec<CallbackRecord>>;
     /// Deletes up to `limit` callbacks delivered before `before`; returns how many.
     /// Undelivered callbacks are never deleted.
     async fn purge_delivered_outbox(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;

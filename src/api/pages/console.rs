@@ -1,0 +1,497 @@
+//! `/console`: the operators' page. The failed-work queue (live; bulk actions act on the
+//! ticked rows only), a search by user, subscription or resource id, a resource's history
+//! and callbacks, and node load. Every action is recorded under the operator's name.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::session::Kind;
+use super::user::SignInPage;
+use super::{ASSETS, Assets, PageError, SameOrigin, SignIn, St, gb, page, page_with, when};
+use crate::api::ApiState;
+use crate::app::{OperatorAction, ResourceId, SubscriptionId, UserId};
+use crate::domain::Resource;
+use crate::ports::store::LoadSort;
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct ConsolePage<'a> {
+    assets: &'a Assets,
+    operator: &'a str,
+    queue: String,
+    load: String,
+}
+
+struct Row {
+    id: String,
+    short_id: String,
+    kind: &'static str,
+    user: String,
+    subscription: String,
+    region: String,
+    status: &'static str,
+    why: &'static str,
+    attempts: i32,
+    last_error: String,
+    updated: String,
+}
+
+struct StuckRow {
+    id: i64,
+    subscription: String,
+    attempts: i32,
+    last_error: String,
+    next: String,
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+struct QueueHtml {
+    notice: Option<String>,
+    notice_class: &'static str,
+    resources: Vec<Row>,
+    callbacks: Vec<StuckRow>,
+    over_limit: Vec<String>,
+}
+
+struct LoadRow {
+    id: String,
+    short_id: String,
+    user: String,
+    region: String,
+    cpu: String,
+    mem: String,
+    load: String,
+    traffic: String,
+    reported: String,
+}
+
+#[derive(Template)]
+#[template(path = "load.html")]
+struct LoadHtml {
+    nodes: Vec<LoadRow>,
+}
+
+#[derive(Template)]
+#[template(path = "results.html")]
+struct ResultsHtml {
+    query: String,
+    notice: Option<String>,
+    rows: Vec<Row>,
+}
+
+struct EventRow {
+    at: String,
+    kind: &'static str,
+    actor: String,
+    message: String,
+}
+
+struct CallbackRow {
+    id: i64,
+    status: String,
+    queued: String,
+    attempts: i32,
+    delivered: String,
+    last_error: String,
+}
+
+struct Detail {
+    id: String,
+    kind: &'static str,
+    status: &'static str,
+    user: String,
+    subscription: String,
+    region: String,
+    address: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "detail.html")]
+struct DetailHtml {
+    r: Detail,
+    events: Vec<EventRow>,
+    callbacks: Vec<CallbackRow>,
+}
+
+/// A signed-in operator of the console (their `fs_console` cookie): their name.
+pub struct PageOperator(String);
+
+impl axum::extract::FromRequestParts<std::sync::Arc<ApiState>> for PageOperator {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &std::sync::Arc<ApiState>,
+    ) -> Result<Self, PageError> {
+        let (_, session) = super::signed_in(st, &parts.headers, Kind::Operator)?;
+        Ok(PageOperator(session.user))
+    }
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+fn row(r: &Resource, now: chrono::DateTime<chrono::Utc>) -> Row {
+    Row {
+        id: r.id.to_string(),
+        short_id: short(&r.id.to_string()),
+        kind: match r.kind {
+            crate::domain::ResourceKind::HostingNode => "node",
+            crate::domain::ResourceKind::VpnUser => "vpn",
+        },
+        user: r.user_id.clone(),
+        subscription: r.subscription_id.clone(),
+        region: r.region.clone(),
+        status: r.status.as_str(),
+        why: if r.status == crate::domain::Status::Failed {
+            "failed"
+        } else if r.deadline_at.is_some_and(|d| d < now) {
+            "past deadline"
+        } else {
+            "retrying"
+        },
+        attempts: r.attempts,
+        last_error: r
+            .last_error
+            .clone()
+            .or_else(|| r.error_message.clone())
+            .unwrap_or_default(),
+        updated: when(r.updated_at),
+    }
+}
+
+fn render(t: &impl Template) -> Result<Response, PageError> {
+    let html = t
+        .render()
+        .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(super::secure(axum::response::Html(html).into_response()))
+}
+
+async fn queue_html(st: &ApiState, notice: Option<(String, bool)>) -> Result<QueueHtml, PageError> {
+    let q = st.app.operator_queue().await?;
+    let now = st.app.ports.clock.now();
+    Ok(QueueHtml {
+        notice_class: if notice.as_ref().is_some_and(|(_, ok)| !ok) {
+            "error"
+        } else {
+            "info"
+        },
+        notice: notice.map(|(n, _)| n),
+        resources: q.resources.iter().map(|r| row(r, now)).collect(),
+        callbacks: q
+            .callbacks
+            .iter()
+            .map(|c| StuckRow {
+                id: c.message.id,
+                subscription: c.message.subscription_id.clone(),
+                attempts: c.message.attempts,
+                last_error: c.last_error.clone().unwrap_or_default(),
+                next: when(c.next_attempt_at),
+            })
+            .collect(),
+        over_limit: q
+            .over_limit
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} ({}): {} live nodes, pays for {}",
+                    o.subscription_id, o.user_id, o.live_nodes, o.node_limit
+                )
+            })
+            .collect(),
+    })
+}
+
+async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
+    let rows = st
+        .app
+        .ports
+        .store
+        .node_load(LoadSort::Cpu, 50)
+        .await
+        .map_err(crate::api::error::ApiError::from)?;
+    let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.0}"));
+    Ok(LoadHtml {
+        nodes: rows
+            .into_iter()
+            .map(|n| LoadRow {
+                short_id: short(&n.resource_id),
+                traffic: format!("{} / {} GB", gb(n.traffic_used), gb(n.traffic_limit)),
+                reported: n.reported_at.map(when).unwrap_or_else(|| "never".into()),
+                cpu: pct(n.cpu_percent),
+                mem: pct(n.mem_percent),
+                load: n.load1.map_or_else(|| "—".into(), |v| format!("{v:.2}")),
+                id: n.resource_id,
+                user: n.user_id,
+                region: n.region,
+            })
+            .collect(),
+    })
+}
+
+fn signin_page(error: Option<String>, status: StatusCode) -> Response {
+    page_with(
+        status,
+        &SignInPage {
+            assets: &ASSETS,
+            heading: "Operator console",
+            home: "/console",
+            hint: "Paste an operator token (fulfillment token --operator NAME).",
+            action: "/console/signin",
+            error,
+        },
+    )
+}
+
+/// `GET /console`.
+#[utoipa::path(get, path = "/console", tag = "pages", security((), ("page_session" = [])),
+    responses((status = 200, description = "The console, or its sign-in form", content_type = "text/html", body = String)))]
+pub async fn console(State(st): St, headers: HeaderMap) -> Response {
+    let Ok((_, session)) = super::signed_in(&st, &headers, Kind::Operator) else {
+        return signin_page(None, StatusCode::OK);
+    };
+    let (queue, load) = tokio::join!(queue_html(&st, None), load_html(&st));
+    let failed = |e: PageError| super::notice_html(&e.message);
+    page(&ConsolePage {
+        assets: &ASSETS,
+        operator: &session.user,
+        queue: queue
+            .and_then(|q| {
+                q.render()
+                    .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            })
+            .unwrap_or_else(failed),
+        load: load
+            .and_then(|l| {
+                l.render()
+                    .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            })
+            .unwrap_or_else(failed),
+    })
+}
+
+/// `POST /console/signin`: an operator token only; an app token is refused.
+#[utoipa::path(post, path = "/console/signin", tag = "pages",
+    request_body(content = inline(super::docs::TokenForm), content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "Signed in; to `/console`"),
+        (status = 400, description = "No token", content_type = "text/html", body = String),
+        (status = 401, description = "The token does not sign in", content_type = "text/html", body = String),
+        (status = 403, description = "A user's token, or from another origin", content_type = "text/html", body = String)))]
+pub async fn console_signin(
+    State(st): St,
+    _: SameOrigin,
+    headers: HeaderMap,
+    form: Result<Form<SignIn>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return signin_page(
+            Some("Paste a token to sign in.".into()),
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let token = form.token.trim();
+    match st.auth.bearer_of(token) {
+        Ok(crate::api::auth::Bearer::Operator(s)) => {
+            super::start_session(&st, &headers, Kind::Operator, token, s.until, "/console")
+        }
+        Ok(crate::api::auth::Bearer::User(_)) => signin_page(
+            Some("This is an app user's token. The console takes an operator token.".into()),
+            StatusCode::FORBIDDEN,
+        ),
+        Err(_) => signin_page(
+            Some("This token does not sign in: it is invalid or has expired.".into()),
+            StatusCode::UNAUTHORIZED,
+        ),
+    }
+}
+
+/// `POST /console/signout`.
+#[utoipa::path(post, path = "/console/signout", tag = "pages",
+    responses((status = 303, description = "Signed out; to `/console`"),
+        (status = 403, description = "From another origin", content_type = "text/html", body = String)))]
+pub async fn console_signout(_: SameOrigin) -> Response {
+    super::end_session(Kind::Operator, "/console")
+}
+
+/// `GET /console/queue`: the queue fragment.
+#[utoipa::path(get, path = "/console/queue", tag = "pages", security(("page_session" = [])),
+    responses((status = 200, description = "The queue fragment", content_type = "text/html", body = String),
+        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
+        (status = 403, description = "Not an operator", content_type = "text/html", body = String),
+        (status = 503, description = "Unavailable for a moment", content_type = "text/html", body = String)))]
+pub async fn console_queue(State(st): St, _: PageOperator) -> Result<Response, PageError> {
+    render(&queue_html(&st, None).await?)
+}
+
+/// `POST /console/queue`: retry or fail the ticked resources (`id`, repeated), with a
+/// reason. Only the ids sent are touched.
+#[utoipa::path(post, path = "/console/queue", tag = "pages", security(("page_session" = [])),
+    request_body(content = inline(super::docs::QueueForm), content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The queue fragment, with what was done", content_type = "text/html", body = String),
+        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
+        (status = 403, description = "Not an operator, or from another origin", content_type = "text/html", body = String),
+        (status = 422, description = "No row ticked, or no action", content_type = "text/html", body = String)))]
+pub async fn console_action(
+    State(st): St,
+    PageOperator(name): PageOperator,
+    _: SameOrigin,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let field = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let ids: Vec<&str> = fields
+        .iter()
+        .filter(|(n, _)| n == "id")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let action = field("action").unwrap_or_default();
+    let reason = field("reason").filter(|r| !r.is_empty());
+    let refuse = |m: &str| Err(PageError::new(StatusCode::UNPROCESSABLE_ENTITY, m));
+    if ids.is_empty() {
+        return refuse("Tick at least one row.");
+    }
+    if action != "retry" && action != "fail" {
+        return refuse("Choose retry or fail.");
+    }
+    let (mut done, mut refused) = (0, Vec::new());
+    for id in ids {
+        let act = OperatorAction {
+            operator: Some(name.clone()),
+            reason: reason.clone(),
+        };
+        let outcome = match ResourceId::parse(id) {
+            Ok(rid) if action == "retry" => st.app.operator_retry(rid, act).await.map(|_| ()),
+            Ok(rid) => st.app.operator_fail(rid, act).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => done += 1,
+            Err(e) => refused.push(format!(
+                "{}: {}",
+                short(id),
+                super::sentence(&e.to_string())
+            )),
+        }
+    }
+    let verb = if action == "retry" {
+        "Retried"
+    } else {
+        "Failed"
+    };
+    let mut notice = format!("{verb} {done} as {name}.");
+    if !refused.is_empty() {
+        notice.push_str(&format!(" Refused: {}", refused.join(" ")));
+    }
+    render(&queue_html(&st, Some((notice, refused.is_empty()))).await?)
+}
+
+#[derive(serde::Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+/// `GET /console/search?q=`: resources by resource, subscription or user id.
+#[utoipa::path(get, path = "/console/search", tag = "pages", security(("page_session" = [])),
+    params(("q" = String, Query, description = "A resource, subscription or user id")),
+    responses((status = 200, description = "The results fragment", content_type = "text/html", body = String),
+        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
+        (status = 403, description = "Not an operator", content_type = "text/html", body = String)))]
+pub async fn console_search(
+    State(st): St,
+    _: PageOperator,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response, PageError> {
+    let query = q.q.unwrap_or_default().trim().to_owned();
+    let now = st.app.ports.clock.now();
+    let mut found: Vec<Resource> = Vec::new();
+    if let Ok(id) = ResourceId::parse(&query)
+        && let Ok(r) = st.app.resource(id).await
+    {
+        found.push(r);
+    }
+    if let Ok(sub) = SubscriptionId::parse(&query) {
+        found.extend(st.app.subscription_resources(&sub).await?);
+    }
+    if let Ok(user) = UserId::parse(&query) {
+        found.extend(st.app.user_resources(&user).await?);
+    }
+    found.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    found.dedup_by_key(|r| r.id);
+    render(&ResultsHtml {
+        notice: query.is_empty().then(|| "Type an id to search.".to_owned()),
+        rows: found.iter().map(|r| row(r, now)).collect(),
+        query,
+    })
+}
+
+/// `GET /console/resources/{id}`: a resource, its history and its callbacks.
+#[utoipa::path(get, path = "/console/resources/{id}", tag = "pages", security(("page_session" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The resource fragment", content_type = "text/html", body = String),
+        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
+        (status = 403, description = "Not an operator", content_type = "text/html", body = String),
+        (status = 404, description = "No such resource", content_type = "text/html", body = String)))]
+pub async fn console_resource(
+    State(st): St,
+    _: PageOperator,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let rid = ResourceId::parse(&id)?;
+    let r = st.app.resource(rid).await?;
+    let (events, callbacks) = tokio::join!(
+        st.app.history(ResourceId(r.id)),
+        st.app.callbacks_of(ResourceId(r.id))
+    );
+    let c = &r.connection;
+    render(&DetailHtml {
+        r: Detail {
+            id: r.id.to_string(),
+            kind: r.kind.as_str(),
+            status: r.status.as_str(),
+            user: r.user_id.clone(),
+            subscription: r.subscription_id.clone(),
+            region: r.region.clone(),
+            address: c.public_ip.clone().unwrap_or_else(|| "—".into()),
+            error: r.error_message.clone().unwrap_or_default(),
+        },
+        events: events?
+            .into_iter()
+            .map(|e| EventRow {
+                at: when(e.at),
+                kind: e.kind.as_str(),
+                actor: e.actor,
+                message: e.message.unwrap_or_default(),
+            })
+            .collect(),
+        callbacks: callbacks?
+            .into_iter()
+            .map(|c| CallbackRow {
+                id: c.message.id,
+                status: c.message.callback.status.clone(),
+                queued: when(c.message.created_at),
+                attempts: c.message.attempts,
+                delivered: c.delivered_at.map(when).unwrap_or_else(|| "not yet".into()),
+                last_error: c.last_error.unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
+
+/// `GET /console/load`: node load, highest CPU first.
+#[utoipa::path(get, path = "/console/load", tag = "pages", security(("page_session" = [])),
+    responses((status = 200, description = "The load fragment", content_type = "text/html", body = String),
+        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
+        (status = 403, description = "Not an operator", content_type = "text/html", body = String)))]
+pub async fn console_load(State(st): St, _: PageOperator) -> Result<Response, PageError> {
+    render(&load_html(&st).await?)
+}

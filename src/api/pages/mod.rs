@@ -1,0 +1,240 @@
+//! The web pages (CONTRACTS.md §4.6): `/` for users, `/console` for operators, and
+//! `/api/docs`. Server-rendered HTML (askama) with one small script of our own; every asset
+//! is served from the binary under a versioned path, with `Content-Security-Policy:
+//! default-src 'self'` on every page. Sessions are signed cookies (`session`); every
+//! state-changing request must come from this origin.
+
+pub mod assets;
+pub mod console;
+pub mod docs;
+pub mod session;
+pub mod user;
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::ApiState;
+use super::error::ApiError;
+pub use assets::{ASSETS, Assets};
+use session::{CookieSeal, Kind};
+
+/// The pages' security headers: nothing loads from elsewhere, nothing frames them.
+pub fn secure(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A rendered template, with the pages' headers.
+pub fn page(t: &impl Template) -> Response {
+    page_with(StatusCode::OK, t)
+}
+
+pub fn page_with(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => secure((status, Html(html)).into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "a template did not render");
+            secure(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Html("<p>Something went wrong.</p>"),
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticeHtml<'a> {
+    class: &'a str,
+    message: &'a str,
+}
+
+/// A refusal or failure, as people read it: a sentence in the page, with the status.
+pub struct PageError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// An API refusal in words: its message, as a sentence.
+pub fn sentence(message: &str) -> String {
+    let mut s = message.trim().to_owned();
+    if let Some(first) = s.get(..1) {
+        s.replace_range(..1, &first.to_uppercase());
+    }
+    if !s.ends_with(['.', '!', '?']) {
+        s.push('.');
+    }
+    s
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        let message = match e.status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                "The service cannot reach what it needs right now. Try again in a moment.".into()
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => "Something went wrong on our side.".into(),
+            StatusCode::UNAUTHORIZED => "Your session has ended. Sign in again.".into(),
+            _ => sentence(&e.message),
+        };
+        PageError::new(e.status, message)
+    }
+}
+
+impl From<crate::app::AppError> for PageError {
+    fn from(e: crate::app::AppError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        page_with(
+            self.status,
+            &NoticeHtml {
+                class: "error",
+                message: &self.message,
+            },
+        )
+    }
+}
+
+/// A state-changing request from a page of this origin (CONTRACTS.md §4.6).
+pub struct SameOrigin;
+
+impl<S: Send + Sync> FromRequestParts<S> for SameOrigin {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, PageError> {
+        if session::same_origin(&parts.headers) {
+            Ok(SameOrigin)
+        } else {
+            Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                "This request came from another site and was refused.",
+            ))
+        }
+    }
+}
+
+/// The signed-in person of a page, by their cookie of `kind`: the token and whom it names.
+fn signed_in(
+    st: &ApiState,
+    headers: &HeaderMap,
+    kind: Kind,
+) -> Result<(String, super::auth::Session), PageError> {
+    let token = st
+        .auth
+        .cookies
+        .open(kind, headers)
+        .ok_or_else(|| PageError::new(StatusCode::UNAUTHORIZED, "Sign in first."))?;
+    let bearer = st.auth.bearer_of(token).map_err(PageError::from)?;
+    match (kind, bearer) {
+        (Kind::User, super::auth::Bearer::User(s)) => Ok((token.to_owned(), s)),
+        (Kind::Operator, super::auth::Bearer::Operator(s)) => Ok((token.to_owned(), s)),
+        _ => Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "This token does not open this page.",
+        )),
+    }
+}
+
+/// Starts a session of `kind` with `token` (already verified), and leaves for `to`: the
+/// token is in no URL from here on.
+fn start_session(
+    st: &ApiState,
+    headers: &HeaderMap,
+    kind: Kind,
+    token: &str,
+    until: i64,
+    to: &str,
+) -> Response {
+    let max_age = until - chrono::Utc::now().timestamp();
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https");
+    let cookie = st.auth.cookies.set(kind, token, max_age, secure);
+    let mut resp = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    secure_redirect(resp)
+}
+
+fn end_session(kind: Kind, to: &str) -> Response {
+    let mut resp = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(&CookieSeal::clear(kind)) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    secure_redirect(resp)
+}
+
+fn secure_redirect(resp: Response) -> Response {
+    secure(resp)
+}
+
+/// The state of every page handler.
+pub type St = State<Arc<ApiState>>;
+
+/// A sign-in form's body.
+#[derive(serde::Deserialize)]
+pub struct SignIn {
+    token: String,
+}
+
+/// A date as the pages show it.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// GiB, to one decimal place (none when whole).
+pub fn gb(bytes: i64) -> String {
+    let g = crate::domain::units::gib(bytes);
+    if (g - g.round()).abs() < 0.05 {
+        format!("{}", g.round() as i64)
+    } else {
+        format!("{g:.1}")
+    }
+}
+
+/// A notice as a fragment of HTML (escaped).
+pub fn notice_html(message: &str) -> String {
+    NoticeHtml {
+        class: "error",
+        message,
+    }
+    .render()
+    .unwrap_or_default()
+}
