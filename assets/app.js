@@ -23,6 +23,10 @@ function swap(selector, html) {
   target.querySelectorAll("input[type=checkbox][name=id]").forEach((c) => {
     c.checked = ticked.has(c.value);
   });
+  // What an action did stays on screen when its section refreshes.
+  const flash = target.querySelector("[data-flash]");
+  const keep = document.getElementById("flash");
+  if (flash && keep) keep.replaceChildren(flash);
 }
 
 // Fetches a fragment; a failure shows in the banner until a later fetch succeeds.
@@ -62,13 +66,15 @@ document.addEventListener("submit", async (event) => {
   if (confirmText && !window.confirm(confirmText)) return;
   const data = new FormData(form, button);
   const method = (form.getAttribute("method") || "get").toUpperCase();
+  // Not `form.action`: a field named "action" would shadow it.
+  const url = form.getAttribute("action");
   let html;
   if (button) button.disabled = true;
   try {
     if (method === "GET") {
-      html = await load(form.action + "?" + new URLSearchParams(data));
+      html = await load(url + "?" + new URLSearchParams(data));
     } else {
-      html = await load(form.action, { method, body: new URLSearchParams(data) });
+      html = await load(url, { method, body: new URLSearchParams(data) });
     }
   } finally {
     if (button) button.disabled = false;

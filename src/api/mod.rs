@@ -133,6 +133,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<ApiState>) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
+        // The pages' forms: no larger than a request to the API (which reads its bodies
+        // itself, `extract::RawBody`).
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .route_layer(middleware::from_fn_with_state(state.clone(), metrics::record))
         .fallback(unmatched)
         .method_not_allowed_fallback(|| async {

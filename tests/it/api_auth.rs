@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, INTERNAL_SECRET, JWT_SECRET, TestApp, read};
 
-fn sign(claims: Value, secret: &str, alg: Algorithm) -> String {
+pub(crate) fn sign(claims: Value, secret: &str, alg: Algorithm) -> String {
     jsonwebtoken::encode(
         &Header::new(alg),
         &claims,
@@ -17,7 +17,7 @@ fn sign(claims: Value, secret: &str, alg: Algorithm) -> String {
     .unwrap()
 }
 
-fn exp(offset_secs: i64) -> i64 {
+pub(crate) fn exp(offset_secs: i64) -> i64 {
     chrono::Utc::now().timestamp() + offset_secs
 }
 

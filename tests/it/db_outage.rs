@@ -18,14 +18,14 @@ use crate::helpers::{Backend, TestApp};
 
 /// A TCP proxy to PostgreSQL that can be cut: while it is down, its port refuses
 /// connections and every open one is gone.
-struct Proxy {
-    port: u16,
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Proxy {
-    async fn start() -> Proxy {
+    pub(crate) async fn start() -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = Proxy {
             port: listener.local_addr().unwrap().port(),
@@ -52,7 +52,7 @@ impl Proxy {
     }
 
     /// The server goes down: open connections drop, new ones are refused.
-    async fn cut(&self) {
+    pub(crate) async fn cut(&self) {
         if let Some(task) = self.accept.lock().unwrap().take() {
             task.abort();
         }
@@ -62,7 +62,7 @@ impl Proxy {
     }
 
     /// The server is back on the same port.
-    async fn restore(&self) {
+    pub(crate) async fn restore(&self) {
         let listener = loop {
             match TcpListener::bind(("127.0.0.1", self.port)).await {
                 Ok(l) => break l,

@@ -6,6 +6,9 @@ mod helpers;
 
 mod api_auth;
 mod api_bad_input;
+mod browser;
+mod browser_console;
+mod browser_user;
 mod chaos;
 mod chaos_orders;
 mod connections;
@@ -28,6 +31,7 @@ mod nodes;
 mod openapi;
 mod operator;
 mod operator_auth;
+mod pages;
 mod prometheus;
 mod sse_client;
 mod store_conformance;

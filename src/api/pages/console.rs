@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::session::Kind;
 use super::user::SignInPage;
-use super::{ASSETS, Assets, PageError, SameOrigin, SignIn, St, gb, page, page_with, when};
+use super::{
+    ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, gb, page, page_with, when,
+};
 use crate::api::ApiState;
 use crate::app::{OperatorAction, ResourceId, SubscriptionId, UserId};
 use crate::domain::Resource;
@@ -133,8 +135,11 @@ impl axum::extract::FromRequestParts<std::sync::Arc<ApiState>> for PageOperator 
     }
 }
 
+/// The end of an id: the start of a v7 id is its timestamp, the same for ids made together.
 fn short(id: &str) -> String {
-    id.chars().take(8).collect()
+    id.get(id.len().saturating_sub(8)..)
+        .unwrap_or(id)
+        .to_owned()
 }
 
 fn row(r: &Resource, now: chrono::DateTime<chrono::Utc>) -> Row {
@@ -329,8 +334,8 @@ pub async fn console_queue(State(st): St, _: PageOperator) -> Result<Response, P
     render(&queue_html(&st, None).await?)
 }
 
-/// `POST /console/queue`: retry or fail the ticked resources (`id`, repeated), with a
-/// reason. Only the ids sent are touched.
+/// `POST /console/queue`: retry or fail (`op`) the ticked resources (`id`, repeated), with
+/// a reason. Only the ids sent are touched.
 #[utoipa::path(post, path = "/console/queue", tag = "pages", security(("page_session" = [])),
     request_body(content = inline(super::docs::QueueForm), content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The queue fragment, with what was done", content_type = "text/html", body = String),
@@ -341,7 +346,7 @@ pub async fn console_action(
     State(st): St,
     PageOperator(name): PageOperator,
     _: SameOrigin,
-    Form(fields): Form<Vec<(String, String)>>,
+    PageForm(fields): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let field = |k: &str| {
         fields
@@ -354,7 +359,7 @@ pub async fn console_action(
         .filter(|(n, _)| n == "id")
         .map(|(_, v)| v.as_str())
         .collect();
-    let action = field("action").unwrap_or_default();
+    let action = field("op").unwrap_or_default();
     let reason = field("reason").filter(|r| !r.is_empty());
     let refuse = |m: &str| Err(PageError::new(StatusCode::UNPROCESSABLE_ENTITY, m));
     if ids.is_empty() {
@@ -467,7 +472,7 @@ pub async fn console_resource(
         events: events?
             .into_iter()
             .map(|e| EventRow {
-                at: when(e.at),
+                at: super::when_exact(e.at),
                 kind: e.kind.as_str(),
                 actor: e.actor,
                 message: e.message.unwrap_or_default(),

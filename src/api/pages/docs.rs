@@ -32,7 +32,7 @@ pub struct QueueForm {
     /// Repeated, once per ticked row.
     id: Vec<String>,
     /// `retry` or `fail`.
-    action: String,
+    op: String,
     reason: Option<String>,
 }
 

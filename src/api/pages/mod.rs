@@ -38,7 +38,7 @@ pub fn secure(mut resp: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -205,6 +205,31 @@ fn secure_redirect(resp: Response) -> Response {
     secure(resp)
 }
 
+/// A form's body; one that cannot be read is refused in words, with the status axum gives
+/// (400, 413 for more than the body limit, 415, 422).
+pub struct PageForm<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for PageForm<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = PageError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, PageError> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(form)) => Ok(PageForm(form)),
+            Err(e) => Err(PageError::new(
+                e.status(),
+                match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => "The form is too large.",
+                    _ => "The form could not be read.",
+                },
+            )),
+        }
+    }
+}
+
 /// The state of every page handler.
 pub type St = State<Arc<ApiState>>;
 
@@ -217,6 +242,11 @@ pub struct SignIn {
 /// A date as the pages show it.
 pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A moment in a history, to the second.
+pub fn when_exact(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 /// GiB, to one decimal place (none when whole).

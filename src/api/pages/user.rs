@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::session::Kind;
-use super::{ASSETS, Assets, PageError, SameOrigin, SignIn, St, gb, page, page_with, when};
+use super::{
+    ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, gb, page, page_with, when,
+};
 use crate::api::ApiState;
 use crate::api::extract::ApiJson;
 use crate::api::user::CreateNode;
@@ -413,7 +415,7 @@ pub async fn app_create(
     State(st): St,
     PageUser(user, _): PageUser,
     _: SameOrigin,
-    Form(form): Form<RegionForm>,
+    PageForm(form): PageForm<RegionForm>,
 ) -> Result<Response, PageError> {
     let body = Ok(ApiJson(CreateNode {
         region: form.region,
@@ -463,7 +465,7 @@ pub async fn app_migrate(
     PageUser(user, _): PageUser,
     _: SameOrigin,
     Path(id): Path<String>,
-    Form(form): Form<RegionForm>,
+    PageForm(form): PageForm<RegionForm>,
 ) -> Result<Response, PageError> {
     let outcome = async {
         st.limits.node_create(user.as_str())?;

@@ -1,0 +1,293 @@
+//! The user's page in a real browser: the demo link, a node created with its steps
+//! advancing live, deleted, migrated; the VPN's QR codes; refusals.
+
+use std::time::Duration;
+
+use fulfillment::sim::NodeTiming;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::browser::{Browser, decode_qr, serial, sign_in};
+use crate::db_outage::Proxy;
+use crate::helpers::{Backend, TestApp, wait_until};
+
+/// The nodes the page shows: id, status and the state of each creation step.
+const NODES: &str = "return [...document.querySelectorAll('#nodes article.node')].map(a => ({
+    id: a.dataset.id, status: a.dataset.status,
+    region: a.querySelector('h3').innerText,
+    migration: (a.querySelector('[data-migration]') || {dataset: {}}).dataset.migration || null,
+    steps: [...a.querySelectorAll('li.step')].map(l => l.className.replace('step ', ''))}))";
+
+async fn nodes(b: &Browser) -> Vec<Value> {
+    b.js(NODES).await.as_array().cloned().unwrap_or_default()
+}
+
+fn slow_nodes() -> NodeTiming {
+    NodeTiming {
+        creating_ms: 1500,
+        installing_ms: 1500,
+        ..NodeTiming::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_by_the_demo_link_watches_a_node_being_created_live_and_deletes_it() {
+    let _serial = serial().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, slow_nodes(), |_| {}).await;
+    app.sims.subscribe("web-1", "sub-w1", "premium");
+    let b = Browser::start().await;
+    sign_in(&b, &app, "web-1").await;
+
+    // The token left the URL, and scripts cannot read the session cookie.
+    let url = b.client.current_url().await.unwrap();
+    assert_eq!(
+        (url.path(), url.query(), url.fragment()),
+        ("/", None, None),
+        "{url}"
+    );
+    assert_eq!(
+        b.script_cookies().await,
+        "",
+        "the session cookie is HttpOnly"
+    );
+    b.wait_text("Create a node in").await;
+    b.js("window.sameDocument = true; return true").await;
+
+    b.js("document.getElementById('region').value = 'eu-west-1'; return true")
+        .await;
+    b.click("form.create button").await;
+    // Watch the steps advance without a reload: record the first step not yet completed.
+    let mut seen: Vec<usize> = Vec::new();
+    let mut active = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        let shown = nodes(&b).await;
+        if let Some(node) = shown.first() {
+            if node["status"] == "active" {
+                active = true;
+                break;
+            }
+            let steps = node["steps"].as_array().cloned().unwrap_or_default();
+            let completed = steps.iter().take_while(|s| *s == "completed").count();
+            if seen.last() != Some(&completed) {
+                seen.push(completed);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(active, "the node never showed active; steps seen {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "steps went backwards: {seen:?}"
+    );
+    assert!(
+        seen.contains(&1) && seen.contains(&2),
+        "steps seen advancing: {seen:?}"
+    );
+    assert_eq!(
+        b.js("return window.sameDocument === true").await,
+        json!(true),
+        "the page reloaded"
+    );
+    b.wait_text("Europe (Ireland)").await;
+    b.screenshot("user-node-active").await;
+
+    // Delete, confirmed in the dialog.
+    let id = nodes(&b).await[0]["id"].as_str().unwrap().to_owned();
+    b.click("article.node form[action$='/delete'] button").await;
+    b.client.accept_alert().await.unwrap();
+    b.wait_js(
+        "the node gone from the page",
+        "return document.querySelectorAll('#nodes article.node').length === 0",
+    )
+    .await;
+    let r = app.resource(&id).await;
+    assert!(
+        ["deleting", "deleted"].contains(&r["status"].as_str().unwrap()),
+        "{r}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_migrates_a_node_and_sees_the_switch() {
+    let _serial = serial().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, slow_nodes(), |_| {}).await;
+    app.sims.subscribe("web-2", "sub-w2", "premium");
+    let (_, order) = app.provision("web-2", "sub-w2").await;
+    let id = order["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    let b = Browser::start().await;
+    sign_in(&b, &app, "web-2").await;
+    b.wait_text("Asia Pacific (Tokyo)").await;
+    b.js("window.sameDocument = true; return true").await;
+
+    let select = format!("#to-{id}");
+    b.js(&format!(
+        "document.querySelector('{select}').value = 'us-west-2'; return true"
+    ))
+    .await;
+    b.click(&format!("form[action='/app/nodes/{id}/migrate'] button"))
+        .await;
+    b.wait_js(
+        "the migration shown",
+        "return !!document.querySelector('#nodes [data-migration]')",
+    )
+    .await;
+    b.screenshot("user-node-migrating").await;
+    // The switch: the same node, now in Oregon, and no migration left.
+    b.wait_js(
+        "the node switched",
+        "const a = document.querySelector('#nodes article.node');
+         return !!a && a.querySelector('h3').innerText === 'US West (Oregon)'
+             && !a.querySelector('[data-migration]') && a.dataset.status === 'active'",
+    )
+    .await;
+    assert_eq!(nodes(&b).await[0]["id"], id.as_str());
+    assert_eq!(app.resource(&id).await["region"], "us-west-2");
+    assert_eq!(
+        b.js("return window.sameDocument === true").await,
+        json!(true)
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vpn_qr_codes_decode_to_their_links() {
+    let _serial = serial().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.sims.subscribe_vpn("web-3", "sub-w3", "premium");
+    let order = json!({"user_id": "web-3", "subscription_id": "sub-w3", "app_source": "otun",
+        "plan_tier": "premium", "channel": "stripe", "business_type": "subscription", "expire_days": 30});
+    let (status, body) = app
+        .internal(Method::POST, "/api/internal/provision", Some(order))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b = Browser::start().await;
+    sign_in(&b, &app, "web-3").await;
+    b.wait_js(
+        "a QR code",
+        "return document.querySelectorAll('#vpn .qr svg').length > 0",
+    )
+    .await;
+    let links = b
+        .js("return [...document.querySelectorAll('#vpn .link-row input')].map(i => i.value)")
+        .await;
+    let links: Vec<String> = serde_json::from_value(links).unwrap();
+    assert!(!links.is_empty());
+    let qrs = b
+        .client
+        .find_all(fantoccini::Locator::Css("#vpn .qr"))
+        .await
+        .unwrap();
+    assert_eq!(qrs.len(), links.len());
+    for (qr, link) in qrs.iter().zip(&links) {
+        let png = qr.screenshot().await.unwrap();
+        assert_eq!(&decode_qr(&png), link, "the QR code decodes to its link");
+    }
+    b.screenshot("user-vpn").await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_from_another_origin_is_refused_and_changes_nothing() {
+    let _serial = serial().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.sims.subscribe("web-4", "sub-w4", "premium");
+    // Another origin (same host, another port: the browser sends the session cookie
+    // along, SameSite or not), whose page posts a form to ours.
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_url = format!("http://{}", evil.local_addr().unwrap());
+    let target = app.url("/app/nodes");
+    let page = format!(
+        "<!doctype html><form id=f method=post action='{target}'><input name=region value=eu-west-1></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    let server = tokio::spawn(async move {
+        let router = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        );
+        axum::serve(evil, router).await.unwrap();
+    });
+    let b = Browser::start().await;
+    sign_in(&b, &app, "web-4").await;
+    b.goto(&evil_url).await;
+    b.wait_text("another site").await;
+    let (_, mine) = app
+        .user(Method::GET, "/api/v1/my/nodes", "web-4", None)
+        .await;
+    assert_eq!(
+        mine["nodes"],
+        json!([]),
+        "the cross-origin post made a node"
+    );
+    // The same form from our own page goes through.
+    b.goto(&app.url("/")).await;
+    b.wait_text("Create a node in").await;
+    b.click("form.create button").await;
+    b.wait_js(
+        "a node",
+        "return document.querySelectorAll('#nodes article.node').length === 1",
+    )
+    .await;
+    server.abort();
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_when_the_database_is_away_and_recovers_by_itself() {
+    let _serial = serial().await;
+    let proxy = Proxy::start().await;
+    let app = TestApp::spawn_with(Backend::Postgres, NodeTiming::default(), |c| {
+        let name = c.db.url.rsplit('/').next().unwrap().to_owned();
+        c.db.url = format!("postgres://postgres@127.0.0.1:{}/{name}", proxy.port);
+    })
+    .await;
+    app.sims.subscribe("web-5", "sub-w5", "premium");
+    let (_, order) = app.provision("web-5", "sub-w5").await;
+    app.wait_status(order["resource_id"].as_str().unwrap(), "active")
+        .await;
+    let b = Browser::start().await;
+    sign_in(&b, &app, "web-5").await;
+    b.wait_text("Asia Pacific (Tokyo)").await;
+    b.js("window.sameDocument = true; return true").await;
+
+    proxy.cut().await;
+    b.wait_js(
+        "the outage shown",
+        "return !document.getElementById('banner').hidden",
+    )
+    .await;
+    let said = b
+        .js("return document.getElementById('banner').innerText")
+        .await;
+    assert!(said.as_str().unwrap().contains("Retrying"), "{said}");
+    b.screenshot("user-database-away").await;
+    assert!(
+        b.text().await.contains("Asia Pacific (Tokyo)"),
+        "the node stays on the page"
+    );
+
+    proxy.restore().await;
+    b.wait_js(
+        "recovered",
+        "return document.getElementById('banner').hidden",
+    )
+    .await;
+    // A change made after the outage reaches the page.
+    let (status, _) = app
+        .user(Method::DELETE, "/api/v1/my/node", "web-5", None)
+        .await;
+    assert_eq!(status, 200);
+    let gone = wait_until(Duration::from_secs(20), || async {
+        nodes(&b).await.is_empty()
+    })
+    .await;
+    assert!(gone, "the page never caught up: {}", b.text().await);
+    assert_eq!(
+        b.js("return window.sameDocument === true").await,
+        json!(true)
+    );
+    b.stop().await;
+}
