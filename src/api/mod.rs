@@ -119,8 +119,8 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
             pages::console::console_queue,
             pages::console::console_action
         ))
-        .routes(routes!(pages::console::console_search))
-        .routes(routes!(pages::console::console_resource))
+        .routes(routes!(pages::console_search::console_search))
+        .routes(routes!(pages::console_search::console_resource))
         .routes(routes!(pages::console::console_load))
 }
 

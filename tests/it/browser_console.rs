@@ -172,5 +172,7 @@ async fn the_api_docs_page_renders_the_document_from_the_service_alone() {
         .js("return [...document.querySelectorAll('[src],[href]')].map(e => e.getAttribute('src') || e.getAttribute('href')).filter(u => /^[a-z]+:/i.test(u) || u.startsWith('//'))")
         .await;
     assert_eq!(external, json!([]));
+    b.click("details.op summary").await;
+    b.screenshot("api-docs").await;
     b.stop().await;
 }

@@ -71,6 +71,9 @@ async fn a_user_signs_in_by_the_demo_link_watches_a_node_being_created_live_and_
             let completed = steps.iter().take_while(|s| *s == "completed").count();
             if seen.last() != Some(&completed) {
                 seen.push(completed);
+                if completed == 2 {
+                    b.screenshot("user-node-creating").await;
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -91,6 +94,18 @@ async fn a_user_signs_in_by_the_demo_link_watches_a_node_being_created_live_and_
     );
     b.wait_text("Europe (Ireland)").await;
     b.screenshot("user-node-active").await;
+    // On a phone's screen too.
+    b.client.set_window_size(390, 844).await.unwrap();
+    b.screenshot("user-node-active-phone").await;
+    let overflow = b
+        .js("return document.documentElement.scrollWidth > window.innerWidth")
+        .await;
+    assert_eq!(
+        overflow,
+        json!(false),
+        "the page is wider than a phone's screen"
+    );
+    b.client.set_window_size(1280, 1000).await.unwrap();
 
     // Delete, confirmed in the dialog.
     let id = nodes(&b).await[0]["id"].as_str().unwrap().to_owned();

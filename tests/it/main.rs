@@ -35,6 +35,7 @@ mod pages;
 mod prometheus;
 mod sse_client;
 mod store_conformance;
+mod store_history;
 mod store_nodes;
 mod sweep;
 mod traffic;

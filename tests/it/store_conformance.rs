@@ -58,7 +58,7 @@ fn claim(owner: &str, now: DateTime<Utc>) -> Claim<'_> {
     }
 }
 
-fn callback(sub: &str, status: &str) -> FulfillmentCallback {
+pub(crate) fn callback(sub: &str, status: &str) -> FulfillmentCallback {
     FulfillmentCallback {
         subscription_id: sub.into(),
         app: "obox".into(),

@@ -5,6 +5,7 @@
 //! assets the binary carries (`pages::assets`).
 
 pub mod internal;
+pub mod refusals;
 pub mod schemas;
 
 use axum::http::{HeaderValue, header};

@@ -4,7 +4,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -14,7 +14,7 @@ use super::{
     ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, gb, page, page_with, when,
 };
 use crate::api::ApiState;
-use crate::app::{OperatorAction, ResourceId, SubscriptionId, UserId};
+use crate::app::{OperatorAction, ResourceId};
 use crate::domain::Resource;
 use crate::ports::store::LoadSort;
 
@@ -27,18 +27,18 @@ struct ConsolePage<'a> {
     load: String,
 }
 
-struct Row {
-    id: String,
-    short_id: String,
-    kind: &'static str,
-    user: String,
-    subscription: String,
-    region: String,
-    status: &'static str,
-    why: &'static str,
-    attempts: i32,
-    last_error: String,
-    updated: String,
+pub(super) struct Row {
+    pub(super) id: String,
+    pub(super) short_id: String,
+    pub(super) kind: &'static str,
+    pub(super) user: String,
+    pub(super) subscription: String,
+    pub(super) region: String,
+    pub(super) status: &'static str,
+    pub(super) why: &'static str,
+    pub(super) attempts: i32,
+    pub(super) last_error: String,
+    pub(super) updated: String,
 }
 
 struct StuckRow {
@@ -77,51 +77,8 @@ struct LoadHtml {
     nodes: Vec<LoadRow>,
 }
 
-#[derive(Template)]
-#[template(path = "results.html")]
-struct ResultsHtml {
-    query: String,
-    notice: Option<String>,
-    rows: Vec<Row>,
-}
-
-struct EventRow {
-    at: String,
-    kind: &'static str,
-    actor: String,
-    message: String,
-}
-
-struct CallbackRow {
-    id: i64,
-    status: String,
-    queued: String,
-    attempts: i32,
-    delivered: String,
-    last_error: String,
-}
-
-struct Detail {
-    id: String,
-    kind: &'static str,
-    status: &'static str,
-    user: String,
-    subscription: String,
-    region: String,
-    address: String,
-    error: String,
-}
-
-#[derive(Template)]
-#[template(path = "detail.html")]
-struct DetailHtml {
-    r: Detail,
-    events: Vec<EventRow>,
-    callbacks: Vec<CallbackRow>,
-}
-
 /// A signed-in operator of the console (their `fs_console` cookie): their name.
-pub struct PageOperator(String);
+pub struct PageOperator(pub String);
 
 impl axum::extract::FromRequestParts<std::sync::Arc<ApiState>> for PageOperator {
     type Rejection = PageError;
@@ -130,7 +87,7 @@ impl axum::extract::FromRequestParts<std::sync::Arc<ApiState>> for PageOperator 
         parts: &mut axum::http::request::Parts,
         st: &std::sync::Arc<ApiState>,
     ) -> Result<Self, PageError> {
-        let (_, session) = super::signed_in(st, &parts.headers, Kind::Operator)?;
+        let session = super::signed_in(st, &parts.headers, Kind::Operator)?;
         Ok(PageOperator(session.user))
     }
 }
@@ -142,7 +99,7 @@ fn short(id: &str) -> String {
         .to_owned()
 }
 
-fn row(r: &Resource, now: chrono::DateTime<chrono::Utc>) -> Row {
+pub(super) fn row(r: &Resource, now: chrono::DateTime<chrono::Utc>) -> Row {
     Row {
         id: r.id.to_string(),
         short_id: short(&r.id.to_string()),
@@ -171,7 +128,7 @@ fn row(r: &Resource, now: chrono::DateTime<chrono::Utc>) -> Row {
     }
 }
 
-fn render(t: &impl Template) -> Result<Response, PageError> {
+pub(super) fn render(t: &impl Template) -> Result<Response, PageError> {
     let html = t
         .render()
         .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -258,7 +215,7 @@ fn signin_page(error: Option<String>, status: StatusCode) -> Response {
 #[utoipa::path(get, path = "/console", tag = "pages", security((), ("page_session" = [])),
     responses((status = 200, description = "The console, or its sign-in form", content_type = "text/html", body = String)))]
 pub async fn console(State(st): St, headers: HeaderMap) -> Response {
-    let Ok((_, session)) = super::signed_in(&st, &headers, Kind::Operator) else {
+    let Ok(session) = super::signed_in(&st, &headers, Kind::Operator) else {
         return signin_page(None, StatusCode::OK);
     };
     let (queue, load) = tokio::join!(queue_html(&st, None), load_html(&st));
@@ -309,10 +266,7 @@ pub async fn console_signin(
             Some("This is an app user's token. The console takes an operator token.".into()),
             StatusCode::FORBIDDEN,
         ),
-        Err(_) => signin_page(
-            Some("This token does not sign in: it is invalid or has expired.".into()),
-            StatusCode::UNAUTHORIZED,
-        ),
+        Err(_) => signin_page(Some(super::TOKEN_REFUSED.into()), StatusCode::UNAUTHORIZED),
     }
 }
 
@@ -398,98 +352,6 @@ pub async fn console_action(
         notice.push_str(&format!(" Refused: {}", refused.join(" ")));
     }
     render(&queue_html(&st, Some((notice, refused.is_empty()))).await?)
-}
-
-#[derive(serde::Deserialize)]
-pub struct SearchQuery {
-    q: Option<String>,
-}
-
-/// `GET /console/search?q=`: resources by resource, subscription or user id.
-#[utoipa::path(get, path = "/console/search", tag = "pages", security(("page_session" = [])),
-    params(("q" = String, Query, description = "A resource, subscription or user id")),
-    responses((status = 200, description = "The results fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator", content_type = "text/html", body = String)))]
-pub async fn console_search(
-    State(st): St,
-    _: PageOperator,
-    Query(q): Query<SearchQuery>,
-) -> Result<Response, PageError> {
-    let query = q.q.unwrap_or_default().trim().to_owned();
-    let now = st.app.ports.clock.now();
-    let mut found: Vec<Resource> = Vec::new();
-    if let Ok(id) = ResourceId::parse(&query)
-        && let Ok(r) = st.app.resource(id).await
-    {
-        found.push(r);
-    }
-    if let Ok(sub) = SubscriptionId::parse(&query) {
-        found.extend(st.app.subscription_resources(&sub).await?);
-    }
-    if let Ok(user) = UserId::parse(&query) {
-        found.extend(st.app.user_resources(&user).await?);
-    }
-    found.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-    found.dedup_by_key(|r| r.id);
-    render(&ResultsHtml {
-        notice: query.is_empty().then(|| "Type an id to search.".to_owned()),
-        rows: found.iter().map(|r| row(r, now)).collect(),
-        query,
-    })
-}
-
-/// `GET /console/resources/{id}`: a resource, its history and its callbacks.
-#[utoipa::path(get, path = "/console/resources/{id}", tag = "pages", security(("page_session" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, description = "The resource fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator", content_type = "text/html", body = String),
-        (status = 404, description = "No such resource", content_type = "text/html", body = String)))]
-pub async fn console_resource(
-    State(st): St,
-    _: PageOperator,
-    Path(id): Path<String>,
-) -> Result<Response, PageError> {
-    let rid = ResourceId::parse(&id)?;
-    let r = st.app.resource(rid).await?;
-    let (events, callbacks) = tokio::join!(
-        st.app.history(ResourceId(r.id)),
-        st.app.callbacks_of(ResourceId(r.id))
-    );
-    let c = &r.connection;
-    render(&DetailHtml {
-        r: Detail {
-            id: r.id.to_string(),
-            kind: r.kind.as_str(),
-            status: r.status.as_str(),
-            user: r.user_id.clone(),
-            subscription: r.subscription_id.clone(),
-            region: r.region.clone(),
-            address: c.public_ip.clone().unwrap_or_else(|| "—".into()),
-            error: r.error_message.clone().unwrap_or_default(),
-        },
-        events: events?
-            .into_iter()
-            .map(|e| EventRow {
-                at: super::when_exact(e.at),
-                kind: e.kind.as_str(),
-                actor: e.actor,
-                message: e.message.unwrap_or_default(),
-            })
-            .collect(),
-        callbacks: callbacks?
-            .into_iter()
-            .map(|c| CallbackRow {
-                id: c.message.id,
-                status: c.message.callback.status.clone(),
-                queued: when(c.message.created_at),
-                attempts: c.message.attempts,
-                delivered: c.delivered_at.map(when).unwrap_or_else(|| "not yet".into()),
-                last_error: c.last_error.unwrap_or_default(),
-            })
-            .collect(),
-    })
 }
 
 /// `GET /console/load`: node load, highest CPU first.

@@ -6,7 +6,9 @@
 
 pub mod assets;
 pub mod console;
+pub mod console_search;
 pub mod docs;
+mod fragments;
 pub mod session;
 pub mod user;
 
@@ -131,6 +133,9 @@ impl IntoResponse for PageError {
     }
 }
 
+/// What a sign-in form says of a token that does not verify.
+const TOKEN_REFUSED: &str = "This token does not sign in: it is invalid or has expired.";
+
 /// A state-changing request from a page of this origin (CONTRACTS.md §4.6).
 pub struct SameOrigin;
 
@@ -149,12 +154,12 @@ impl<S: Send + Sync> FromRequestParts<S> for SameOrigin {
     }
 }
 
-/// The signed-in person of a page, by their cookie of `kind`: the token and whom it names.
+/// The signed-in person of a page, by their cookie of `kind`: whom its token names.
 fn signed_in(
     st: &ApiState,
     headers: &HeaderMap,
     kind: Kind,
-) -> Result<(String, super::auth::Session), PageError> {
+) -> Result<super::auth::Session, PageError> {
     let token = st
         .auth
         .cookies
@@ -162,8 +167,8 @@ fn signed_in(
         .ok_or_else(|| PageError::new(StatusCode::UNAUTHORIZED, "Sign in first."))?;
     let bearer = st.auth.bearer_of(token).map_err(PageError::from)?;
     match (kind, bearer) {
-        (Kind::User, super::auth::Bearer::User(s)) => Ok((token.to_owned(), s)),
-        (Kind::Operator, super::auth::Bearer::Operator(s)) => Ok((token.to_owned(), s)),
+        (Kind::User, super::auth::Bearer::User(s)) => Ok(s),
+        (Kind::Operator, super::auth::Bearer::Operator(s)) => Ok(s),
         _ => Err(PageError::new(
             StatusCode::FORBIDDEN,
             "This token does not open this page.",
@@ -182,15 +187,15 @@ fn start_session(
     to: &str,
 ) -> Response {
     let max_age = until - chrono::Utc::now().timestamp();
-    let secure = headers
+    let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes() == b"https");
-    let cookie = st.auth.cookies.set(kind, token, max_age, secure);
+    let cookie = st.auth.cookies.set(kind, token, max_age, https);
     let mut resp = Redirect::to(to).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    secure_redirect(resp)
+    secure(resp)
 }
 
 fn end_session(kind: Kind, to: &str) -> Response {
@@ -198,10 +203,6 @@ fn end_session(kind: Kind, to: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(&CookieSeal::clear(kind)) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    secure_redirect(resp)
-}
-
-fn secure_redirect(resp: Response) -> Response {
     secure(resp)
 }
 
