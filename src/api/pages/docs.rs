@@ -40,6 +40,8 @@ struct ResponseRow {
     status: String,
     description: String,
     body: String,
+    /// The schema's name, when the body is one of the document's schemas.
+    link: Option<String>,
 }
 
 struct Operation {
@@ -148,6 +150,10 @@ fn render(doc: &Value) -> DocsPage<'static> {
                         status: status.clone(),
                         description: text(&r["description"]),
                         body: schema_name(&r["content"]),
+                        link: r["content"]["application/json"]["schema"]["$ref"]
+                            .as_str()
+                            .and_then(|r| r.rsplit('/').next())
+                            .map(str::to_owned),
                     })
                     .collect(),
             };
