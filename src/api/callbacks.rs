@@ -1,7 +1,6 @@
 //! Node callbacks (`/api/callback/node/*`): the node agent reports ready or failed, by POST
 //! with a JSON body or by GET with query parameters.
 
-use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -11,6 +10,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Node};
+use super::openapi::schemas as doc;
 use crate::app::{NodeReport, NodeStatsReport};
 
 fn ok() -> Json<Value> {
@@ -22,7 +22,7 @@ fn ok() -> Json<Value> {
     path = "/api/callback/node/ready",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
-    request_body = idoc::NodeReport,
+    request_body = NodeReport,
     responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn ready_post(
@@ -39,7 +39,7 @@ pub async fn ready_post(
     path = "/api/callback/node/ready",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
-    params(idoc::NodeReport),
+    params(NodeReport),
     responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn ready_get(
@@ -56,7 +56,7 @@ pub async fn ready_get(
     path = "/api/callback/node/failed",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
-    request_body = idoc::NodeReport,
+    request_body = NodeReport,
     responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn failed_post(
@@ -73,7 +73,7 @@ pub async fn failed_post(
     path = "/api/callback/node/failed",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
-    params(idoc::NodeReport),
+    params(NodeReport),
     responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn failed_get(
@@ -91,7 +91,7 @@ pub async fn failed_get(
     path = "/api/callback/node/stats",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
-    request_body = idoc::NodeStats,
+    request_body = NodeStatsReport,
     responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn stats(

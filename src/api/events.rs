@@ -2,7 +2,6 @@
 //! documents pushed as they change, over Server-Sent Events or a WebSocket, authenticated
 //! by a Bearer JWT or, for browsers, a short-lived ticket in `?ticket=`.
 
-use super::openapi::schemas as doc;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use super::ApiState;
 use super::error::ApiError;
 use super::extract::{Session, UserSession};
 use super::feed::Feed;
+use super::openapi::schemas as doc;
 use super::tickets::TICKET_TTL_SECS;
 use crate::app::UserId;
 use crate::app::live::{Refused, Transport};

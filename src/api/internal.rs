@@ -2,7 +2,6 @@
 //! and admins. Every handler takes `Internal` (the secret) or, for the reads operators
 //! also make, `Staff` (the secret or an operator token).
 
-use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -15,6 +14,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Internal, PathId, RawBody, Staff};
+use super::openapi::{internal as idoc, schemas as doc};
 use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
 use crate::app::{Deprovision, Keyed, Provision, ResourceId, SubscriptionId, UserId, VpnOutcome};
 use crate::domain::Status;
@@ -26,7 +26,7 @@ use crate::domain::Status;
     tag = "internal",
     security(("internal_secret" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
-    request_body = idoc::ProvisionRequest,
+    request_body = crate::app::Provision,
     responses((status = 200, description = "The order was known already (or a VPN order applied at once)", body = idoc::Provisioned), (status = 202, description = "Provisioning started", body = idoc::Provisioned), (status = 403, description = "The order may not be fulfilled", body = doc::Error), (status = 409, description = "Conflicts with what exists (or the key was used with another body)", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn provision(
@@ -138,7 +138,7 @@ fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
     path = "/api/internal/deprovision",
     tag = "internal",
     security(("internal_secret" = [])),
-    request_body = idoc::DeprovisionRequest,
+    request_body = crate::app::Deprovision,
     responses((status = 200, description = "Deletion started (or done)", body = idoc::Deprovisioned), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn deprovision(

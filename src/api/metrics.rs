@@ -1,7 +1,6 @@
 //! The metrics surface: the HTTP families recorded per route template, the `/metrics`
 //! router served on its own listener (`METRICS_ADDR`), and the internal node load view.
 
-use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, Staff};
+use super::openapi::{internal as idoc, schemas as doc};
 use super::views::Num;
 use crate::app::live::Transport;
 use crate::domain::units::{gib, percent, rfc3339_opt};

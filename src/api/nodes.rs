@@ -1,7 +1,6 @@
 //! A user's several nodes (`/api/v1/my/nodes…`) and replacing a node's VPS
 //! (`…/migrate`, for users and for the internal API). CONTRACTS.md §4.4 and §4.5.
 
-use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, PathId, Staff, User};
+use super::openapi::schemas as doc;
 use super::user::CreateNode as RegionBody;
 use super::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
 use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
@@ -93,7 +93,7 @@ pub async fn list(
     path = "/api/v1/my/nodes",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = doc::RegionChoice,
+    request_body = super::user::CreateNode,
     responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
 )]
 pub async fn create(
@@ -176,7 +176,7 @@ fn cancelled(r: &Resource) -> Json<Value> {
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
-    request_body = doc::RegionChoice,
+    request_body = super::user::CreateNode,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_one(
@@ -202,7 +202,7 @@ pub async fn migrate_one(
     path = "/api/v1/my/node/migrate",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = doc::RegionChoice,
+    request_body = super::user::CreateNode,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_shown(
@@ -262,8 +262,10 @@ pub async fn cancel_shown(
     Ok(cancelled(&r))
 }
 
-#[derive(Deserialize, Default)]
+/// An internal migration: to another region, another plan, or both.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(as = MigrateRequest)]
 pub struct MigrateBody {
     region: Option<String>,
     plan_tier: Option<String>,
@@ -275,7 +277,7 @@ pub struct MigrateBody {
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    request_body = idoc::MigrateRequest,
+    request_body = MigrateBody,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_internal(

@@ -1,6 +1,5 @@
 //! The operators' endpoints (`/api/internal/operator/*`, `/api/internal/resources/{id}/events`).
 
-use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -12,6 +11,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, PathId, Staff};
+use super::openapi::{internal as idoc, schemas as doc};
 use super::views::ResourceStatus;
 use crate::app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
 use crate::domain::units::{rfc3339, rfc3339_opt};
@@ -118,7 +118,7 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Json<Val
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    request_body = idoc::OperatorAction,
+    request_body = OperatorAction,
     responses((status = 200, description = "The next step runs now", body = idoc::OperatorDone), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), (status = 409, description = "Nothing to retry", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn retry(
@@ -143,7 +143,7 @@ pub async fn retry(
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    request_body = idoc::OperatorAction,
+    request_body = OperatorAction,
     responses((status = 200, description = "Failed and reported", body = idoc::OperatorDone), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), (status = 409, description = "Already settled", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn fail(

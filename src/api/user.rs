@@ -1,6 +1,5 @@
 //! The user API (`/api/v1/*`) for the mobile app and web frontend.
 
-use super::openapi::schemas as doc;
 use std::sync::Arc;
 
 use axum::Json;
@@ -12,6 +11,7 @@ use serde_json::{Value, json};
 use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, User};
+use super::openapi::schemas as doc;
 use super::views::{CreateNodeView, NodeStatus, RegionsView};
 use crate::app::{NodeCreate, UserId};
 use crate::domain::progress::creation_progress;
@@ -49,9 +49,11 @@ pub(super) fn json_response(body: String) -> Response {
 }
 
 /// A body naming a region (creating a node, migrating one).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
+#[schema(as = RegionChoice)]
 pub struct CreateNode {
+    /// A region code from `/regions`; the default region when omitted.
     pub(super) region: Option<String>,
 }
 
@@ -60,7 +62,7 @@ pub struct CreateNode {
     path = "/api/v1/my/node",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = doc::RegionChoice,
+    request_body = CreateNode,
     responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
 )]
 pub async fn create_my_node(

@@ -1,7 +1,6 @@
 //! VPN endpoints: the user's VPN and its connection config (`/api/v1/my/vpn*`) and the
 //! internal ones (status, config, adjustments, email, gifts, entitlements).
 
-use super::openapi::{internal as idoc, schemas as doc};
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,6 +15,7 @@ use super::ApiState;
 use super::error::{ApiError, Shape};
 use super::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody, User};
 use super::internal::idempotent;
+use super::openapi::{internal as idoc, schemas as doc};
 use super::user::json_response;
 use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, VpnSubscribeView};
 use crate::app::{Gift, ResourceId, UserId, VpnChange};
@@ -111,7 +111,7 @@ pub async fn user_status(
     tag = "internal",
     security(("internal_secret" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    request_body = idoc::VpnChange,
+    request_body = crate::app::VpnChange,
     responses((status = 200, description = "Applied", body = doc::StatusMessage), (status = 202, description = "Saved; applied when the VPN manager answers", body = doc::StatusMessage), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn change_vpn(
@@ -135,9 +135,10 @@ pub async fn change_vpn(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct EmailChange {
+    /// Empty or omitted clears it.
     email: Option<String>,
 }
 
@@ -147,7 +148,7 @@ pub struct EmailChange {
     tag = "internal",
     security(("internal_secret" = [])),
     params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
-    request_body = idoc::EmailChange,
+    request_body = EmailChange,
     responses((status = 200, description = "Saved", body = idoc::MessageOnly), (status = 404, description = "No such user", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn set_email(
@@ -169,7 +170,7 @@ pub async fn set_email(
     tag = "internal",
     security(("internal_secret" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
-    request_body = idoc::GiftRequest,
+    request_body = crate::app::Gift,
     responses((status = 201, description = "Granted", body = idoc::Gifted), (status = 409, description = "The key was used with another body", body = doc::Error), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn gift(

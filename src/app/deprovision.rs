@@ -9,9 +9,10 @@ use super::{App, AppError};
 use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
 
 /// `POST /api/internal/deprovision`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Deprovision {
+    #[schema(required = true)]
     pub subscription_id: String,
     pub resource_id: Option<String>,
     pub reason: Option<String>,

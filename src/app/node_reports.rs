@@ -12,9 +12,12 @@ use crate::ports::NodeLoad;
 use crate::ports::store::NodeStats;
 
 /// A node agent's ready report.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct NodeReport {
+    #[schema(required = true)]
+    #[param(required = true)]
     pub resource_id: String,
     pub public_ip: Option<String>,
     pub api_port: Option<i32>,
@@ -27,9 +30,10 @@ pub struct NodeReport {
 }
 
 /// A node agent's usage report: counters are cumulative since the node booted.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct NodeStatsReport {
+    #[schema(required = true)]
     pub resource_id: String,
     pub rx_bytes: Option<i64>,
     pub tx_bytes: Option<i64>,

@@ -15,7 +15,7 @@ pub const STUCK_ATTEMPTS: i32 = 5;
 const QUEUE_LIMIT: i64 = 200;
 
 /// Who pulls a lever, and why (both optional; the event log records them).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct OperatorAction {
     pub operator: Option<String>,

@@ -14,9 +14,10 @@ use crate::ports::store::{HostingOrder, NewResource};
 
 /// `POST /api/internal/provision` (every field of the contract; the ones hosting does not
 /// use are accepted and ignored).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Provision {
+    #[schema(required = true)]
     pub user_id: String,
     pub subscription_id: Option<String>,
     pub user_email: Option<String>,
@@ -32,7 +33,9 @@ pub struct Provision {
     pub purchase_type: Option<String>,
     pub channel_sub_id: Option<String>,
     pub channel_tx_id: Option<String>,
+    #[schema(format = DateTime)]
     pub period_start: Option<String>,
+    #[schema(format = DateTime)]
     pub period_end: Option<String>,
     pub amount: Option<i64>,
     pub currency: Option<String>,

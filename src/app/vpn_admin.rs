@@ -10,7 +10,7 @@ use crate::domain::{ResourceKind, input};
 use crate::ports::store::{EntitlementFilter, VpnAdjustment};
 
 /// `PUT /api/internal/resources/{id}/vpn`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct VpnChange {
     pub traffic_limit: Option<i64>,

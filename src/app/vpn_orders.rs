@@ -33,9 +33,10 @@ impl VpnOutcome {
 }
 
 /// `POST /api/internal/entitlements/gift`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Gift {
+    #[schema(required = true)]
     pub user_id: String,
     pub email: Option<String>,
     pub traffic_gb: Option<f64>,

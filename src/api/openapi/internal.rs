@@ -3,41 +3,11 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::schemas::{Migration, MyNode, VpnSubscribe};
 use crate::domain::entitlement::VpnStatus;
 use crate::domain::{EventKind, ResourceKind, Status};
-
-/// `POST /api/internal/provision`: a paid order. Hosting unless `resource_type` or
-/// `business_type` says VPN.
-#[derive(ToSchema)]
-pub struct ProvisionRequest {
-    pub user_id: String,
-    pub subscription_id: Option<String>,
-    pub user_email: Option<String>,
-    pub app_source: Option<String>,
-    pub business_type: Option<String>,
-    pub channel: Option<String>,
-    pub resource_type: Option<String>,
-    pub plan_tier: Option<String>,
-    pub region: Option<String>,
-    /// Bytes.
-    pub traffic_limit: Option<i64>,
-    pub expire_days: Option<i64>,
-    pub product_id: Option<String>,
-    pub purchase_type: Option<String>,
-    pub channel_sub_id: Option<String>,
-    pub channel_tx_id: Option<String>,
-    pub period_start: Option<DateTime<Utc>>,
-    pub period_end: Option<DateTime<Utc>>,
-    pub amount: Option<i64>,
-    pub currency: Option<String>,
-    /// How many nodes a hosting order pays for (1 when omitted).
-    pub quantity: Option<i64>,
-    pub months: Option<i64>,
-    pub device_id: Option<String>,
-}
 
 /// `POST /api/internal/provision`: what the order is now.
 #[derive(ToSchema)]
@@ -54,14 +24,6 @@ pub struct Provisioned {
 }
 
 #[derive(ToSchema)]
-pub struct DeprovisionRequest {
-    pub subscription_id: String,
-    /// One node of a subscription that has several; all of them when omitted.
-    pub resource_id: Option<String>,
-    pub reason: Option<String>,
-}
-
-#[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deprovisioned {
     pub resource_id: String,
@@ -69,32 +31,10 @@ pub struct Deprovisioned {
     pub message: String,
 }
 
-/// A resource's true lifecycle, for internal callers and operators.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Resource {
-    pub resource_id: String,
-    pub subscription_id: String,
-    pub user_id: String,
-    pub resource_type: ResourceKind,
-    pub provider: String,
-    pub region: String,
-    pub status: Status,
-    pub public_ip: Option<String>,
-    pub api_port: Option<i32>,
-    pub api_key: Option<String>,
-    pub vless_port: Option<i32>,
-    pub ss_port: Option<i32>,
-    pub public_key: Option<String>,
-    pub short_id: Option<String>,
-    pub plan_tier: String,
-    pub traffic_limit_gb: f64,
-    pub traffic_used_gb: f64,
-    pub traffic_percent: f64,
-    pub ready_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub error_message: Option<String>,
-    pub migration: Option<Migration>,
+resource_schema! {
+    /// A resource's true lifecycle, for internal callers and operators.
+    pub struct Resource {
+    }
 }
 
 #[derive(ToSchema)]
@@ -112,23 +52,9 @@ pub struct UserResources {
 }
 
 #[derive(ToSchema)]
-pub struct EmailChange {
-    /// Empty or omitted clears it.
-    pub email: Option<String>,
-}
-
-#[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageOnly {
     pub message: String,
-}
-
-#[derive(ToSchema)]
-pub struct VpnChange {
-    /// Bytes.
-    pub traffic_limit: Option<i64>,
-    pub extend_days: Option<i64>,
-    pub plan_tier: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -186,16 +112,6 @@ pub struct Entitlements {
 }
 
 #[derive(ToSchema)]
-pub struct GiftRequest {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub traffic_gb: Option<f64>,
-    pub duration_days: Option<i64>,
-    pub service_tier: Option<String>,
-    pub note: Option<String>,
-}
-
-#[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Gifted {
     pub entitlement_id: String,
@@ -208,21 +124,6 @@ pub struct Gifted {
     pub protocols: Vec<String>,
 }
 
-/// An internal migration: to another region, another plan, or both.
-#[derive(ToSchema)]
-pub struct MigrateRequest {
-    pub region: Option<String>,
-    pub plan_tier: Option<String>,
-}
-
-/// Retry or fail: who pulls the lever and why. With an operator token, its name is
-/// recorded whatever `operator` says.
-#[derive(ToSchema)]
-pub struct OperatorAction {
-    pub operator: Option<String>,
-    pub reason: Option<String>,
-}
-
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorDone {
@@ -231,40 +132,18 @@ pub struct OperatorDone {
     pub resource: Resource,
 }
 
-/// A resource in the failed-work queue.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueueItem {
-    pub resource_id: String,
-    pub subscription_id: String,
-    pub user_id: String,
-    pub resource_type: ResourceKind,
-    pub provider: String,
-    pub region: String,
-    pub status: Status,
-    pub public_ip: Option<String>,
-    pub api_port: Option<i32>,
-    pub api_key: Option<String>,
-    pub vless_port: Option<i32>,
-    pub ss_port: Option<i32>,
-    pub public_key: Option<String>,
-    pub short_id: Option<String>,
-    pub plan_tier: String,
-    pub traffic_limit_gb: f64,
-    pub traffic_used_gb: f64,
-    pub traffic_percent: f64,
-    pub ready_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub error_message: Option<String>,
-    pub migration: Option<Migration>,
-    /// `failed`, `past_deadline` or `retrying`.
-    pub why: String,
-    pub desired_state: String,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-    pub deadline_at: Option<DateTime<Utc>>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
+resource_schema! {
+    /// A resource in the failed-work queue.
+    pub struct QueueItem {
+        /// `failed`, `past_deadline` or `retrying`.
+        pub why: String,
+        pub desired_state: String,
+        pub attempts: i32,
+        pub last_error: Option<String>,
+        pub deadline_at: Option<DateTime<Utc>>,
+        pub next_attempt_at: Option<DateTime<Utc>>,
+        pub updated_at: DateTime<Utc>,
+    }
 }
 
 /// A callback to the subscription service that keeps failing.
@@ -339,32 +218,4 @@ pub struct NodeLoad {
 #[serde(deny_unknown_fields)]
 pub struct NodesLoad {
     pub nodes: Vec<NodeLoad>,
-}
-
-/// What a node agent reports when it is ready or has failed.
-#[derive(ToSchema, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct NodeReport {
-    pub resource_id: String,
-    pub public_ip: Option<String>,
-    pub api_port: Option<i32>,
-    pub api_key: Option<String>,
-    pub vless_port: Option<i32>,
-    pub ss_port: Option<i32>,
-    pub public_key: Option<String>,
-    pub short_id: Option<String>,
-    pub error_message: Option<String>,
-}
-
-/// Cumulative traffic counters and load.
-#[derive(ToSchema)]
-pub struct NodeStats {
-    pub resource_id: String,
-    pub rx_bytes: Option<i64>,
-    pub tx_bytes: Option<i64>,
-    pub load1: Option<f64>,
-    pub cpu_percent: Option<f64>,
-    pub mem_percent: Option<f64>,
-    /// When the agent took the sample.
-    pub reported_at: Option<DateTime<Utc>>,
 }

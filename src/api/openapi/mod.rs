@@ -4,6 +4,56 @@
 //! the document. `GET /api/openapi.json` serves it and `GET /api/docs` renders it with the
 //! assets the binary carries (`pages::assets`).
 
+/// Declares a closed object schema (a description, never built) with the fields every
+/// view of a node flattens in: its connection details, omitted until known, and its
+/// traffic figures.
+macro_rules! node_schema {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(utoipa::ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            pub public_ip: Option<String>,
+            pub api_port: Option<i32>,
+            /// The node agent's key (its owner receives it).
+            pub api_key: Option<String>,
+            pub vless_port: Option<i32>,
+            pub ss_port: Option<i32>,
+            pub public_key: Option<String>,
+            pub short_id: Option<String>,
+            /// GiB; an integer when whole.
+            pub traffic_limit_gb: f64,
+            pub traffic_used_gb: f64,
+            pub traffic_percent: f64,
+        }
+    };
+}
+
+/// A node schema with the fields of a resource's true lifecycle (`ResourceStatus`).
+macro_rules! resource_schema {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        node_schema! {
+            $(#[$meta])*
+            pub struct $name {
+                pub resource_id: String,
+                pub subscription_id: String,
+                pub user_id: String,
+                pub resource_type: ResourceKind,
+                pub provider: String,
+                pub region: String,
+                pub status: Status,
+                pub plan_tier: String,
+                pub ready_at: Option<DateTime<Utc>>,
+                pub created_at: DateTime<Utc>,
+                pub error_message: Option<String>,
+                pub migration: Option<Migration>,
+                $($(#[$fmeta])* pub $field: $ty,)*
+            }
+        }
+    };
+}
+
 pub mod internal;
 pub mod refusals;
 pub mod schemas;

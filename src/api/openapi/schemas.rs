@@ -170,31 +170,19 @@ pub struct Migration {
     pub error_message: Option<String>,
 }
 
-/// A hosting node as its owner sees it. Connection fields are omitted until known.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Node {
-    pub resource_id: String,
-    pub region: String,
-    pub region_name: Option<String>,
-    pub status: NodeStatus,
-    pub public_ip: Option<String>,
-    pub api_port: Option<i32>,
-    /// The node agent's key; its owner receives it.
-    pub api_key: Option<String>,
-    pub vless_port: Option<i32>,
-    pub ss_port: Option<i32>,
-    pub public_key: Option<String>,
-    pub short_id: Option<String>,
-    pub plan_tier: String,
-    /// GiB; an integer when whole.
-    pub traffic_limit_gb: f64,
-    pub traffic_used_gb: f64,
-    pub traffic_percent: f64,
-    pub created_at: DateTime<Utc>,
-    pub migration: Option<Migration>,
-    /// In the lists of `/my/nodes` (and `/my/nodes/{id}`), while the node is created.
-    pub creation_progress: Option<CreationProgress>,
+node_schema! {
+    /// A hosting node as its owner sees it. Connection fields are omitted until known.
+    pub struct Node {
+        pub resource_id: String,
+        pub region: String,
+        pub region_name: Option<String>,
+        pub status: NodeStatus,
+        pub plan_tier: String,
+        pub created_at: DateTime<Utc>,
+        pub migration: Option<Migration>,
+        /// In the lists of `/my/nodes` (and `/my/nodes/{id}`), while the node is created.
+        pub creation_progress: Option<CreationProgress>,
+    }
 }
 
 /// `GET /api/v1/my/node`, and each `node` message of the event streams.
@@ -230,13 +218,6 @@ pub struct MyNodes {
 pub struct OneNode {
     pub node: Node,
     pub creation_progress: Option<CreationProgress>,
-}
-
-/// The body of a create or a user's migration.
-#[derive(ToSchema)]
-pub struct RegionChoice {
-    /// A region code from `/regions`; the default region when omitted.
-    pub region: Option<String>,
 }
 
 /// `POST /api/v1/my/node` and `POST /api/v1/my/nodes`, on success.
