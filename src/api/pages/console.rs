@@ -9,10 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::session::Kind;
-use super::user::SignInPage;
-use super::{
-    ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, gb, page, page_with, when,
-};
+use super::{ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, gb, page, when};
 use crate::api::ApiState;
 use crate::app::{OperatorAction, ResourceId};
 use crate::domain::Resource;
@@ -197,26 +194,12 @@ async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
     })
 }
 
-fn signin_page(error: Option<String>, status: StatusCode) -> Response {
-    page_with(
-        status,
-        &SignInPage {
-            assets: &ASSETS,
-            heading: "Operator console",
-            home: "/console",
-            hint: "Paste an operator token (fulfillment token --operator NAME).",
-            action: "/console/signin",
-            error,
-        },
-    )
-}
-
 /// `GET /console`.
 #[utoipa::path(get, path = "/console", tag = "pages", security((), ("page_session" = [])),
     responses((status = 200, description = "The console, or its sign-in form", content_type = "text/html", body = String)))]
 pub async fn console(State(st): St, headers: HeaderMap) -> Response {
     let Ok(session) = super::signed_in(&st, &headers, Kind::Operator) else {
-        return signin_page(None, StatusCode::OK);
+        return super::signin_page(Kind::Operator, None, StatusCode::OK);
     };
     let (queue, load) = tokio::join!(queue_html(&st, None), load_html(&st));
     let failed = |e: PageError| super::notice_html(&e.message);
@@ -251,23 +234,7 @@ pub async fn console_signin(
     headers: HeaderMap,
     form: Result<Form<SignIn>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return signin_page(
-            Some("Paste a token to sign in.".into()),
-            StatusCode::BAD_REQUEST,
-        );
-    };
-    let token = form.token.trim();
-    match st.auth.bearer_of(token) {
-        Ok(crate::api::auth::Bearer::Operator(s)) => {
-            super::start_session(&st, &headers, Kind::Operator, token, s.until, "/console")
-        }
-        Ok(crate::api::auth::Bearer::User(_)) => signin_page(
-            Some("This is an app user's token. The console takes an operator token.".into()),
-            StatusCode::FORBIDDEN,
-        ),
-        Err(_) => signin_page(Some(super::TOKEN_REFUSED.into()), StatusCode::UNAUTHORIZED),
-    }
+    super::sign_in(&st, &headers, Kind::Operator, form)
 }
 
 /// `POST /console/signout`.

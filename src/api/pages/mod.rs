@@ -136,6 +136,74 @@ impl IntoResponse for PageError {
 /// What a sign-in form says of a token that does not verify.
 const TOKEN_REFUSED: &str = "This token does not sign in: it is invalid or has expired.";
 
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    assets: &'a Assets,
+    heading: &'a str,
+    home: &'a str,
+    hint: &'a str,
+    action: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The sign-in form of `kind`'s page, with `error` above it.
+fn signin_page(kind: Kind, error: Option<&str>, status: StatusCode) -> Response {
+    let (heading, hint, action) = match kind {
+        Kind::User => (
+            "My service",
+            "Paste the token of the app (or open the link the demo prints).",
+            "/signin",
+        ),
+        Kind::Operator => (
+            "Operator console",
+            "Paste an operator token (fulfillment token --operator NAME).",
+            "/console/signin",
+        ),
+    };
+    page_with(
+        status,
+        &SignInPage {
+            assets: &ASSETS,
+            heading,
+            home: kind.home(),
+            hint,
+            action,
+            error,
+        },
+    )
+}
+
+/// Signs in as `kind` with a sign-in form's token: the session starts and the browser goes
+/// to the page, or the form comes back saying why not (changing nothing).
+fn sign_in(
+    st: &ApiState,
+    headers: &HeaderMap,
+    kind: Kind,
+    form: Result<axum::Form<SignIn>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    use super::auth::Bearer;
+    let refuse = |message, status| signin_page(kind, Some(message), status);
+    let Ok(axum::Form(form)) = form else {
+        return refuse("Paste a token to sign in.", StatusCode::BAD_REQUEST);
+    };
+    let token = form.token.trim();
+    match (kind, st.auth.bearer_of(token)) {
+        (Kind::User, Ok(Bearer::User(s))) | (Kind::Operator, Ok(Bearer::Operator(s))) => {
+            start_session(st, headers, kind, token, s.until, kind.home())
+        }
+        (Kind::User, Ok(Bearer::Operator(_))) => refuse(
+            "This is an operator token: it opens the console (/console), not this page.",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (Kind::Operator, Ok(Bearer::User(_))) => refuse(
+            "This is an app user's token. The console takes an operator token.",
+            StatusCode::FORBIDDEN,
+        ),
+        (_, Err(_)) => refuse(TOKEN_REFUSED, StatusCode::UNAUTHORIZED),
+    }
+}
+
 /// A state-changing request from a page of this origin (CONTRACTS.md §4.6).
 pub struct SameOrigin;
 

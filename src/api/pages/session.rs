@@ -29,6 +29,14 @@ impl Kind {
         }
     }
 
+    /// The page a session of this kind opens.
+    pub fn home(self) -> &'static str {
+        match self {
+            Kind::User => "/",
+            Kind::Operator => "/console",
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             Kind::User => "/",

@@ -11,23 +11,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::fragments::{nodes_fragment, vpn_fragment};
 use super::session::Kind;
-use super::{ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, page, page_with};
+use super::{ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, page};
 use crate::api::ApiState;
-use crate::api::auth::Bearer;
 use crate::api::extract::ApiJson;
 use crate::api::user::CreateNode;
 use crate::app::{MyNodeRef, NodeCreate, UserId};
-
-#[derive(Template)]
-#[template(path = "signin.html")]
-pub(super) struct SignInPage<'a> {
-    pub assets: &'a Assets,
-    pub heading: &'a str,
-    pub home: &'a str,
-    pub hint: &'a str,
-    pub action: &'a str,
-    pub error: Option<String>,
-}
 
 #[derive(Template)]
 #[template(path = "user.html")]
@@ -59,31 +47,15 @@ fn fragment(html: String) -> Response {
     super::secure(axum::response::Html(html).into_response())
 }
 
-const USER_HINT: &str = "Paste the token of the app (or open the link the demo prints).";
-
-fn signin_page(error: Option<String>, status: StatusCode) -> Response {
-    page_with(
-        status,
-        &SignInPage {
-            assets: &ASSETS,
-            heading: "My service",
-            home: "/",
-            hint: USER_HINT,
-            action: "/signin",
-            error,
-        },
-    )
-}
-
 /// `GET /`.
 #[utoipa::path(get, path = "/", tag = "pages", security((), ("page_session" = [])),
     responses((status = 200, description = "The user's page, or the sign-in form", content_type = "text/html", body = String)))]
 pub async fn home(State(st): St, headers: HeaderMap) -> Response {
     let Ok(session) = super::signed_in(&st, &headers, Kind::User) else {
-        return signin_page(None, StatusCode::OK);
+        return super::signin_page(Kind::User, None, StatusCode::OK);
     };
     let Ok(user) = UserId::parse(&session.user) else {
-        return signin_page(None, StatusCode::OK);
+        return super::signin_page(Kind::User, None, StatusCode::OK);
     };
     let (nodes, vpn) = tokio::join!(nodes_fragment(&st, &user, None), vpn_fragment(&st, &user));
     let failed = |e: PageError| super::notice_html(&e.message);
@@ -108,25 +80,7 @@ pub async fn signin(
     headers: HeaderMap,
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return signin_page(
-            Some("Paste a token to sign in.".into()),
-            StatusCode::BAD_REQUEST,
-        );
-    };
-    let token = form.token.trim();
-    match st.auth.bearer_of(token) {
-        Ok(Bearer::User(session)) => {
-            super::start_session(&st, &headers, Kind::User, token, session.until, "/")
-        }
-        Ok(Bearer::Operator(_)) => signin_page(
-            Some(
-                "This is an operator token: it opens the console (/console), not this page.".into(),
-            ),
-            StatusCode::UNAUTHORIZED,
-        ),
-        Err(_) => signin_page(Some(super::TOKEN_REFUSED.into()), StatusCode::UNAUTHORIZED),
-    }
+    super::sign_in(&st, &headers, Kind::User, form)
 }
 
 /// `POST /signout`.
