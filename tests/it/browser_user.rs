@@ -306,3 +306,76 @@ async fn the_page_says_when_the_database_is_away_and_recovers_by_itself() {
     );
     b.stop().await;
 }
+
+/// What `cargo run` does with nothing configured, to the click: the real binary in a
+/// fresh directory, the link it prints opened in the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_the_demo_prints_opens_the_product() {
+    let _serial = serial().await;
+    let dir = std::env::temp_dir().join(format!("ft-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.join("stdout.txt");
+    // Ended by its pid when the test ends, however it ends.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _demo = Reap(
+        std::process::Command::new(env!("CARGO_BIN_EXE_fulfillment"))
+            .env_clear()
+            .env("SERVER_PORT", port.to_string())
+            .env("METRICS_ADDR", "")
+            .current_dir(&dir)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let link = |needle: &str| {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("http://") && l.contains(needle))
+            .map(str::to_owned)
+    };
+    let printed = wait_until(Duration::from_secs(30), || async {
+        link("/#token=").is_some() && link("/console#token=").is_some()
+    })
+    .await;
+    assert!(
+        printed,
+        "the demo printed no links:\n{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+    let b = Browser::start().await;
+    b.goto(&link("/#token=").unwrap()).await;
+    b.wait_js(
+        "the user's page",
+        "return document.body.dataset.page === 'user'",
+    )
+    .await;
+    b.wait_text("demo-user").await;
+    b.wait_js(
+        "the demo's VPN with its QR codes",
+        "return document.querySelectorAll('#vpn .qr svg').length > 0",
+    )
+    .await;
+    b.goto(&link("/console#token=").unwrap()).await;
+    b.wait_js(
+        "the console",
+        "return document.body.dataset.page === 'console'",
+    )
+    .await;
+    b.wait_text("demo-operator").await;
+    b.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
