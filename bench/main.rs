@@ -318,34 +318,12 @@ async fn seed_active_nodes(db: &Db, n: usize) {
 
 async fn read_bench(args: &Args, report: &mut String) {
     let db = Db::create(&args.pg, "bench_read").await;
-    let running = start(&db, sim(false)).await;
     seed_active_nodes(&db, args.users).await;
-
     let tokens: Arc<Vec<String>> = Arc::new(
         (1..=args.users)
             .map(|i| mint_user_token(JWT, &format!("bench-user-{i}"), Duration::from_secs(3600)))
             .collect(),
     );
-    let base = format!("http://{}", running.addr);
-    let http = fulfillment::upstream::http_client(Duration::from_secs(10));
-    let url = format!("{base}/api/v1/my/node");
-
-    // Warm-up: one request per user fills the subscription cache (the steady state).
-    let per = args.users.div_ceil(args.concurrency);
-    let warm: Vec<_> = (0..args.concurrency)
-        .map(|w| {
-            let (http, url, tokens) = (http.clone(), url.clone(), tokens.clone());
-            tokio::spawn(async move {
-                for t in tokens.iter().skip(w * per).take(per) {
-                    let r = http.get(&url).bearer_auth(t).send().await.unwrap();
-                    assert_eq!(r.status(), 200);
-                    let body: serde_json::Value = r.json().await.unwrap();
-                    assert_eq!(body["hosting_status"], "node_active");
-                }
-            })
-        })
-        .collect();
-    futures::future::join_all(warm).await;
 
     // Baseline: the request's SQL through pgbench at the same concurrency.
     let script = std::env::temp_dir().join(format!("bench-read-{}.sql", std::process::id()));
@@ -382,7 +360,82 @@ async fn read_bench(args: &Args, report: &mut String) {
     );
     let _ = std::fs::remove_file(&script);
 
-    // The timed phase: wrk (a separate, lean load generator) with one token per user.
+    // The service with its read model (the default), then without: every read a query.
+    let on = read_phase(args, &db, &tokens, None).await;
+    let off = read_phase(args, &db, &tokens, Some(0)).await;
+    db.drop().await;
+
+    let _ = writeln!(
+        report,
+        "### GET /api/v1/my/node ({} users with active nodes, PostgreSQL, {} connections, {} s)\n\n\
+         | measure | read model on | read model off | target |\n|---|---|---|---|\n\
+         | service | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | p99 < 25 ms: {} |\n\
+         | baseline: pgbench, the request's SQL | {baseline:.0} tx/s | | |\n\
+         | ratio service / baseline | {:.2} | {:.2} | ≥ 0.5: {} |\n\
+         | peak RSS of the service | {:.1} MB | {:.1} MB | < 100 MB: {} |\n",
+        args.users,
+        args.concurrency,
+        args.secs,
+        on.rps,
+        on.p50 * 1e3,
+        on.p99 * 1e3,
+        off.rps,
+        off.p50 * 1e3,
+        off.p99 * 1e3,
+        verdict(on.p99 < 0.025),
+        on.rps / baseline,
+        off.rps / baseline,
+        verdict(on.rps / baseline >= 0.5),
+        on.rss,
+        off.rss,
+        verdict(on.rss < 100.0),
+    );
+}
+
+/// What one timed phase of `read` measured.
+struct ReadPhase {
+    rps: f64,
+    /// Seconds.
+    p50: f64,
+    p99: f64,
+    /// Peak RSS in MB.
+    rss: f64,
+}
+
+/// Starts the service (with `READ_MODEL_USERS` = `users` when given), warms it with one
+/// request per user (the subscription cache's and the read model's steady state), and
+/// runs wrk against `GET /my/node` with one token per user.
+async fn read_phase(
+    args: &Args,
+    db: &Db,
+    tokens: &Arc<Vec<String>>,
+    users: Option<usize>,
+) -> ReadPhase {
+    let mut cfg = config(&db.url);
+    if let Some(n) = users {
+        cfg.app.read_model_users = n;
+    }
+    let running = start_with(sim(false), cfg).await;
+    let base = format!("http://{}", running.addr);
+    let http = fulfillment::upstream::http_client(Duration::from_secs(10));
+    let url = format!("{base}/api/v1/my/node");
+    let per = args.users.div_ceil(args.concurrency);
+    let warm: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (http, url, tokens) = (http.clone(), url.clone(), tokens.clone());
+            tokio::spawn(async move {
+                for t in tokens.iter().skip(w * per).take(per) {
+                    let r = http.get(&url).bearer_auth(t).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    let body: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(body["hosting_status"], "node_active");
+                }
+            })
+        })
+        .collect();
+    futures::future::join_all(warm).await;
+
+    // wrk: a separate, lean load generator.
     let dir = std::env::temp_dir();
     let token_file = dir.join(format!("bench-tokens-{}.txt", std::process::id()));
     std::fs::write(&token_file, tokens.join("\n")).unwrap();
@@ -394,7 +447,7 @@ async fn read_bench(args: &Args, report: &mut String) {
             "-t",
             "2",
             "-c",
-            &c,
+            &args.concurrency.to_string(),
             "-d",
             &format!("{}s", args.secs),
             "--latency",
@@ -425,26 +478,12 @@ async fn read_bench(args: &Args, report: &mut String) {
         .expect("wrk printed Requests/sec");
     let (p50, p99) = (wrk_percentile(&text, "50%"), wrk_percentile(&text, "99%"));
     running.stop().await;
-    db.drop().await;
-
-    let ratio = rps / baseline;
-    let _ = writeln!(
-        report,
-        "### GET /api/v1/my/node ({} users with active nodes, PostgreSQL, {} connections, {} s)\n\n\
-         | measure | value | target |\n|---|---|---|\n\
-         | service | {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | p99 < 25 ms: {} |\n\
-         | baseline: pgbench, the request's SQL | {baseline:.0} tx/s | |\n\
-         | ratio service / baseline | {ratio:.2} | ≥ 0.5: {} |\n\
-         | peak RSS of the service | {rss:.1} MB | < 100 MB: {} |\n",
-        args.users,
-        args.concurrency,
-        args.secs,
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        verdict(p99 < Duration::from_millis(25)),
-        verdict(ratio >= 0.5),
-        verdict(rss < 100.0),
-    );
+    ReadPhase {
+        rps,
+        p50: p50.as_secs_f64(),
+        p99: p99.as_secs_f64(),
+        rss,
+    }
 }
 
 /// The baseline for write-heavy work: `pgbench -N` (simple updates, no branch contention)

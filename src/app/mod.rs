@@ -15,6 +15,7 @@ mod my_vpn;
 mod node_reports;
 mod operator;
 mod provision;
+pub mod read_model;
 mod regions;
 mod resources;
 mod subscriptions;
@@ -42,6 +43,7 @@ pub use vpn_orders::{Gift, VpnOutcome};
 
 use crate::engine::Engine;
 use crate::ports::Ports;
+use read_model::ReadModel;
 
 /// Settings the use cases need.
 #[derive(Debug, Clone)]
@@ -58,6 +60,9 @@ pub struct AppConfig {
     pub events_max_streams: usize,
     /// The most nodes one hosting subscription may pay for (`MAX_NODES_PER_SUBSCRIPTION`).
     pub max_nodes_per_subscription: u32,
+    /// Users whose `/my/node` and `/my/vpn` documents are kept in memory, each
+    /// (`READ_MODEL_USERS`; 0: off). A document is some 3 KB.
+    pub read_model_users: usize,
 }
 
 /// How VPN requests behave.
@@ -79,13 +84,28 @@ pub struct App {
     /// The last answers of the user reads, for while the database is unavailable.
     pub last_nodes: LastKnown<MyNode>,
     pub last_vpns: LastKnown<MyVpn>,
+    /// The documents of the user reads, kept until a commit changes them (`read_model`).
+    pub read_nodes: Arc<ReadModel<MyNode>>,
+    pub read_vpns: Arc<ReadModel<MyVpn>>,
     /// The live event streams of this process.
     pub live: Arc<live::Hub>,
 }
 
 impl App {
     pub fn new(ports: Ports, engine: Arc<Engine>, config: AppConfig) -> Self {
+        let read_nodes = Arc::new(ReadModel::new(config.read_model_users));
+        let read_vpns = Arc::new(ReadModel::new(config.read_model_users));
+        let (nodes, vpns) = (read_nodes.clone(), read_vpns.clone());
+        ports
+            .store
+            .wakeups()
+            .observe(Arc::new(move |change: &crate::ports::store::Changed| {
+                nodes.heard(change);
+                vpns.heard(change);
+            }));
         App {
+            read_nodes,
+            read_vpns,
             subscriptions: SubscriptionLookup::new(&ports, config.subscription_ttl),
             regions: Regions::new(ports.store.clone()),
             last_nodes: LastKnown::new("my node", config.last_known_max_age),

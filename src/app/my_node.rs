@@ -2,6 +2,7 @@
 //! creating and deleting it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::ids::UserId;
 use super::subscriptions::HOSTING;
@@ -19,6 +20,9 @@ pub struct MyNode {
     pub region: Option<Region>,
     /// The node's history, loaded only while it is being created (for the progress bar).
     pub events: Vec<Event>,
+    /// Until when this answer holds with no change committed (its subscription answer
+    /// expires then); `None`: it may not be kept (the subscription service did not answer).
+    pub fresh_until: Option<Instant>,
 }
 
 impl App {
@@ -26,32 +30,52 @@ impl App {
     /// their subscription, and the creation progress while the node comes up.
     pub async fn my_node(&self, user: &UserId) -> Result<Arc<MyNode>, AppError> {
         let user_id = user.as_str();
+        let ticket = match self.read_nodes.get(user_id, Instant::now()) {
+            Ok(kept) => return Ok(self.node_now(kept)),
+            Err(ticket) => ticket,
+        };
         let answer = self
             .last_nodes
             .read(user_id, self.read_my_node(user_id))
             .await?;
-        if !answer.remembered {
-            return Ok(answer.value);
+        if answer.remembered {
+            return Ok(self.node_now(answer.value));
         }
-        // Served from memory while the database is down: the status still follows the clock
-        // (a subscription that ran out meanwhile reads as expired).
-        let mut last = MyNode::clone(&answer.value);
-        last.status = progress::hosting_status(
-            &last.subscription,
-            last.node.as_ref(),
+        if let Some(until) = answer.value.fresh_until
+            && self.ports.store.wakeups().hearing()
+        {
+            self.read_nodes
+                .put(user_id, ticket, answer.value.clone(), until);
+        }
+        Ok(answer.value)
+    }
+
+    /// An answer read earlier, its status brought up to the clock (a subscription that ran
+    /// out since reads as expired).
+    fn node_now(&self, kept: Arc<MyNode>) -> Arc<MyNode> {
+        let status = progress::hosting_status(
+            &kept.subscription,
+            kept.node.as_ref(),
             self.ports.clock.now(),
         )
-        .unwrap_or(last.status);
-        Ok(Arc::new(last))
+        .unwrap_or(kept.status);
+        if status == kept.status {
+            return kept;
+        }
+        Arc::new(MyNode {
+            status,
+            ..MyNode::clone(&kept)
+        })
     }
 
     async fn read_my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
         let (node, subscription) = tokio::join!(
             self.ports.store.current_hosting_node(user_id),
-            self.subscriptions.state(user_id, HOSTING.0, HOSTING.1),
+            self.subscriptions
+                .lookup_until(user_id, HOSTING.0, HOSTING.1),
         );
         let node = node?;
-        let subscription = subscription?;
+        let (subscription, _, fresh_until) = subscription?;
         let now = self.ports.clock.now();
         let status =
             progress::hosting_status(&subscription, node.as_ref(), now).ok_or_else(|| {
@@ -75,6 +99,7 @@ impl App {
             node,
             region,
             events,
+            fresh_until,
         })
     }
 

@@ -18,6 +18,8 @@ pub struct MyVpn {
     /// The subscription service's word on paid entitlements, as it was read.
     pub paid_by: PaidBy,
     pub record: VpnRecord,
+    /// Until when this answer holds with no change committed (see `MyNode::fresh_until`).
+    pub fresh_until: Option<std::time::Instant>,
 }
 
 /// The connection config (`GET /my/vpn/subscribe`).
@@ -33,31 +35,50 @@ impl App {
     /// never reads `active`, whatever the subscription service says).
     pub async fn my_vpn(&self, user: &UserId) -> Result<std::sync::Arc<MyVpn>, AppError> {
         let user_id = user.as_str();
+        let ticket = match self.read_vpns.get(user_id, std::time::Instant::now()) {
+            Ok(kept) => return Ok(self.vpn_now(kept)),
+            Err(ticket) => ticket,
+        };
         let answer = self
             .last_vpns
             .read(user_id, self.read_my_vpn(user_id))
             .await?;
-        if !answer.remembered {
-            return Ok(answer.value);
+        if answer.remembered {
+            return Ok(self.vpn_now(answer.value));
         }
-        let mut last = MyVpn::clone(&answer.value);
-        // The status follows the clock even when served from memory (an expiry passes).
-        last.status = gated_vpn_status(
-            last.record.entitlement.as_ref(),
-            last.record.resource.as_ref(),
-            last.paid_by,
+        if let Some(until) = answer.value.fresh_until
+            && self.ports.store.wakeups().hearing()
+        {
+            self.read_vpns
+                .put(user_id, ticket, answer.value.clone(), until);
+        }
+        Ok(answer.value)
+    }
+
+    /// An answer read earlier, its status brought up to the clock (an expiry passes).
+    fn vpn_now(&self, kept: std::sync::Arc<MyVpn>) -> std::sync::Arc<MyVpn> {
+        let status = gated_vpn_status(
+            kept.record.entitlement.as_ref(),
+            kept.record.resource.as_ref(),
+            kept.paid_by,
             self.ports.clock.now(),
         );
-        Ok(std::sync::Arc::new(last))
+        if status == kept.status {
+            return kept;
+        }
+        std::sync::Arc::new(MyVpn {
+            status,
+            ..MyVpn::clone(&kept)
+        })
     }
 
     async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
         let (record, lookup) = tokio::join!(
             self.ports.store.vpn_of_user(user_id),
-            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
+            self.subscriptions.lookup_until(user_id, VPN.0, VPN.1),
         );
         let record = record?;
-        let (subscription, live) = lookup?;
+        let (subscription, live, fresh_until) = lookup?;
         let paid_by = PaidBy::of(&subscription, live);
         let status = gated_vpn_status(
             record.entitlement.as_ref(),
@@ -70,6 +91,7 @@ impl App {
             subscription,
             paid_by,
             record,
+            fresh_until,
         })
     }
 

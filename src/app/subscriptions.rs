@@ -57,12 +57,24 @@ impl SubscriptionLookup {
         app: &'static str,
         service_type: &str,
     ) -> StoreResult<(SubscriptionState, bool)> {
+        let (state, live, _) = self.lookup_until(user_id, app, service_type).await?;
+        Ok((state, live))
+    }
+
+    /// `lookup`, and until when its answer holds (`None` when it is not the subscription
+    /// service's: the last snapshot, served while the service is unreachable).
+    pub async fn lookup_until(
+        &self,
+        user_id: &str,
+        app: &'static str,
+        service_type: &str,
+    ) -> StoreResult<(SubscriptionState, bool, Option<Instant>)> {
         let key = (user_id.to_owned(), app);
         let previous = self.cache.lock().unwrap().get(&key).cloned();
         if let Some((at, state)) = &previous
             && at.elapsed() < self.ttl
         {
-            return Ok((state.clone(), true));
+            return Ok((state.clone(), true, Some(*at + self.ttl)));
         }
         let now = self.clock.now();
         let state = match self.upstream.active(user_id, app, service_type).await {
@@ -86,7 +98,7 @@ impl SubscriptionLookup {
             Err(e) => {
                 tracing::warn!(%user_id, app, error = %e, "subscription service unavailable; serving the last snapshot");
                 // Not cached: the next request asks the subscription service again.
-                return Ok((self.last_known(user_id, app).await?, false));
+                return Ok((self.last_known(user_id, app).await?, false, None));
             }
         };
         let mut cache = self.cache.lock().unwrap();
@@ -94,8 +106,9 @@ impl SubscriptionLookup {
             let ttl = self.ttl;
             cache.retain(|_, (at, _)| at.elapsed() < ttl);
         }
-        cache.insert(key, (Instant::now(), state.clone()));
-        Ok((state, true))
+        let at = Instant::now();
+        cache.insert(key, (at, state.clone()));
+        Ok((state, true, Some(at + self.ttl)))
     }
 
     /// What the database remembers, for when the subscription service cannot answer.

@@ -165,6 +165,7 @@ pub fn read_app(env: &mut Env, otun_url: Option<&Url>) -> AppConfig {
         },
         events_max_streams: env.count("EVENTS_MAX_STREAMS", 10_000, 1_000_000) as usize,
         max_nodes_per_subscription: env.count("MAX_NODES_PER_SUBSCRIPTION", 10, 1_000),
+        read_model_users: env.amount("READ_MODEL_USERS", 10_000, 1_000_000),
     }
 }
 

@@ -185,6 +185,8 @@ impl Tx {
                     .await?;
                 }
                 tx.commit().await?;
+                // Other replicas hear of it through NOTIFY; this one knows now.
+                self.wakeups.committed(&users);
             }
             TxInner::Sqlite(tx) => {
                 tx.commit().await?;

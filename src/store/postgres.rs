@@ -44,6 +44,8 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
     migrate(&pool).await?;
     let lookups = NodeLookups::new(PgConnectOptions::from_str(url)?)?;
     let db = Db::new(Pool::Postgres(pool.clone()));
+    // Nothing is heard until the listener listens.
+    db.wakeups().set_hearing(false);
     let listener = tokio::spawn(listen(pool, db.wakeups().clone()));
     Ok(SqlStore {
         db,
@@ -81,6 +83,7 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
+        wakeups.set_hearing(true);
         wake_everyone(&wakeups);
         loop {
             match listener.try_recv().await {
@@ -95,10 +98,12 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
                     // Listen again on a new connection, and only then wake everyone: what
                     // was committed before LISTEN is read by the woken, what after is heard.
                     tracing::warn!("wake-up connection lost; reconnecting");
+                    wakeups.set_hearing(false);
                     break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up listener failed; reconnecting");
+                    wakeups.set_hearing(false);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }

@@ -209,6 +209,8 @@ impl VpnUsers for SqlStore {
         // the user's current entitlement, and the subscription is told now.
         let cb = callback::vpn_entitlement_ended(subscription_id, reason);
         enqueue_callback(&mut tx, resource_id, &cb, now).await?;
+        // The user's entitlements changed: what `/my/vpn` shows may have.
+        tx.changed(any.user_id.clone());
         tx.commit().await?;
         self.resource(resource_id).await
     }

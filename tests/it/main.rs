@@ -33,6 +33,7 @@ mod operator;
 mod operator_auth;
 mod pages;
 mod prometheus;
+mod read_model;
 mod sse_client;
 mod store_conformance;
 mod store_history;

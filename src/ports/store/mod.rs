@@ -58,13 +58,29 @@ pub trait Store:
 /// Wake-ups for the engine's loops, and news of whose documents changed for the live
 /// streams. PostgreSQL fans them out across replicas with LISTEN/NOTIFY; SQLite signals in
 /// process.
-#[derive(Debug)]
 pub struct Wakeups {
     pub resources: Notify,
     pub outbox: Notify,
     /// Sent after a commit that recorded a resource's event (a status, a creation step,
     /// connection details), never for usage reports.
     pub users: broadcast::Sender<Changed>,
+    /// Told of every change synchronously: this process's own before its commit returns,
+    /// other replicas' as they are heard (the read model's invalidation).
+    observers: std::sync::RwLock<Vec<Observer>>,
+    /// Whether every replica's changes reach this process now (false while PostgreSQL's
+    /// listener is not listening: changes may be missed, so nothing may be cached).
+    hearing: std::sync::atomic::AtomicBool,
+}
+
+/// Something told of every change to users' documents (see `Wakeups::observe`).
+pub type Observer = Arc<dyn Fn(&Changed) + Send + Sync>;
+
+impl std::fmt::Debug for Wakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakeups")
+            .field("hearing", &self.hearing())
+            .finish_non_exhaustive()
+    }
 }
 
 /// News that what `GET /my/node` or `GET /my/vpn` answers may have changed.
@@ -85,15 +101,53 @@ impl Default for Wakeups {
             resources: Notify::new(),
             outbox: Notify::new(),
             users: broadcast::channel(CHANGES_BUFFERED).0,
+            observers: std::sync::RwLock::new(Vec::new()),
+            hearing: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }
 
 impl Wakeups {
-    /// Tells the live streams in this process.
+    /// Tells the observers, then the live streams in this process.
     pub fn changed(&self, change: Changed) {
+        self.observed(&change);
         // No receiver (no hub listening) is not an error.
         let _ = self.users.send(change);
+    }
+
+    /// Tells the observers of changes this process has just committed (the live streams
+    /// hear of them with every other replica's).
+    pub fn committed(&self, users: &[String]) {
+        for user in users {
+            self.observed(&Changed::User(user.as_str().into()));
+        }
+    }
+
+    /// Registers an observer of every change (see `observers`).
+    pub fn observe(&self, observer: Observer) {
+        self.observers.write().unwrap().push(observer);
+    }
+
+    /// Whether news of every replica's changes reaches this process now.
+    pub fn hearing(&self) -> bool {
+        self.hearing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Says whether news of every replica's changes reaches this process. Stopping to hear
+    /// is itself news: whatever was known may go stale unheard.
+    pub fn set_hearing(&self, hearing: bool) {
+        let was = self
+            .hearing
+            .swap(hearing, std::sync::atomic::Ordering::AcqRel);
+        if was && !hearing {
+            self.observed(&Changed::Everyone);
+        }
+    }
+
+    fn observed(&self, change: &Changed) {
+        for observer in self.observers.read().unwrap().iter() {
+            observer(change);
+        }
     }
 }
 

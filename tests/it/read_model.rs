@@ -1,0 +1,184 @@
+//! The read model (`app::read_model`): `/my/node` and `/my/vpn` served from memory, a
+//! replica reading its own writes at once, another replica's writes within the bound of
+//! the live streams, and the subscription answer's own expiry.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, wait_until};
+use crate::sse_client::PUSHED_WITHIN;
+
+async fn my_node(base: &str, app: &TestApp, user: &str) -> Value {
+    let r = app
+        .http
+        .get(format!("{base}/api/v1/my/node"))
+        .bearer_auth(app.token(user))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// A change no one is told of: the document kept in memory does not see it (so the
+/// read model is in use), until a notified change or the document's expiry.
+async fn rename_region_unheard(app: &TestApp, id: &str, region: &str) {
+    let n = app
+        .db
+        .exec(&format!(
+            "update resources set region = '{region}' where id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+crate::on_both! {
+    async fn a_replica_serves_from_memory_and_reads_its_own_writes_at_once(b: Backend) {
+        // A long subscription cache: only commits make a document stale here.
+        let app = TestApp::spawn_with(b, Default::default(), |c| {
+            c.app.subscription_ttl = Duration::from_secs(3600);
+        }).await;
+        app.sims.subscribe("rm-1", "sub-rm1", "premium");
+        let (_, order) = app.provision("rm-1", "sub-rm1").await;
+        let id = order["resource_id"].as_str().unwrap().to_owned();
+        app.wait_status(&id, "active").await;
+        let before = my_node(&app.base, &app, "rm-1").await;
+        assert_eq!(before["node"]["region"], "ap-northeast-1");
+
+        rename_region_unheard(&app, &id, "eu-west-1").await;
+        let kept = my_node(&app.base, &app, "rm-1").await;
+        assert_eq!(kept["node"]["region"], "ap-northeast-1", "served from memory");
+
+        // The user's own write, through this replica: the next read has it, no waiting.
+        let (status, _) = app.user(Method::DELETE, "/api/v1/my/node", "rm-1", None).await;
+        assert_eq!(status, 200);
+        let after = my_node(&app.base, &app, "rm-1").await;
+        assert_eq!(after["hosting_status"], "subscribed_no_node", "{after}");
+        // And an order from the subscription service, also through this replica.
+        app.sims.subscribe("rm-2", "sub-rm2", "premium");
+        assert_eq!(my_node(&app.base, &app, "rm-2").await["hosting_status"], "subscribed_no_node");
+        let (status, _) = app.provision("rm-2", "sub-rm2").await;
+        assert_eq!(status, 202);
+        // (The simulated node may be up already.)
+        let now = my_node(&app.base, &app, "rm-2").await;
+        assert!(["node_creating", "node_active"].contains(&now["hosting_status"].as_str().unwrap()), "{now}");
+    }
+}
+
+crate::on_both! {
+    async fn the_read_model_off_reads_the_database_every_time(b: Backend) {
+        let app = TestApp::spawn_with(b, Default::default(), |c| {
+            c.app.read_model_users = 0;
+        }).await;
+        app.sims.subscribe("rm-3", "sub-rm3", "premium");
+        let (_, order) = app.provision("rm-3", "sub-rm3").await;
+        let id = order["resource_id"].as_str().unwrap().to_owned();
+        app.wait_status(&id, "active").await;
+        assert_eq!(my_node(&app.base, &app, "rm-3").await["node"]["region"], "ap-northeast-1");
+        rename_region_unheard(&app, &id, "eu-west-1").await;
+        assert_eq!(my_node(&app.base, &app, "rm-3").await["node"]["region"], "eu-west-1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_write_reaches_this_replicas_reads_by_notification() {
+    let app = TestApp::spawn_with(Backend::Postgres, Default::default(), |c| {
+        c.app.subscription_ttl = Duration::from_secs(3600);
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = fulfillment::server::start(&app.config, listener, None)
+        .await
+        .unwrap();
+    let other_base = format!("http://{}", other.addr);
+    app.sims.subscribe("rm-4", "sub-rm4", "premium");
+    let (_, order) = app.provision("rm-4", "sub-rm4").await;
+    let id = order["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    // The other replica keeps the document (an unheard change does not show there).
+    assert_eq!(
+        my_node(&other_base, &app, "rm-4").await["hosting_status"],
+        "node_active"
+    );
+    rename_region_unheard(&app, &id, "eu-west-1").await;
+    assert_eq!(
+        my_node(&other_base, &app, "rm-4").await["node"]["region"],
+        "ap-northeast-1"
+    );
+
+    // The user deletes the node through the first replica: the second hears of it. (Its
+    // documents are kept at most 30 s, so a change seen sooner came by notification.)
+    let (status, _) = app
+        .user(Method::DELETE, "/api/v1/my/node", "rm-4", None)
+        .await;
+    assert_eq!(status, 200);
+    let heard = wait_until(PUSHED_WITHIN, || async {
+        my_node(&other_base, &app, "rm-4").await["hosting_status"] == "subscribed_no_node"
+    })
+    .await;
+    assert!(heard, "the other replica never saw the deletion");
+    other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_document_still_follows_the_subscription_answers_expiry() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
+        c.app.subscription_ttl = Duration::from_millis(300);
+    })
+    .await;
+    app.sims.subscribe("rm-5", "sub-rm5", "premium");
+    assert_eq!(
+        my_node(&app.base, &app, "rm-5").await["hosting_status"],
+        "subscribed_no_node"
+    );
+    // The subscription ends at the subscription service: no commit here says so.
+    app.sims
+        .sim
+        .subscriptions
+        .set("rm-5", "obox", "hosting", None);
+    let seen = wait_until(Duration::from_secs(10), || async {
+        my_node(&app.base, &app, "rm-5").await["hosting_status"] == "no_subscription"
+    })
+    .await;
+    assert!(seen, "the kept document outlived its subscription answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_kept_is_forgotten_when_notifications_may_have_been_missed() {
+    let app = TestApp::spawn_with(Backend::Postgres, Default::default(), |c| {
+        c.app.subscription_ttl = Duration::from_secs(3600);
+    })
+    .await;
+    app.sims.subscribe("rm-6", "sub-rm6", "premium");
+    let (_, order) = app.provision("rm-6", "sub-rm6").await;
+    let id = order["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    assert_eq!(
+        my_node(&app.base, &app, "rm-6").await["node"]["region"],
+        "ap-northeast-1"
+    );
+    // The listener's connection dies: what is kept is forgotten, and a change made while
+    // it reconnects is seen.
+    let killed = app
+        .db
+        .exec(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid() \
+             and query ilike 'listen%'",
+        )
+        .await
+        .unwrap();
+    assert!(killed >= 1);
+    rename_region_unheard(&app, &id, "eu-west-1").await;
+    let seen = wait_until(PUSHED_WITHIN, || async {
+        my_node(&app.base, &app, "rm-6").await["node"]["region"] == "eu-west-1"
+    })
+    .await;
+    assert!(
+        seen,
+        "a document kept across the listener's loss was served"
+    );
+}
