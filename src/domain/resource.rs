@@ -199,6 +199,9 @@ pub struct Resource {
     pub attempts: i32,
     /// True once nothing can exist upstream for this resource any more.
     pub upstream_released: bool,
+    /// The claim this copy was read under (each claim takes the next): a worker's write
+    /// names it, so a write from a claim that was taken over changes nothing.
+    pub lease_epoch: i64,
     /// When the current transitional state must be left by.
     pub deadline_at: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -294,6 +297,7 @@ impl Resource {
             last_error: None,
             attempts: 0,
             upstream_released: false,
+            lease_epoch: 0,
             deadline_at: None,
             next_attempt_at: None,
             created_at: at,

@@ -13,20 +13,36 @@ use tokio::task::JoinSet;
 
 use super::Engine;
 use crate::domain::Resource;
-use crate::ports::store::{OutboxMessage, StoreResult, Wakeups};
+use crate::ports::store::{LIFELINE_BEAT, LIFELINE_STALE, OutboxMessage, StoreResult, Wakeups};
 
 /// Tells the loops to stop.
 pub struct Shutdown {
+    engine: Arc<Engine>,
     tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Shutdown {
-    /// Stops claiming new work and waits for the work in flight.
+    /// Stops claiming new work and waits for the work in flight; then the process's
+    /// lifeline ends, so whatever it still holds is free to others at once.
     pub async fn stop(self) {
         let _ = self.tx.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        // In a task of its own: a bug there (a panic) must not turn a stop into one.
+        let engine = self.engine;
+        let ended = tokio::spawn(async move {
+            let now = engine.ports.clock.now();
+            engine
+                .ports
+                .store
+                .beat(&engine.config.owner, now, now)
+                .await
+        })
+        .await;
+        if !matches!(ended, Ok(Ok(()))) {
+            tracing::warn!("could not end the lifeline; its leases end on their own");
         }
     }
 
@@ -42,8 +58,15 @@ impl Shutdown {
 pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     let (tx, rx) = watch::channel(false);
     Shutdown {
+        engine: engine.clone(),
         tx,
         tasks: vec![
+            supervised(
+                &engine,
+                "lifeline",
+                &rx,
+                run_lifeline(engine.clone(), rx.clone()),
+            ),
             supervised(
                 &engine,
                 Reconciler::NAME,
@@ -58,6 +81,33 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
             ),
             supervised(&engine, "jobs", &rx, run_jobs(engine.clone(), rx.clone())),
         ],
+    }
+}
+
+/// Beats this process's lifeline every `LIFELINE_BEAT`: while it beats, the leases it holds
+/// are its own until they end; once it stops (the process was killed, or stalled for
+/// `LIFELINE_STALE`), other processes take them at once. A beat that fails is retried at
+/// the next; the leases then stand on their own length.
+async fn run_lifeline(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    let (store, clock, owner) = (
+        &engine.ports.store,
+        &engine.ports.clock,
+        &engine.config.owner,
+    );
+    let day_ago = clock.now() - chrono::Duration::days(1);
+    if let Err(e) = store.purge_lifelines(day_ago).await {
+        tracing::warn!(error = %e, "could not purge old lifelines");
+    }
+    let stale = chrono::Duration::from_std(LIFELINE_STALE).expect("a few seconds");
+    loop {
+        let now = clock.now();
+        if let Err(e) = store.beat(owner, now, now + stale).await {
+            tracing::warn!(error = %e, "lifeline beat failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LIFELINE_BEAT) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

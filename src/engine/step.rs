@@ -42,7 +42,14 @@ impl Engine {
     }
 
     pub(super) fn change(&self, r: &Resource) -> Change {
-        Change::on(r, Guard::Lease(self.config.owner.clone()), self.now())
+        Change::on(
+            r,
+            Guard::Lease {
+                owner: self.config.owner.clone(),
+                epoch: r.lease_epoch,
+            },
+            self.now(),
+        )
     }
 
     /// Applies a change; when the row moved under us (a callback, a delete request), gives

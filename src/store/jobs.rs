@@ -24,7 +24,8 @@ impl Jobs for SqlStore {
             .db
             .sql(
                 "update jobs set lease_owner = $2, lease_until = $3 where name = $1 \
-                 and next_run_at <= $4 and (lease_until is null or lease_until < $4)",
+                 and next_run_at <= $4 and (lease_until is null or lease_until < $4 \
+                 or lease_owner in (select owner from lifelines where dead_at < $4))",
             )
             .bind(name)
             .bind(claim.owner)

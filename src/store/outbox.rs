@@ -18,7 +18,8 @@ impl Outbox for SqlStore {
                 "update outbox set lease_owner = $1, lease_until = $2 where id in (\
                  select o.id from outbox o where o.delivered_at is null \
                  and o.next_attempt_at <= $3 \
-                 and (o.lease_until is null or o.lease_until < $3) \
+                 and (o.lease_until is null or o.lease_until < $3 or o.lease_owner in (\
+                 select owner from lifelines where dead_at < $3)) \
                  and not exists (select 1 from outbox p \
                  where p.subscription_id = o.subscription_id \
                  and p.delivered_at is null and p.id < o.id) \

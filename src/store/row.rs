@@ -24,7 +24,7 @@ macro_rules! resource_columns {
          service_tier, spec_version, applied_version, traffic_synced_at, last_error, slot, \
          migration_status, migration_region, migration_plan_tier, migration_node_id, \
          migration_token_hash, migration_started_at, migration_deadline_at, migration_error, \
-         migration_actor, retire_node_id, plan_wanted"
+         migration_actor, retire_node_id, plan_wanted, lease_epoch"
     };
 }
 pub(crate) use resource_columns;
@@ -43,6 +43,7 @@ pub struct ResourceRow {
     status: String,
     desired_state: String,
     generation: i64,
+    lease_epoch: i64,
     delete_reason: Option<String>,
     node_id: Option<String>,
     phase: i32,
@@ -129,6 +130,7 @@ impl TryFrom<ResourceRow> for Resource {
             status: Status::parse(&r.status).map_err(corrupt)?,
             desired: Desired::parse(&r.desired_state).map_err(corrupt)?,
             generation: r.generation,
+            lease_epoch: r.lease_epoch,
             delete_reason: r
                 .delete_reason
                 .as_deref()

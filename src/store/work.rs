@@ -149,8 +149,9 @@ pub(super) fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
     }
     q.push(" where id = ").push_bind(c.id.to_string());
     q.push(" and status = ").push_bind(c.expect.as_str());
-    if let Guard::Lease(owner) = &c.guard {
+    if let Guard::Lease { owner, epoch } = &c.guard {
         q.push(" and lease_owner = ").push_bind(owner.as_str());
+        q.push(" and lease_epoch = ").push_bind(*epoch);
     }
     if let Some(desired) = c.expect_desired {
         q.push(" and desired_state = ").push_bind(desired.as_str());
@@ -169,9 +170,11 @@ impl Work for SqlStore {
         let rows: Vec<ResourceRow> = self
             .db
             .sql(concat!(
-                "update resources set lease_owner = $1, lease_until = $2 where id in (\
+                "update resources set lease_owner = $1, lease_until = $2, \
+                 lease_epoch = lease_epoch + 1 where id in (\
                  select id from resources where next_attempt_at <= $3 \
-                 and (lease_until is null or lease_until < $3) \
+                 and (lease_until is null or lease_until < $3 or lease_owner in (\
+                 select owner from lifelines where dead_at < $3)) \
                  order by next_attempt_at limit $4{skip_locked}) returning ",
                 resource_columns!()
             ))
@@ -188,9 +191,11 @@ impl Work for SqlStore {
         let rows: Vec<ResourceRow> = self
             .db
             .sql(concat!(
-                "update resources set lease_owner = $2, lease_until = $3 \
+                "update resources set lease_owner = $2, lease_until = $3, \
+                 lease_epoch = lease_epoch + 1 \
                  where id = $1 and next_attempt_at is not null \
-                 and (lease_until is null or lease_until < $4) returning ",
+                 and (lease_until is null or lease_until < $4 or lease_owner in (\
+                 select owner from lifelines where dead_at < $4)) returning ",
                 resource_columns!()
             ))
             .bind(id.to_string())
@@ -278,13 +283,46 @@ impl Work for SqlStore {
     }
 
     async fn next_resource_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        // A leased row is free when its lease ends or its owner dies, whichever is first;
+        // it is due when it is free and its attempt is due.
         self.db
             .sql(
-                "select min(case when lease_until is not null and lease_until > next_attempt_at \
-                 then lease_until else next_attempt_at end) \
-                 from resources where next_attempt_at is not null",
+                "select min(case when f.free is not null and f.free > f.next_attempt_at \
+                 then f.free else f.next_attempt_at end) from (\
+                 select r.next_attempt_at, case when l.dead_at is not null \
+                 and l.dead_at < r.lease_until then l.dead_at else r.lease_until end as free \
+                 from resources r left join lifelines l on l.owner = r.lease_owner \
+                 where r.next_attempt_at is not null) f",
             )
             .scalar()
+            .await
+    }
+
+    async fn beat(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        dead_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.db
+            .sql(
+                "insert into lifelines (owner, beat_at, dead_at) values ($1, $2, $3) \
+                 on conflict (owner) do update set beat_at = excluded.beat_at, \
+                 dead_at = excluded.dead_at",
+            )
+            .bind(owner)
+            .bind(now)
+            .bind(dead_at)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_lifelines(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.db
+            .sql("delete from lifelines where dead_at < $1")
+            .bind(before)
+            .execute()
             .await
     }
 }

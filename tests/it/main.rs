@@ -37,6 +37,7 @@ mod read_model;
 mod sse_client;
 mod store_conformance;
 mod store_history;
+mod store_lifelines;
 mod store_nodes;
 mod sweep;
 mod traffic;

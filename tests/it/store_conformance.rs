@@ -58,6 +58,14 @@ fn claim(owner: &str, now: DateTime<Utc>) -> Claim<'_> {
     }
 }
 
+/// The guard of a worker's write under its claim of `r`.
+pub(crate) fn lease(owner: &str, r: &fulfillment::domain::Resource) -> Guard {
+    Guard::Lease {
+        owner: owner.into(),
+        epoch: r.lease_epoch,
+    }
+}
+
 pub(crate) fn callback(sub: &str, status: &str) -> FulfillmentCallback {
     FulfillmentCallback {
         subscription_id: sub.into(),
@@ -135,16 +143,16 @@ on_both! {
         created(store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap());
         let r = store.claim_resources(claim("w1", now)).await.unwrap().remove(0);
 
-        let mut wrong_owner = Change::on(&r, Guard::Lease("w2".into()), now);
+        let mut wrong_owner = Change::on(&r, lease("w2", &r), now);
         wrong_owner.status = Some(Status::Creating);
         assert!(!store.apply(&wrong_owner).await.unwrap());
 
-        let mut wrong_status = Change::on(&r, Guard::Lease("w1".into()), now);
+        let mut wrong_status = Change::on(&r, lease("w1", &r), now);
         wrong_status.expect = Status::Creating;
         wrong_status.status = Some(Status::Active);
         assert!(!store.apply(&wrong_status).await.unwrap());
 
-        let mut c = Change::on(&r, Guard::Lease("w1".into()), now);
+        let mut c = Change::on(&r, lease("w1", &r), now);
         c.status = Some(Status::Creating);
         c.phase = Some(2);
         c.node_id = Some("node-1".into());
@@ -181,7 +189,7 @@ on_both! {
         let at = |s: i64| now + chrono::Duration::seconds(s);
         let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
         // Every value is distinct, so a value bound to another column's place shows.
-        let mut c = Change::on(&r, Guard::Lease("w1".into()), now);
+        let mut c = Change::on(&r, lease("w1", &r), now);
         c.expect_desired = Some(Desired::Active);
         c.status = Some(Status::Creating);
         c.node_id = Some("node-7".into());
@@ -232,7 +240,7 @@ on_both! {
         let later = store.claim_resources(claim("w2", at(34))).await.unwrap();
         assert_eq!(later.iter().map(|r| r.id).collect::<Vec<_>>(), vec![r.id]);
         // What a change leaves out stays; clearing the deadline is a value of its own.
-        let mut clear = Change::on(&later[0], Guard::Lease("w2".into()), at(35));
+        let mut clear = Change::on(&later[0], lease("w2", &later[0]), at(35));
         clear.deadline_at = Some(None);
         assert!(store.apply(&clear).await.unwrap());
         let b = store.resource(r.id).await.unwrap().unwrap();
@@ -251,7 +259,7 @@ on_both! {
         created(store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap());
         let r = store.claim_resources(claim("w1", now)).await.unwrap().remove(0);
         store.request_deletion(r.id, DeleteReason::SubscriptionCancelled, "subscription_service", now).await.unwrap();
-        let mut c = Change::on(&r, Guard::Lease("w1".into()), now);
+        let mut c = Change::on(&r, lease("w1", &r), now);
         c.status = Some(Status::Creating);
         c.next_attempt_at = Some(Some(now + chrono::Duration::hours(1)));
         c.release_lease = true;
@@ -511,11 +519,11 @@ on_both! {
         for i in 0..5 {
             let (_, r) = recorded(store.record_vpn_order(&vpn_order(&format!("u{i}"), Some(&format!("k{i}")), OrderKind::Paid), now()).await.unwrap());
             let r = store.claim_resource(r.id, claim("w", now())).await.unwrap().unwrap();
-            let mut c = Change::on(&r, Guard::Lease("w".into()), now());
+            let mut c = Change::on(&r, lease("w", &r), now());
             c.status = Some(Status::Creating);
             assert!(store.apply(&c).await.unwrap());
             let r = store.resource(r.id).await.unwrap().unwrap();
-            let mut c = Change::on(&r, Guard::Lease("w".into()), now());
+            let mut c = Change::on(&r, lease("w", &r), now());
             c.status = Some(Status::Active);
             c.vpn_user_id = Some(format!("uuid-{i}"));
             c.applied_version = Some(1);

@@ -165,3 +165,10 @@ impl Claim<'_> {
         crate::domain::units::after(self.now, self.lease)
     }
 }
+
+/// How often a running process beats its lifeline.
+pub const LIFELINE_BEAT: Duration = Duration::from_secs(1);
+
+/// A lifeline this much older than its last beat is a dead process's: the beats of two
+/// beat periods were missed.
+pub const LIFELINE_STALE: Duration = Duration::from_millis(2_500);

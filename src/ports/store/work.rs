@@ -14,7 +14,11 @@ use crate::domain::{Connection, Desired, Resource, Status};
 /// compare-and-set on status alone is enough.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
-    Lease(String),
+    /// Only under this owner's claim of this epoch (`Resource::lease_epoch`).
+    Lease {
+        owner: String,
+        epoch: i64,
+    },
     Unleased,
 }
 
@@ -159,6 +163,17 @@ pub trait Work: Send + Sync {
     async fn extend_lease(&self, id: Uuid, owner: &str, until: DateTime<Utc>) -> StoreResult<bool>;
     /// Gives a lease back and makes the row due now (after a lost compare-and-set).
     async fn release(&self, id: Uuid, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
-    /// When the earliest scheduled resource is due.
+    /// When the earliest scheduled resource is due: a leased one when its lease ends or
+    /// its owner would count as dead, whichever is first.
     async fn next_resource_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Beats `owner`'s lifeline: its leases are its own until `dead_at`, unless it beats
+    /// again (a `dead_at` of now frees them at once: a clean stop).
+    async fn beat(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        dead_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Forgets the lifelines of owners dead since before `before`; returns how many.
+    async fn purge_lifelines(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
