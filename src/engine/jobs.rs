@@ -51,6 +51,7 @@ impl Engine {
         if !self.ports.store.claim_job(job.name, first, claim).await? {
             return Ok(None);
         }
+        let _held = self.hold();
         let result = pass.await;
         let summary = match &result {
             Ok(done) => summarize(done),

@@ -42,9 +42,23 @@ pub struct Engine {
     /// the loops can sleep exactly until then without asking the database.
     next_resource_wake: AtomicI64,
     next_outbox_wake: AtomicI64,
+    /// Leases this process is working under now (steps, deliveries, job passes): its
+    /// lifeline beats while there are any, and rests when there are none.
+    holding: std::sync::atomic::AtomicUsize,
     /// Set to the loop's name when one of the engine's loops ends without being told to
     /// (a panic, a bug): the process can then no longer do its job, and says so.
     died: tokio::sync::watch::Sender<Option<&'static str>>,
+}
+
+/// A lease in hand (see `Engine::hold`).
+pub(crate) struct Held<'a>(&'a Engine);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0
+            .holding
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl Engine {
@@ -54,8 +68,21 @@ impl Engine {
             config,
             next_resource_wake: AtomicI64::new(i64::MAX),
             next_outbox_wake: AtomicI64::new(i64::MAX),
+            holding: std::sync::atomic::AtomicUsize::new(0),
             died: tokio::sync::watch::channel(None).0,
         })
+    }
+
+    /// Counts a lease in hand until the guard is dropped.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        self.holding
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Held(self)
+    }
+
+    /// Whether this process is working under any lease now.
+    pub fn holds_leases(&self) -> bool {
+        self.holding.load(std::sync::atomic::Ordering::Acquire) > 0
     }
 
     /// The loop that died, if one did (readiness fails then, and `serve` exits).

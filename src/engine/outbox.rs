@@ -20,6 +20,7 @@ impl Engine {
     /// the subscription service refuses is still owed to it, and an operator can see the
     /// error on the row.
     pub(super) async fn deliver(&self, m: OutboxMessage) {
+        let _held = self.hold();
         let result = self.ports.subscriptions.callback(&m.callback).await;
         let store = &self.ports.store;
         let owner = &self.config.owner;

@@ -84,25 +84,38 @@ pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     }
 }
 
-/// Beats this process's lifeline every `LIFELINE_BEAT`: while it beats, the leases it holds
-/// are its own until they end; once it stops (the process was killed, or stalled for
-/// `LIFELINE_STALE`), other processes take them at once. A beat that fails is retried at
-/// the next; the leases then stand on their own length.
+/// Beats this process's lifeline every `LIFELINE_BEAT` while it works under a lease: its
+/// leases are then its own until they end; once it stops beating (killed, or stalled for
+/// `LIFELINE_STALE`), other processes take them at once. Holding nothing, it rests: one
+/// write says it lives for a day (a lease taken before the next beat then stands on its
+/// own length), and an idle service writes nothing. A beat that fails is tried again at
+/// the next tick.
 async fn run_lifeline(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let (store, clock, owner) = (
         &engine.ports.store,
         &engine.ports.clock,
         &engine.config.owner,
     );
-    let day_ago = clock.now() - chrono::Duration::days(1);
-    if let Err(e) = store.purge_lifelines(day_ago).await {
+    let day = chrono::Duration::days(1);
+    if let Err(e) = store.purge_lifelines(clock.now() - day).await {
         tracing::warn!(error = %e, "could not purge old lifelines");
     }
     let stale = chrono::Duration::from_std(LIFELINE_STALE).expect("a few seconds");
+    let mut resting = false;
     loop {
         let now = clock.now();
-        if let Err(e) = store.beat(owner, now, now + stale).await {
-            tracing::warn!(error = %e, "lifeline beat failed");
+        let beat = if engine.holds_leases() {
+            Some((now + stale, false))
+        } else if !resting {
+            Some((now + day, true))
+        } else {
+            None
+        };
+        if let Some((dead_at, rest)) = beat {
+            match store.beat(owner, now, dead_at).await {
+                Ok(()) => resting = rest,
+                Err(e) => tracing::warn!(error = %e, "lifeline beat failed"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(LIFELINE_BEAT) => {}

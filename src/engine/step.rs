@@ -104,6 +104,7 @@ impl Engine {
     /// step waits on upstream calls; the lease can then stay short, so a dead worker's rows
     /// are taken over quickly).
     pub(super) async fn reconcile(&self, r: Resource) -> StoreResult<()> {
+        let _held = self.hold();
         // The heartbeat runs in a task of its own: it must never hold up the step (whose
         // open transaction its update may wait for).
         let _heartbeat = AbortOnDrop(tokio::spawn({

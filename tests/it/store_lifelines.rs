@@ -85,3 +85,38 @@ on_both! {
         assert_eq!(store.purge_lifelines(now + secs(60)).await.unwrap(), 1, "w1's (w2 never beat)");
     }
 }
+
+/// A running service beats its lifeline while it works under a lease, and rests (one
+/// write, "alive for a day") when it holds nothing: an idle service writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_beats_while_it_works_and_rests_when_idle() {
+    use crate::helpers::{Backend, TestApp, wait_until};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let resting = "dead_at > now() + interval '12 hours'";
+    let beating =
+        "dead_at < now() + interval '10 seconds' and dead_at > now() - interval '5 seconds'";
+    let rests = wait_until(Duration::from_secs(10), || async {
+        app.db.count("lifelines", resting).await == 1
+    })
+    .await;
+    assert!(rests, "an idle service rests its lifeline");
+    // The create call hangs (3 s): a step is under way, under its lease.
+    app.sims.sim.faults.script(
+        fulfillment::sim::Op::CreateNode,
+        [fulfillment::sim::Fault::Hang],
+    );
+    app.sims.subscribe("ll-1", "sub-ll1", "basic");
+    let (_, order) = app.provision("ll-1", "sub-ll1").await;
+    let beats = wait_until(Duration::from_secs(10), || async {
+        app.db.count("lifelines", beating).await == 1
+    })
+    .await;
+    assert!(beats, "a service working under a lease beats");
+    app.wait_status(order["resource_id"].as_str().unwrap(), "active")
+        .await;
+    let rests = wait_until(Duration::from_secs(10), || async {
+        app.db.count("lifelines", resting).await == 1
+    })
+    .await;
+    assert!(rests, "it rests again once idle");
+}
