@@ -72,6 +72,7 @@ pub async fn home(State(st): St, headers: HeaderMap) -> Response {
 #[utoipa::path(post, path = "/signin", tag = "pages",
     request_body(content = inline(super::docs::TokenForm), content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "Signed in; to `/`"),
+        (status = 400, description = "No token", content_type = "text/html", body = String),
         (status = 401, description = "The token does not sign in", content_type = "text/html", body = String),
         (status = 403, description = "From another origin", content_type = "text/html", body = String)))]
 pub async fn signin(
