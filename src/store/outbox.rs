@@ -94,43 +94,26 @@ impl Outbox for SqlStore {
         min_attempts: i32,
         limit: i64,
     ) -> StoreResult<Vec<StuckCallback>> {
-        type Stuck = (
-            i64,
-            String,
-            String,
-            i32,
-            DateTime<Utc>,
-            Option<String>,
-            DateTime<Utc>,
-        );
-        let rows: Vec<Stuck> = self
+        let rows: Vec<RecordRow> = self
             .db
             .sql(
-                "select id, subscription_id, payload, attempts, created_at, last_error, \
-                 next_attempt_at from outbox where delivered_at is null and attempts >= $1 \
-                 order by id limit $2",
+                "select id, subscription_id, payload, attempts, created_at, delivered_at, \
+                 last_error, next_attempt_at from outbox where delivered_at is null \
+                 and attempts >= $1 order by id limit $2",
             )
             .bind(min_attempts)
             .bind(limit)
             .fetch_all()
             .await?;
         rows.into_iter()
-            .map(
-                |(id, subscription_id, payload, attempts, created_at, last_error, next)| {
-                    let row = OutboxRow {
-                        id,
-                        subscription_id,
-                        payload,
-                        attempts,
-                        created_at,
-                    };
-                    Ok(StuckCallback {
-                        message: row.try_into()?,
-                        last_error,
-                        next_attempt_at: next,
-                    })
-                },
-            )
+            .map(|row| {
+                let r = record(row)?;
+                Ok(StuckCallback {
+                    message: r.message,
+                    last_error: r.last_error,
+                    next_attempt_at: r.next_attempt_at,
+                })
+            })
             .collect()
     }
 
@@ -139,17 +122,7 @@ impl Outbox for SqlStore {
         resource_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<CallbackRecord>> {
-        type Row = (
-            i64,
-            String,
-            String,
-            i32,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<String>,
-            DateTime<Utc>,
-        );
-        let rows: Vec<Row> = self
+        let rows: Vec<RecordRow> = self
             .db
             .sql(
                 "select id, subscription_id, payload, attempts, created_at, delivered_at, \
@@ -160,25 +133,7 @@ impl Outbox for SqlStore {
             .bind(limit)
             .fetch_all()
             .await?;
-        rows.into_iter()
-            .map(
-                |(id, subscription_id, payload, attempts, created_at, delivered, error, next)| {
-                    let row = OutboxRow {
-                        id,
-                        subscription_id,
-                        payload,
-                        attempts,
-                        created_at,
-                    };
-                    Ok(CallbackRecord {
-                        message: row.try_into()?,
-                        delivered_at: delivered,
-                        last_error: error,
-                        next_attempt_at: next,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(record).collect()
     }
 
     async fn purge_delivered_outbox(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
@@ -193,4 +148,34 @@ impl Outbox for SqlStore {
             .execute()
             .await
     }
+}
+
+/// An outbox row with its delivery state, as `stuck_callbacks` and `callbacks_of` read it.
+type RecordRow = (
+    i64,
+    String,
+    String,
+    i32,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+fn record(
+    (id, subscription_id, payload, attempts, created_at, delivered_at, last_error, next): RecordRow,
+) -> StoreResult<CallbackRecord> {
+    let row = OutboxRow {
+        id,
+        subscription_id,
+        payload,
+        attempts,
+        created_at,
+    };
+    Ok(CallbackRecord {
+        message: row.try_into()?,
+        delivered_at,
+        last_error,
+        next_attempt_at: next,
+    })
 }
