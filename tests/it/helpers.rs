@@ -511,6 +511,24 @@ impl TestApp {
         .await
     }
 
+    /// Kills the PostgreSQL connection the service listens for notifications on (it
+    /// reconnects by itself); panics if none was found.
+    pub async fn kill_listener(&self) {
+        let killed = self
+            .db
+            .exec(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = current_database() and pid <> pg_backend_pid() \
+                 and query ilike 'listen%'",
+            )
+            .await
+            .unwrap();
+        assert!(
+            killed >= 1,
+            "the listener's connection was found and killed"
+        );
+    }
+
     pub async fn resource(&self, id: &str) -> Value {
         let (status, body) = self
             .internal(
