@@ -53,7 +53,14 @@ async fn an_operator_retries_a_failed_resource_and_the_history_names_them() {
     b.click(&format!("input[name=id][value='{}']", ids[0]))
         .await;
     b.js("window.sameDocument = true; return true").await;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Mark the table shown now, and wait until the live refresh has replaced it.
+    b.js("document.querySelector('#queue table').dataset.before = '1'; return true")
+        .await;
+    b.wait_js(
+        "a refresh of the queue",
+        "const t = document.querySelector('#queue table'); return !!t && !t.dataset.before",
+    )
+    .await;
     let ticked = b.js("return [...document.querySelectorAll('#queue input[name=id]:checked')].map(c => c.value)").await;
     assert_eq!(
         ticked,
