@@ -50,6 +50,10 @@ impl Running {
         let _ = self.stop_http.send(true);
         let _ = self.http.await;
         self.engine_loops.stop().await;
+        // The other replicas hear of the last commits now, not from their nets.
+        if let Err(e) = self.state.app.ports.store.flush().await {
+            tracing::warn!(error = %e, "could not tell the other replicas of the last changes");
+        }
     }
 }
 

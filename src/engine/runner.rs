@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Engine;
 use crate::domain::Resource;
-use crate::ports::store::{LIFELINE_BEAT, LIFELINE_STALE, OutboxMessage, StoreResult, Wakeups};
+use crate::ports::store::{
+    LIFELINE_BEAT, LIFELINE_STALE, OutboxMessage, Signal, StoreResult, Wakeups,
+};
 
 /// Tells the loops to stop.
 pub struct Shutdown {
@@ -169,7 +171,7 @@ trait Worker: 'static {
     async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>>;
     /// The earliest time this process's own steps scheduled work for, if any.
     fn scheduled(engine: &Engine) -> Option<DateTime<Utc>>;
-    fn signal(wakeups: &Wakeups) -> &Notify;
+    fn signal(wakeups: &Wakeups) -> &Signal;
 }
 
 struct Reconciler;
@@ -195,7 +197,7 @@ impl Worker for Reconciler {
         Engine::take_wake(&engine.next_resource_wake)
     }
 
-    fn signal(wakeups: &Wakeups) -> &Notify {
+    fn signal(wakeups: &Wakeups) -> &Signal {
         &wakeups.resources
     }
 }
@@ -224,7 +226,7 @@ impl Worker for Dispatcher {
         Engine::take_wake(&engine.next_outbox_wake)
     }
 
-    fn signal(wakeups: &Wakeups) -> &Notify {
+    fn signal(wakeups: &Wakeups) -> &Signal {
         &wakeups.outbox
     }
 }
@@ -236,6 +238,8 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // The earliest known time more work is due: from this process's own steps, and from
     // the database when a claim comes back empty (so a busy loop costs no extra queries).
     let mut next_known: Option<DateTime<Utc>> = None;
+    // However the loop ends (a panic too), work committed after it is the others'.
+    let _no_room = NoRoomOnExit(W::signal(&wakeups));
     tracing::info!(worker = W::NAME, owner = %engine.config.owner, "engine loop started");
     while !*stop.borrow() {
         while let Some(done) = running.try_join_next() {
@@ -247,6 +251,7 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         woken.as_mut().enable();
 
         let room = capacity.saturating_sub(running.len());
+        W::signal(&wakeups).set_room(room);
         if room > 0 && next_known.is_some_and(|t| t <= engine.ports.clock.now()) {
             next_known = None; // this claim covers it
         }
@@ -266,6 +271,7 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         };
         let got = claimed.len();
+        W::signal(&wakeups).set_room(room - got);
         for item in claimed {
             let engine = engine.clone();
             running.spawn(async move {
@@ -304,10 +310,20 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
     }
+    // Stopping: work committed from now on is for the other replicas.
+    W::signal(&wakeups).set_room(0);
     while let Some(done) = running.join_next().await {
         log_join(done, W::NAME);
     }
     tracing::info!(worker = W::NAME, "engine loop stopped");
+}
+
+struct NoRoomOnExit<'a>(&'a Signal);
+
+impl Drop for NoRoomOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.set_room(0);
+    }
 }
 
 fn log_join(done: Result<(), tokio::task::JoinError>, name: &str) {

@@ -9,6 +9,9 @@
 //! `{skip_locked}` (a claim skips rows another worker holds: `for update skip locked` on
 //! PostgreSQL, nothing on SQLite, whose single writer serialises claims) and
 //! `{for_update}` (row locks taken in a transaction; SQLite's writer lock covers it).
+//!
+//! A commit wakes this process's engine loops (if they have room) and tells its read model
+//! and live streams before it returns; `news` tells the other replicas.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -21,7 +24,8 @@ use sqlx::{
     Sqlite, SqliteConnection, SqlitePool, Type,
 };
 
-use crate::ports::store::{BoxError, Changed, StoreError, StoreResult, Wakeups};
+use super::news::{self, Outgoing};
+use crate::ports::store::{BoxError, Changed, Signal, StoreError, StoreResult, Wakeups};
 
 /// A value either backend can bind.
 pub trait Value<'q>:
@@ -57,15 +61,25 @@ impl Topic {
             Topic::Outbox => "fulfillment_outbox",
         }
     }
+
+    /// This process's loop for it.
+    pub fn signal(self, wakeups: &Wakeups) -> &Signal {
+        match self {
+            Topic::Resources => &wakeups.resources,
+            Topic::Outbox => &wakeups.outbox,
+        }
+    }
 }
 
 /// The PostgreSQL channel whose payload is a user whose documents changed.
 pub const USERS_CHANNEL: &str = "fulfillment_users";
 
-/// A connection pool of either backend, with the in-process wake-up signals.
+/// A connection pool of either backend, with the in-process wake-up signals and (on
+/// PostgreSQL) the news waiting for the other replicas.
 pub struct Db {
     pool: Pool,
     wakeups: Arc<Wakeups>,
+    outgoing: Option<Arc<Outgoing>>,
 }
 
 pub enum Pool {
@@ -75,10 +89,17 @@ pub enum Pool {
 
 impl Db {
     pub fn new(pool: Pool) -> Self {
+        let outgoing = matches!(pool, Pool::Postgres(_)).then(Outgoing::new);
         Db {
             pool,
             wakeups: Arc::new(Wakeups::default()),
+            outgoing,
         }
+    }
+
+    /// The news for the other replicas (PostgreSQL).
+    pub fn outgoing(&self) -> Option<&Arc<Outgoing>> {
+        self.outgoing.as_ref()
     }
 
     pub fn pool(&self) -> &Pool {
@@ -106,6 +127,7 @@ impl Db {
         Ok(Tx {
             inner,
             wakeups: self.wakeups.clone(),
+            outgoing: self.outgoing.clone(),
             wake: Vec::new(),
             users: Vec::new(),
         })
@@ -113,14 +135,7 @@ impl Db {
 
     /// Wakes this process's waiting workers now.
     pub fn wake_here(&self, topic: Topic) {
-        wake(&self.wakeups, topic);
-    }
-}
-
-fn wake(wakeups: &Wakeups, topic: Topic) {
-    match topic {
-        Topic::Resources => wakeups.resources.notify_waiters(),
-        Topic::Outbox => wakeups.outbox.notify_waiters(),
+        topic.signal(&self.wakeups).wake();
     }
 }
 
@@ -128,6 +143,7 @@ fn wake(wakeups: &Wakeups, topic: Topic) {
 pub struct Tx {
     inner: TxInner,
     wakeups: Arc<Wakeups>,
+    outgoing: Option<Arc<Outgoing>>,
     wake: Vec<Topic>,
     /// Users whose documents this transaction changes.
     users: Vec<String>,
@@ -148,52 +164,40 @@ impl Tx {
         Sql::new(text, bound)
     }
 
-    /// Wakes the workers waiting on `topic` once the transaction commits: every replica's
-    /// (PostgreSQL's NOTIFY is delivered at commit), or this process's (SQLite).
+    /// Wakes the workers waiting on `topic` once the transaction commits: this process's
+    /// if its loop has room, else the other replicas' (see `news`).
     pub fn wake(&mut self, topic: Topic) {
         if !self.wake.contains(&topic) {
             self.wake.push(topic);
         }
     }
 
-    /// Tells the live streams of `user`, on every replica, once the transaction commits
-    /// (a rollback tells no one).
+    /// Tells the read models and live streams of `user`, on every replica, once the
+    /// transaction commits (a rollback tells no one).
     pub fn changed(&mut self, user: String) {
         if !self.users.contains(&user) {
             self.users.push(user);
         }
     }
 
-    pub async fn commit(mut self) -> StoreResult<()> {
-        let topics = std::mem::take(&mut self.wake);
-        let users = std::mem::take(&mut self.users);
+    /// Commits, then tells this process at once (before returning: it reads its own
+    /// writes) and queues the news for the other replicas.
+    pub async fn commit(self) -> StoreResult<()> {
         match self.inner {
-            TxInner::Postgres(mut tx) => {
-                // Every notification in one statement; PostgreSQL delivers them at commit.
-                if !topics.is_empty() || !users.is_empty() {
-                    let (channels, payloads): (Vec<&str>, Vec<&str>) = topics
-                        .iter()
-                        .map(|t| (t.channel(), ""))
-                        .chain(users.iter().map(|u| (USERS_CHANNEL, u.as_str())))
-                        .unzip();
-                    sqlx::query(
-                        "select pg_notify(c, p) from unnest($1::text[], $2::text[]) as n(c, p)",
-                    )
-                    .bind(channels)
-                    .bind(payloads)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+            TxInner::Postgres(tx) => {
                 tx.commit().await?;
-                // Other replicas hear of it through NOTIFY; this one knows now.
-                self.wakeups.committed(&users);
+                let elsewhere = news::here(&self.wakeups, &self.wake, &self.users);
+                if let Some(outgoing) = &self.outgoing {
+                    outgoing.add(&elsewhere, &self.users);
+                }
             }
             TxInner::Sqlite(tx) => {
                 tx.commit().await?;
-                for topic in topics {
-                    wake(&self.wakeups, topic);
+                // One process: its loops are the only ones, room or not.
+                for topic in &self.wake {
+                    topic.signal(&self.wakeups).wake();
                 }
-                for user in users {
+                for user in self.users {
                     self.wakeups.changed(Changed::User(user.into()));
                 }
             }

@@ -10,6 +10,7 @@ mod events;
 mod idempotency;
 mod jobs;
 pub mod monitoring;
+mod news;
 mod node_lookups;
 mod nodes;
 mod outbox;
@@ -35,14 +36,14 @@ pub struct SqlStore {
     db: Db,
     /// PostgreSQL's batched "user's live node" read (see `node_lookups`).
     lookups: Option<Arc<NodeLookups>>,
-    /// PostgreSQL's LISTEN loop, stopped with the store.
-    listener: Option<tokio::task::JoinHandle<()>>,
+    /// PostgreSQL's LISTEN loop and news sender, stopped with the store.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for SqlStore {
     fn drop(&mut self) {
-        if let Some(listener) = &self.listener {
-            listener.abort();
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }
@@ -81,5 +82,12 @@ impl Store for SqlStore {
 
     fn wakeups(&self) -> Arc<Wakeups> {
         self.db.wakeups().clone()
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        match (self.db.outgoing(), self.db.pool()) {
+            (Some(outgoing), Pool::Postgres(pool)) => Ok(outgoing.flush(pool).await?),
+            _ => Ok(()),
+        }
     }
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::{Topic, Tx};
+use super::db::{Sql, Topic, Tx};
 use super::events::insert_event;
 use super::resources::{insert_node, taken_slots};
 use super::row::{self, ResourceRow, live_sql, resource_columns};
@@ -32,19 +32,38 @@ impl SqlStore {
         tx: &mut Tx,
         order: &HostingOrder,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<(Vec<Uuid>, Vec<Uuid>)>> {
+    ) -> StoreResult<Option<OrderRecorded>> {
+        // Every live node holds a slot: these are the subscription's live nodes.
         let taken = taken_slots(tx, &order.subscription_id).await?;
         let free = free_slots(&taken, SlotChoice::UpTo(order.quantity));
         let want = missing(taken.len(), order.quantity).min(free.len());
         let mut created = Vec::with_capacity(want);
         for (new, slot) in order.nodes.iter().zip(free).take(want) {
             match insert_node(tx, new, slot, now).await? {
-                Some(_) => created.push(new.id),
+                Some(row) => created.push(Resource::try_from(row)?),
                 None => return Ok(None),
             }
         }
+        let ids = created.iter().map(|r| r.id).collect();
+        if taken.is_empty() {
+            // The subscription's first nodes: nothing to migrate, and they are all it has.
+            created.sort_by_key(|r| (r.created_at, r.id));
+            return Ok(Some(OrderRecorded {
+                new_order: true,
+                created: ids,
+                migrating: Vec::new(),
+                live: created,
+            }));
+        }
         let migrating = self.start_plan_changes(tx, order, now).await?;
-        Ok(Some((created, migrating)))
+        // Read in the transaction: what it made, as it made it.
+        let live = live_nodes(tx.sql(""), NodesOf::Subscription(&order.subscription_id)).await?;
+        Ok(Some(OrderRecorded {
+            new_order: true,
+            created: ids,
+            migrating,
+            live,
+        }))
     }
 
     /// Moves the subscription's live nodes to the order's plan
@@ -112,6 +131,28 @@ impl SqlStore {
     }
 }
 
+/// The live nodes of a user or a subscription, oldest first, read by `statement` (an empty
+/// one, of the pool or of a transaction).
+async fn live_nodes(mut statement: Sql<'_>, of: NodesOf<'_>) -> StoreResult<Vec<Resource>> {
+    let (sql, value) = match of {
+        NodesOf::User(u) => (
+            concat!(live_sql!(), "user_id = $1 order by created_at, id"),
+            u,
+        ),
+        NodesOf::Subscription(s) => (
+            concat!(live_sql!(), "subscription_id = $1 order by created_at, id"),
+            s,
+        ),
+    };
+    statement.push(sql);
+    let rows: Vec<ResourceRow> = statement
+        .bind(value)
+        .bind(ResourceKind::HostingNode.as_str())
+        .fetch_all()
+        .await?;
+    row::resources(rows)
+}
+
 #[async_trait]
 impl Nodes for SqlStore {
     async fn record_hosting_order(
@@ -138,23 +179,19 @@ impl Nodes for SqlStore {
                 .await?;
             if recorded.is_none() {
                 // A repeat: this order was recorded (with its nodes) before.
+                let live = live_nodes(tx.sql(""), subscription).await?;
                 tx.rollback().await?;
                 return Ok(OrderRecorded {
                     new_order: false,
                     created: Vec::new(),
                     migrating: Vec::new(),
-                    live: self.live_nodes(subscription).await?,
+                    live,
                 });
             }
             match self.try_record_order(&mut tx, order, now).await? {
-                Some((created, migrating)) => {
+                Some(recorded) => {
                     tx.commit().await?;
-                    return Ok(OrderRecorded {
-                        new_order: true,
-                        created,
-                        migrating,
-                        live: self.live_nodes(subscription).await?,
-                    });
+                    return Ok(recorded);
                 }
                 None => tx.rollback().await?,
             }
@@ -181,24 +218,7 @@ impl Nodes for SqlStore {
     }
 
     async fn live_nodes(&self, of: NodesOf<'_>) -> StoreResult<Vec<Resource>> {
-        let (sql, value) = match of {
-            NodesOf::User(u) => (
-                concat!(live_sql!(), "user_id = $1 order by created_at, id"),
-                u,
-            ),
-            NodesOf::Subscription(s) => (
-                concat!(live_sql!(), "subscription_id = $1 order by created_at, id"),
-                s,
-            ),
-        };
-        let rows: Vec<ResourceRow> = self
-            .db
-            .sql(sql)
-            .bind(value)
-            .bind(ResourceKind::HostingNode.as_str())
-            .fetch_all()
-            .await?;
-        row::resources(rows)
+        live_nodes(self.db.sql(""), of).await
     }
 
     async fn over_node_limit(&self, limit: i64) -> StoreResult<Vec<OverLimit>> {

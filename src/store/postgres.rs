@@ -1,6 +1,7 @@
 //! PostgreSQL: the production store. Any number of replicas share it: claims skip rows
-//! another worker has locked, and LISTEN/NOTIFY wakes every replica's engine when work
-//! appears (a slow poll in the engine covers a lost notification).
+//! another worker has locked, and LISTEN/NOTIFY tells the other replicas of work they may
+//! take and of users whose documents changed (`news`; a slow poll in the engine covers a
+//! lost notification).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::SqlStore;
 use super::db::{Db, Pool, Topic, USERS_CHANNEL};
+use super::news::Outgoing;
 use super::node_lookups::NodeLookups;
 use crate::ports::store::{Changed, Wakeups};
 
@@ -44,13 +46,20 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
     migrate(&pool).await?;
     let lookups = NodeLookups::new(PgConnectOptions::from_str(url)?)?;
     let db = Db::new(Pool::Postgres(pool.clone()));
+    let outgoing = db
+        .outgoing()
+        .expect("a PostgreSQL store sends news")
+        .clone();
     // Nothing is heard until the listener listens.
     db.wakeups().set_hearing(false);
-    let listener = tokio::spawn(listen(pool, db.wakeups().clone()));
+    let tasks = vec![
+        tokio::spawn(listen(pool.clone(), db.wakeups().clone(), outgoing.clone())),
+        tokio::spawn(outgoing.run(pool)),
+    ];
     Ok(SqlStore {
         db,
         lookups: Some(lookups),
-        listener: Some(listener),
+        tasks,
     })
 }
 
@@ -63,7 +72,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// Forwards notifications to the in-process signals, reconnecting when the connection
 /// drops. After a reconnect it wakes everyone, and tells every live stream to re-read:
 /// notifications may have been missed.
-async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
+async fn listen(pool: PgPool, wakeups: Arc<Wakeups>, outgoing: Arc<Outgoing>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -88,12 +97,12 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == USERS_CHANNEL => {
-                    wakeups.changed(Changed::User(n.payload().into()))
+                    for change in outgoing.heard(n.payload()) {
+                        wakeups.changed(change);
+                    }
                 }
-                Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => {
-                    wakeups.outbox.notify_waiters()
-                }
-                Ok(Some(_)) => wakeups.resources.notify_waiters(),
+                Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => wakeups.outbox.wake(),
+                Ok(Some(_)) => wakeups.resources.wake(),
                 Ok(None) => {
                     // Listen again on a new connection, and only then wake everyone: what
                     // was committed before LISTEN is read by the woken, what after is heard.
@@ -113,7 +122,7 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>) {
 }
 
 fn wake_everyone(wakeups: &Wakeups) {
-    wakeups.resources.notify_waiters();
-    wakeups.outbox.notify_waiters();
+    wakeups.resources.wake();
+    wakeups.outbox.wake();
     wakeups.changed(Changed::Everyone);
 }

@@ -27,6 +27,6 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlStore> {
     Ok(SqlStore {
         db: Db::new(Pool::Sqlite(pool)),
         lookups: None,
-        listener: None,
+        tasks: Vec::new(),
     })
 }

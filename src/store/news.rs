@@ -1,0 +1,208 @@
+//! What this process's commits tell the other replicas (PostgreSQL only). A commit tells
+//! this process at once, in process (see `Tx::commit`); the other replicas hear of it
+//! within `COALESCE`, in batches: every commit the process made meanwhile, in one `NOTIFY`
+//! statement. Each listening backend reads the notification queue in a transaction of its
+//! own, once per notifying commit, so one `NOTIFY` per commit made every replica pay a
+//! transaction for every change; a batch makes it one per `COALESCE` per process.
+//!
+//! The cost: a process killed in the `COALESCE` after a commit takes that commit's news
+//! with it. The other replicas' nets catch it: the engine's fallback poll for work, the
+//! read model's bounded freshness (`MAX_FRESH`) and the live streams' own timer for
+//! documents.
+//!
+//! On `fulfillment_users` a notification's payload is this process's origin on the first
+//! line and one user per line after it (user ids hold no control characters), so a
+//! process skips its own news, which it has already heard. A payload of one line is one
+//! user, from a process that sends them one by one.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use super::db::{Topic, USERS_CHANNEL};
+use crate::ports::store::{Changed, Wakeups};
+
+/// How long news gathers before it is sent: the delay the other replicas see.
+pub const COALESCE: Duration = Duration::from_millis(50);
+
+/// PostgreSQL's payload limit is 8000 bytes; a batch is cut well below it.
+const PAYLOAD_BYTES: usize = 7_000;
+
+/// News waiting to be sent.
+pub struct Outgoing {
+    origin: String,
+    pending: Mutex<Pending>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    topics: BTreeSet<&'static str>,
+    users: BTreeSet<String>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.topics.is_empty() && self.users.is_empty()
+    }
+}
+
+impl Outgoing {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Outgoing {
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+            pending: Mutex::new(Pending::default()),
+            ready: Notify::new(),
+        })
+    }
+
+    /// Queues news of a commit: engine loops to wake elsewhere, users whose documents
+    /// changed.
+    pub fn add(&self, topics: &[Topic], users: &[String]) {
+        if topics.is_empty() && users.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap();
+        pending.topics.extend(topics.iter().map(|t| t.channel()));
+        pending.users.extend(users.iter().cloned());
+        drop(pending);
+        self.ready.notify_one();
+    }
+
+    /// What a `fulfillment_users` payload says, unless it is this process's own news.
+    pub fn heard(&self, payload: &str) -> Vec<Changed> {
+        match payload.split_once('\n') {
+            None => vec![Changed::User(payload.into())],
+            Some((origin, _)) if origin == self.origin => Vec::new(),
+            Some((_, users)) => users.lines().map(|u| Changed::User(u.into())).collect(),
+        }
+    }
+
+    /// The notifications of one batch, as (channel, payload) pairs.
+    fn notifications(&self, pending: &Pending) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> =
+            pending.topics.iter().map(|c| (*c, String::new())).collect();
+        let mut payload = String::new();
+        for user in &pending.users {
+            if !payload.is_empty() && payload.len() + 1 + user.len() > PAYLOAD_BYTES {
+                out.push((USERS_CHANNEL, std::mem::take(&mut payload)));
+            }
+            if payload.is_empty() {
+                payload.push_str(&self.origin);
+            }
+            payload.push('\n');
+            payload.push_str(user);
+        }
+        if !payload.is_empty() {
+            out.push((USERS_CHANNEL, payload));
+        }
+        out
+    }
+
+    /// Sends what is pending now, in one statement (one commit). Failed, it stays pending.
+    pub async fn flush(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (channels, payloads): (Vec<&str>, Vec<String>) =
+            self.notifications(&pending).into_iter().unzip();
+        let sent =
+            sqlx::query("select pg_notify(c, p) from unnest($1::text[], $2::text[]) as n(c, p)")
+                .bind(channels)
+                .bind(payloads)
+                .execute(pool)
+                .await;
+        if sent.is_err() {
+            let mut now = self.pending.lock().unwrap();
+            now.topics.extend(pending.topics);
+            now.users.extend(pending.users);
+        }
+        sent.map(|_| ())
+    }
+
+    /// Sends news as it comes, gathering it for `COALESCE` first; runs until aborted.
+    pub async fn run(self: Arc<Self>, pool: PgPool) {
+        loop {
+            self.ready.notified().await;
+            tokio::time::sleep(COALESCE).await;
+            if let Err(e) = self.flush(&pool).await {
+                tracing::warn!(error = %e, "could not tell the other replicas; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.ready.notify_one();
+            }
+        }
+    }
+}
+
+/// Tells this process's own listeners of its commit: the engine loops that have room (the
+/// others are left to the other replicas), the read model and the live streams.
+pub fn here(wakeups: &Wakeups, topics: &[Topic], users: &[String]) -> Vec<Topic> {
+    let mut elsewhere = Vec::new();
+    for &topic in topics {
+        let signal = topic.signal(wakeups);
+        if signal.has_room() {
+            signal.wake();
+        } else {
+            elsewhere.push(topic);
+        }
+    }
+    for user in users {
+        wakeups.changed(Changed::User(user.as_str().into()));
+    }
+    elsewhere
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_names_its_origin_and_each_user_once_per_line() {
+        let out = Outgoing::new();
+        out.add(&[Topic::Outbox], &["u1".into(), "u2".into()]);
+        out.add(&[Topic::Outbox], &["u1".into()]);
+        let pending = std::mem::take(&mut *out.pending.lock().unwrap());
+        let sent = out.notifications(&pending);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], (Topic::Outbox.channel(), String::new()));
+        assert_eq!(sent[1].0, USERS_CHANNEL);
+        assert_eq!(sent[1].1, format!("{}\nu1\nu2", out.origin));
+        assert!(out.heard(&sent[1].1).is_empty(), "its own news is not news");
+        let other = Outgoing::new();
+        assert_eq!(
+            other.heard(&sent[1].1),
+            vec![Changed::User("u1".into()), Changed::User("u2".into())]
+        );
+        assert_eq!(other.heard("solo"), vec![Changed::User("solo".into())]);
+    }
+
+    #[test]
+    fn a_large_batch_is_cut_below_the_payload_limit() {
+        let out = Outgoing::new();
+        let users: Vec<String> = (0..2_000).map(|i| format!("user-{i:06}")).collect();
+        out.add(&[], &users);
+        let pending = std::mem::take(&mut *out.pending.lock().unwrap());
+        let sent = out.notifications(&pending);
+        assert!(sent.len() > 1);
+        let other = Outgoing::new();
+        let mut heard = Vec::new();
+        for (channel, payload) in &sent {
+            assert_eq!(*channel, USERS_CHANNEL);
+            assert!(payload.len() <= PAYLOAD_BYTES, "{}", payload.len());
+            heard.extend(other.heard(payload));
+        }
+        assert_eq!(heard.len(), users.len(), "every user, once");
+    }
+
+    #[test]
+    fn a_commit_wakes_here_only_the_loops_with_room() {
+        let wakeups = Wakeups::default();
+        wakeups.resources.set_room(2);
+        let elsewhere = here(&wakeups, &[Topic::Resources, Topic::Outbox], &[]);
+        assert_eq!(elsewhere, vec![Topic::Outbox]);
+    }
+}
