@@ -11,6 +11,7 @@ use super::{App, AppError};
 use crate::domain::entitlement::{Entitlement, OrderTerms};
 use crate::domain::expiry::OrderKind;
 use crate::domain::input;
+use crate::domain::vpn_order::UpstreamExpiry;
 use crate::domain::{Resource, Status};
 use crate::ports::store::{VpnOrder, VpnOrderOutcome};
 
@@ -116,10 +117,7 @@ impl App {
                 days,
                 traffic_limit: plan.vpn_traffic_limit(req.traffic_limit),
             },
-            upstream_expiry: match kind {
-                OrderKind::Paid => self.upstream_expiry(&user).await?,
-                _ => None,
-            },
+            upstream_expiry: UpstreamExpiry::NotAsked,
             is_trial,
             device_id,
             note: None,
@@ -165,7 +163,7 @@ impl App {
             business_type: "gift".into(),
             plan_tier: service_tier.clone(),
             service_tier,
-            upstream_expiry: None,
+            upstream_expiry: UpstreamExpiry::NotAsked,
             terms: OrderTerms {
                 kind: OrderKind::Free,
                 days,
@@ -180,19 +178,15 @@ impl App {
         self.record_vpn(order).await
     }
 
-    /// The expiry the VPN manager holds for the user's account now (`CONTRACTS.md` §2.3:
-    /// a paid renewal stacks on it). `None` when the user has no account yet, or when the
-    /// VPN manager cannot be read: our stored copy stands in then.
-    async fn upstream_expiry(&self, user: &UserId) -> Result<Option<DateTime<Utc>>, AppError> {
-        let record = self.ports.store.vpn_of_user(user.as_str()).await?;
-        let Some(uuid) = record.resource.and_then(|r| r.vpn.vpn_user_id) else {
-            return Ok(None);
-        };
-        match self.ports.vpn.get_user(&uuid).await {
-            Ok(user) => Ok(user.and_then(|u| u.expire_at)),
+    /// The expiry the VPN manager holds for the account `uuid` now (`CONTRACTS.md` §2.3: a
+    /// paid renewal stacks on it). `None` when the VPN manager cannot be read: our stored
+    /// copy stands in then.
+    async fn upstream_expiry(&self, uuid: &str) -> Option<DateTime<Utc>> {
+        match self.ports.vpn.get_user(uuid).await {
+            Ok(user) => user.and_then(|u| u.expire_at),
             Err(e) => {
                 tracing::warn!(error = %e, "the VPN manager's expiry could not be read; renewing on our stored copy");
-                Ok(None)
+                None
             }
         }
     }
@@ -205,13 +199,28 @@ impl App {
         crate::domain::units::after(self.ports.clock.now(), wait)
     }
 
-    async fn record_vpn(&self, order: VpnOrder) -> Result<VpnOutcome, AppError> {
-        let (entitlement, resource) = match self
+    async fn record_vpn(&self, mut order: VpnOrder) -> Result<VpnOutcome, AppError> {
+        let mut recorded = self
             .ports
             .store
             .record_vpn_order(&order, self.ports.clock.now())
-            .await?
-        {
+            .await?;
+        if let VpnOrderOutcome::AskUpstream { vpn_user_id } = &recorded {
+            // Asked only when it matters (a paid order on an account the VPN manager holds).
+            let expiry = self.upstream_expiry(vpn_user_id).await;
+            order.upstream_expiry = UpstreamExpiry::Asked(expiry);
+            recorded = self
+                .ports
+                .store
+                .record_vpn_order(&order, self.ports.clock.now())
+                .await?;
+        }
+        let (entitlement, resource) = match recorded {
+            VpnOrderOutcome::AskUpstream { .. } => {
+                return Err(AppError::Store(crate::ports::store::StoreError::Corrupt(
+                    "the store asked twice for the VPN manager's expiry".into(),
+                )));
+            }
             VpnOrderOutcome::TrialUsed => {
                 return Err(AppError::conflict(
                     "trial_already_used",

@@ -25,9 +25,8 @@ pub struct VpnOrder {
     pub plan_tier: String,
     pub service_tier: String,
     pub terms: OrderTerms,
-    /// The account's expiry as the VPN manager reported it when the order arrived
-    /// (`None` when it has no account yet or could not be read).
-    pub upstream_expiry: Option<DateTime<Utc>>,
+    /// The account's expiry as the VPN manager reports it (a paid renewal stacks on it).
+    pub upstream_expiry: UpstreamExpiry,
     pub is_trial: bool,
     pub device_id: Option<String>,
     pub note: Option<String>,
@@ -91,6 +90,29 @@ pub struct OrderPlan {
     pub entitlement: NewEntitlement,
 }
 
+/// What the VPN manager said of the account's expiry when the order arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamExpiry {
+    /// Not asked yet: only a paid order for a user whose account the VPN manager holds
+    /// needs it (`ask_upstream`), and most orders are for new accounts.
+    NotAsked,
+    /// Asked; `None` when there is no account or it could not be read (our stored copy
+    /// stands in then).
+    Asked(Option<DateTime<Utc>>),
+}
+
+/// The account (its VPN manager uuid) whose expiry must be asked before `order` can be
+/// placed: a paid order stacks on what the VPN manager holds. `None` when the order can
+/// be placed now.
+pub fn ask_upstream<'a>(order: &VpnOrder, live: Option<&'a Resource>) -> Option<&'a str> {
+    if order.terms.kind != super::expiry::OrderKind::Paid
+        || order.upstream_expiry != UpstreamExpiry::NotAsked
+    {
+        return None;
+    }
+    live.and_then(|r| r.vpn.vpn_user_id.as_deref())
+}
+
 /// How `order` lands, given the user's current entitlement and live VPN account (read
 /// under lock) and the time.
 pub fn plan_order(
@@ -99,7 +121,11 @@ pub fn plan_order(
     live: Option<&Resource>,
     now: DateTime<Utc>,
 ) -> OrderPlan {
-    let placement = place_order(&order.terms, current, order.upstream_expiry, now);
+    let upstream = match order.upstream_expiry {
+        UpstreamExpiry::Asked(expiry) => expiry,
+        UpstreamExpiry::NotAsked => None,
+    };
+    let placement = place_order(&order.terms, current, upstream, now);
     let (expire_at, traffic_limit, merged) = match placement {
         Placement::Current {
             expire_at,

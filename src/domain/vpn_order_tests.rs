@@ -52,7 +52,7 @@ fn order(kind: OrderKind, subscription: Option<&str>) -> VpnOrder {
             days: 7,
             traffic_limit: 100,
         },
-        upstream_expiry: None,
+        upstream_expiry: UpstreamExpiry::NotAsked,
         is_trial: false,
         device_id: None,
         note: None,
@@ -207,4 +207,43 @@ fn adjusting_extends_from_what_is_left_or_from_now_and_keeps_what_is_not_given()
             service_tier: "bronze".into(),
         }
     );
+}
+
+#[test]
+fn only_a_paid_order_for_an_account_the_vpn_manager_holds_asks_its_expiry() {
+    let paid = order(OrderKind::Paid, Some("sub-1"));
+    let mut held = account(Status::Active);
+    held.vpn.vpn_user_id = Some("vpn-uuid".into());
+    assert_eq!(ask_upstream(&paid, Some(&held)), Some("vpn-uuid"));
+    assert_eq!(
+        ask_upstream(&paid, None),
+        None,
+        "a new account stacks on nothing"
+    );
+    let unknown = account(Status::Pending);
+    assert_eq!(
+        ask_upstream(&paid, Some(&unknown)),
+        None,
+        "no account upstream yet"
+    );
+    let asked = VpnOrder {
+        upstream_expiry: UpstreamExpiry::Asked(None),
+        ..paid.clone()
+    };
+    assert_eq!(ask_upstream(&asked, Some(&held)), None, "asked once");
+    for kind in [OrderKind::Free, OrderKind::AppStore] {
+        assert_eq!(ask_upstream(&order(kind, Some("sub-1")), Some(&held)), None);
+    }
+}
+
+#[test]
+fn a_paid_renewal_stacks_on_the_expiry_the_vpn_manager_reported() {
+    let later = now() + chrono::Duration::days(100);
+    let o = VpnOrder {
+        upstream_expiry: UpstreamExpiry::Asked(Some(later)),
+        ..order(OrderKind::Paid, Some("sub-paid"))
+    };
+    let current = paid_entitlement(now() + chrono::Duration::days(3));
+    let plan = plan_order(&o, Some(&current), Some(&account(Status::Active)), now());
+    assert_eq!(plan.terms.expire_at, later + chrono::Duration::days(7));
 }

@@ -45,6 +45,8 @@ pub struct Engine {
     /// Leases this process is working under now (steps, deliveries, job passes): its
     /// lifeline beats while there are any, and rests when there are none.
     holding: std::sync::atomic::AtomicUsize,
+    /// Deliveries waiting to be recorded together.
+    acks: outbox::Acks,
     /// Set to the loop's name when one of the engine's loops ends without being told to
     /// (a panic, a bug): the process can then no longer do its job, and says so.
     died: tokio::sync::watch::Sender<Option<&'static str>>,
@@ -69,6 +71,7 @@ impl Engine {
             next_resource_wake: AtomicI64::new(i64::MAX),
             next_outbox_wake: AtomicI64::new(i64::MAX),
             holding: std::sync::atomic::AtomicUsize::new(0),
+            acks: outbox::Acks::default(),
             died: tokio::sync::watch::channel(None).0,
         })
     }

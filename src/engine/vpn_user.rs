@@ -8,7 +8,7 @@
 
 use super::Engine;
 use super::step::{ACTOR, StepError};
-use crate::domain::{Desired, EventKind, Resource, Status, callback, credential, plan::PlanTier};
+use crate::domain::{Desired, EventKind, Resource, Status, credential, plan::PlanTier};
 use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
 use crate::ports::{CreateVpnUser, UpstreamError, VpnUserUpdate};
 
@@ -56,11 +56,6 @@ impl Engine {
     /// Creates (or finds, since the VPN manager de-duplicates) the user's account and makes
     /// it hold the current terms.
     async fn create_vpn_user(&self, r: Resource) -> StoreResult<()> {
-        if self.ports.store.vpn_user_deleting(&r.user_id, r.id).await? {
-            // The VPN manager would hand back the account that is being deleted.
-            let why = "the user's previous VPN account is still being deleted";
-            return self.retry(&r, "waiting", why).await;
-        }
         let Some(expire_at) = r.vpn.expire_at else {
             let c = self.change(&r);
             return self
@@ -92,6 +87,13 @@ impl Engine {
                 return self.fail_resource(r, c, msg).await;
             }
         };
+        // An account of another uuid is one the VPN manager already had for this user: if
+        // a previous resource of the user is still deleting it, it is not ours to take.
+        // (Asked only then: a fresh account needs no look.)
+        if user.uuid != req.uuid && self.ports.store.vpn_user_deleting(&r.user_id, r.id).await? {
+            let why = "the user's previous VPN account is still being deleted";
+            return self.retry(&r, "waiting", why).await;
+        }
         let applied = user.uuid == req.uuid
             && user.enabled
             && user.traffic_limit == req.traffic_limit
@@ -131,19 +133,9 @@ impl Engine {
     }
 
     /// Records that the VPN manager holds `r`'s terms, with the `active` callback of every
-    /// order they cover, in one transaction.
+    /// order they cover (`report_through`), in one transaction.
     async fn vpn_applied(&self, r: &Resource, mut c: Change) -> StoreResult<()> {
         let version = r.vpn.spec_version;
-        let orders = self
-            .ports
-            .store
-            .unreported_entitlements(r.id, version)
-            .await?;
-        for e in &orders {
-            if let Some(sub) = &e.subscription_id {
-                c.callbacks.push(callback::vpn_active(sub));
-            }
-        }
         c.report_through = Some(version);
         c.applied_version = Some(version);
         if r.status == Status::Creating {

@@ -35,17 +35,27 @@ impl Outbox for SqlStore {
         rows.into_iter().map(OutboxMessage::try_from).collect()
     }
 
-    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        self.db
-            .sql(
-                "update outbox set delivered_at = $3, lease_owner = null, lease_until = null \
-                 where id = $1 and lease_owner = $2",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(now)
-            .execute()
-            .await?;
+    async fn outbox_delivered(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let Some((first, rest)) = ids.split_first() else {
+            return Ok(());
+        };
+        let mut q = self.db.sql("");
+        q.push("update outbox set delivered_at = ")
+            .push_bind(now)
+            .push(", lease_owner = null, lease_until = null where lease_owner = ")
+            .push_bind(owner)
+            .push(" and id in (")
+            .push_bind(*first);
+        for id in rest {
+            q.push(", ").push_bind(*id);
+        }
+        q.push(")");
+        q.execute().await?;
         Ok(())
     }
 

@@ -113,26 +113,6 @@ impl VpnUsers for SqlStore {
         row::entitlements(rows)
     }
 
-    async fn unreported_entitlements(
-        &self,
-        resource_id: Uuid,
-        version: i64,
-    ) -> StoreResult<Vec<Entitlement>> {
-        let rows: Vec<EntitlementRow> = self
-            .db
-            .sql(concat!(
-                "select ",
-                entitlement_columns!(),
-                " from entitlements where resource_id = $1 and spec_version <= $2 \
-                 and not reported order by spec_version, created_at"
-            ))
-            .bind(resource_id.to_string())
-            .bind(version)
-            .fetch_all()
-            .await?;
-        row::entitlements(rows)
-    }
-
     async fn cancel_vpn_subscription(
         &self,
         subscription_id: &str,

@@ -9,7 +9,7 @@ use super::db::{Topic, Tx};
 use super::events::insert_event;
 use super::row::{EntitlementRow, ResourceRow, entitlement_columns, live_sql, resource_columns};
 use crate::domain::entitlement::Entitlement;
-use crate::domain::vpn_order::{Account, OrderPlan, VpnOrder, plan_order};
+use crate::domain::vpn_order::{Account, OrderPlan, VpnOrder, ask_upstream, plan_order};
 use crate::domain::{Resource, ResourceKind};
 use crate::ports::store::{NewEvent, Resources, StoreError, StoreResult, VpnOrderOutcome};
 
@@ -72,6 +72,12 @@ impl SqlStore {
             .fetch_optional()
             .await?;
         let live = live.map(Resource::try_from).transpose()?;
+        if let Some(uuid) = ask_upstream(o, live.as_ref()) {
+            tx.rollback().await?;
+            return Ok(VpnOrderOutcome::AskUpstream {
+                vpn_user_id: uuid.to_owned(),
+            });
+        }
         let current: Option<EntitlementRow> = tx
             .sql(concat!(
                 "select ",

@@ -238,18 +238,28 @@ impl Work for SqlStore {
         if c.due_now() {
             tx.wake(Topic::Resources);
         }
-        if let Some(version) = c.report_through {
-            tx.sql(
-                "update entitlements set reported = true \
-                 where resource_id = $1 and spec_version <= $2 and not reported",
-            )
-            .bind(c.id.to_string())
-            .bind(version)
-            .execute()
-            .await?;
-        }
         for cb in &c.callbacks {
             enqueue_callback(&mut tx, c.id, cb, c.now).await?;
+        }
+        if let Some(version) = c.report_through {
+            let mut reported: Vec<(i64, DateTime<Utc>, Option<String>)> = tx
+                .sql(
+                    "update entitlements set reported = true \
+                     where resource_id = $1 and spec_version <= $2 and not reported \
+                     returning spec_version, created_at, subscription_id",
+                )
+                .bind(c.id.to_string())
+                .bind(version)
+                .fetch_all()
+                .await?;
+            // In the orders' sequence: a subscription hears of its orders in turn.
+            reported.sort();
+            for (_, _, subscription) in reported {
+                if let Some(sub) = subscription {
+                    let cb = crate::domain::callback::vpn_active(&sub);
+                    enqueue_callback(&mut tx, c.id, &cb, c.now).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(true)

@@ -7,6 +7,7 @@ use fulfillment::domain::entitlement::{Entitlement, EntitlementStatus, OrderTerm
 use fulfillment::domain::expiry::OrderKind;
 use fulfillment::domain::progress::SubscriptionSnapshot;
 use fulfillment::domain::slots::SlotChoice;
+use fulfillment::domain::vpn_order::UpstreamExpiry;
 use fulfillment::domain::{DeleteReason, Desired, EventKind, ResourceKind, Status};
 use fulfillment::ports::FulfillmentCallback;
 use fulfillment::ports::store::{
@@ -290,12 +291,12 @@ on_both! {
         assert!(store.claim_outbox(claim("w2", now)).await.unwrap().is_empty(), "heads are leased, the rest wait");
 
         let (one, two) = (&first[0], &first[1]);
-        store.outbox_delivered(one.id, "w1", now).await.unwrap();
+        store.outbox_delivered(&[one.id], "w1", now).await.unwrap();
         store.outbox_retry(two.id, "w1", now + chrono::Duration::seconds(60), "503").await.unwrap();
         let next = store.claim_outbox(claim("w2", now)).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!((next[0].subscription_id.as_str(), next[0].callback.status.as_str()), (one.subscription_id.as_str(), "deleted"));
-        store.outbox_delivered(next[0].id, "w2", now).await.unwrap();
+        store.outbox_delivered(&[next[0].id], "w2", now).await.unwrap();
         let retried = store.claim_outbox(claim("w3", now + chrono::Duration::seconds(61))).await.unwrap();
         assert_eq!(retried.len(), 1);
         assert_eq!((retried[0].id, retried[0].attempts), (two.id, 1));
@@ -417,7 +418,7 @@ fn now() -> DateTime<Utc> {
 
 fn vpn_order(user: &str, key: Option<&str>, kind: OrderKind) -> VpnOrder {
     VpnOrder {
-        upstream_expiry: None,
+        upstream_expiry: UpstreamExpiry::Asked(None),
         resource_id: Uuid::now_v7(),
         entitlement_id: Uuid::now_v7(),
         user_id: user.into(),
@@ -473,9 +474,37 @@ on_both! {
         assert_eq!((old.is_current, old.status), (false, EntitlementStatus::Superseded));
         assert_eq!(history.iter().filter(|e| e.is_current).count(), 1);
 
-        // The engine reports both orders once the VPN manager holds version 2.
-        assert_eq!(store.unreported_entitlements(r1.id, 1).await.unwrap().len(), 1);
-        assert_eq!(store.unreported_entitlements(r1.id, 2).await.unwrap().len(), 2);
+        // Once the VPN manager holds the account, a paid order must stack on its expiry:
+        // the store asks for it and writes nothing until it has it.
+        let mut held = Change::on(&r2, Guard::Unleased, now());
+        held.vpn_user_id = Some("vpn-uuid".into());
+        assert!(store.apply(&held).await.unwrap());
+        let unasked = VpnOrder { upstream_expiry: UpstreamExpiry::NotAsked, ..vpn_order("u", Some("k3"), OrderKind::Paid) };
+        let asked = store.record_vpn_order(&unasked, now()).await.unwrap();
+        assert_eq!(asked, VpnOrderOutcome::AskUpstream { vpn_user_id: "vpn-uuid".into() });
+        assert_eq!(store.resource(r1.id).await.unwrap().unwrap().vpn.spec_version, 2, "nothing written");
+        let upstream = now() + chrono::Duration::days(90);
+        let answered = VpnOrder { upstream_expiry: UpstreamExpiry::Asked(Some(upstream)), ..unasked };
+        let (_, r3) = recorded(store.record_vpn_order(&answered, now()).await.unwrap());
+        assert_eq!(r3.vpn.expire_at, Some(upstream + chrono::Duration::days(30)), "stacked on the VPN manager's expiry");
+
+        // Each order is reported once the VPN manager holds its version, and only once.
+        let reported = |version| {
+            let mut c = Change::on(&r2, Guard::Unleased, now());
+            c.report_through = Some(version);
+            c
+        };
+        let subscriptions = || async {
+            let calls = store.callbacks_of(&r1.id.to_string(), 10).await.unwrap();
+            calls.iter().map(|c| (c.message.subscription_id.clone(), c.message.callback.status.clone())).collect::<Vec<_>>()
+        };
+        assert!(store.apply(&reported(1)).await.unwrap());
+        assert_eq!(subscriptions().await, vec![("sub-k1".to_string(), "active".to_string())]);
+        assert!(store.apply(&reported(2)).await.unwrap());
+        assert!(store.apply(&reported(2)).await.unwrap());
+        let mut both = subscriptions().await;
+        both.sort();
+        assert_eq!(both, vec![("sub-k1".to_string(), "active".to_string()), ("sub-k2".to_string(), "active".to_string())]);
     }
 }
 

@@ -31,7 +31,7 @@ on_both! {
             owner: "w", now, lease: std::time::Duration::from_secs(30), limit: 10,
         }).await.unwrap();
         let head = claimed.iter().find(|m| m.subscription_id == "sub-h1").unwrap();
-        store.outbox_delivered(head.id, "w", now).await.unwrap();
+        store.outbox_delivered(&[head.id], "w", now).await.unwrap();
         let next = store.claim_outbox(fulfillment::ports::store::Claim {
             owner: "w", now, lease: std::time::Duration::from_secs(30), limit: 10,
         }).await.unwrap();

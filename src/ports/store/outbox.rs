@@ -38,7 +38,13 @@ pub struct CallbackRecord {
 pub trait Outbox: Send + Sync {
     /// Leases the oldest undelivered callback of each subscription that is due.
     async fn claim_outbox(&self, claim: Claim<'_>) -> StoreResult<Vec<OutboxMessage>>;
-    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Marks callbacks delivered (those `owner` still leases), in one statement.
+    async fn outbox_delivered(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     async fn outbox_retry(
         &self,
         id: i64,

@@ -25,6 +25,10 @@ pub enum VpnOrderOutcome {
     },
     /// A trial was asked for, but the user, device or email had one already.
     TrialUsed,
+    /// Nothing was written: the order stacks on the expiry of the account the VPN manager
+    /// holds under this uuid (`domain::vpn_order::ask_upstream`). Ask it, and record the
+    /// order again with the answer.
+    AskUpstream { vpn_user_id: String },
 }
 
 /// Filters of `GET /api/internal/entitlements`.
@@ -67,12 +71,6 @@ pub trait VpnUsers: Send + Sync {
     async fn entitlements_for_subscription(
         &self,
         subscription_id: &str,
-    ) -> StoreResult<Vec<Entitlement>>;
-    /// The resource's entitlements up to `version` whose `active` callback is not queued.
-    async fn unreported_entitlements(
-        &self,
-        resource_id: Uuid,
-        version: i64,
     ) -> StoreResult<Vec<Entitlement>>;
     /// Ends a subscription's entitlements. When one of them was the user's current one, the
     /// VPN user is to be deleted (returned); otherwise the `deleted` callback is queued at

@@ -72,8 +72,9 @@ pub struct Change {
     pub vpn_user_id: Option<String>,
     /// The VPN manager now holds this `spec_version` of the terms.
     pub applied_version: Option<i64>,
-    /// Marks the resource's entitlements up to this `spec_version` as reported (their
-    /// callbacks are in `callbacks`).
+    /// Marks the resource's entitlements up to this `spec_version` as reported, queuing
+    /// the `active` callback of each one an order with a subscription made, in the same
+    /// transaction.
     pub report_through: Option<i64>,
     /// The node's region and plan (a migration's switch).
     pub region: Option<String>,
