@@ -28,6 +28,7 @@
 //!
 //! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
 
+mod idle;
 mod migrate;
 mod push;
 mod scrape;
@@ -47,7 +48,7 @@ use sqlx::{Connection, Executor, PgConnection};
 #[derive(Parser)]
 struct Args {
     /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `migrate`, `push`,
-    /// `scrape` or `all`.
+    /// `scrape`, `idle` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -59,6 +60,9 @@ struct Args {
     orders: usize,
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Settled resources the idle service holds.
+    #[arg(long, default_value_t = 100_000)]
+    idle_resources: usize,
     /// Live VPN users in the traffic-sync benchmark.
     #[arg(long, default_value_t = 100_000)]
     sync_users: usize,
@@ -998,6 +1002,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "scrape" | "all") {
         scrape::scrape_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "idle" | "all") {
+        idle::idle_bench(&args, &mut report).await;
     }
     println!("{report}");
     if !args.out.is_empty() {

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use super::{Args, Db, INTERNAL, JWT, seed_active_nodes, verdict};
 
 /// A child process, killed (by its pid) when dropped.
-struct Proc(Child);
+pub(super) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -71,7 +71,7 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 /// Starts `fulfillment sim` and the service on `db`; returns both and the service's port.
-async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
+pub(super) async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
     let sim_port = free_port();
     let sim = Proc(
         Command::new(binary())
@@ -139,7 +139,7 @@ async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
 }
 
 /// Opens one SSE stream and waits for its two initial documents.
-async fn open_stream(port: u16, token: &str) -> std::io::Result<TcpStream> {
+pub(super) async fn open_stream(port: u16, token: &str) -> std::io::Result<TcpStream> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
     let head = format!(
         "GET /api/v1/my/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\

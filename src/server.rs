@@ -28,6 +28,8 @@ pub struct Running {
     engine_loops: engine::Shutdown,
     /// Relays the store's news of changed documents to the live streams.
     relay: tokio::task::JoinHandle<()>,
+    /// Looks for other replicas' changes that were never told (PostgreSQL).
+    net: Option<tokio::task::JoinHandle<()>>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_http: tokio::sync::watch::Sender<bool>,
 }
@@ -38,6 +40,9 @@ impl Running {
     pub fn kill(self) {
         self.http.abort();
         self.relay.abort();
+        if let Some(net) = &self.net {
+            net.abort();
+        }
         self.state.app.live.stop_all();
         self.engine_loops.abort();
     }
@@ -47,6 +52,9 @@ impl Running {
     pub async fn stop(self) {
         self.state.app.live.stop_all();
         self.relay.abort();
+        if let Some(net) = &self.net {
+            net.abort();
+        }
         let _ = self.stop_http.send(true);
         let _ = self.http.await;
         self.engine_loops.stop().await;
@@ -193,6 +201,12 @@ pub async fn start(
         scrape: api::metrics::Scrape::new(metrics, config.http.metrics_cache),
     });
     let relay = tokio::spawn(state.app.live.clone().relay(news));
+    // One process hears all of its own news; replicas may miss a killed one's.
+    let net = (state.app.ports.store.backend() == "postgres").then(|| {
+        tokio::spawn(crate::app::read_model::catch_missed_news(
+            state.app.ports.store.clone(),
+        ))
+    });
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::watch::channel(false);
     let router = api::router(state.clone());
@@ -231,6 +245,7 @@ pub async fn start(
         sim,
         engine_loops,
         relay,
+        net,
         http,
         stop_http,
     })

@@ -142,6 +142,7 @@ impl Hub {
                     entry.poke.send_replace(());
                 }
             }
+            Changed::Usage(_) => {}
         }
     }
 

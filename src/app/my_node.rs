@@ -34,6 +34,15 @@ impl App {
             Ok(kept) => return Ok(self.node_now(kept)),
             Err(ticket) => ticket,
         };
+        if let Some(kept) = self.read_nodes.kept(user_id)
+            && let Some(renewed) = self.renew_node(user_id, &kept).await?
+        {
+            let renewed = Arc::new(renewed);
+            if let Some(until) = renewed.fresh_until {
+                self.read_nodes.put(user_id, ticket, renewed.clone(), until);
+            }
+            return Ok(renewed);
+        }
         let answer = self
             .last_nodes
             .read(user_id, self.read_my_node(user_id))
@@ -66,6 +75,33 @@ impl App {
             status,
             ..MyNode::clone(&kept)
         })
+    }
+
+    /// A kept answer whose subscription part expired, with a new subscription answer and
+    /// the node as the database last said (no change heard since): no database read.
+    /// `None` when only a full read will do (the subscription service did not answer, or
+    /// the node now reads as coming up and its history is needed).
+    async fn renew_node(&self, user_id: &str, kept: &MyNode) -> Result<Option<MyNode>, AppError> {
+        let (subscription, _, fresh_until) = self
+            .subscriptions
+            .lookup_until(user_id, HOSTING.0, HOSTING.1)
+            .await?;
+        if fresh_until.is_none() {
+            return Ok(None);
+        }
+        let now = self.ports.clock.now();
+        let Some(status) = progress::hosting_status(&subscription, kept.node.as_ref(), now) else {
+            return Ok(None);
+        };
+        if status == HostingStatus::NodeCreating && kept.status != HostingStatus::NodeCreating {
+            return Ok(None);
+        }
+        Ok(Some(MyNode {
+            status,
+            subscription,
+            fresh_until,
+            ..kept.clone()
+        }))
     }
 
     async fn read_my_node(&self, user_id: &str) -> Result<MyNode, AppError> {

@@ -39,6 +39,15 @@ impl App {
             Ok(kept) => return Ok(self.vpn_now(kept)),
             Err(ticket) => ticket,
         };
+        if let Some(kept) = self.read_vpns.kept(user_id)
+            && let Some(renewed) = self.renew_vpn(user_id, &kept).await?
+        {
+            let renewed = std::sync::Arc::new(renewed);
+            if let Some(until) = renewed.fresh_until {
+                self.read_vpns.put(user_id, ticket, renewed.clone(), until);
+            }
+            return Ok(renewed);
+        }
         let answer = self
             .last_vpns
             .read(user_id, self.read_my_vpn(user_id))
@@ -70,6 +79,33 @@ impl App {
             status,
             ..MyVpn::clone(&kept)
         })
+    }
+
+    /// A kept answer whose subscription part expired, with a new subscription answer and
+    /// our record as the database last said (no change heard since): no database read.
+    /// `None` when the subscription service did not answer (a full read decides then).
+    async fn renew_vpn(&self, user_id: &str, kept: &MyVpn) -> Result<Option<MyVpn>, AppError> {
+        let (subscription, live, fresh_until) = self
+            .subscriptions
+            .lookup_until(user_id, VPN.0, VPN.1)
+            .await?;
+        if fresh_until.is_none() {
+            return Ok(None);
+        }
+        let paid_by = PaidBy::of(&subscription, live);
+        let status = gated_vpn_status(
+            kept.record.entitlement.as_ref(),
+            kept.record.resource.as_ref(),
+            paid_by,
+            self.ports.clock.now(),
+        );
+        Ok(Some(MyVpn {
+            status,
+            subscription,
+            paid_by,
+            fresh_until,
+            ..kept.clone()
+        }))
     }
 
     async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {

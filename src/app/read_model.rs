@@ -8,17 +8,17 @@
 //! A read races the commits that land while it runs: each read takes a ticket (a sequence
 //! number) before it reads, and its answer is kept only if no commit for that user, and no
 //! forgetting of everyone, was heard since. A document also carries its own expiry (the
-//! subscription answer inside it is only good for the subscription cache's lifetime).
+//! subscription answer inside it is only good for the subscription cache's lifetime);
+//! past it, what the database said still stands (`kept`) until a change is heard, so
+//! renewing it costs a subscription lookup, not a database read. Every write a reader can
+//! see is heard of (statuses and history through their events, traffic figures through
+//! usage reports and the sync); `catch_missed_news` catches what a killed writer never sent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::ports::store::Changed;
-
-/// The longest a document is kept: traffic figures change without a commit anyone hears
-/// of (usage reports), and may lag by up to 60 s (CONTRACTS.md §4.1).
-pub const MAX_FRESH: Duration = Duration::from_secs(30);
 
 /// A read's place in the order of what was heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +65,21 @@ impl<T> ReadModel<T> {
         let seq = inner.seq;
         if let Some(entry) = inner.entries.get_mut(user)
             && let Some((doc, fresh_until)) = &entry.doc
+            && now < *fresh_until
         {
-            if now < *fresh_until {
-                entry.used = seq;
-                return Ok(doc.clone());
-            }
-            entry.doc = None;
+            entry.used = seq;
+            return Ok(doc.clone());
         }
         Err(Ticket(seq))
+    }
+
+    /// The user's document as last kept, fresh or not, if no change for the user was heard
+    /// since: what the database said is still true, and only the parts with their own
+    /// expiry (the subscription answer) need asking again.
+    pub fn kept(&self, user: &str) -> Option<Arc<T>> {
+        let inner = self.inner.lock().unwrap();
+        let (doc, _) = inner.entries.get(user)?.doc.as_ref()?;
+        Some(doc.clone())
     }
 
     /// Keeps what a read that took `ticket` found, fresh until `fresh_until`, unless a
@@ -81,7 +88,6 @@ impl<T> ReadModel<T> {
         if self.cap == 0 {
             return;
         }
-        let fresh_until = fresh_until.min(Instant::now() + MAX_FRESH);
         let mut inner = self.inner.lock().unwrap();
         if ticket.0 <= inner.floor {
             return;
@@ -114,7 +120,7 @@ impl<T> ReadModel<T> {
         inner.seq += 1;
         let seq = inner.seq;
         match change {
-            Changed::User(user) => match inner.entries.get_mut(&**user) {
+            Changed::User(user) | Changed::Usage(user) => match inner.entries.get_mut(&**user) {
                 Some(entry) => {
                     entry.changed_at = seq;
                     entry.doc = None;
@@ -170,8 +176,40 @@ impl<T> ReadModel<T> {
     }
 }
 
+/// How often a process looks for changes it may not have heard of.
+pub const NET_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The net under the news of other replicas' changes (PostgreSQL): a writer killed in the
+/// moment between its commit and its batch of news (`store::news`) leaves this process's
+/// documents of those users stale. Every `NET_EVERY` it reads the users with history newer
+/// than the last it read (one query, whatever the number of users) and tells of them as
+/// of changes heard. Every write a reader can see records an event, except traffic
+/// figures, which the next usage report renews.
+pub async fn catch_missed_news(store: Arc<dyn crate::ports::store::Store>) {
+    let mut after = None;
+    loop {
+        match store.users_with_events_after(after, 10_000).await {
+            Ok((last, users)) => {
+                let wakeups = store.wakeups();
+                for user in users {
+                    wakeups.changed(Changed::User(user.into()));
+                }
+                let more = after.is_some_and(|a| last - a >= 10_000);
+                after = Some(last);
+                if more {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for missed changes"),
+        }
+        tokio::time::sleep(NET_EVERY).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn user(u: &str) -> Changed {
@@ -225,13 +263,24 @@ mod tests {
     }
 
     #[test]
-    fn a_document_past_its_freshness_is_read_again() {
+    fn a_document_past_its_freshness_is_renewed_from_what_was_kept_until_a_change() {
         let m = ReadModel::new(10);
         let now = Instant::now();
         let t = m.get("a", now).unwrap_err();
         m.put("a", t, Arc::new(1), now + Duration::from_secs(5));
         assert!(m.get("a", now + Duration::from_secs(4)).is_ok());
         assert!(m.get("a", now + Duration::from_secs(5)).is_err());
+        assert_eq!(
+            m.kept("a").as_deref(),
+            Some(&1),
+            "what the database said stands"
+        );
+        m.heard(&user("a"));
+        assert!(
+            m.kept("a").is_none(),
+            "until a change for the user is heard"
+        );
+        assert!(m.kept("b").is_none());
     }
 
     #[test]

@@ -88,6 +88,10 @@ impl SubscriptionLookup {
                 }
                 SubscriptionState::Active(snapshot)
             }
+            // Still none, as the last answer said: the record already says so.
+            Ok(None) if matches!(&previous, Some((_, SubscriptionState::Inactive { .. }))) => {
+                previous.map(|(_, state)| state).expect("matched")
+            }
             Ok(None) => {
                 let last_known = self
                     .store

@@ -238,6 +238,10 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // The earliest known time more work is due: from this process's own steps, and from
     // the database when a claim comes back empty (so a busy loop costs no extra queries).
     let mut next_known: Option<DateTime<Utc>> = None;
+    // Set when the loop slept its whole fallback poll with nothing known to be due: then it
+    // first asks when work is due (one query) and claims only if some is now, so an idle
+    // loop costs one query per poll.
+    let mut idle_poll = false;
     // However the loop ends (a panic too), work committed after it is the others'.
     let _no_room = NoRoomOnExit(W::signal(&wakeups));
     tracing::info!(worker = W::NAME, owner = %engine.config.owner, "engine loop started");
@@ -255,7 +259,14 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         if room > 0 && next_known.is_some_and(|t| t <= engine.ports.clock.now()) {
             next_known = None; // this claim covers it
         }
-        let claimed = if room == 0 {
+        let looked = match std::mem::take(&mut idle_poll) && room > 0 {
+            // A failed look: claim as usual.
+            true => W::next_due(&engine).await.ok(),
+            false => None,
+        };
+        let nothing_due =
+            looked.is_some_and(|due| due.is_none_or(|t| t > engine.ports.clock.now()));
+        let claimed = if room == 0 || nothing_due {
             Vec::new()
         } else {
             match W::claim(&engine, room as i64).await {
@@ -285,6 +296,7 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let from_db = match (got, room) {
+            _ if nothing_due => looked.flatten(),
             (0, 1..) => W::next_due(&engine).await.unwrap_or(None),
             _ => None,
         };
@@ -305,7 +317,9 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                 // Let a burst gather so it is claimed in one batch.
                 tokio::time::sleep(engine.config.batch_window).await;
             }
-            _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep(sleep) => {
+                idle_poll = next_known.is_none_or(|t| t > engine.ports.clock.now());
+            }
             Some(done) = running.join_next(), if full => log_join(done, W::NAME),
             _ = stop.changed() => {}
         }

@@ -130,6 +130,7 @@ impl Db {
             outgoing: self.outgoing.clone(),
             wake: Vec::new(),
             users: Vec::new(),
+            usage: Vec::new(),
         })
     }
 
@@ -147,6 +148,8 @@ pub struct Tx {
     wake: Vec<Topic>,
     /// Users whose documents this transaction changes.
     users: Vec<String>,
+    /// Users whose traffic figures alone it changes.
+    usage: Vec<String>,
 }
 
 enum TxInner {
@@ -180,15 +183,23 @@ impl Tx {
         }
     }
 
+    /// Tells the read models of `user`'s new traffic figures, on every replica, once the
+    /// transaction commits (the live streams are not told: `Changed::Usage`).
+    pub fn usage_changed(&mut self, user: String) {
+        if !self.usage.contains(&user) {
+            self.usage.push(user);
+        }
+    }
+
     /// Commits, then tells this process at once (before returning: it reads its own
     /// writes) and queues the news for the other replicas.
     pub async fn commit(self) -> StoreResult<()> {
         match self.inner {
             TxInner::Postgres(tx) => {
                 tx.commit().await?;
-                let elsewhere = news::here(&self.wakeups, &self.wake, &self.users);
+                let elsewhere = news::here(&self.wakeups, &self.wake, &self.users, &self.usage);
                 if let Some(outgoing) = &self.outgoing {
-                    outgoing.add(&elsewhere, &self.users);
+                    outgoing.add(&elsewhere, &self.users, &self.usage);
                 }
             }
             TxInner::Sqlite(tx) => {
@@ -199,6 +210,9 @@ impl Tx {
                 }
                 for user in self.users {
                     self.wakeups.changed(Changed::User(user.into()));
+                }
+                for user in self.usage {
+                    self.wakeups.changed(Changed::Usage(user.into()));
                 }
             }
         }

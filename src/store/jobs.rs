@@ -14,26 +14,28 @@ impl Jobs for SqlStore {
         first_run_at: DateTime<Utc>,
         claim: Claim<'_>,
     ) -> StoreResult<bool> {
-        self.db
-            .sql("insert into jobs (name, next_run_at) values ($1, $2) on conflict do nothing")
-            .bind(name)
-            .bind(first_run_at)
-            .execute()
-            .await?;
-        let done = self
+        // One statement: the row is made on first sight (claimed at once if its first
+        // pass is due), else leased if due and free.
+        let claimed: Option<(bool,)> = self
             .db
             .sql(
-                "update jobs set lease_owner = $2, lease_until = $3 where name = $1 \
-                 and next_run_at <= $4 and (lease_until is null or lease_until < $4 \
-                 or lease_owner in (select owner from lifelines where dead_at < $4))",
+                "insert into jobs (name, next_run_at, lease_owner, lease_until) \
+                 values ($1, $2, case when $2 <= $5 then $3 end, \
+                 case when $2 <= $5 then $4 end) \
+                 on conflict (name) do update set lease_owner = $3, lease_until = $4 \
+                 where jobs.next_run_at <= $5 and (jobs.lease_until is null \
+                 or jobs.lease_until < $5 or jobs.lease_owner in (\
+                 select owner from lifelines where dead_at < $5)) \
+                 returning lease_owner is not null and lease_owner = $3",
             )
             .bind(name)
+            .bind(first_run_at)
             .bind(claim.owner)
             .bind(claim.lease_until())
             .bind(claim.now)
-            .execute()
+            .fetch_optional()
             .await?;
-        Ok(done == 1)
+        Ok(claimed.is_some_and(|(ours,)| ours))
     }
 
     async fn finish_job(

@@ -42,13 +42,18 @@ pub struct Outgoing {
 struct Pending {
     topics: BTreeSet<&'static str>,
     users: BTreeSet<String>,
+    usage: BTreeSet<String>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.topics.is_empty() && self.users.is_empty()
+        self.topics.is_empty() && self.users.is_empty() && self.usage.is_empty()
     }
 }
+
+/// Marks a payload line as news of traffic figures only (`Changed::Usage`): a tab, which
+/// no user id holds.
+const USAGE: char = '\t';
 
 impl Outgoing {
     pub fn new() -> Arc<Self> {
@@ -60,14 +65,15 @@ impl Outgoing {
     }
 
     /// Queues news of a commit: engine loops to wake elsewhere, users whose documents
-    /// changed.
-    pub fn add(&self, topics: &[Topic], users: &[String]) {
-        if topics.is_empty() && users.is_empty() {
+    /// changed, users whose traffic figures alone changed.
+    pub fn add(&self, topics: &[Topic], users: &[String], usage: &[String]) {
+        if topics.is_empty() && users.is_empty() && usage.is_empty() {
             return;
         }
         let mut pending = self.pending.lock().unwrap();
         pending.topics.extend(topics.iter().map(|t| t.channel()));
         pending.users.extend(users.iter().cloned());
+        pending.usage.extend(usage.iter().cloned());
         drop(pending);
         self.ready.notify_one();
     }
@@ -77,7 +83,13 @@ impl Outgoing {
         match payload.split_once('\n') {
             None => vec![Changed::User(payload.into())],
             Some((origin, _)) if origin == self.origin => Vec::new(),
-            Some((_, users)) => users.lines().map(|u| Changed::User(u.into())).collect(),
+            Some((_, users)) => users
+                .lines()
+                .map(|line| match line.strip_prefix(USAGE) {
+                    Some(user) => Changed::Usage(user.into()),
+                    None => Changed::User(line.into()),
+                })
+                .collect(),
         }
     }
 
@@ -86,14 +98,16 @@ impl Outgoing {
         let mut out: Vec<(&'static str, String)> =
             pending.topics.iter().map(|c| (*c, String::new())).collect();
         let mut payload = String::new();
-        for user in &pending.users {
-            if !payload.is_empty() && payload.len() + 1 + user.len() > PAYLOAD_BYTES {
+        let usage = pending.usage.iter().map(|u| (Some(USAGE), u));
+        for (mark, user) in pending.users.iter().map(|u| (None, u)).chain(usage) {
+            if !payload.is_empty() && payload.len() + 2 + user.len() > PAYLOAD_BYTES {
                 out.push((USERS_CHANNEL, std::mem::take(&mut payload)));
             }
             if payload.is_empty() {
                 payload.push_str(&self.origin);
             }
             payload.push('\n');
+            payload.extend(mark);
             payload.push_str(user);
         }
         if !payload.is_empty() {
@@ -120,6 +134,7 @@ impl Outgoing {
             let mut now = self.pending.lock().unwrap();
             now.topics.extend(pending.topics);
             now.users.extend(pending.users);
+            now.usage.extend(pending.usage);
         }
         sent.map(|_| ())
     }
@@ -140,7 +155,7 @@ impl Outgoing {
 
 /// Tells this process's own listeners of its commit: the engine loops that have room (the
 /// others are left to the other replicas), the read model and the live streams.
-pub fn here(wakeups: &Wakeups, topics: &[Topic], users: &[String]) -> Vec<Topic> {
+pub fn here(wakeups: &Wakeups, topics: &[Topic], users: &[String], usage: &[String]) -> Vec<Topic> {
     let mut elsewhere = Vec::new();
     for &topic in topics {
         let signal = topic.signal(wakeups);
@@ -153,6 +168,9 @@ pub fn here(wakeups: &Wakeups, topics: &[Topic], users: &[String]) -> Vec<Topic>
     for user in users {
         wakeups.changed(Changed::User(user.as_str().into()));
     }
+    for user in usage {
+        wakeups.changed(Changed::Usage(user.as_str().into()));
+    }
     elsewhere
 }
 
@@ -163,19 +181,23 @@ mod tests {
     #[test]
     fn a_batch_names_its_origin_and_each_user_once_per_line() {
         let out = Outgoing::new();
-        out.add(&[Topic::Outbox], &["u1".into(), "u2".into()]);
-        out.add(&[Topic::Outbox], &["u1".into()]);
+        out.add(&[Topic::Outbox], &["u1".into(), "u2".into()], &[]);
+        out.add(&[Topic::Outbox], &["u1".into()], &["u3".into()]);
         let pending = std::mem::take(&mut *out.pending.lock().unwrap());
         let sent = out.notifications(&pending);
         assert_eq!(sent.len(), 2);
         assert_eq!(sent[0], (Topic::Outbox.channel(), String::new()));
         assert_eq!(sent[1].0, USERS_CHANNEL);
-        assert_eq!(sent[1].1, format!("{}\nu1\nu2", out.origin));
+        assert_eq!(sent[1].1, format!("{}\nu1\nu2\n\tu3", out.origin));
         assert!(out.heard(&sent[1].1).is_empty(), "its own news is not news");
         let other = Outgoing::new();
         assert_eq!(
             other.heard(&sent[1].1),
-            vec![Changed::User("u1".into()), Changed::User("u2".into())]
+            vec![
+                Changed::User("u1".into()),
+                Changed::User("u2".into()),
+                Changed::Usage("u3".into())
+            ]
         );
         assert_eq!(other.heard("solo"), vec![Changed::User("solo".into())]);
     }
@@ -184,7 +206,7 @@ mod tests {
     fn a_large_batch_is_cut_below_the_payload_limit() {
         let out = Outgoing::new();
         let users: Vec<String> = (0..2_000).map(|i| format!("user-{i:06}")).collect();
-        out.add(&[], &users);
+        out.add(&[], &users, &[]);
         let pending = std::mem::take(&mut *out.pending.lock().unwrap());
         let sent = out.notifications(&pending);
         assert!(sent.len() > 1);
@@ -202,7 +224,7 @@ mod tests {
     fn a_commit_wakes_here_only_the_loops_with_room() {
         let wakeups = Wakeups::default();
         wakeups.resources.set_room(2);
-        let elsewhere = here(&wakeups, &[Topic::Resources, Topic::Outbox], &[]);
+        let elsewhere = here(&wakeups, &[Topic::Resources, Topic::Outbox], &[], &[]);
         assert_eq!(elsewhere, vec![Topic::Outbox]);
     }
 }

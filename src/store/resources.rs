@@ -214,6 +214,37 @@ impl Resources for SqlStore {
         id.map(|(id,)| row::uuid(&id)).transpose()
     }
 
+    async fn users_with_events_after(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<(i64, Vec<String>)> {
+        let Some(after) = after else {
+            let end: i64 = self
+                .db
+                .sql("select cast(coalesce(max(id), 0) as bigint) from resource_events")
+                .scalar()
+                .await?;
+            return Ok((end, Vec::new()));
+        };
+        let rows: Vec<(i64, String)> = self
+            .db
+            .sql(
+                "select cast(e.id as bigint), r.user_id from resource_events e \
+                 join resources r on r.id = e.resource_id where e.id > $1 \
+                 order by e.id limit $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        let last = rows.last().map_or(after, |(id, _)| *id);
+        let mut users: Vec<String> = rows.into_iter().map(|(_, user)| user).collect();
+        users.sort();
+        users.dedup();
+        Ok((last, users))
+    }
+
     async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>> {
         let rows: Vec<EventRow> = self
             .db
@@ -254,18 +285,18 @@ impl Resources for SqlStore {
         // changed meanwhile (compare-and-set on the values read). A sample older than the
         // last recorded one (a late delivery) changes nothing; a repeat adds nothing.
         for _ in 0..8 {
-            type Metering = (i64, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
+            type Metering = (String, i64, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
             let row: Option<Metering> = self
                 .db
                 .sql(
-                    "select cast(traffic_used as bigint), cast(counter_rx as bigint), \
+                    "select user_id, cast(traffic_used as bigint), cast(counter_rx as bigint), \
                      cast(counter_tx as bigint), stats_at from resources \
                      where id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
                 )
                 .bind(id.to_string())
                 .fetch_optional()
                 .await?;
-            let Some((used, last_rx, last_tx, stats_at)) = row else {
+            let Some((user, used, last_rx, last_tx, stats_at)) = row else {
                 return Ok(false);
             };
             if stats_at.is_some_and(|at| at > st.at) {
@@ -273,8 +304,9 @@ impl Resources for SqlStore {
             }
             let last = last_rx.zip(last_tx);
             let total = crate::domain::units::node_traffic(used, last, st.rx_bytes, st.tx_bytes);
-            let done = self
-                .db
+            // In a transaction of its own, so the user's readers hear of the new figures.
+            let mut tx = self.db.begin().await?;
+            let done = tx
                 .sql(
                     "update resources set traffic_used = $2, counter_rx = $3, \
                      counter_tx = $4, load1 = $5, cpu_percent = $6, mem_percent = $7, \
@@ -299,8 +331,11 @@ impl Resources for SqlStore {
                 .execute()
                 .await?;
             if done == 1 {
+                tx.usage_changed(user);
+                tx.commit().await?;
                 return Ok(true);
             }
+            tx.rollback().await?;
         }
         Err(StoreError::Conflict(
             "the node's counters changed repeatedly while recording a report".into(),

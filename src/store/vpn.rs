@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::Topic;
+use super::db::{Sql, Topic};
 use super::events::{enqueue_callback, insert_event};
 use super::row::{self, EntitlementRow, ResourceRow, entitlement_columns, resource_columns};
 use crate::domain::entitlement::Entitlement;
@@ -357,18 +357,35 @@ impl VpnUsers for SqlStore {
         if usage.is_empty() {
             return Ok(());
         }
-        // One statement for the batch: `with v(id, used) as (values …) update …`.
-        let mut q = self.db.sql("with v(id, used) as (values ");
-        for (i, (id, used)) in usage.iter().enumerate() {
-            q.push(if i == 0 { "(" } else { ", (" });
-            q.push_bind(id.to_string())
-                .push(", ")
-                .push_bind(*used)
-                .push(")");
-        }
-        q.push(") update resources set traffic_used = v.used, traffic_synced_at = ");
+        // The batch as `with v(id, used) as (values …)`, to find whose figures change (their
+        // readers are told) and to write them all, one statement each.
+        let values = |q: &mut Sql<'_>| {
+            q.push("with v(id, used) as (values ");
+            for (i, (id, used)) in usage.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" });
+                q.push_bind(id.to_string())
+                    .push(", ")
+                    .push_bind(*used)
+                    .push(")");
+            }
+            q.push(") ");
+        };
+        let mut tx = self.db.begin().await?;
+        let mut q = tx.sql("");
+        values(&mut q);
+        q.push(
+            "select distinct r.user_id from resources r join v on r.id = v.id \
+             where r.traffic_used <> v.used",
+        );
+        let changed: Vec<(String,)> = q.fetch_all().await?;
+        let mut q = tx.sql("");
+        values(&mut q);
+        q.push("update resources set traffic_used = v.used, traffic_synced_at = ");
         q.push_bind(now).push(" from v where resources.id = v.id");
         q.execute().await?;
-        Ok(())
+        for (user,) in changed {
+            tx.usage_changed(user);
+        }
+        tx.commit().await
     }
 }

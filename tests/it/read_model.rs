@@ -182,3 +182,36 @@ async fn what_was_kept_is_forgotten_when_notifications_may_have_been_missed() {
         "a document kept across the listener's loss was served"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_report_on_one_replica_renews_the_traffic_the_other_replica_keeps() {
+    let (app, id, token) = crate::helpers::quiet_node(Backend::Postgres, "rm-7").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = fulfillment::server::start(&app.config, listener, None)
+        .await
+        .unwrap();
+    let other_base = format!("http://{}", other.addr);
+    served_from_memory(&other_base, &app, &id, "rm-7").await;
+    let before = my_node(&other_base, &app, "rm-7").await;
+
+    // The node's agent reports usage to the first replica: no event, no live push, but
+    // what the other replica keeps of the traffic figures is stale, and it hears so.
+    let stats = serde_json::json!({"resource_id": id, "rx_bytes": 5_000_000_000_i64,
+        "tx_bytes": 0, "cpu_percent": 10.0});
+    let resp = app
+        .http
+        .post(app.url("/api/callback/node/stats"))
+        .bearer_auth(&token)
+        .json(&stats)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let renewed = wait_until(PUSHED_WITHIN, || async {
+        my_node(&other_base, &app, "rm-7").await["node"]["traffic_used_gb"]
+            != before["node"]["traffic_used_gb"]
+    })
+    .await;
+    assert!(renewed, "the other replica kept the old traffic figures");
+    other.stop().await;
+}

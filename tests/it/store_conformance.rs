@@ -602,3 +602,26 @@ on_both! {
         assert_eq!(store.claim_resources(claim("b", later + chrono::Duration::seconds(31))).await.unwrap().len(), 1);
     }
 }
+
+on_both! {
+    async fn the_users_with_newer_history_are_read_from_where_the_last_read_ended(b: Backend) {
+        let db = TestDb::new(b).await;
+        let store = db.store().await;
+        let now = Utc::now();
+        let a = created(store.insert_resource(&order("sub-a", "user-a"), now).await.unwrap());
+        let (start, none) = store.users_with_events_after(None, 100).await.unwrap();
+        assert!(none.is_empty(), "without a place to start, only where the history ends");
+        assert!(start > 0, "the insert recorded an event");
+        let b_ = created(store.insert_resource(&order("sub-b", "user-b"), now).await.unwrap());
+        let event = NewEvent::new(EventKind::NodeReady, "test");
+        store.append_event(a.id, &event, now).await.unwrap();
+        store.append_event(a.id, &event, now).await.unwrap();
+        let (end, users) = store.users_with_events_after(Some(start), 100).await.unwrap();
+        assert_eq!(users, vec!["user-a".to_string(), "user-b".to_string()], "each user once");
+        assert!(end > start);
+        assert_eq!(store.users_with_events_after(Some(end), 100).await.unwrap(), (end, Vec::new()));
+        let (first, one) = store.users_with_events_after(Some(start), 1).await.unwrap();
+        assert_eq!(one, vec!["user-b".to_string()], "at most `limit` events, oldest first: {}", b_.id);
+        assert!(first > start && first < end);
+    }
+}

@@ -106,6 +106,14 @@ pub trait Resources: Send + Sync {
     /// The resource a node id is recorded on, to tell our nodes apart when adopting one.
     async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>>;
     async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>>;
+    /// The users whose resources recorded events after event `after` (at most `limit`
+    /// events' worth), and the last event id read: from there the next call goes on.
+    /// Without `after`, only where the history ends now.
+    async fn users_with_events_after(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<(i64, Vec<String>)>;
     /// Appends to a resource's history without changing it.
     async fn append_event(&self, id: Uuid, event: &NewEvent, now: DateTime<Utc>)
     -> StoreResult<()>;

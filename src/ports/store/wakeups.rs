@@ -71,6 +71,10 @@ impl std::fmt::Debug for Wakeups {
 pub enum Changed {
     /// This user's documents.
     User(Arc<str>),
+    /// Only the traffic figures in this user's documents (a usage report, the traffic
+    /// sync): what is kept of them is stale, but no live stream is told (they may lag by
+    /// 60 s, `CONTRACTS.md` §4.1, and a stream's own re-read picks them up).
+    Usage(Arc<str>),
     /// Anyone's: notifications may have been missed (the listener reconnected).
     Everyone,
 }
