@@ -6,14 +6,14 @@
 //! transaction for every change; a batch makes it one per `COALESCE` per process.
 //!
 //! The cost: a process killed in the `COALESCE` after a commit takes that commit's news
-//! with it. The other replicas' nets catch it: the engine's fallback poll for work, the
-//! read model's bounded freshness (`MAX_FRESH`) and the live streams' own timer for
-//! documents.
+//! with it. The other replicas' nets catch it: the engine's fallback poll for work, and
+//! for documents `app::read_model::catch_missed_news` (once a minute).
 //!
 //! On `fulfillment_users` a notification's payload is this process's origin on the first
 //! line and one user per line after it (user ids hold no control characters), so a
-//! process skips its own news, which it has already heard. A payload of one line is one
-//! user, from a process that sends them one by one.
+//! process skips its own news, which it has already heard; a line starting with a tab is
+//! news of traffic figures only (`Changed::Usage`). A payload of one line is one user,
+//! from a process that sends them one by one.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
