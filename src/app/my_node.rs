@@ -38,7 +38,9 @@ impl App {
             && let Some(renewed) = self.renew_node(user_id, &kept).await?
         {
             let renewed = Arc::new(renewed);
-            if let Some(until) = renewed.fresh_until {
+            if let Some(until) = renewed.fresh_until
+                && self.ports.store.wakeups().hearing()
+            {
                 self.read_nodes.put(user_id, ticket, renewed.clone(), until);
             }
             return Ok(renewed);
@@ -78,21 +80,17 @@ impl App {
     }
 
     /// A kept answer whose subscription part expired, with a new subscription answer and
-    /// the node as the database last said (no change heard since): no database read.
-    /// `None` when only a full read will do (the subscription service did not answer, or
-    /// the node now reads as coming up and its history is needed).
+    /// the node as the database last said (no change heard since): what a full read would
+    /// answer, without the database read. `None` when only a full read will do (the node
+    /// now reads as coming up, and its history is needed).
     async fn renew_node(&self, user_id: &str, kept: &MyNode) -> Result<Option<MyNode>, AppError> {
         let (subscription, _, fresh_until) = self
             .subscriptions
             .lookup_until(user_id, HOSTING.0, HOSTING.1)
             .await?;
-        if fresh_until.is_none() {
-            return Ok(None);
-        }
         let now = self.ports.clock.now();
-        let Some(status) = progress::hosting_status(&subscription, kept.node.as_ref(), now) else {
-            return Ok(None);
-        };
+        let status = progress::hosting_status(&subscription, kept.node.as_ref(), now)
+            .ok_or_else(unreachable)?;
         if status == HostingStatus::NodeCreating && kept.status != HostingStatus::NodeCreating {
             return Ok(None);
         }
@@ -114,11 +112,7 @@ impl App {
         let (subscription, _, fresh_until) = subscription?;
         let now = self.ports.clock.now();
         let status =
-            progress::hosting_status(&subscription, node.as_ref(), now).ok_or_else(|| {
-                AppError::Unavailable(
-                    "the subscription service is unreachable; try again shortly".into(),
-                )
-            })?;
+            progress::hosting_status(&subscription, node.as_ref(), now).ok_or_else(unreachable)?;
         let events = match &node {
             Some(n) if status == HostingStatus::NodeCreating => {
                 self.ports.store.events(n.id).await?
@@ -155,4 +149,9 @@ impl App {
             .await?
             .ok_or_else(|| AppError::not_found("no_node", "you have no node"))
     }
+}
+
+/// Neither the subscription service nor what we last heard from it can tell.
+fn unreachable() -> AppError {
+    AppError::Unavailable("the subscription service is unreachable; try again shortly".into())
 }

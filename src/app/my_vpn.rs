@@ -39,11 +39,11 @@ impl App {
             Ok(kept) => return Ok(self.vpn_now(kept)),
             Err(ticket) => ticket,
         };
-        if let Some(kept) = self.read_vpns.kept(user_id)
-            && let Some(renewed) = self.renew_vpn(user_id, &kept).await?
-        {
-            let renewed = std::sync::Arc::new(renewed);
-            if let Some(until) = renewed.fresh_until {
+        if let Some(kept) = self.read_vpns.kept(user_id) {
+            let renewed = std::sync::Arc::new(self.renew_vpn(user_id, &kept).await?);
+            if let Some(until) = renewed.fresh_until
+                && self.ports.store.wakeups().hearing()
+            {
                 self.read_vpns.put(user_id, ticket, renewed.clone(), until);
             }
             return Ok(renewed);
@@ -82,16 +82,13 @@ impl App {
     }
 
     /// A kept answer whose subscription part expired, with a new subscription answer and
-    /// our record as the database last said (no change heard since): no database read.
-    /// `None` when the subscription service did not answer (a full read decides then).
-    async fn renew_vpn(&self, user_id: &str, kept: &MyVpn) -> Result<Option<MyVpn>, AppError> {
+    /// our record as the database last said (no change heard since): what a full read
+    /// would answer, without the database read.
+    async fn renew_vpn(&self, user_id: &str, kept: &MyVpn) -> Result<MyVpn, AppError> {
         let (subscription, live, fresh_until) = self
             .subscriptions
             .lookup_until(user_id, VPN.0, VPN.1)
             .await?;
-        if fresh_until.is_none() {
-            return Ok(None);
-        }
         let paid_by = PaidBy::of(&subscription, live);
         let status = gated_vpn_status(
             kept.record.entitlement.as_ref(),
@@ -99,13 +96,13 @@ impl App {
             paid_by,
             self.ports.clock.now(),
         );
-        Ok(Some(MyVpn {
+        Ok(MyVpn {
             status,
             subscription,
             paid_by,
             fresh_until,
             ..kept.clone()
-        }))
+        })
     }
 
     async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {

@@ -440,8 +440,7 @@ async fn vpn_shapes() {
         .user(Method::GET, "/api/v1/my/vpn/subscribe", "vpn-1", None)
         .await;
     insta::assert_json_snapshot!("my_vpn_subscribe_refused", refused);
-    app.db
-        .set_vpn_expiry("vpn-2", chrono::Utc::now() - chrono::Duration::days(1))
+    app.set_vpn_expiry("vpn-2", chrono::Utc::now() - chrono::Duration::days(1))
         .await;
     insta::assert_json_snapshot!("my_vpn_expired", mine("vpn-2", "/api/v1/my/vpn").await);
 }

@@ -461,6 +461,14 @@ impl TestApp {
         self.running().state.app.ports.store.clone()
     }
 
+    /// Moves the user's VPN expiry (time passing, for a test), and tells the service as a
+    /// commit would: what it keeps in memory stands until a change is heard.
+    pub async fn set_vpn_expiry(&self, user: &str, at: chrono::DateTime<chrono::Utc>) {
+        self.db.set_vpn_expiry(user, at).await;
+        let user = fulfillment::ports::store::Changed::User(user.into());
+        self.store().wakeups().changed(user);
+    }
+
     pub fn token(&self, user: &str) -> String {
         mint_user_token(JWT_SECRET, user, Duration::from_secs(3600))
     }

@@ -104,7 +104,7 @@ on_both! {
         assert_eq!(status, 200);
 
         // Past its expiry it reads expired, subscription or not.
-        app.db.set_vpn_expiry("u-p", in_days(-1)).await;
+        app.set_vpn_expiry("u-p", in_days(-1)).await;
         assert_eq!(read("u-p", "/api/v1/my/vpn").await.1["vpn_status"], "expired");
 
         // Free entitlements need no subscription.

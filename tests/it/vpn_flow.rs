@@ -173,7 +173,7 @@ on_both! {
 
         // Time passes: the entitlement lapses; the next order starts from now.
         // Time passes for us and for the VPN manager alike.
-        app.db.set_vpn_expiry("u-3", in_days(-2)).await;
+        app.set_vpn_expiry("u-3", in_days(-2)).await;
         let lapse = fulfillment::ports::VpnUserUpdate { expire_at: Some(in_days(-2)), ..Default::default() };
         assert!(app.sims.sim.vpn.update(&uuid, &lapse));
         let (_, mine) = app.user(Method::GET, "/api/v1/my/vpn", "u-3", None).await;
