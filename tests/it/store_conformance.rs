@@ -301,6 +301,16 @@ on_both! {
         assert_eq!(retried.len(), 1);
         assert_eq!((retried[0].id, retried[0].attempts), (two.id, 1));
         assert_eq!(store.outbox_backlog().await.unwrap(), 2);
+
+        // A burst is recorded in one statement, and only what the owner still leases.
+        let heads = store.claim_outbox(claim("w4", now + chrono::Duration::seconds(3600))).await.unwrap();
+        let ids: Vec<i64> = heads.iter().map(|m| m.id).collect();
+        assert_eq!(ids.len(), 1, "sub-2's head: {heads:?}");
+        store.outbox_delivered(&ids, "not-the-owner", now).await.unwrap();
+        assert_eq!(store.outbox_backlog().await.unwrap(), 2, "a stranger's record changes nothing");
+        store.outbox_delivered(&[ids[0], 999_999], "w4", now).await.unwrap();
+        assert_eq!(store.outbox_backlog().await.unwrap(), 1);
+        store.outbox_delivered(&[], "w4", now).await.unwrap();
     }
 }
 
