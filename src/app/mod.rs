@@ -116,4 +116,22 @@ impl App {
             config,
         }
     }
+
+    /// Keeps a document a read took `ticket` for, until `fresh_until`: only when it has
+    /// one (the subscription service answered) and while every replica's changes are
+    /// heard here.
+    fn keep<T>(
+        &self,
+        model: &ReadModel<T>,
+        user: &str,
+        ticket: read_model::Ticket,
+        doc: &Arc<T>,
+        fresh_until: Option<std::time::Instant>,
+    ) {
+        if let Some(until) = fresh_until
+            && self.ports.store.wakeups().hearing()
+        {
+            model.put(user, ticket, doc.clone(), until);
+        }
+    }
 }

@@ -38,11 +38,13 @@ impl App {
             && let Some(renewed) = self.renew_node(user_id, &kept).await?
         {
             let renewed = Arc::new(renewed);
-            if let Some(until) = renewed.fresh_until
-                && self.ports.store.wakeups().hearing()
-            {
-                self.read_nodes.put(user_id, ticket, renewed.clone(), until);
-            }
+            self.keep(
+                &self.read_nodes,
+                user_id,
+                ticket,
+                &renewed,
+                renewed.fresh_until,
+            );
             return Ok(renewed);
         }
         let answer = self
@@ -52,12 +54,8 @@ impl App {
         if answer.remembered {
             return Ok(self.node_now(answer.value));
         }
-        if let Some(until) = answer.value.fresh_until
-            && self.ports.store.wakeups().hearing()
-        {
-            self.read_nodes
-                .put(user_id, ticket, answer.value.clone(), until);
-        }
+        let until = answer.value.fresh_until;
+        self.keep(&self.read_nodes, user_id, ticket, &answer.value, until);
         Ok(answer.value)
     }
 

@@ -41,11 +41,13 @@ impl App {
         };
         if let Some(kept) = self.read_vpns.kept(user_id) {
             let renewed = std::sync::Arc::new(self.renew_vpn(user_id, &kept).await?);
-            if let Some(until) = renewed.fresh_until
-                && self.ports.store.wakeups().hearing()
-            {
-                self.read_vpns.put(user_id, ticket, renewed.clone(), until);
-            }
+            self.keep(
+                &self.read_vpns,
+                user_id,
+                ticket,
+                &renewed,
+                renewed.fresh_until,
+            );
             return Ok(renewed);
         }
         let answer = self
@@ -55,12 +57,8 @@ impl App {
         if answer.remembered {
             return Ok(self.vpn_now(answer.value));
         }
-        if let Some(until) = answer.value.fresh_until
-            && self.ports.store.wakeups().hearing()
-        {
-            self.read_vpns
-                .put(user_id, ticket, answer.value.clone(), until);
-        }
+        let until = answer.value.fresh_until;
+        self.keep(&self.read_vpns, user_id, ticket, &answer.value, until);
         Ok(answer.value)
     }
 
