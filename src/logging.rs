@@ -8,15 +8,24 @@
 
 use std::io::{self, Write};
 
-/// Installs the global subscriber (`RUST_LOG` filters, `info` by default).
+/// Installs the global subscriber (`RUST_LOG` filters, `info` by default), writing to
+/// standard output.
 pub fn init() {
+    init_to(false);
+}
+
+/// The same, writing to standard error when `stderr` (a command whose standard output is
+/// its answer: `import-legacy --json`).
+pub fn init_to(stderr: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.with_writer(|| OneLine(io::stdout())).init();
+    let json = std::env::var("LOG_FORMAT").as_deref() == Ok("json");
+    match (json, stderr) {
+        (true, false) => builder.json().init(),
+        (true, true) => builder.json().with_writer(io::stderr).init(),
+        (false, false) => builder.with_writer(|| OneLine(io::stdout())).init(),
+        (false, true) => builder.with_writer(|| OneLine(io::stderr())).init(),
     }
 }
 

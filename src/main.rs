@@ -43,6 +43,25 @@ enum Command {
     },
     /// Serve the simulated hosting and subscription services over HTTP.
     Sim(SimArgs),
+    /// Import the Go service's database into ours (DB_URL), for the cut-over: reads it,
+    /// never writes it, calls no upstream. Run it again to finish an interrupted import.
+    ImportLegacy(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The Go service's PostgreSQL database (read-only).
+    #[arg(long)]
+    from: String,
+    /// The schema its tables are in.
+    #[arg(long, default_value = "fulfillment")]
+    schema: String,
+    /// Change nothing; report what a real run would do.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -90,8 +109,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fulfillment::logging::init();
     let cli = Cli::parse();
+    // A command whose standard output is its answer logs to standard error.
+    fulfillment::logging::init_to(matches!(cli.command, Some(Command::ImportLegacy(_))));
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => {
@@ -119,7 +139,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(args) => run_sim(args).await,
+        Command::ImportLegacy(args) => import_legacy(args).await,
     }
+}
+
+async fn import_legacy(args: ImportArgs) -> anyhow::Result<()> {
+    use fulfillment::app::import_legacy::{ImportOptions, import_legacy};
+    let config = Config::from_process_env()?;
+    let source = fulfillment::legacy::LegacyDb::connect(&args.from, &args.schema).await?;
+    let store = fulfillment::store::connect(&config.db.url, config.db.max_connections).await?;
+    let options = ImportOptions::new(args.dry_run, config.engine.ready_timeout);
+    let progress = fulfillment::progress::Bar::stderr();
+    let clock = fulfillment::ports::SystemClock;
+    let report = import_legacy(&source, store.as_ref(), &clock, &options, &progress).await?;
+    eprint!("{}", report.summary());
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
 }
 
 async fn serve() -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ mod deprovision;
 mod error;
 mod idempotency;
 mod ids;
+pub mod import_legacy;
 mod last_known;
 pub mod live;
 mod migrate;

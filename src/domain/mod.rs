@@ -8,6 +8,7 @@ pub mod credential;
 pub mod entitlement;
 pub mod expiry;
 pub mod input;
+pub mod legacy;
 pub mod migration;
 pub mod orphans;
 pub mod plan;

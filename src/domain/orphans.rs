@@ -23,27 +23,52 @@ pub struct Listed<'a> {
 pub enum Standing {
     /// Not one of ours by the hosting service's word (another purpose, or gone already).
     NotOurs,
-    /// Ours by purpose, but without a resource id of ours to judge it by.
-    Unattributed,
+    /// Ours by purpose and old enough, but without a resource id of ours: only a VPS a
+    /// row imported from the Go service named is judged, by its node id (`leaked`).
+    ByNodeId,
     /// Made within the grace period (or at an unknown time): it may not be linked yet.
     TooYoung,
     /// Ours by purpose and by correlation: our record of this resource decides.
     Judge(Uuid),
 }
 
-/// Reads a listed node: only `purpose=obox` nodes that carry one of our resource ids and
-/// are older than `grace` are judged at all.
+/// Reads a listed node: only `purpose=obox` nodes older than `grace` are judged at all, by
+/// the resource id of ours they carry, else by their node id.
 pub fn standing(node: &Listed<'_>, now: DateTime<Utc>, grace: Duration) -> Standing {
     if node.purpose != Some(HOSTING_APP) || node.status == "deleted" {
         return Standing::NotOurs;
     }
-    let Some(id) = node.resource_id.and_then(|id| Uuid::parse_str(id).ok()) else {
-        return Standing::Unattributed;
-    };
     if node.created_at.is_none_or(|at| now - at < grace) {
         return Standing::TooYoung;
     }
-    Standing::Judge(id)
+    match node.resource_id.and_then(|id| Uuid::parse_str(id).ok()) {
+        Some(id) => Standing::Judge(id),
+        None => Standing::ByNodeId,
+    }
+}
+
+/// A resource that names a node (as its VPS, a migration's, or a retired one), and
+/// whether it was imported from the Go service.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub resource: Resource,
+    pub imported: bool,
+}
+
+/// Whether a VPS without our correlation id is one the Go service leaked (CONTRACTS.md
+/// §5.2): a resource imported `failed` or `deleted` names it, and no resource naming it
+/// wants it. Answers the imported resource to record the deletion on.
+pub fn leaked(node_id: &str, claims: &[Claim]) -> Option<Uuid> {
+    let wanted = claims
+        .iter()
+        .any(|c| !unwanted(&c.resource, node_id, Some(c.resource.id)));
+    if wanted {
+        return None;
+    }
+    claims
+        .iter()
+        .find(|c| c.imported && matches!(c.resource.status, Status::Failed | Status::Deleted))
+        .map(|c| c.resource.id)
 }
 
 /// Whether the node is unwanted by the resource it names (`owner`): the resource is
@@ -108,11 +133,15 @@ mod tests {
         );
         assert_eq!(
             standing(&listed(Some("obox"), None, 99), now(), grace),
-            Standing::Unattributed
+            Standing::ByNodeId
         );
         assert_eq!(
             standing(&listed(Some("obox"), Some("not-a-uuid"), 99), now(), grace),
-            Standing::Unattributed
+            Standing::ByNodeId
+        );
+        assert_eq!(
+            standing(&listed(Some("obox"), None, 29), now(), grace),
+            Standing::TooYoung
         );
         assert_eq!(
             standing(&listed(Some("obox"), Some(RID), 29), now(), grace),
@@ -171,6 +200,32 @@ mod tests {
                 !unwanted(&owner(status, None, false), "n-1", None),
                 "{status} without a node id"
             );
+        }
+    }
+
+    fn claim(status: Status, node: Option<&str>, released: bool, imported: bool) -> Claim {
+        let mut resource = owner(status, node, released);
+        resource.id = Uuid::new_v4();
+        Claim { resource, imported }
+    }
+
+    #[test]
+    fn a_vps_an_imported_failed_or_deleted_row_names_is_leaked_unless_someone_wants_it() {
+        let deleted = claim(Status::Deleted, Some("n-1"), true, true);
+        assert_eq!(leaked("n-1", std::slice::from_ref(&deleted)), Some(deleted.resource.id));
+        let failed = claim(Status::Failed, Some("n-1"), true, true);
+        assert_eq!(leaked("n-1", std::slice::from_ref(&failed)), Some(failed.resource.id));
+        // Our own rows are judged by their correlation id, never by node id alone.
+        assert_eq!(leaked("n-1", &[claim(Status::Deleted, Some("n-1"), true, false)]), None);
+        assert_eq!(leaked("n-1", &[]), None);
+        // A failed row whose cleanup is still to come (the engine deletes it).
+        assert_eq!(leaked("n-1", &[claim(Status::Failed, Some("n-1"), false, true)]), None);
+        // An imported active row's VPS serves.
+        assert_eq!(leaked("n-1", &[claim(Status::Active, Some("n-1"), false, true)]), None);
+        // Another resource that holds the same VPS wins.
+        for status in [Status::Active, Status::Creating, Status::Deleting] {
+            let live = claim(status, Some("n-1"), false, false);
+            assert_eq!(leaked("n-1", &[deleted.clone(), live]), None, "{status}");
         }
     }
 

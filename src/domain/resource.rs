@@ -116,6 +116,7 @@ wire_enum! {
         MigrationCancelled => "migration_cancelled",
         MigrationNodeDeleted => "migration_node_deleted",
         RetiredNodeDeleted => "retired_node_deleted",
+        Legacy => "legacy",
     }
 }
 

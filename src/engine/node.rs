@@ -21,6 +21,8 @@ impl Engine {
         match (r.desired, r.status) {
             (Desired::Active, Status::Active) if r.node_id.is_none() => self.learn_node_id(r).await,
             (Desired::Active, Status::Active) => self.maintain_node(r).await,
+            // A VPS the Go service failed to delete (an imported `needs_cleanup` row).
+            (_, Status::Deleted) if !r.upstream_released => self.clean_up_failed(r).await,
             (_, Status::Deleted) => self.settle(&r).await,
             (Desired::Active, Status::Pending | Status::Creating)
                 if r.deadline_at.is_some_and(|d| now >= d) =>

@@ -3,8 +3,9 @@
 //! closed at every step:
 //!
 //! - only nodes the hosting service lists as `purpose=obox` *and* that carry one of our
-//!   resource ids are considered (shared VPN nodes and nodes without our correlation are
-//!   never touched);
+//!   resource ids are considered (shared VPN nodes are never touched), or, without our
+//!   correlation, a VPS that a row imported from the Go service as `failed` or `deleted`
+//!   names (the Go service leaked it; its VPSes never carried our id);
 //! - only nodes older than the grace period (a node made a moment ago may not be linked
 //!   yet), with a known creation time;
 //! - only when our own record says the node is not wanted: its resource is deleted, or was
@@ -42,7 +43,8 @@ pub struct SweepReport {
     pub failed: usize,
     /// Ours, but younger than the grace period.
     pub too_young: usize,
-    /// Listed as ours but without a resource id we know: left alone.
+    /// Listed as ours but without a resource id we know (nor a leaked legacy VPS): left
+    /// alone.
     pub unattributed: usize,
     pub dry_run: bool,
 }
@@ -113,10 +115,18 @@ impl Engine {
                 resource_id: node.resource_id.as_deref(),
                 created_at: node.created_at,
             };
+            let store = &self.ports.store;
             let rid = match orphans::standing(&listed, now, grace) {
                 Standing::NotOurs => continue,
-                Standing::Unattributed => {
-                    report.unattributed += 1;
+                Standing::ByNodeId => {
+                    let claims = store
+                        .node_claims(&node.node_id)
+                        .await
+                        .map_err(|e| SweepError::LookingUp(node.node_id.clone(), e))?;
+                    match orphans::leaked(&node.node_id, &claims) {
+                        Some(rid) => orphans.push((rid, node.node_id)),
+                        None => report.unattributed += 1,
+                    }
                     continue;
                 }
                 Standing::TooYoung => {
@@ -125,7 +135,6 @@ impl Engine {
                 }
                 Standing::Judge(rid) => rid,
             };
-            let store = &self.ports.store;
             let owner = store
                 .resource(rid)
                 .await

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use super::Engine;
 use super::jobs::{Job, Summary};
-use crate::ports::store::StoreResult;
+use crate::ports::store::{AdoptedTerms, StoreResult};
 
 /// The job row of the traffic sync.
 pub const TRAFFIC_JOB: &str = "vpn_traffic_sync";
@@ -69,20 +69,26 @@ impl Engine {
             after = Some(last.0);
             report.pages += 1;
             let mut reads = JoinSet::new();
-            let mut usage = Vec::with_capacity(page.len());
-            for (id, uuid) in page {
+            let mut read = Reads {
+                usage: Vec::with_capacity(page.len()),
+                adopted: Vec::new(),
+            };
+            for (id, uuid, adopt) in page {
                 pace.tick().await;
                 while reads.len() >= IN_FLIGHT {
-                    collect(reads.join_next().await, &mut usage, &mut report);
+                    read.collect(reads.join_next().await, &mut report);
                 }
                 let vpn = self.ports.vpn.clone();
-                reads.spawn(async move { (id, vpn.get_user(&uuid).await) });
+                reads.spawn(async move { (id, adopt, vpn.get_user(&uuid).await) });
             }
             while let Some(done) = reads.join_next().await {
-                collect(Some(done), &mut usage, &mut report);
+                read.collect(Some(done), &mut report);
             }
-            self.ports.store.record_vpn_usage(&usage, now).await?;
-            report.updated += usage.len();
+            self.ports.store.record_vpn_usage(&read.usage, now).await?;
+            if !read.adopted.is_empty() {
+                self.ports.store.adopt_vpn_terms(&read.adopted, now).await?;
+            }
+            report.updated += read.usage.len();
         }
         Ok(report)
     }
@@ -90,24 +96,45 @@ impl Engine {
 
 type Read = (
     uuid::Uuid,
+    bool,
     crate::ports::UpstreamResult<Option<crate::ports::VpnUser>>,
 );
 
-fn collect(
-    done: Option<Result<Read, tokio::task::JoinError>>,
-    usage: &mut Vec<(uuid::Uuid, i64)>,
-    report: &mut SyncReport,
-) {
-    match done {
-        Some(Ok((id, Ok(Some(user))))) => usage.push((id, user.traffic_used.max(0))),
-        Some(Ok((id, Ok(None)))) => {
-            tracing::warn!(resource_id = %id, "VPN user unknown to the VPN manager during sync");
-            report.failed += 1;
+/// What a page's reads found: usage for every account, and the whole terms of the
+/// imported accounts whose terms are taken from the VPN manager.
+struct Reads {
+    usage: Vec<(uuid::Uuid, i64)>,
+    adopted: Vec<(uuid::Uuid, AdoptedTerms)>,
+}
+
+impl Reads {
+    fn collect(
+        &mut self,
+        done: Option<Result<Read, tokio::task::JoinError>>,
+        report: &mut SyncReport,
+    ) {
+        match done {
+            Some(Ok((id, adopt, Ok(Some(user))))) => {
+                let used = user.traffic_used.max(0);
+                self.usage.push((id, used));
+                if adopt {
+                    let terms = AdoptedTerms {
+                        expire_at: user.expire_at,
+                        traffic_limit: user.traffic_limit.max(0),
+                        traffic_used: used,
+                    };
+                    self.adopted.push((id, terms));
+                }
+            }
+            Some(Ok((id, _, Ok(None)))) => {
+                tracing::warn!(resource_id = %id, "VPN user unknown to the VPN manager during sync");
+                report.failed += 1;
+            }
+            Some(Ok((id, _, Err(e)))) => {
+                tracing::debug!(resource_id = %id, error = %e, "traffic read failed");
+                report.failed += 1;
+            }
+            Some(Err(_)) | None => report.failed += 1,
         }
-        Some(Ok((id, Err(e)))) => {
-            tracing::debug!(resource_id = %id, error = %e, "traffic read failed");
-            report.failed += 1;
-        }
-        Some(Err(_)) | None => report.failed += 1,
     }
 }

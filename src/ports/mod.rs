@@ -5,6 +5,7 @@
 
 mod clock;
 mod hosting;
+pub mod legacy;
 pub mod store;
 mod subscriptions;
 mod telemetry;

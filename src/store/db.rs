@@ -75,13 +75,15 @@ impl Topic {
 pub const USERS_CHANNEL: &str = "fulfillment_users";
 
 /// A connection pool of either backend, with the in-process wake-up signals and (on
-/// PostgreSQL) the news waiting for the other replicas.
+/// PostgreSQL) the news waiting for the other replicas. A clone shares all three.
+#[derive(Clone)]
 pub struct Db {
     pool: Pool,
     wakeups: Arc<Wakeups>,
     outgoing: Option<Arc<Outgoing>>,
 }
 
+#[derive(Clone)]
 pub enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),

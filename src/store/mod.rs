@@ -8,6 +8,7 @@ mod db;
 mod error;
 mod events;
 mod idempotency;
+mod import;
 mod jobs;
 pub mod monitoring;
 mod news;

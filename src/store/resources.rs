@@ -214,6 +214,35 @@ impl Resources for SqlStore {
         id.map(|(id,)| row::uuid(&id)).transpose()
     }
 
+    async fn node_claims(&self, node_id: &str) -> StoreResult<Vec<crate::domain::orphans::Claim>> {
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "select ",
+                resource_columns!(),
+                " from resources where node_id = $1 or migration_node_id = $1 \
+                 or retire_node_id = $1 order by id"
+            ))
+            .bind(node_id)
+            .fetch_all()
+            .await?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in rows {
+            let resource: Resource = row.try_into()?;
+            let imported: Option<(String,)> = self
+                .db
+                .sql("select legacy_id from legacy_imports where resource_id = $1 and source = 'hosting'")
+                .bind(resource.id.to_string())
+                .fetch_optional()
+                .await?;
+            claims.push(crate::domain::orphans::Claim {
+                resource,
+                imported: imported.is_some(),
+            });
+        }
+        Ok(claims)
+    }
+
     async fn users_with_events_after(
         &self,
         after: Option<i64>,
@@ -249,8 +278,11 @@ impl Resources for SqlStore {
         let rows: Vec<EventRow> = self
             .db
             .sql(
+                // The Go service's history first, by its own time (a resumed import may
+                // copy it after this service's first entries), then ours as written.
                 "select kind, actor, message, at from resource_events \
-                 where resource_id = $1 order by id",
+                 where resource_id = $1 order by case when kind = 'legacy' then 0 else 1 end, \
+                 case when kind = 'legacy' then at end, id",
             )
             .bind(id.to_string())
             .fetch_all()

@@ -12,7 +12,7 @@ use crate::domain::entitlement::Entitlement;
 use crate::domain::vpn_order::{VpnAdjustment, VpnOrder, adjust};
 use crate::domain::{DeleteReason, EventKind, Resource, callback};
 use crate::ports::store::{
-    EntitlementFilter, NewEvent, Resources, StoreError, StoreResult, VpnOrderOutcome, VpnRecord,
+    AdoptedTerms, EntitlementFilter, NewEvent, Resources, StoreError, StoreResult, VpnOrderOutcome, VpnRecord,
     VpnUsers,
 };
 
@@ -334,14 +334,15 @@ impl VpnUsers for SqlStore {
         after: Option<Uuid>,
         limit: i64,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<(Uuid, String)>> {
-        let rows: Vec<(String, String)> = self
+    ) -> StoreResult<Vec<(Uuid, String, bool)>> {
+        let rows: Vec<(String, String, bool)> = self
             .db
             .sql(
-                "select id, vpn_user_id from resources \
+                "select id, vpn_user_id, adopt_upstream_terms from resources \
                  where resource_type = 'vpn_user' and status = 'active' \
                  and desired_state = 'active' and vpn_user_id is not null \
-                 and expire_at > $2 and id > $1 order by id limit $3",
+                 and (expire_at > $2 or adopt_upstream_terms) and id > $1 \
+                 order by id limit $3",
             )
             .bind(after.map(|id| id.to_string()).unwrap_or_default())
             .bind(now)
@@ -349,8 +350,54 @@ impl VpnUsers for SqlStore {
             .fetch_all()
             .await?;
         rows.into_iter()
-            .map(|(id, uuid)| Ok((row::uuid(&id)?, uuid)))
+            .map(|(id, uuid, adopt)| Ok((row::uuid(&id)?, uuid, adopt)))
             .collect()
+    }
+
+    async fn adopt_vpn_terms(
+        &self,
+        terms: &[(Uuid, AdoptedTerms)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        for (id, t) in terms {
+            let adopted = tx
+                .sql(
+                    "update resources set expire_at = coalesce($2, expire_at), \
+                     traffic_limit = $3, traffic_used = $4, traffic_synced_at = $5, \
+                     updated_at = $5, adopt_upstream_terms = false \
+                     where id = $1 and adopt_upstream_terms",
+                )
+                .bind(id.to_string())
+                .bind(t.expire_at)
+                .bind(t.traffic_limit)
+                .bind(t.traffic_used)
+                .bind(now)
+                .execute()
+                .await?;
+            if adopted == 0 {
+                continue;
+            }
+            tx.sql(
+                "update entitlements set expire_at = coalesce($2, expire_at), \
+                 traffic_limit = $3, updated_at = $4 where resource_id = $1 and is_current",
+            )
+            .bind(id.to_string())
+            .bind(t.expire_at)
+            .bind(t.traffic_limit)
+            .bind(now)
+            .execute()
+            .await?;
+            let message = format!(
+                "terms taken from the VPN manager: expires {}, limit {} bytes, used {}",
+                t.expire_at.map_or_else(|| "never".to_owned(), |e| e.to_rfc3339()),
+                t.traffic_limit,
+                t.traffic_used
+            );
+            let event = NewEvent::new(EventKind::VpnUserUpdated, "traffic_sync").with_message(message);
+            insert_event(&mut tx, *id, &event, now).await?;
+        }
+        tx.commit().await
     }
 
     async fn record_vpn_usage(&self, usage: &[(Uuid, i64)], now: DateTime<Utc>) -> StoreResult<()> {

@@ -574,7 +574,7 @@ on_both! {
         let first = store.vpn_sync_page(None, 3, now()).await.unwrap();
         let rest = store.vpn_sync_page(Some(first[2].0), 3, now()).await.unwrap();
         assert_eq!((first.len(), rest.len()), (3, 2));
-        assert_eq!(first.iter().chain(&rest).map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        assert_eq!(first.iter().chain(&rest).map(|(id, _, _)| *id).collect::<Vec<_>>(), ids);
         // Expired accounts are not read.
         assert!(store.vpn_sync_page(None, 10, now() + chrono::Duration::days(31)).await.unwrap().is_empty());
 

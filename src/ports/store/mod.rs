@@ -5,6 +5,7 @@
 
 mod error;
 mod idempotency;
+mod import;
 mod jobs;
 mod monitoring;
 mod nodes;
@@ -23,13 +24,14 @@ use chrono::{DateTime, Utc};
 
 pub use error::{BoxError, StoreError, StoreResult};
 pub use idempotency::{Idempotency, IdempotencyBegin};
+pub use import::{Import, ImportSession, ImportedLogs, ImportedNodes, ImportedVpn};
 pub use jobs::Jobs;
 pub use monitoring::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, NodesOver, Readings};
 pub use nodes::{HostingOrder, LatestOrder, Nodes, NodesOf, OrderRecorded, OverLimit};
 pub use outbox::{CallbackRecord, Outbox, OutboxMessage, StuckCallback};
 pub use resources::{Inserted, NewEvent, NewResource, NodeCredentials, NodeStats, Resources};
 pub use snapshots::{Region, Snapshots, StoredSnapshot};
-pub use vpn::{EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers};
+pub use vpn::{AdoptedTerms, EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers};
 pub use wakeups::{Changed, Observer, Signal, Wakeups};
 pub use work::{Attempts, Change, Guard, Work};
 
@@ -45,6 +47,7 @@ pub trait Store:
     + Idempotency
     + Snapshots
     + Monitoring
+    + Import
     + Send
     + Sync
 {

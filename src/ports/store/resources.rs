@@ -105,6 +105,10 @@ pub trait Resources: Send + Sync {
     async fn current_hosting_node(&self, user_id: &str) -> StoreResult<Option<Resource>>;
     /// The resource a node id is recorded on, to tell our nodes apart when adopting one.
     async fn node_owner(&self, node_id: &str) -> StoreResult<Option<Uuid>>;
+    /// Every resource that names a node (its VPS, a migration's, a retired one), and
+    /// whether each was imported from the Go service: how the sweep judges a VPS without
+    /// our correlation id.
+    async fn node_claims(&self, node_id: &str) -> StoreResult<Vec<crate::domain::orphans::Claim>>;
     async fn events(&self, id: Uuid) -> StoreResult<Vec<Event>>;
     /// The users whose resources recorded events after event `after` (at most `limit`
     /// events' worth), and the last event id read: from there the next call goes on.

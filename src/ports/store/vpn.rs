@@ -102,13 +102,28 @@ pub trait VpnUsers: Send + Sync {
     /// Whether another VPN user resource of this user is still being deleted (a new
     /// account must wait: the VPN manager keeps one per user).
     async fn vpn_user_deleting(&self, user_id: &str, except: Uuid) -> StoreResult<bool>;
-    /// Live VPN users with an account and unexpired terms, by id after `after`.
+    /// Live VPN users with an account and unexpired terms (or terms still to be taken
+    /// from the VPN manager, whatever our copy says), by id after `after`: the id, the
+    /// account, and whether its terms are to be taken (`adopt_vpn_terms`).
     async fn vpn_sync_page(
         &self,
         after: Option<Uuid>,
         limit: i64,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<(Uuid, String)>>;
+    ) -> StoreResult<Vec<(Uuid, String, bool)>>;
     /// Records traffic read from the VPN manager, one statement for the whole batch.
     async fn record_vpn_usage(&self, usage: &[(Uuid, i64)], now: DateTime<Utc>) -> StoreResult<()>;
+    /// Takes the terms the VPN manager holds for imported accounts as ours (expiry, limit
+    /// and usage, on the resource and its current entitlement), once: the Go service's own
+    /// copy was often stale.
+    async fn adopt_vpn_terms(&self, terms: &[(Uuid, AdoptedTerms)], now: DateTime<Utc>)
+    -> StoreResult<()>;
+}
+
+/// What the VPN manager holds for an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdoptedTerms {
+    pub expire_at: Option<DateTime<Utc>>,
+    pub traffic_limit: i64,
+    pub traffic_used: i64,
 }
