@@ -145,8 +145,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn import_legacy(args: ImportArgs) -> anyhow::Result<()> {
     use fulfillment::app::import_legacy::{ImportOptions, import_legacy};
+    use fulfillment::ports::legacy::LegacySource;
     let config = Config::from_process_env()?;
     let source = fulfillment::legacy::LegacyDb::connect(&args.from, &args.schema).await?;
+    // A missing table or column ends it here, before our database is touched at all.
+    source.check().await?;
     let store = fulfillment::store::connect(&config.db.url, config.db.max_connections).await?;
     let options = ImportOptions::new(args.dry_run, config.engine.ready_timeout);
     let progress = fulfillment::progress::Bar::stderr();

@@ -234,6 +234,19 @@ impl HostingSim {
         id
     }
 
+    /// Makes an added node one still coming up: `creating` for the first half of
+    /// `ready_in`, then `installing`, then `active` (a VPS another service asked for).
+    pub fn set_coming_up(&self, node_id: &str, ready_in: chrono::Duration) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let Some(node) = st.nodes.get_mut(node_id) else {
+            return false;
+        };
+        let now = Utc::now();
+        node.installing_at = now + ready_in / 2;
+        node.ready_at = now + ready_in;
+        true
+    }
+
     pub fn node(&self, node_id: &str) -> Option<SimNode> {
         self.state.lock().unwrap().nodes.get(node_id).cloned()
     }

@@ -155,6 +155,14 @@ impl VpnSim {
         (user, true)
     }
 
+    /// Adds an account made before us (by the Go service), recording no request.
+    pub fn add_user(&self, user: SimVpnUser) {
+        let mut st = self.state.lock().unwrap();
+        st.by_auth
+            .insert(user.auth_user_id.clone(), user.uuid.clone());
+        st.users.insert(user.uuid.clone(), user);
+    }
+
     pub fn user(&self, uuid: &str) -> Option<SimVpnUser> {
         self.state.lock().unwrap().users.get(uuid).cloned()
     }

@@ -422,20 +422,30 @@ impl TestApp {
         timing: NodeTiming,
         tweak: impl FnOnce(&mut Config),
     ) -> TestApp {
+        let mut app = Self::prepare(backend, timing, tweak).await;
+        app.start().await;
+        app
+    }
+
+    /// The database, the simulators and the configuration, with the service not started
+    /// yet (`start` starts it).
+    pub async fn prepare(
+        backend: Backend,
+        timing: NodeTiming,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let db = TestDb::new(backend).await;
         let sims = SimServer::start(timing).await;
         let mut config = test_config(&db.url, &sims.url);
         tweak(&mut config);
-        let mut app = TestApp {
+        TestApp {
             db,
             sims,
             config,
             running: None,
             base: String::new(),
             http: fulfillment::upstream::http_client(Duration::from_secs(30)),
-        };
-        app.start().await;
-        app
+        }
     }
 
     pub async fn start(&mut self) {

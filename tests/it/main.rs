@@ -23,6 +23,8 @@ mod golden_nodes;
 mod hardening;
 mod hosting_flow;
 mod jobs;
+mod legacy_fixture;
+mod legacy_import;
 mod limits;
 mod metrics;
 mod migration;
