@@ -26,9 +26,13 @@
 //! - `scrape`: one `/metrics` scrape with 100,000 resources in the database, and the
 //!   database reads of 50 scrapes a second; baseline: the gauges' statement in pgbench.
 //!
+//! - `import`: `fulfillment import-legacy` over a Go database of 1.4 million rows: rows per
+//!   second and the importer's peak RSS; baseline: PostgreSQL's own `insert … select`.
+//!
 //! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
 
 mod idle;
+mod import;
 mod migrate;
 mod push;
 mod scrape;
@@ -48,7 +52,7 @@ use sqlx::{Connection, Executor, PgConnection};
 #[derive(Parser)]
 struct Args {
     /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `migrate`, `push`,
-    /// `scrape`, `idle` or `all`.
+    /// `scrape`, `idle`, `import` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -1007,6 +1011,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "idle" | "all") {
         idle::idle_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "import" | "all") {
+        import::import_bench(&args, &mut report).await;
     }
     println!("{report}");
     if !args.out.is_empty() {

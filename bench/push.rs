@@ -34,7 +34,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn binary() -> String {
+pub(super) fn binary() -> String {
     let path = "target/release/fulfillment";
     assert!(
         std::path::Path::new(path).exists(),

@@ -21,23 +21,63 @@ const TABLES: &[(&str, &[&str])] = &[
     (
         "hosting_provisions",
         &[
-            "id", "subscription_id", "user_id", "hosting_node_id", "provider", "region",
-            "public_ip", "api_port", "api_key", "vless_port", "ss_port", "public_key",
-            "short_id", "status", "error_message", "plan_tier", "traffic_limit",
-            "traffic_used", "created_at", "updated_at", "ready_at", "deleted_at",
+            "id",
+            "subscription_id",
+            "user_id",
+            "hosting_node_id",
+            "provider",
+            "region",
+            "public_ip",
+            "api_port",
+            "api_key",
+            "vless_port",
+            "ss_port",
+            "public_key",
+            "short_id",
+            "status",
+            "error_message",
+            "plan_tier",
+            "traffic_limit",
+            "traffic_used",
+            "created_at",
+            "updated_at",
+            "ready_at",
+            "deleted_at",
         ],
     ),
     (
         "vpn_provisions",
         &[
-            "id", "user_id", "subscription_id", "channel", "business_type", "service_tier",
-            "otun_uuid", "plan_tier", "status", "traffic_limit", "traffic_used", "expire_at",
-            "email", "device_id", "note", "is_current", "created_at", "updated_at",
+            "id",
+            "user_id",
+            "subscription_id",
+            "channel",
+            "business_type",
+            "service_tier",
+            "otun_uuid",
+            "plan_tier",
+            "status",
+            "traffic_limit",
+            "traffic_used",
+            "expire_at",
+            "email",
+            "device_id",
+            "note",
+            "is_current",
+            "created_at",
+            "updated_at",
         ],
     ),
     (
         "provision_logs",
-        &["id", "provision_id", "action", "status", "message", "created_at"],
+        &[
+            "id",
+            "provision_id",
+            "action",
+            "status",
+            "message",
+            "created_at",
+        ],
     ),
 ];
 
@@ -135,7 +175,10 @@ impl LegacySource for LegacyDb {
         };
         for (table, needed) in TABLES {
             if !has(table, None) {
-                return Err(LegacyError::MissingTable(format!("{}.{table}", self.schema)));
+                return Err(LegacyError::MissingTable(format!(
+                    "{}.{table}",
+                    self.schema
+                )));
             }
             if let Some(column) = needed.iter().find(|c| !has(table, Some(c))) {
                 return Err(LegacyError::MissingColumn {

@@ -64,7 +64,13 @@ impl Bar {
             let tenth = done * 10 / s.total;
             if tenth > s.shown_tenth || last {
                 s.shown_tenth = tenth;
-                let _ = writeln!(err, "{}: {}% ({done}/{})", s.table, done * 100 / s.total, s.total);
+                let _ = writeln!(
+                    err,
+                    "{}: {}% ({done}/{})",
+                    s.table,
+                    done * 100 / s.total,
+                    s.total
+                );
             }
         }
     }

@@ -134,7 +134,8 @@ impl From<Finding> for FindingView {
 
 impl ImportReport {
     fn tell(&mut self, findings: Vec<Finding>) {
-        self.findings.extend(findings.into_iter().map(FindingView::from));
+        self.findings
+            .extend(findings.into_iter().map(FindingView::from));
     }
 
     /// The summary for people.
@@ -142,13 +143,21 @@ impl ImportReport {
         let h = &self.hosting;
         let v = &self.vpn;
         let mut out = String::new();
-        let verb = if self.dry_run { "would import" } else { "imported" };
+        let verb = if self.dry_run {
+            "would import"
+        } else {
+            "imported"
+        };
         out.push_str(if self.dry_run {
             "Dry run: nothing was written. A real run would do this:\n"
         } else {
             "Import finished.\n"
         });
-        let statuses: Vec<String> = h.by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let statuses: Vec<String> = h
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
         out.push_str(&format!(
             "  hosting rows: {} read, {} {verb}{}, {} already imported, {} refused\n",
             h.read,
@@ -169,7 +178,10 @@ impl ImportReport {
         out.push_str(&format!(
             "  history: {} log rows {verb}, {} already imported, {} naming no imported row \
              (skipped)\n  regions: {}\n",
-            self.history.imported, self.history.already_imported, self.history.skipped, self.regions
+            self.history.imported,
+            self.history.already_imported,
+            self.history.skipped,
+            self.regions
         ));
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
         for f in &self.findings {
@@ -230,9 +242,8 @@ pub async fn import_legacy(
 
     progress.begin("vpn_provisions", counts.vpn_rows);
     let rows = source.vpn_rows();
-    let same = |a: &crate::domain::legacy::LegacyVpnRow, b: &crate::domain::legacy::LegacyVpnRow| {
-        a.user_id == b.user_id
-    };
+    let same = |a: &crate::domain::legacy::LegacyVpnRow,
+                b: &crate::domain::legacy::LegacyVpnRow| { a.user_id == b.user_id };
     pass(rows, size, same, &mut session, async |session, batch| {
         let done = session.vpn_users(&batch, now).await?;
         let v = &mut report.vpn;
@@ -251,14 +262,20 @@ pub async fn import_legacy(
 
     progress.begin("provision_logs", counts.logs);
     let rows = source.logs();
-    pass(rows, size * 4, |_, _| false, &mut session, async |session, batch| {
-        let done = session.logs(&batch).await?;
-        report.history.imported += done.imported;
-        report.history.already_imported += done.already_imported;
-        report.history.skipped += done.skipped;
-        progress.advance(batch.len() as u64);
-        Ok(())
-    })
+    pass(
+        rows,
+        size * 4,
+        |_, _| false,
+        &mut session,
+        async |session, batch| {
+            let done = session.logs(&batch).await?;
+            report.history.imported += done.imported;
+            report.history.already_imported += done.already_imported;
+            report.history.skipped += done.skipped;
+            progress.advance(batch.len() as u64);
+            Ok(())
+        },
+    )
     .await?;
     progress.end();
 

@@ -122,7 +122,9 @@ pub enum NodeFate {
     Active,
     /// Still being created (`pending`, `creating`, `running`, `installing`): the engine
     /// carries on from the creation step it reached.
-    Creating { phase: i32 },
+    Creating {
+        phase: i32,
+    },
     /// `stopping`: a deletion the Go service lost; the engine finishes it.
     LostDeletion,
     Failed,
@@ -227,9 +229,10 @@ fn checked_text(value: Option<&str>, field: &str) -> Result<Option<String>, Rule
     }
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) if v.chars().count() > input::MAX_ID => {
-            Err(format!("{field} is longer than {} characters", input::MAX_ID))
-        }
+        Some(v) if v.chars().count() > input::MAX_ID => Err(format!(
+            "{field} is longer than {} characters",
+            input::MAX_ID
+        )),
         Some(v) => Ok(Some(v.to_owned())),
     }
 }
@@ -306,7 +309,9 @@ pub fn plan_node(
                 FindingKind::UnknownStatus,
                 format!("status {status:?} is not one the Go service defined: imported as failed"),
             ));
-            Some(format!("the Go service left this node in status {status:?}"))
+            Some(format!(
+                "the Go service left this node in status {status:?}"
+            ))
         }
         _ => None,
     };
@@ -335,9 +340,12 @@ pub fn plan_node(
         ),
         // The Go service may have made a VPS it never recorded: look for it.
         NodeFate::LostDeletion => (2, true, None, false),
-        NodeFate::Failed | NodeFate::Deleted | NodeFate::Unknown(_) => {
-            (if node_id.is_some() { 2 } else { 1 }, clean_up, None, !clean_up)
-        }
+        NodeFate::Failed | NodeFate::Deleted | NodeFate::Unknown(_) => (
+            if node_id.is_some() { 2 } else { 1 },
+            clean_up,
+            None,
+            !clean_up,
+        ),
     };
     let ready_at = match fate {
         NodeFate::Active => Some(row.ready_at.unwrap_or(row.updated_at)),
@@ -563,10 +571,15 @@ fn entitlement(row: &LegacyVpnRow, now: DateTime<Utc>) -> Result<EntitlementPlan
     let plan = checked_plan(row.plan_tier.as_deref())?;
     let business_type = row.business_type.trim();
     if !BUSINESS_TYPES.contains(&business_type) {
-        return Err(format!("business_type {business_type:?} is not one we know"));
+        return Err(format!(
+            "business_type {business_type:?} is not one we know"
+        ));
     }
     if !VPN_STATUSES.contains(&row.status.as_str()) {
-        return Err(format!("status {:?} is not one the Go service defined", row.status));
+        return Err(format!(
+            "status {:?} is not one the Go service defined",
+            row.status
+        ));
     }
     let email = input::email(row.email.as_deref()).map_err(|e| rule("email", e))?;
     let channel = checked_text(row.channel.as_deref(), "channel")?
@@ -689,12 +702,10 @@ fn vpn_resource(
 ) -> VpnResourcePlan {
     let shown = &accepted[current.unwrap_or(accepted.len() - 1)].0;
     // The account: the shown row's, else the newest one any row names.
-    let account = shown.otun_uuid.clone().or_else(|| {
-        accepted
-            .iter()
-            .rev()
-            .find_map(|(e, _)| e.otun_uuid.clone())
-    });
+    let account = shown
+        .otun_uuid
+        .clone()
+        .or_else(|| accepted.iter().rev().find_map(|(e, _)| e.otun_uuid.clone()));
     let user_id = accepted[0].1.user_id.clone();
     let (status, desired, due, adopt) = match (current, &account) {
         // Taken as it is at the VPN manager: nothing is pushed because of the import.

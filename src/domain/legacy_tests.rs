@@ -88,7 +88,11 @@ fn every_go_status_has_its_fate() {
     ];
     for (legacy, status, desired) in cases {
         let fate = NodeFate::of(legacy, None);
-        assert_eq!((fate.status(), fate.desired()), (status, desired), "{legacy}");
+        assert_eq!(
+            (fate.status(), fate.desired()),
+            (status, desired),
+            "{legacy}"
+        );
     }
     // deleted_at wins over whatever the status says.
     assert_eq!(NodeFate::of("active", Some(now())), NodeFate::Deleted);
@@ -137,13 +141,19 @@ fn an_unfinished_creation_gets_its_deadline_from_the_import() {
     assert_eq!(plan.status, Status::Creating);
     assert!(plan.due);
     assert_eq!(plan.phase, 2);
-    assert_eq!(plan.deadline_at, Some(now() + chrono::Duration::seconds(600)));
+    assert_eq!(
+        plan.deadline_at,
+        Some(now() + chrono::Duration::seconds(600))
+    );
 }
 
 #[test]
 fn a_lost_deletion_is_finished() {
     let (plan, findings) = plan_node(&node(1, "stopping"), now(), TIMEOUT).unwrap();
-    assert_eq!((plan.status, plan.desired), (Status::Deleting, Desired::Deleted));
+    assert_eq!(
+        (plan.status, plan.desired),
+        (Status::Deleting, Desired::Deleted)
+    );
     assert!(plan.due && !plan.upstream_released);
     assert_eq!(kinds(&findings), [FindingKind::LostDeletion]);
 }
@@ -210,12 +220,22 @@ fn rows_breaking_our_rules_are_refused_by_rule() {
 
 #[test]
 fn duplicate_live_rows_are_kept_in_slots_by_age_and_flagged() {
-    let rows = [node(1, "active"), node(2, "deleted"), node(3, "creating"), node(4, "failed")];
+    let rows = [
+        node(1, "active"),
+        node(2, "deleted"),
+        node(3, "creating"),
+        node(4, "failed"),
+    ];
     let plan = plan_subscription(&rows, &HashSet::new(), &[], now(), TIMEOUT);
     let slots: Vec<(Uuid, Option<i32>)> = plan.nodes.iter().map(|n| (n.id, n.slot)).collect();
     assert_eq!(
         slots,
-        [(id(1), Some(1)), (id(2), None), (id(3), Some(2)), (id(4), Some(3))]
+        [
+            (id(1), Some(1)),
+            (id(2), None),
+            (id(3), Some(2)),
+            (id(4), Some(3))
+        ]
     );
     let dup = plan
         .findings
@@ -291,7 +311,13 @@ fn the_newest_current_active_row_is_current_and_names_the_resource() {
 #[test]
 fn a_user_with_nothing_current_gets_history_only() {
     let rows = [vpn(1, "subscription", "disabled", false)];
-    let plan = plan_vpn_user(&rows, &HashSet::new(), false, &mut TrialsTaken::default(), now());
+    let plan = plan_vpn_user(
+        &rows,
+        &HashSet::new(),
+        false,
+        &mut TrialsTaken::default(),
+        now(),
+    );
     let r = plan.resource.unwrap();
     assert_eq!((r.status, r.desired), (Status::Deleted, Desired::Deleted));
     assert!(!r.adopt_upstream_terms);
@@ -302,7 +328,13 @@ fn a_user_with_nothing_current_gets_history_only() {
 fn a_current_row_without_an_account_is_created_by_the_engine() {
     let mut row = vpn(1, "subscription", "active", true);
     row.otun_uuid = None;
-    let plan = plan_vpn_user(&[row], &HashSet::new(), false, &mut TrialsTaken::default(), now());
+    let plan = plan_vpn_user(
+        &[row],
+        &HashSet::new(),
+        false,
+        &mut TrialsTaken::default(),
+        now(),
+    );
     let r = plan.resource.unwrap();
     assert_eq!(r.status, Status::Pending);
     assert!(r.due && !r.adopt_upstream_terms);
@@ -318,7 +350,13 @@ fn vpn_rows_take_their_plans_defaults_and_blank_means_absent() {
     row.expire_at = None;
     row.service_tier = String::new();
     row.plan_tier = Some("basic".into());
-    let plan = plan_vpn_user(&[row.clone()], &HashSet::new(), false, &mut TrialsTaken::default(), now());
+    let plan = plan_vpn_user(
+        &[row.clone()],
+        &HashSet::new(),
+        false,
+        &mut TrialsTaken::default(),
+        now(),
+    );
     let e = &plan.entitlements[0];
     assert_eq!(e.channel, "gift");
     assert_eq!(e.subscription_id, None);
@@ -385,7 +423,10 @@ fn vpn_rows_breaking_our_rules_are_refused_one_by_one() {
 
 #[test]
 fn rows_added_for_a_user_imported_before_become_history() {
-    let rows = [vpn(1, "subscription", "active", true), vpn(2, "gift", "active", true)];
+    let rows = [
+        vpn(1, "subscription", "active", true),
+        vpn(2, "gift", "active", true),
+    ];
     let imported: HashSet<Uuid> = [id(1)].into();
     let plan = plan_vpn_user(&rows, &imported, true, &mut TrialsTaken::default(), now());
     assert_eq!(plan.already_imported, 1);

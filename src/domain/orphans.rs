@@ -212,16 +212,31 @@ mod tests {
     #[test]
     fn a_vps_an_imported_failed_or_deleted_row_names_is_leaked_unless_someone_wants_it() {
         let deleted = claim(Status::Deleted, Some("n-1"), true, true);
-        assert_eq!(leaked("n-1", std::slice::from_ref(&deleted)), Some(deleted.resource.id));
+        assert_eq!(
+            leaked("n-1", std::slice::from_ref(&deleted)),
+            Some(deleted.resource.id)
+        );
         let failed = claim(Status::Failed, Some("n-1"), true, true);
-        assert_eq!(leaked("n-1", std::slice::from_ref(&failed)), Some(failed.resource.id));
+        assert_eq!(
+            leaked("n-1", std::slice::from_ref(&failed)),
+            Some(failed.resource.id)
+        );
         // Our own rows are judged by their correlation id, never by node id alone.
-        assert_eq!(leaked("n-1", &[claim(Status::Deleted, Some("n-1"), true, false)]), None);
+        assert_eq!(
+            leaked("n-1", &[claim(Status::Deleted, Some("n-1"), true, false)]),
+            None
+        );
         assert_eq!(leaked("n-1", &[]), None);
         // A failed row whose cleanup is still to come (the engine deletes it).
-        assert_eq!(leaked("n-1", &[claim(Status::Failed, Some("n-1"), false, true)]), None);
+        assert_eq!(
+            leaked("n-1", &[claim(Status::Failed, Some("n-1"), false, true)]),
+            None
+        );
         // An imported active row's VPS serves.
-        assert_eq!(leaked("n-1", &[claim(Status::Active, Some("n-1"), false, true)]), None);
+        assert_eq!(
+            leaked("n-1", &[claim(Status::Active, Some("n-1"), false, true)]),
+            None
+        );
         // Another resource that holds the same VPS wins.
         for status in [Status::Active, Status::Creating, Status::Deleting] {
             let live = claim(status, Some("n-1"), false, false);

@@ -93,7 +93,8 @@ impl ImportSession for Session {
         now: DateTime<Utc>,
         ready_timeout: Duration,
     ) -> StoreResult<ImportedNodes> {
-        in_batch!(self, |tx| import_nodes(tx, rows, now, ready_timeout).await?)
+        in_batch!(self, |tx| import_nodes(tx, rows, now, ready_timeout)
+            .await?)
     }
 
     async fn vpn_users(
@@ -302,7 +303,10 @@ async fn insert_nodes(tx: &mut Tx, nodes: &[NodePlan], now: DateTime<Utc>) -> St
 
 /// The users among `users` who already have a VPN user resource here: a live one (ours or
 /// imported), else one an earlier run imported.
-async fn vpn_resources_of(tx: &mut Tx, users: &HashSet<&str>) -> StoreResult<HashMap<String, Uuid>> {
+async fn vpn_resources_of(
+    tx: &mut Tx,
+    users: &HashSet<&str>,
+) -> StoreResult<HashMap<String, Uuid>> {
     let mut q = tx.sql("");
     q.push(
         "select r.user_id, r.id from resources r where r.resource_type = 'vpn_user' \
@@ -322,7 +326,10 @@ async fn vpn_resources_of(tx: &mut Tx, users: &HashSet<&str>) -> StoreResult<Has
 
 /// The trials already granted to these users, devices or emails.
 async fn trials_taken(tx: &mut Tx, rows: &[LegacyVpnRow]) -> StoreResult<TrialsTaken> {
-    let trials: Vec<&LegacyVpnRow> = rows.iter().filter(|r| r.business_type.trim() == "trial").collect();
+    let trials: Vec<&LegacyVpnRow> = rows
+        .iter()
+        .filter(|r| r.business_type.trim() == "trial")
+        .collect();
     let mut taken = TrialsTaken::default();
     if trials.is_empty() {
         return Ok(taken);
@@ -478,7 +485,8 @@ async fn insert_vpn_resources(
         q.push_bind(r.subscription_id.clone()).push(", ");
         q.push_bind(user.clone()).push(", ");
         q.push_bind(r.email.clone()).push(", ");
-        q.push_bind(format!("legacy|{}", r.id)).push(", 'otun', '', ");
+        q.push_bind(format!("legacy|{}", r.id))
+            .push(", 'otun', '', ");
         q.push_bind(r.plan_tier.clone()).push(", ");
         q.push_bind(r.status.as_str()).push(", ");
         q.push_bind(r.desired.as_str()).push(", 0, 1, ");

@@ -12,8 +12,8 @@ use crate::domain::entitlement::Entitlement;
 use crate::domain::vpn_order::{VpnAdjustment, VpnOrder, adjust};
 use crate::domain::{DeleteReason, EventKind, Resource, callback};
 use crate::ports::store::{
-    AdoptedTerms, EntitlementFilter, NewEvent, Resources, StoreError, StoreResult, VpnOrderOutcome, VpnRecord,
-    VpnUsers,
+    AdoptedTerms, EntitlementFilter, NewEvent, Resources, StoreError, StoreResult, VpnOrderOutcome,
+    VpnRecord, VpnUsers,
 };
 
 #[async_trait]
@@ -390,11 +390,13 @@ impl VpnUsers for SqlStore {
             .await?;
             let message = format!(
                 "terms taken from the VPN manager: expires {}, limit {} bytes, used {}",
-                t.expire_at.map_or_else(|| "never".to_owned(), |e| e.to_rfc3339()),
+                t.expire_at
+                    .map_or_else(|| "never".to_owned(), |e| e.to_rfc3339()),
                 t.traffic_limit,
                 t.traffic_used
             );
-            let event = NewEvent::new(EventKind::VpnUserUpdated, "traffic_sync").with_message(message);
+            let event =
+                NewEvent::new(EventKind::VpnUserUpdated, "traffic_sync").with_message(message);
             insert_event(&mut tx, *id, &event, now).await?;
         }
         tx.commit().await

@@ -70,7 +70,12 @@ impl GoDb {
     /// A digest of every row of every table: the import must leave it as it was.
     pub async fn digest(&self) -> String {
         let mut all = String::new();
-        for table in ["regions", "hosting_provisions", "vpn_provisions", "provision_logs"] {
+        for table in [
+            "regions",
+            "hosting_provisions",
+            "vpn_provisions",
+            "provision_logs",
+        ] {
             let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "select t::text from fulfillment.{table} t order by t::text"
             )))
@@ -165,7 +170,14 @@ impl GoDb {
         v.id
     }
 
-    pub async fn log(&self, provision_id: Uuid, kind: &str, action: &str, message: &str, at: DateTime<Utc>) -> Uuid {
+    pub async fn log(
+        &self,
+        provision_id: Uuid,
+        kind: &str,
+        action: &str,
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Uuid {
         let id = Uuid::new_v4();
         sqlx::query(
             "insert into fulfillment.provision_logs (id, provision_id, provision_type, action, \
@@ -194,7 +206,9 @@ impl Drop for GoDb {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
                     let _ = sqlx::Executor::execute(
                         &mut conn,
                         sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")),
@@ -403,7 +417,13 @@ pub fn findings_of(report: &Value, id: Uuid) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["ids"].as_array().unwrap().iter().any(|i| i == id.as_str()))
+        .filter(|f| {
+            f["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i == id.as_str())
+        })
         .map(|f| f["kind"].as_str().unwrap().to_owned())
         .collect()
 }

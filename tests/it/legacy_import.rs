@@ -33,8 +33,16 @@ fn go_vps(app: &TestApp, user: &str, subscription: &str) -> String {
 
 fn nothing_asked_upstream(app: &TestApp) {
     let sim = &app.sims.sim;
-    assert!(sim.hosting.creates().is_empty(), "{:?}", sim.hosting.creates());
-    assert!(sim.hosting.deletes().is_empty(), "{:?}", sim.hosting.deletes());
+    assert!(
+        sim.hosting.creates().is_empty(),
+        "{:?}",
+        sim.hosting.creates()
+    );
+    assert!(
+        sim.hosting.deletes().is_empty(),
+        "{:?}",
+        sim.hosting.deletes()
+    );
     assert!(sim.vpn.creates().is_empty(), "{:?}", sim.vpn.creates());
     assert!(sim.vpn.updates().is_empty(), "{:?}", sim.vpn.updates());
     assert!(sim.vpn.deletes().is_empty(), "{:?}", sim.vpn.deletes());
@@ -43,7 +51,11 @@ fn nothing_asked_upstream(app: &TestApp) {
 
 async fn events(app: &TestApp, id: Uuid) -> Vec<Value> {
     let (status, body) = app
-        .internal(Method::GET, &format!("/api/internal/resources/{id}/events"), None)
+        .internal(
+            Method::GET,
+            &format!("/api/internal/resources/{id}/events"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body["events"].as_array().unwrap().clone()
@@ -109,15 +121,42 @@ async fn mixed(app: &TestApp, go: &GoDb) -> Vec<Uuid> {
         go.node(&GoNode::active("u-m", "sub-m", &a)).await,
         go.node(&GoNode::bare("u-s", "sub-s", "stopping", &b)).await,
         go.node(&GoNode::bare("u-p", "sub-p", "pending", "")).await,
-        go.node(&GoNode { needs_cleanup: true, ..GoNode::bare("u-f", "sub-f", "failed", "gone-1") }).await,
-        go.node(&GoNode { deleted_at: Some(days_ago(3)), ..GoNode::bare("u-d", "sub-d", "deleted", "gone-2") }).await,
-        go.node(&GoNode { plan_tier: "gold".into(), ..GoNode::bare("u-r", "sub-r", "active", "r-1") }).await,
+        go.node(&GoNode {
+            needs_cleanup: true,
+            ..GoNode::bare("u-f", "sub-f", "failed", "gone-1")
+        })
+        .await,
+        go.node(&GoNode {
+            deleted_at: Some(days_ago(3)),
+            ..GoNode::bare("u-d", "sub-d", "deleted", "gone-2")
+        })
+        .await,
+        go.node(&GoNode {
+            plan_tier: "gold".into(),
+            ..GoNode::bare("u-r", "sub-r", "active", "r-1")
+        })
+        .await,
     ];
     rows.push(go.vpn(&GoVpn::paid("v-1", "vsub-1", "acc-1")).await);
-    rows.push(go.vpn(&GoVpn { is_current: false, status: "converted".into(), created_at: days_ago(60),
-        ..GoVpn::paid("v-1", "vsub-0", "acc-1") }).await);
-    go.log(rows[0], "hosting", "create", "node requested", days_ago(41)).await;
-    go.log(Uuid::new_v4(), "hosting", "delete", "a row long gone", days_ago(90)).await;
+    rows.push(
+        go.vpn(&GoVpn {
+            is_current: false,
+            status: "converted".into(),
+            created_at: days_ago(60),
+            ..GoVpn::paid("v-1", "vsub-0", "acc-1")
+        })
+        .await,
+    );
+    go.log(rows[0], "hosting", "create", "node requested", days_ago(41))
+        .await;
+    go.log(
+        Uuid::new_v4(),
+        "hosting",
+        "delete",
+        "a row long gone",
+        days_ago(90),
+    )
+    .await;
     rows
 }
 
@@ -478,10 +517,22 @@ async fn large(go: &GoDb, hosting: i64, users: i64) {
 }
 
 /// Waits until `count` reaches `at_least`, then kills the child.
-async fn kill_when(child: &mut std::process::Child, db: &TestDb, table: &str, filter: &str, at_least: i64) {
-    let reached = wait_until(Duration::from_secs(60), || async { db.count(table, filter).await >= at_least }).await;
+async fn kill_when(
+    child: &mut std::process::Child,
+    db: &TestDb,
+    table: &str,
+    filter: &str,
+    at_least: i64,
+) {
+    let reached = wait_until(Duration::from_secs(60), || async {
+        db.count(table, filter).await >= at_least
+    })
+    .await;
     assert!(reached, "the import reached {at_least} rows of {table}");
-    assert!(child.try_wait().unwrap().is_none(), "killed mid-way, not after it finished");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "killed mid-way, not after it finished"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

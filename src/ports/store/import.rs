@@ -62,8 +62,11 @@ pub trait ImportSession: Send {
         ready_timeout: Duration,
     ) -> StoreResult<ImportedNodes>;
     /// VPN rows, whole users only.
-    async fn vpn_users(&mut self, rows: &[LegacyVpnRow], now: DateTime<Utc>)
-    -> StoreResult<ImportedVpn>;
+    async fn vpn_users(
+        &mut self,
+        rows: &[LegacyVpnRow],
+        now: DateTime<Utc>,
+    ) -> StoreResult<ImportedVpn>;
     /// Log rows, as history of the resources their rows became.
     async fn logs(&mut self, rows: &[LegacyLog]) -> StoreResult<ImportedLogs>;
     /// Ends the import (a dry run rolls everything back here).

@@ -31,7 +31,9 @@ pub use nodes::{HostingOrder, LatestOrder, Nodes, NodesOf, OrderRecorded, OverLi
 pub use outbox::{CallbackRecord, Outbox, OutboxMessage, StuckCallback};
 pub use resources::{Inserted, NewEvent, NewResource, NodeCredentials, NodeStats, Resources};
 pub use snapshots::{Region, Snapshots, StoredSnapshot};
-pub use vpn::{AdoptedTerms, EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers};
+pub use vpn::{
+    AdoptedTerms, EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers,
+};
 pub use wakeups::{Changed, Observer, Signal, Wakeups};
 pub use work::{Attempts, Change, Guard, Work};
 

@@ -116,8 +116,11 @@ pub trait VpnUsers: Send + Sync {
     /// Takes the terms the VPN manager holds for imported accounts as ours (expiry, limit
     /// and usage, on the resource and its current entitlement), once: the Go service's own
     /// copy was often stale.
-    async fn adopt_vpn_terms(&self, terms: &[(Uuid, AdoptedTerms)], now: DateTime<Utc>)
-    -> StoreResult<()>;
+    async fn adopt_vpn_terms(
+        &self,
+        terms: &[(Uuid, AdoptedTerms)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
 }
 
 /// What the VPN manager holds for an account.
