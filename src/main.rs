@@ -54,7 +54,7 @@ struct ImportArgs {
     #[arg(long)]
     from: String,
     /// The schema its tables are in.
-    #[arg(long, default_value = "fulfillment")]
+    #[arg(long, default_value = "fulfillment", value_parser = plain_identifier)]
     schema: String,
     /// Change nothing; report what a real run would do.
     #[arg(long)]
@@ -143,10 +143,26 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// A schema name put into SQL as it is: letters, digits and `_` only.
+fn plain_identifier(s: &str) -> Result<String, String> {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plain
+        .then(|| s.to_owned())
+        .ok_or_else(|| "a schema name of letters, digits and _".to_owned())
+}
+
 async fn import_legacy(args: ImportArgs) -> anyhow::Result<()> {
     use fulfillment::app::import_legacy::{ImportOptions, import_legacy};
     use fulfillment::ports::legacy::LegacySource;
     let config = Config::from_process_env()?;
+    if config.demo {
+        // Nothing configured would import into the demo's SQLite file: never what is meant.
+        eprintln!(
+            "error: DB_URL (and the service's secrets) must be set: the import writes the \
+             database this service will run on"
+        );
+        std::process::exit(2);
+    }
     let source = fulfillment::legacy::LegacyDb::connect(&args.from, &args.schema).await?;
     // A missing table or column ends it here, before our database is touched at all.
     source.check().await?;

@@ -198,7 +198,8 @@ fn a_failed_row_keeps_its_message_and_an_unknown_status_is_named() {
 
 #[test]
 fn rows_breaking_our_rules_are_refused_by_rule() {
-    let cases: [(&str, fn(&mut LegacyNode)); 6] = [
+    type Breaks = fn(&mut LegacyNode);
+    let cases: [(&str, Breaks); 6] = [
         ("subscription_id is required", |r| r.subscription_id.clear()),
         ("user_id contains control characters", |r| {
             r.user_id = "a\u{0}b".into()

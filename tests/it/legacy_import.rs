@@ -587,3 +587,47 @@ on_both! {
         assert_eq!((again["hosting"]["imported"].as_i64(), again["vpn"]["entitlements"].as_i64(), again["history"]["imported"].as_i64()), (Some(0), Some(0), Some(0)));
     }
 }
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_touch_nothing() {
+    let go = GoDb::new().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fulfillment"));
+        cmd.arg("import-legacy").args(args).env_clear().envs(env);
+        let dir = std::env::temp_dir().join(format!("ft-import-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        cmd.current_dir(&dir);
+        (cmd.output().unwrap(), dir)
+    };
+    let env = crate::legacy_fixture::import_env(&db.url);
+    let from = |extra: &[&str]| {
+        let mut a = vec!["--from".to_owned(), go.url.clone()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    for (args, env, says) in [
+        (vec![], env.clone(), "--from"),
+        (
+            from(&["--schema", "x; drop table y"]),
+            env.clone(),
+            "schema",
+        ),
+        (from(&["--dry-rub"]), env.clone(), "--dry-rub"),
+        // Nothing configured: the import would land in the demo's SQLite file.
+        (from(&[]), vec![], "DB_URL"),
+    ] {
+        let (out, dir) = run(args.clone(), env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "no demo file made"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    assert!(!std::path::Path::new(db.url.trim_start_matches("sqlite://")).exists());
+}
