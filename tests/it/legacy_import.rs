@@ -246,11 +246,23 @@ on_both! {
         let found = go.node(&GoNode::bare("u-i", "sub-i", "installing", "")).await;
         // Nothing made at all.
         let nothing = go.node(&GoNode::bare("u-p", "sub-p", "pending", "")).await;
+        // A VPS whose agent (installed by the Go service) reports ready itself.
+        let slow = go_vps(&app, "u-r", "sub-r");
+        app.sims.sim.hosting.set_coming_up(&slow, chrono::Duration::minutes(10));
+        let reporting = go.node(&GoNode::bare("u-r", "sub-r", "installing", &slow)).await;
         let report = import_ok(&app.db.url, &go, &[]).await;
-        for id in [named, found, nothing] {
+        for id in [named, found, nothing, reporting] {
             assert_eq!(findings_of(&report, id), ["unfinished_creation"]);
         }
         app.start().await;
+        // The agent knows its row's id as the Go service gave it, and the shared secret.
+        let ready = json!({"resource_id": reporting.to_string(), "public_ip": "192.0.2.44",
+            "api_key": "agent-44", "vless_port": 443, "ss_port": 8388, "public_key": "pk44", "short_id": "s44"});
+        let (status, body) = app.internal(Method::POST, "/api/callback/node/ready", Some(ready)).await;
+        assert_eq!(status, 200, "{body}");
+        let r = app.wait_status(&reporting.to_string(), "active").await;
+        assert_eq!((r["public_ip"].as_str(), r["api_key"].as_str()), (Some("192.0.2.44"), Some("agent-44")));
+        assert_eq!(app.wait_callbacks("sub-r", 1).await[0].status.as_str(), "active");
         for (id, sub) in [(named, "sub-c"), (found, "sub-i"), (nothing, "sub-p")] {
             let r = app.wait_status(&id.to_string(), "active").await;
             let callbacks = app.wait_callbacks(sub, 1).await;
