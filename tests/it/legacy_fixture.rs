@@ -109,13 +109,14 @@ impl GoDb {
              channel, hosting_node_id, provider, region, public_ip, api_port, api_key, \
              vless_port, ss_port, public_key, short_id, status, error_message, plan_tier, \
              traffic_limit, traffic_used, needs_cleanup, created_at, updated_at, ready_at, \
-             deleted_at) values ($1::uuid, $2, $3, 'apple', $4, 'lightsail', $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, $20, $21)",
+             deleted_at) values ($1::uuid, $2, $3, 'apple', $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
         )
         .bind(n.id.to_string())
         .bind(&n.subscription_id)
         .bind(&n.user_id)
-        .bind(&n.node_id)
+        .bind(&n.hosting_node_id)
+        .bind(&n.provider)
         .bind(&n.region)
         .bind(&n.public_ip)
         .bind(n.api_port)
@@ -131,6 +132,7 @@ impl GoDb {
         .bind(n.traffic_used)
         .bind(n.needs_cleanup)
         .bind(n.created_at)
+        .bind(n.updated_at)
         .bind(n.ready_at)
         .bind(n.deleted_at)
         .execute(&self.pool)
@@ -145,7 +147,7 @@ impl GoDb {
              business_type, service_tier, otun_uuid, plan_tier, status, traffic_limit, \
              traffic_used, expire_at, email, device_id, granted_by, note, is_current, \
              created_at, updated_at) values ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, null, $15, $16, $17, $17)",
+             $12, $13, $14, null, $15, $16, $17, $18)",
         )
         .bind(v.id.to_string())
         .bind(&v.user_id)
@@ -164,6 +166,7 @@ impl GoDb {
         .bind(&v.note)
         .bind(v.is_current)
         .bind(v.created_at)
+        .bind(v.updated_at)
         .execute(&self.pool)
         .await
         .unwrap();
@@ -225,136 +228,91 @@ pub fn days_ago(n: i64) -> DateTime<Utc> {
     Utc::now() - chrono::Duration::days(n)
 }
 
-/// A `hosting_provisions` row.
-#[derive(Debug, Clone)]
-pub struct GoNode {
-    pub id: Uuid,
-    pub subscription_id: String,
-    pub user_id: String,
-    pub node_id: Option<String>,
-    pub region: String,
-    pub public_ip: Option<String>,
-    pub api_port: Option<i32>,
-    pub api_key: Option<String>,
-    pub vless_port: Option<i32>,
-    pub ss_port: Option<i32>,
-    pub public_key: Option<String>,
-    pub short_id: Option<String>,
-    pub status: String,
-    pub error_message: Option<String>,
-    pub plan_tier: String,
-    pub traffic_limit: Option<i64>,
-    pub traffic_used: Option<i64>,
-    pub needs_cleanup: bool,
-    pub created_at: DateTime<Utc>,
-    pub ready_at: Option<DateTime<Utc>>,
-    pub deleted_at: Option<DateTime<Utc>>,
-}
-
-impl GoNode {
-    /// An active node as the Go service recorded it, serving from `node_id`.
-    pub fn active(user: &str, subscription: &str, node_id: &str) -> GoNode {
-        GoNode {
-            id: Uuid::new_v4(),
-            subscription_id: subscription.into(),
-            user_id: user.into(),
-            node_id: Some(node_id.into()),
-            region: "ap-northeast-1".into(),
-            public_ip: Some("198.51.100.7".into()),
-            api_port: Some(8080),
-            api_key: Some(format!("agent-key-{node_id}")),
-            vless_port: Some(443),
-            ss_port: Some(8388),
-            public_key: Some("go-public-key".into()),
-            short_id: Some("go-sid".into()),
-            status: "active".into(),
-            error_message: None,
-            plan_tier: "premium".into(),
-            traffic_limit: None,
-            traffic_used: Some(0),
-            needs_cleanup: false,
-            created_at: days_ago(40),
-            ready_at: Some(days_ago(40)),
-            deleted_at: None,
-        }
-    }
-
-    /// A row in `status` that got no further than the Go service's placeholders.
-    pub fn bare(user: &str, subscription: &str, status: &str, node_id: &str) -> GoNode {
-        GoNode {
-            node_id: Some(node_id.into()),
-            public_ip: None,
-            api_port: None,
-            api_key: None,
-            vless_port: None,
-            ss_port: None,
-            public_key: None,
-            short_id: None,
-            status: status.into(),
-            ready_at: None,
-            traffic_used: None,
-            ..GoNode::active(user, subscription, node_id)
-        }
-    }
-}
-
+/// A `hosting_provisions` row, as the import reads one.
+pub use fulfillment::domain::legacy::LegacyNode as GoNode;
 /// A `vpn_provisions` row.
-#[derive(Debug, Clone)]
-pub struct GoVpn {
-    pub id: Uuid,
-    pub user_id: String,
-    pub subscription_id: Option<String>,
-    pub channel: Option<String>,
-    pub business_type: String,
-    pub service_tier: String,
-    pub otun_uuid: Option<String>,
-    pub plan_tier: Option<String>,
-    pub status: String,
-    pub traffic_limit: Option<i64>,
-    pub traffic_used: Option<i64>,
-    pub expire_at: Option<DateTime<Utc>>,
-    pub email: Option<String>,
-    pub device_id: Option<String>,
-    pub note: Option<String>,
-    pub is_current: bool,
-    pub created_at: DateTime<Utc>,
+pub use fulfillment::domain::legacy::LegacyVpnRow as GoVpn;
+
+/// An active node as the Go service recorded it, serving from `node_id`.
+pub fn active(user: &str, subscription: &str, node_id: &str) -> GoNode {
+    GoNode {
+        id: Uuid::new_v4(),
+        subscription_id: subscription.into(),
+        user_id: user.into(),
+        hosting_node_id: Some(node_id.into()),
+        provider: "lightsail".into(),
+        region: "ap-northeast-1".into(),
+        public_ip: Some("198.51.100.7".into()),
+        api_port: Some(8080),
+        api_key: Some(format!("agent-key-{node_id}")),
+        vless_port: Some(443),
+        ss_port: Some(8388),
+        public_key: Some("go-public-key".into()),
+        short_id: Some("go-sid".into()),
+        status: "active".into(),
+        error_message: None,
+        plan_tier: "premium".into(),
+        traffic_limit: None,
+        traffic_used: Some(0),
+        needs_cleanup: false,
+        created_at: days_ago(40),
+        updated_at: days_ago(40),
+        ready_at: Some(days_ago(40)),
+        deleted_at: None,
+    }
 }
 
-impl GoVpn {
-    /// A paid, current VPN row.
-    pub fn paid(user: &str, subscription: &str, account: &str) -> GoVpn {
-        GoVpn {
-            id: Uuid::new_v4(),
-            user_id: user.into(),
-            subscription_id: Some(subscription.into()),
-            channel: Some("apple".into()),
-            business_type: "subscription".into(),
-            service_tier: "premium".into(),
-            otun_uuid: Some(account.into()),
-            plan_tier: Some("premium".into()),
-            status: "active".into(),
-            traffic_limit: Some(500 * (1 << 30)),
-            traffic_used: Some(0),
-            expire_at: Some(days_ago(-5)),
-            email: Some(format!("{user}@example.com")),
-            device_id: None,
-            note: None,
-            is_current: true,
-            created_at: days_ago(20),
-        }
+/// A row in `status` that got no further than the Go service's placeholders.
+pub fn bare(user: &str, subscription: &str, status: &str, node_id: &str) -> GoNode {
+    GoNode {
+        public_ip: None,
+        api_port: None,
+        api_key: None,
+        vless_port: None,
+        ss_port: None,
+        public_key: None,
+        short_id: None,
+        status: status.into(),
+        ready_at: None,
+        traffic_used: None,
+        ..active(user, subscription, node_id)
     }
+}
 
-    /// A trial on `device`.
-    pub fn trial(user: &str, device: &str, account: &str) -> GoVpn {
-        GoVpn {
-            subscription_id: None,
-            channel: Some("trial".into()),
-            business_type: "trial".into(),
-            service_tier: "standard".into(),
-            plan_tier: Some("basic".into()),
-            device_id: Some(device.into()),
-            ..GoVpn::paid(user, "", account)
-        }
+/// A paid, current VPN row.
+pub fn paid(user: &str, subscription: &str, account: &str) -> GoVpn {
+    GoVpn {
+        id: Uuid::new_v4(),
+        user_id: user.into(),
+        subscription_id: Some(subscription.into()),
+        channel: Some("apple".into()),
+        business_type: "subscription".into(),
+        service_tier: "premium".into(),
+        otun_uuid: Some(account.into()),
+        plan_tier: Some("premium".into()),
+        status: "active".into(),
+        traffic_limit: Some(500 * (1 << 30)),
+        traffic_used: Some(0),
+        expire_at: Some(days_ago(-5)),
+        email: Some(format!("{user}@example.com")),
+        device_id: None,
+        note: None,
+        is_current: true,
+        created_at: Some(days_ago(20)),
+        updated_at: Some(days_ago(20)),
+    }
+}
+
+/// A trial on `device`.
+pub fn trial(user: &str, device: &str, account: &str) -> GoVpn {
+    GoVpn {
+        subscription_id: None,
+        channel: Some("trial".into()),
+        business_type: "trial".into(),
+        service_tier: "standard".into(),
+        plan_tier: Some("basic".into()),
+        device_id: Some(device.into()),
+        ..paid(user, "", account)
     }
 }
 

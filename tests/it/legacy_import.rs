@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{Backend, TestApp, TestDb, wait_until};
-use crate::legacy_fixture::{GoDb, GoNode, GoVpn, days_ago, findings_of, import, import_ok};
+use crate::legacy_fixture::{
+    GoDb, GoNode, GoVpn, active, bare, days_ago, findings_of, import, import_ok, paid, trial,
+};
 use crate::on_both;
 
 /// The service's configuration for these tests: the sweep runs every second, and judges
@@ -67,7 +69,7 @@ on_both! {
         let go = GoDb::new().await;
         go.region("sa-east-1", "South America (São Paulo)", Some(true)).await;
         let vps = go_vps(&app, "u-1", "sub-1");
-        let row = GoNode::active("u-1", "sub-1", &vps);
+        let row = active("u-1", "sub-1", &vps);
         let id = go.node(&row).await;
         let before = go.digest().await;
 
@@ -118,32 +120,32 @@ async fn mixed(app: &TestApp, go: &GoDb) -> Vec<Uuid> {
     let a = go_vps(app, "u-m", "sub-m");
     let b = go_vps(app, "u-s", "sub-s");
     let mut rows = vec![
-        go.node(&GoNode::active("u-m", "sub-m", &a)).await,
-        go.node(&GoNode::bare("u-s", "sub-s", "stopping", &b)).await,
-        go.node(&GoNode::bare("u-p", "sub-p", "pending", "")).await,
+        go.node(&active("u-m", "sub-m", &a)).await,
+        go.node(&bare("u-s", "sub-s", "stopping", &b)).await,
+        go.node(&bare("u-p", "sub-p", "pending", "")).await,
         go.node(&GoNode {
             needs_cleanup: true,
-            ..GoNode::bare("u-f", "sub-f", "failed", "gone-1")
+            ..bare("u-f", "sub-f", "failed", "gone-1")
         })
         .await,
         go.node(&GoNode {
             deleted_at: Some(days_ago(3)),
-            ..GoNode::bare("u-d", "sub-d", "deleted", "gone-2")
+            ..bare("u-d", "sub-d", "deleted", "gone-2")
         })
         .await,
         go.node(&GoNode {
             plan_tier: "gold".into(),
-            ..GoNode::bare("u-r", "sub-r", "active", "r-1")
+            ..bare("u-r", "sub-r", "active", "r-1")
         })
         .await,
     ];
-    rows.push(go.vpn(&GoVpn::paid("v-1", "vsub-1", "acc-1")).await);
+    rows.push(go.vpn(&paid("v-1", "vsub-1", "acc-1")).await);
     rows.push(
         go.vpn(&GoVpn {
             is_current: false,
             status: "converted".into(),
-            created_at: days_ago(60),
-            ..GoVpn::paid("v-1", "vsub-0", "acc-1")
+            created_at: Some(days_ago(60)),
+            ..paid("v-1", "vsub-0", "acc-1")
         })
         .await,
     );
@@ -207,7 +209,7 @@ on_both! {
         let mut app = prepared(b).await;
         let go = GoDb::new().await;
         let vps = go_vps(&app, "u-s", "sub-s");
-        let id = go.node(&GoNode::bare("u-s", "sub-s", "stopping", &vps)).await;
+        let id = go.node(&bare("u-s", "sub-s", "stopping", &vps)).await;
         // Logged out of order in the table: history is by the Go service's time.
         go.log(id, "hosting", "delete", "deprovision requested", days_ago(2)).await;
         go.log(id, "hosting", "create", "node requested", days_ago(40)).await;
@@ -240,16 +242,16 @@ on_both! {
         // A VPS still coming up, named by its row.
         let coming = go_vps(&app, "u-c", "sub-c");
         app.sims.sim.hosting.set_coming_up(&coming, chrono::Duration::milliseconds(600));
-        let named = go.node(&GoNode { created_at: days_ago(200), ..GoNode::bare("u-c", "sub-c", "creating", &coming) }).await;
+        let named = go.node(&GoNode { created_at: days_ago(200), ..bare("u-c", "sub-c", "creating", &coming) }).await;
         // A VPS the Go service asked for but never recorded (its row says '').
         let unrecorded = go_vps(&app, "u-i", "sub-i");
-        let found = go.node(&GoNode::bare("u-i", "sub-i", "installing", "")).await;
+        let found = go.node(&bare("u-i", "sub-i", "installing", "")).await;
         // Nothing made at all.
-        let nothing = go.node(&GoNode::bare("u-p", "sub-p", "pending", "")).await;
+        let nothing = go.node(&bare("u-p", "sub-p", "pending", "")).await;
         // A VPS whose agent (installed by the Go service) reports ready itself.
         let slow = go_vps(&app, "u-r", "sub-r");
         app.sims.sim.hosting.set_coming_up(&slow, chrono::Duration::minutes(10));
-        let reporting = go.node(&GoNode::bare("u-r", "sub-r", "installing", &slow)).await;
+        let reporting = go.node(&bare("u-r", "sub-r", "installing", &slow)).await;
         let report = import_ok(&app.db.url, &go, &[]).await;
         for id in [named, found, nothing, reporting] {
             assert_eq!(findings_of(&report, id), ["unfinished_creation"]);
@@ -284,8 +286,8 @@ on_both! {
         let mut app = prepared(b).await;
         let go = GoDb::new().await;
         let (v1, v2) = (go_vps(&app, "u-d", "sub-d"), go_vps(&app, "u-d", "sub-d"));
-        let older = go.node(&GoNode { created_at: days_ago(50), ..GoNode::active("u-d", "sub-d", &v1) }).await;
-        let newer = go.node(&GoNode { created_at: days_ago(10), ..GoNode::active("u-d", "sub-d", &v2) }).await;
+        let older = go.node(&GoNode { created_at: days_ago(50), ..active("u-d", "sub-d", &v1) }).await;
+        let newer = go.node(&GoNode { created_at: days_ago(10), ..active("u-d", "sub-d", &v2) }).await;
         let report = import_ok(&app.db.url, &go, &[]).await;
         let dup: Vec<&Value> = report["findings"].as_array().unwrap().iter()
             .filter(|f| f["kind"] == "duplicate_live_nodes").collect();
@@ -324,13 +326,13 @@ on_both! {
             traffic_limit: 600 * (1 << 30), traffic_used: 3 * (1 << 30), expire_at: expiry,
             enabled: true, service_tier: "premium".into(),
         });
-        let old = go.vpn(&GoVpn { is_current: false, status: "converted".into(), created_at: days_ago(90),
-            ..GoVpn::paid("v-1", "vsub-0", "acc-v1") }).await;
+        let old = go.vpn(&GoVpn { is_current: false, status: "converted".into(), created_at: Some(days_ago(90)),
+            ..paid("v-1", "vsub-0", "acc-v1") }).await;
         let gift = go.vpn(&GoVpn { business_type: "gift".into(), channel: Some("gift".into()),
-            subscription_id: None, created_at: days_ago(30), note: Some("welcome\nback".into()),
-            ..GoVpn::paid("v-1", "", "acc-v1") }).await;
+            subscription_id: None, created_at: Some(days_ago(30)), note: Some("welcome\nback".into()),
+            ..paid("v-1", "", "acc-v1") }).await;
         // The row /my/vpn showed; its expiry is stale (the Go service renewed upstream only).
-        let current = go.vpn(&GoVpn::paid("v-1", "vsub-1", "acc-v1")).await;
+        let current = go.vpn(&paid("v-1", "vsub-1", "acc-v1")).await;
         let report = import_ok(&app.db.url, &go, &[]).await;
         assert_eq!(report["vpn"], json!({"read": 3, "users": 1, "entitlements": 3,
             "already_imported": 0, "refused": 0}));
@@ -371,7 +373,7 @@ on_both! {
     async fn a_legacy_trial_still_blocks_a_second_trial_on_its_device(b: Backend) {
         let mut app = prepared(b).await;
         let go = GoDb::new().await;
-        go.vpn(&GoVpn::trial("t-1", "dev-9", "acc-t1")).await;
+        go.vpn(&trial("t-1", "dev-9", "acc-t1")).await;
         import_ok(&app.db.url, &go, &[]).await;
         app.start().await;
         let trial = |user: &str, device: &str| json!({"user_id": user, "subscription_id": format!("ts-{user}"),
@@ -390,14 +392,14 @@ on_both! {
     async fn rows_breaking_our_rules_are_refused_one_by_one(b: Backend) {
         let app = prepared(b).await;
         let go = GoDb::new().await;
-        let good = go.node(&GoNode::active("u-g", "sub-g", "g-1")).await;
-        let gold = go.node(&GoNode { plan_tier: "gold".into(), ..GoNode::active("u-g2", "sub-g2", "g-2") }).await;
-        let escape = go.node(&GoNode::active("u-e", "sub\u{1b}[31m", "g-3")).await;
-        let no_sub = go.node(&GoNode::active("u-n", "", "g-4")).await;
-        let paid = go.vpn(&GoVpn::paid("v-1", "vs-1", "acc-1")).await;
-        let no_plan = go.vpn(&GoVpn { plan_tier: None, ..GoVpn::paid("v-2", "vs-2", "acc-2") }).await;
-        let first_trial = go.vpn(&GoVpn { created_at: days_ago(30), ..GoVpn::trial("v-3", "dev-1", "acc-3") }).await;
-        let second_trial = go.vpn(&GoVpn::trial("v-4", "dev-1", "acc-4")).await;
+        let good = go.node(&active("u-g", "sub-g", "g-1")).await;
+        let gold = go.node(&GoNode { plan_tier: "gold".into(), ..active("u-g2", "sub-g2", "g-2") }).await;
+        let escape = go.node(&active("u-e", "sub\u{1b}[31m", "g-3")).await;
+        let no_sub = go.node(&active("u-n", "", "g-4")).await;
+        let paid_row = go.vpn(&paid("v-1", "vs-1", "acc-1")).await;
+        let no_plan = go.vpn(&GoVpn { plan_tier: None, ..paid("v-2", "vs-2", "acc-2") }).await;
+        let first_trial = go.vpn(&GoVpn { created_at: Some(days_ago(30)), ..trial("v-3", "dev-1", "acc-3") }).await;
+        let second_trial = go.vpn(&trial("v-4", "dev-1", "acc-4")).await;
         let report = import_ok(&app.db.url, &go, &[]).await;
         assert_eq!((report["hosting"]["imported"].as_i64(), report["hosting"]["refused"].as_i64()), (Some(1), Some(3)));
         assert_eq!((report["vpn"]["entitlements"].as_i64(), report["vpn"]["refused"].as_i64()), (Some(2), Some(2)));
@@ -412,7 +414,7 @@ on_both! {
         assert!(refusal(no_sub).contains("subscription_id is required"));
         assert!(refusal(no_plan).contains("plan_tier is empty"));
         assert!(refusal(second_trial).contains("device \"dev-1\" already had a trial"));
-        for id in [good, paid, first_trial] {
+        for id in [good, paid_row, first_trial] {
             assert!(findings_of(&report, id).is_empty(), "{id}");
             let (table, column) = if id == good { ("resources", "id") } else { ("entitlements", "id") };
             assert_eq!(app.db.count(table, &format!("{column} = '{id}'")).await, 1);
@@ -433,7 +435,7 @@ on_both! {
             ("drop table fulfillment.vpn_provisions", "fulfillment.vpn_provisions"),
         ] {
             let go = GoDb::new().await;
-            go.node(&GoNode::active("u-1", "sub-1", "n-1")).await;
+            go.node(&active("u-1", "sub-1", "n-1")).await;
             go.region("xx-legacy-1", "Nowhere", None).await;
             go.exec(breaks).await;
             let run = import(&app.db.url, &go, &["--json"]).await;
@@ -451,7 +453,7 @@ on_both! {
         }
         // A database that never ran the Go service's migration 007 has no needs_cleanup.
         let go = GoDb::new().await;
-        let id = go.node(&GoNode::bare("u-1", "sub-1", "failed", "n-1")).await;
+        let id = go.node(&bare("u-1", "sub-1", "failed", "n-1")).await;
         go.exec("alter table fulfillment.hosting_provisions drop column needs_cleanup").await;
         let report = import_ok(&app.db.url, &go, &[]).await;
         assert_eq!(report["hosting"]["by_status"], json!({"failed": 1}));
@@ -465,19 +467,19 @@ on_both! {
         let go = GoDb::new().await;
         let failed_vps = go_vps(&app, "u-f", "sub-f");
         let failed = go.node(&GoNode { error_message: Some("agent never came up".into()),
-            ..GoNode::bare("u-f", "sub-f", "failed", &failed_vps) }).await;
+            ..bare("u-f", "sub-f", "failed", &failed_vps) }).await;
         let deleted_vps = go_vps(&app, "u-x", "sub-x");
-        go.node(&GoNode { deleted_at: Some(days_ago(9)), ..GoNode::bare("u-x", "sub-x", "deleted", &deleted_vps) }).await;
+        go.node(&GoNode { deleted_at: Some(days_ago(9)), ..bare("u-x", "sub-x", "deleted", &deleted_vps) }).await;
         // The Go service knew it failed to delete this one.
         let cleanup_vps = go_vps(&app, "u-c", "sub-c");
-        let cleanup = go.node(&GoNode { needs_cleanup: true, ..GoNode::bare("u-c", "sub-c", "deleted", &cleanup_vps) }).await;
+        let cleanup = go.node(&GoNode { needs_cleanup: true, ..bare("u-c", "sub-c", "deleted", &cleanup_vps) }).await;
         // A deleted row and an active row naming the same VPS: it serves.
         let live_vps = go_vps(&app, "u-a", "sub-a");
-        go.node(&GoNode { created_at: days_ago(60), ..GoNode::bare("u-a", "sub-a", "deleted", &live_vps) }).await;
-        go.node(&GoNode::active("u-a", "sub-a", &live_vps)).await;
+        go.node(&GoNode { created_at: days_ago(60), ..bare("u-a", "sub-a", "deleted", &live_vps) }).await;
+        go.node(&active("u-a", "sub-a", &live_vps)).await;
         // A VPS of ours no imported row names (another deployment's?): left alone.
         let stranger = go_vps(&app, "u-z", "sub-z");
-        let odd = go.node(&GoNode::bare("u-o", "sub-o", "hibernating", "")).await;
+        let odd = go.node(&bare("u-o", "sub-o", "hibernating", "")).await;
         let report = import_ok(&app.db.url, &go, &[]).await;
         assert_eq!(findings_of(&report, cleanup), ["vps_to_clean_up"]);
         assert_eq!(findings_of(&report, odd), ["unknown_status"]);
