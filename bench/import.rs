@@ -93,6 +93,13 @@ fn run_import(go: &Db, ours: &Db) -> (f64, f64, serde_json::Value) {
         .spawn()
         .unwrap();
     let pid = child.id();
+    // The report (every finding) is larger than a pipe holds: read it as it comes.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).unwrap();
+        out
+    });
     let mut peak: f64 = 0.0;
     while child.try_wait().unwrap().is_none() {
         if let Some(mb) = peak_mb(pid) {
@@ -101,9 +108,9 @@ fn run_import(go: &Db, ours: &Db) -> (f64, f64, serde_json::Value) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the import failed");
-    let report = serde_json::from_slice(&out.stdout).expect("one JSON report on stdout");
+    assert!(child.wait().unwrap().success(), "the import failed");
+    let out = reader.join().unwrap();
+    let report = serde_json::from_slice(&out).expect("one JSON report on stdout");
     (elapsed, peak, report)
 }
 

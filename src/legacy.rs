@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Executor, PgPool};
+use sqlx::{AssertSqlSafe, ConnectOptions, Executor, PgPool};
 use std::str::FromStr;
 use uuid::Uuid;
 
@@ -103,7 +103,10 @@ impl LegacyDb {
         }
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| LegacyError::Unreadable(e.into()))?
-            .application_name("fulfillment-import-legacy");
+            .application_name("fulfillment-import-legacy")
+            // Each table is one statement read as it streams, for as long as the import
+            // runs: never a "slow statement" worth a warning.
+            .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(std::time::Duration::from_secs(10))

@@ -62,6 +62,10 @@ struct ImportArgs {
     /// Print the report as one JSON object on standard output.
     #[arg(long)]
     json: bool,
+    /// Rows per batch, each written in one transaction (a batch takes a subscription's or
+    /// a user's rows whole; log batches are four times larger).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_rows: u32,
 }
 
 #[derive(clap::Args)]
@@ -167,7 +171,10 @@ async fn import_legacy(args: ImportArgs) -> anyhow::Result<()> {
     // A missing table or column ends it here, before our database is touched at all.
     source.check().await?;
     let store = fulfillment::store::connect(&config.db.url, config.db.max_connections).await?;
-    let options = ImportOptions::new(args.dry_run, config.engine.ready_timeout);
+    let options = ImportOptions {
+        batch_rows: args.batch_rows as usize,
+        ..ImportOptions::new(args.dry_run, config.engine.ready_timeout)
+    };
     let progress = fulfillment::progress::Bar::stderr();
     let clock = fulfillment::ports::SystemClock;
     let report = import_legacy(&source, store.as_ref(), &clock, &options, &progress).await?;

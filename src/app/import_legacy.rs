@@ -11,14 +11,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::domain::legacy::Finding;
+use crate::domain::legacy::{Finding, LegacyLog, LegacyNode, LegacyVpnRow};
 use crate::ports::Clock;
 use crate::ports::legacy::{LegacyCounts, LegacyError, LegacySource, LegacyStream};
-use crate::ports::store::{Import, ImportSession, StoreError};
+use crate::ports::store::{Import, StoreError};
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ impl ImportOptions {
         ImportOptions {
             dry_run,
             ready_timeout,
-            batch_rows: 500,
+            batch_rows: 2000,
         }
     }
 }
@@ -215,17 +215,22 @@ pub async fn import_legacy(
         dry_run: options.dry_run,
         ..ImportReport::default()
     };
-    let mut session = store.begin_import(options.dry_run).await?;
+    let owner = store.begin_import(options.dry_run).await?;
+    let session = owner.as_ref();
     report.regions = session.regions(&regions).await?;
     let size = options.batch_rows.max(1);
+    let parallel = session.parallelism();
 
     progress.begin("hosting_provisions", counts.nodes);
-    let rows = source.nodes();
-    let same = |a: &_, b: &_| same_subscription(a, b);
-    pass(rows, size, same, &mut session, async |session, batch| {
-        let done = session.nodes(&batch, now, options.ready_timeout).await?;
+    let timeout = options.ready_timeout;
+    let write = move |batch: Vec<LegacyNode>| async move {
+        let done = session.nodes(&batch, now, timeout).await?;
+        Ok((batch.len(), done))
+    };
+    let same = |a: &LegacyNode, b: &LegacyNode| a.subscription_id == b.subscription_id;
+    pass(source.nodes(), size, same, parallel, write, |read, done| {
         let h = &mut report.hosting;
-        h.read += batch.len();
+        h.read += read;
         h.imported += done.imported.len();
         h.already_imported += done.already_imported;
         h.refused += done.refused.len();
@@ -234,73 +239,76 @@ pub async fn import_legacy(
         }
         report.tell(done.findings);
         report.tell(done.refused);
-        progress.advance(batch.len() as u64);
-        Ok(())
+        progress.advance(read as u64);
     })
     .await?;
     progress.end();
 
     progress.begin("vpn_provisions", counts.vpn_rows);
-    let rows = source.vpn_rows();
-    let same = |a: &crate::domain::legacy::LegacyVpnRow,
-                b: &crate::domain::legacy::LegacyVpnRow| { a.user_id == b.user_id };
-    pass(rows, size, same, &mut session, async |session, batch| {
+    let write = move |batch: Vec<LegacyVpnRow>| async move {
         let done = session.vpn_users(&batch, now).await?;
-        let v = &mut report.vpn;
-        v.read += batch.len();
-        v.users += done.users;
-        v.entitlements += done.entitlements;
-        v.already_imported += done.already_imported;
-        v.refused += done.refused.len();
-        report.tell(done.findings);
-        report.tell(done.refused);
-        progress.advance(batch.len() as u64);
-        Ok(())
-    })
-    .await?;
-    progress.end();
-
-    progress.begin("provision_logs", counts.logs);
-    let rows = source.logs();
+        Ok((batch.len(), done))
+    };
+    let same = |a: &LegacyVpnRow, b: &LegacyVpnRow| a.user_id == b.user_id;
     pass(
-        rows,
-        size * 4,
-        |_, _| false,
-        &mut session,
-        async |session, batch| {
-            let done = session.logs(&batch).await?;
-            report.history.imported += done.imported;
-            report.history.already_imported += done.already_imported;
-            report.history.skipped += done.skipped;
-            progress.advance(batch.len() as u64);
-            Ok(())
+        source.vpn_rows(),
+        size,
+        same,
+        parallel,
+        write,
+        |read, done| {
+            let v = &mut report.vpn;
+            v.read += read;
+            v.users += done.users;
+            v.entitlements += done.entitlements;
+            v.already_imported += done.already_imported;
+            v.refused += done.refused.len();
+            report.tell(done.findings);
+            report.tell(done.refused);
+            progress.advance(read as u64);
         },
     )
     .await?;
     progress.end();
 
-    session.finish().await?;
+    progress.begin("provision_logs", counts.logs);
+    let write = move |batch: Vec<LegacyLog>| async move {
+        let done = session.logs(&batch).await?;
+        Ok((batch.len(), done))
+    };
+    pass(
+        source.logs(),
+        size * 4,
+        |_, _| false,
+        parallel,
+        write,
+        |read, done| {
+            report.history.imported += done.imported;
+            report.history.already_imported += done.already_imported;
+            report.history.skipped += done.skipped;
+            progress.advance(read as u64);
+        },
+    )
+    .await?;
+    progress.end();
+
+    owner.finish().await?;
     Ok(report)
 }
 
-fn same_subscription(
-    a: &crate::domain::legacy::LegacyNode,
-    b: &crate::domain::legacy::LegacyNode,
-) -> bool {
-    a.subscription_id == b.subscription_id
-}
-
 /// Streams `rows` in batches of about `size` (never splitting rows that `same` groups)
-/// to `write`, reading the next batch while the last one is written.
-async fn pass<T: Send>(
+/// to `write`, up to `parallel` batches at once while the next one is read; `tally` takes
+/// each written batch's row count and outcome, one at a time.
+async fn pass<T: Send, O, W: Future<Output = Result<(usize, O), ImportError>>>(
     rows: LegacyStream<'_, T>,
     size: usize,
     same: impl Fn(&T, &T) -> bool,
-    session: &mut Box<dyn ImportSession>,
-    mut write: impl AsyncFnMut(&mut Box<dyn ImportSession>, Vec<T>) -> Result<(), ImportError>,
+    parallel: usize,
+    write: impl Fn(Vec<T>) -> W,
+    mut tally: impl FnMut(usize, O),
 ) -> Result<(), ImportError> {
-    // One batch waits while one is written and one is read: three in memory at most.
-    let (tx, mut rx) = mpsc::channel::<Vec<T>>(1);
+    // Batches wait in a channel of one: memory holds `parallel` + 2 batches at most.
+    let (tx, rx) = mpsc::channel::<Vec<T>>(1);
     let read = async move {
         let mut rows = rows;
         let mut batch: Vec<T> = Vec::with_capacity(size);
@@ -319,8 +327,13 @@ async fn pass<T: Send>(
         Ok::<(), ImportError>(())
     };
     let written = async {
-        while let Some(batch) = rx.recv().await {
-            write(session, batch).await?;
+        let batches = futures::stream::unfold(rx, |mut rx| async {
+            rx.recv().await.map(|batch| (batch, rx))
+        });
+        let mut done = std::pin::pin!(batches.map(&write).buffer_unordered(parallel.max(1)));
+        while let Some(outcome) = done.next().await {
+            let (read, outcome) = outcome?;
+            tally(read, outcome);
         }
         Ok::<(), ImportError>(())
     };

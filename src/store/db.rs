@@ -5,10 +5,11 @@
 //! transaction of one backend and carries that backend's arguments, so a PostgreSQL
 //! statement can never meet an SQLite connection.
 //!
-//! The two places the dialects differ are spelled as markers a statement may contain:
+//! The places the dialects differ are spelled as markers a statement may contain:
 //! `{skip_locked}` (a claim skips rows another worker holds: `for update skip locked` on
 //! PostgreSQL, nothing on SQLite, whose single writer serialises claims) and
-//! `{for_update}` (row locks taken in a transaction; SQLite's writer lock covers it).
+//! `{for_update}` (row locks taken in a transaction; SQLite's writer lock covers it), and
+//! one helper: `push_in` (a list of values, as one array on PostgreSQL).
 //!
 //! A commit wakes this process's engine loops (if they have room) and tells its read model
 //! and live streams before it returns; `news` tells the other replicas.
@@ -327,6 +328,29 @@ impl<'c> Sql<'c> {
         self.push("");
         let _ = write!(self.text, "${n}");
         self
+    }
+
+    /// Appends "`column` is one of `items`": on PostgreSQL one array value (`= any($n)`: one
+    /// statement, planned once, whatever the number of items), on SQLite a list of values
+    /// (`in ($a, $b, …)`). `items` must not be empty.
+    pub fn push_in(&mut self, column: &str, items: Vec<String>) -> &mut Self {
+        self.push(column);
+        if let Bound::Postgres(args, _) = &mut self.bound {
+            if let (Err(e), None) = (args.add(items), &self.error) {
+                self.error = Some(e);
+            }
+            let n = self.count();
+            let _ = write!(self.text, " = any(${n})");
+            return self;
+        }
+        self.push(" in (");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push_bind(item);
+        }
+        self.push(")")
     }
 
     /// The text as the backend runs it, with the dialect markers filled in.

@@ -5,14 +5,16 @@
 //! runs at a fair fraction of the database's own copying speed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::{Db, Sql, Topic, Tx, Value};
+use super::db::{Db, Pool, Topic, Tx};
 use super::row;
 use crate::domain::legacy::{
     self, IMPORT_ACTOR, LEGACY_ACTOR, LegacyLog, LegacyNode, LegacyVpnRow, NodePlan, TrialsTaken,
@@ -31,33 +33,67 @@ const ROWS_PER_STATEMENT: usize = 400;
 impl Import for SqlStore {
     async fn begin_import(&self, dry_run: bool) -> StoreResult<Box<dyn ImportSession>> {
         let dry = if dry_run {
-            Some(self.db.begin().await?)
+            Some(Mutex::new(self.db.begin().await?))
         } else {
             None
         };
         Ok(Box::new(Session {
             db: self.db.clone(),
             dry,
+            batches: AtomicU64::new(0),
+            trials: Mutex::new(()),
         }))
     }
 }
 
-/// An import in progress: a dry run's one transaction, or none (each batch has its own).
+/// An import in progress: a dry run's one transaction, or none (each batch has its own,
+/// and batches may be written side by side).
 struct Session {
     db: Db,
-    dry: Option<Tx>,
+    dry: Option<Mutex<Tx>>,
+    /// Batches written so far.
+    batches: AtomicU64,
+    /// Held by a batch of VPN rows with a trial among them until it commits: trials are
+    /// unique across users, so two such batches side by side could both grant one.
+    trials: Mutex<()>,
+}
+
+/// The tables whose statistics the import refreshes as it fills them.
+const FILLED: [&str; 3] = ["resources", "legacy_imports", "entitlements"];
+
+/// After the 1st, 8th, 64th… batch the planner's statistics of the tables being filled
+/// are refreshed: planned as empty, a batch's lookups would scan them whole, slower as
+/// they grow.
+fn refresh_after(batches: u64) -> bool {
+    batches.is_power_of_two() && batches.trailing_zeros() % 3 == 0
+}
+
+async fn refresh_statistics(tx: &mut Tx) -> StoreResult<()> {
+    for table in FILLED {
+        let mut q = tx.sql("");
+        q.push("analyze ").push(table);
+        q.execute().await?;
+    }
+    Ok(())
 }
 
 /// Runs `$body` with `$tx` bound to the batch's transaction: the dry run's, or a new one
 /// committed after the body succeeds.
 macro_rules! in_batch {
     ($self:ident, |$tx:ident| $body:expr) => {{
+        let mut dry = match &$self.dry {
+            Some(tx) => Some(tx.lock().await),
+            None => None,
+        };
         let mut own = None;
-        let $tx: &mut Tx = match &mut $self.dry {
+        let $tx: &mut Tx = match dry.as_deref_mut() {
             Some(tx) => tx,
             None => own.insert($self.db.begin().await?),
         };
         let out = $body;
+        if refresh_after($self.batches.fetch_add(1, Ordering::Relaxed) + 1) {
+            refresh_statistics($tx).await?;
+        }
         if let Some(tx) = own {
             tx.commit().await?;
         }
@@ -67,7 +103,16 @@ macro_rules! in_batch {
 
 #[async_trait]
 impl ImportSession for Session {
-    async fn regions(&mut self, regions: &[Region]) -> StoreResult<usize> {
+    fn parallelism(&self) -> usize {
+        // PostgreSQL writes two batches side by side (both of this machine's cores are then
+        // at work); SQLite has one writer, and a dry run one transaction.
+        match (self.db.pool(), &self.dry) {
+            (Pool::Postgres(_), None) => 2,
+            _ => 1,
+        }
+    }
+
+    async fn regions(&self, regions: &[Region]) -> StoreResult<usize> {
         in_batch!(self, |tx| {
             for r in regions {
                 tx.sql(
@@ -88,7 +133,7 @@ impl ImportSession for Session {
     }
 
     async fn nodes(
-        &mut self,
+        &self,
         rows: &[LegacyNode],
         now: DateTime<Utc>,
         ready_timeout: Duration,
@@ -98,35 +143,27 @@ impl ImportSession for Session {
     }
 
     async fn vpn_users(
-        &mut self,
+        &self,
         rows: &[LegacyVpnRow],
         now: DateTime<Utc>,
     ) -> StoreResult<ImportedVpn> {
+        let _trials = match rows.iter().any(is_trial) {
+            true => Some(self.trials.lock().await),
+            false => None,
+        };
         in_batch!(self, |tx| import_vpn(tx, rows, now).await?)
     }
 
-    async fn logs(&mut self, rows: &[LegacyLog]) -> StoreResult<ImportedLogs> {
+    async fn logs(&self, rows: &[LegacyLog]) -> StoreResult<ImportedLogs> {
         in_batch!(self, |tx| import_logs(tx, rows).await?)
     }
 
     async fn finish(self: Box<Self>) -> StoreResult<()> {
         match self.dry {
-            Some(tx) => tx.rollback().await,
+            Some(tx) => tx.into_inner().rollback().await,
             None => Ok(()),
         }
     }
-}
-
-/// Appends `(v1, v2, …)`, each value bound.
-fn push_list<'q, T: Value<'q> + 'q>(q: &mut Sql<'_>, items: impl IntoIterator<Item = T>) {
-    q.push("(");
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.push_bind(item);
-    }
-    q.push(")");
 }
 
 /// The legacy ids of `ids` an earlier run imported.
@@ -134,9 +171,11 @@ async fn already_imported(
     tx: &mut Tx,
     ids: impl IntoIterator<Item = Uuid>,
 ) -> StoreResult<HashSet<Uuid>> {
-    let mut q = tx.sql("");
-    q.push("select legacy_id from legacy_imports where legacy_id in ");
-    push_list(&mut q, ids.into_iter().map(|id| id.to_string()));
+    let mut q = tx.sql("select legacy_id from legacy_imports where ");
+    q.push_in(
+        "legacy_id",
+        ids.into_iter().map(|id| id.to_string()).collect(),
+    );
     let rows: Vec<(String,)> = q.fetch_all().await?;
     rows.iter().map(|(id,)| row::uuid(id)).collect()
 }
@@ -209,13 +248,14 @@ async fn import_nodes(
     }
     let imported = already_imported(tx, rows.iter().map(|r| r.id)).await?;
     let subscriptions: HashSet<&str> = rows.iter().map(|r| r.subscription_id.as_str()).collect();
-    let mut q = tx.sql("");
-    q.push(
+    let mut q = tx.sql(
         "select subscription_id, slot from resources where resource_type = 'hosting_node' \
-         and desired_state = 'active' and status <> 'deleted' and slot is not null \
-         and subscription_id in ",
+         and desired_state = 'active' and status <> 'deleted' and slot is not null and ",
     );
-    push_list(&mut q, subscriptions.iter().map(|s| s.to_string()));
+    q.push_in(
+        "subscription_id",
+        subscriptions.iter().map(|s| s.to_string()).collect(),
+    );
     let held: Vec<(String, i32)> = q.fetch_all().await?;
     let mut taken: HashMap<&str, Vec<i32>> = HashMap::new();
     for (sub, slot) in &held {
@@ -307,13 +347,12 @@ async fn vpn_resources_of(
     tx: &mut Tx,
     users: &HashSet<&str>,
 ) -> StoreResult<HashMap<String, Uuid>> {
-    let mut q = tx.sql("");
-    q.push(
+    let mut q = tx.sql(
         "select r.user_id, r.id from resources r where r.resource_type = 'vpn_user' \
          and ((r.desired_state = 'active' and r.status <> 'deleted') or exists \
-         (select 1 from legacy_imports l where l.resource_id = r.id)) and r.user_id in ",
+         (select 1 from legacy_imports l where l.resource_id = r.id)) and ",
     );
-    push_list(&mut q, users.iter().map(|u| u.to_string()));
+    q.push_in("r.user_id", users.iter().map(|u| u.to_string()).collect());
     q.push(" order by case when r.status <> 'deleted' then 0 else 1 end desc");
     let rows: Vec<(String, String)> = q.fetch_all().await?;
     // Ordered so that a live resource comes last and wins.
@@ -324,12 +363,13 @@ async fn vpn_resources_of(
     Ok(found)
 }
 
+fn is_trial(row: &LegacyVpnRow) -> bool {
+    row.business_type.trim() == "trial"
+}
+
 /// The trials already granted to these users, devices or emails.
 async fn trials_taken(tx: &mut Tx, rows: &[LegacyVpnRow]) -> StoreResult<TrialsTaken> {
-    let trials: Vec<&LegacyVpnRow> = rows
-        .iter()
-        .filter(|r| r.business_type.trim() == "trial")
-        .collect();
+    let trials: Vec<&LegacyVpnRow> = rows.iter().filter(|r| is_trial(r)).collect();
     let mut taken = TrialsTaken::default();
     if trials.is_empty() {
         return Ok(taken);
@@ -346,16 +386,15 @@ async fn trials_taken(tx: &mut Tx, rows: &[LegacyVpnRow]) -> StoreResult<TrialsT
         .filter_map(|r| r.email.as_deref().map(|e| e.trim().to_lowercase()))
         .filter(|e| !e.is_empty())
         .collect();
-    let mut q = tx.sql("");
-    q.push("select user_id, device_id, email from entitlements where is_trial and (user_id in ");
-    push_list(&mut q, users);
+    let mut q = tx.sql("select user_id, device_id, email from entitlements where is_trial and (");
+    q.push_in("user_id", users.into_iter().collect());
     if !devices.is_empty() {
-        q.push(" or device_id in ");
-        push_list(&mut q, devices);
+        q.push(" or ")
+            .push_in("device_id", devices.into_iter().collect());
     }
     if !emails.is_empty() {
-        q.push(" or lower(email) in ");
-        push_list(&mut q, emails);
+        q.push(" or ")
+            .push_in("lower(email)", emails.into_iter().collect());
     }
     q.push(")");
     let held: Vec<(String, Option<String>, Option<String>)> = q.fetch_all().await?;
@@ -512,9 +551,8 @@ async fn import_logs(tx: &mut Tx, rows: &[LegacyLog]) -> StoreResult<ImportedLog
         return Ok(out);
     }
     let named: HashSet<String> = rows.iter().map(|r| r.provision_id.to_string()).collect();
-    let mut q = tx.sql("");
-    q.push("select legacy_id, resource_id from legacy_imports where legacy_id in ");
-    push_list(&mut q, named);
+    let mut q = tx.sql("select legacy_id, resource_id from legacy_imports where ");
+    q.push_in("legacy_id", named.into_iter().collect());
     let pairs: Vec<(String, String)> = q.fetch_all().await?;
     let owner: HashMap<String, String> = pairs.into_iter().collect();
     let mut history = Vec::with_capacity(rows.len());

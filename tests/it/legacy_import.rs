@@ -645,3 +645,29 @@ async fn usage_errors_exit_2_and_touch_nothing() {
     }
     assert!(!std::path::Path::new(db.url.trim_start_matches("sqlite://")).exists());
 }
+
+on_both! {
+    async fn trials_colliding_across_batches_written_side_by_side_are_refused_not_doubled(b: Backend) {
+        let db = TestDb::new(b).await;
+        let go = GoDb::new().await;
+        // 40 users, each with one trial; every device and every email is used by 4 of
+        // them, so most collisions are between batches (of 3 rows: about 14 batches).
+        for i in 0..40 {
+            let user = format!("t-{i:02}");
+            let row = GoVpn {
+                email: Some(format!("shared-{}@example.com", i % 10)),
+                created_at: Some(days_ago(60 - i)),
+                ..trial(&user, &format!("dev-{}", i % 10), &format!("acc-{i}"))
+            };
+            go.vpn(&row).await;
+        }
+        let report = import_ok(&db.url, &go, &["--batch-rows", "3"]).await;
+        assert_eq!((report["vpn"]["entitlements"].as_i64(), report["vpn"]["refused"].as_i64()), (Some(10), Some(30)), "{report}");
+        assert_eq!(db.count("entitlements", "is_trial").await, 10);
+        for i in 0..10 {
+            assert_eq!(db.count("entitlements", &format!("device_id = 'dev-{i}'")).await, 1);
+        }
+        // The oldest row of each device had its trial (users are read in order).
+        assert_eq!(db.count("entitlements", "user_id in ('t-00', 't-01', 't-09')").await, 3);
+    }
+}

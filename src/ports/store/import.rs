@@ -51,24 +51,28 @@ pub trait Import: Send + Sync {
 }
 
 #[async_trait]
-pub trait ImportSession: Send {
+pub trait ImportSession: Send + Sync {
+    /// How many batches may be written side by side (a pass's batches never share a
+    /// subscription or a user, and a log is copied once whoever copies it; batches of VPN
+    /// rows with trials, unique across users, are written one at a time all the same).
+    fn parallelism(&self) -> usize;
     /// Upserts the regions (code, name, provider, available).
-    async fn regions(&mut self, regions: &[Region]) -> StoreResult<usize>;
+    async fn regions(&self, regions: &[Region]) -> StoreResult<usize>;
     /// Hosting rows, whole subscriptions only (see `LegacySource::nodes`).
     async fn nodes(
-        &mut self,
+        &self,
         rows: &[LegacyNode],
         now: DateTime<Utc>,
         ready_timeout: Duration,
     ) -> StoreResult<ImportedNodes>;
     /// VPN rows, whole users only.
     async fn vpn_users(
-        &mut self,
+        &self,
         rows: &[LegacyVpnRow],
         now: DateTime<Utc>,
     ) -> StoreResult<ImportedVpn>;
     /// Log rows, as history of the resources their rows became.
-    async fn logs(&mut self, rows: &[LegacyLog]) -> StoreResult<ImportedLogs>;
+    async fn logs(&self, rows: &[LegacyLog]) -> StoreResult<ImportedLogs>;
     /// Ends the import (a dry run rolls everything back here).
     async fn finish(self: Box<Self>) -> StoreResult<()>;
 }
