@@ -756,10 +756,38 @@ pub fn log_message(log: &LegacyLog) -> String {
     }
 }
 
-/// The history entry that says where an imported resource came from.
-pub fn import_message(legacy_status: &str, status: Status) -> String {
-    let legacy = input::free_text(legacy_status).unwrap_or_default();
-    format!("imported from the Go service: its status {legacy:?} is {status} here")
+impl NodePlan {
+    /// The history entry the import writes for this node, where it decided more than a
+    /// copy: a status it translated ("stopping" is deleting here) or a step the engine
+    /// takes next (carry on, finish, clean up). A row taken as it was (active, failed,
+    /// deleted) has the Go service's own history, and `legacy_imports`, to say so.
+    pub fn arrival_note(&self) -> Option<String> {
+        if !self.due && self.legacy_status == self.status.as_str() {
+            return None;
+        }
+        let legacy = input::free_text(&self.legacy_status).unwrap_or_default();
+        let next = match (self.status, self.due) {
+            (Status::Creating, _) => "; the engine carries on with its creation",
+            (Status::Deleting, _) => "; the engine finishes its deletion",
+            (_, true) => "; the engine deletes the VPS the Go service left",
+            _ => "",
+        };
+        Some(format!(
+            "imported from the Go service: its status {legacy:?} is {} here{next}",
+            self.status
+        ))
+    }
+}
+
+impl VpnResourcePlan {
+    /// The history entry the import writes for this VPN user: only where the engine acts
+    /// (an account the Go service never made). The traffic sync records taking the VPN
+    /// manager's terms itself.
+    pub fn arrival_note(&self) -> Option<String> {
+        self.due.then(|| {
+            "imported from the Go service without a VPN account: the engine creates it".into()
+        })
+    }
 }
 
 #[cfg(test)]

@@ -455,5 +455,52 @@ fn a_log_carries_its_action_status_and_message() {
         ..log
     };
     assert_eq!(log_message(&empty), "(empty log entry)");
-    assert!(import_message("stopping", Status::Deleting).contains("\"stopping\" is deleting"));
+}
+
+#[test]
+fn the_import_notes_only_what_it_translated_or_the_engine_does_next() {
+    let note = |status: &str, cleanup: bool| {
+        let mut row = node(1, status);
+        row.needs_cleanup = cleanup;
+        plan_node(&row, now(), TIMEOUT).unwrap().0.arrival_note()
+    };
+    for status in ["active", "failed", "deleted"] {
+        assert_eq!(note(status, false), None, "{status}");
+    }
+    let stopping = note("stopping", false).unwrap();
+    assert!(
+        stopping.contains("\"stopping\" is deleting") && stopping.contains("finishes"),
+        "{stopping}"
+    );
+    assert!(note("pending", false).unwrap().contains("carries on"));
+    assert!(note("creating", false).unwrap().contains("carries on"));
+    assert!(
+        note("hibernating", false)
+            .unwrap()
+            .contains("\"hibernating\" is failed")
+    );
+    assert!(note("deleted", true).unwrap().contains("deletes the VPS"));
+    let mut no_account = vpn(1, "subscription", "active", true);
+    no_account.otun_uuid = None;
+    let plan = |row: LegacyVpnRow| {
+        plan_vpn_user(
+            &[row],
+            &HashSet::new(),
+            false,
+            &mut TrialsTaken::default(),
+            now(),
+        )
+        .resource
+        .unwrap()
+    };
+    assert!(
+        plan(no_account)
+            .arrival_note()
+            .unwrap()
+            .contains("creates it")
+    );
+    assert_eq!(
+        plan(vpn(1, "subscription", "active", true)).arrival_note(),
+        None
+    );
 }

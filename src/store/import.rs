@@ -206,16 +206,21 @@ async fn record_imports(
     Ok(())
 }
 
-/// The history entry that says where each resource came from, and the news of it.
+/// The import's history entry of each new resource that has one (`arrival_note`), and the
+/// news of every one of them for the read models and streams.
 async fn record_arrivals(
     tx: &mut Tx,
-    arrivals: &[(Uuid, String, String)],
+    arrivals: &[(Uuid, String, Option<String>)],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    for chunk in arrivals.chunks(ROWS_PER_STATEMENT) {
+    let noted: Vec<(&Uuid, &String)> = arrivals
+        .iter()
+        .filter_map(|(id, _, note)| Some((id, note.as_ref()?)))
+        .collect();
+    for chunk in noted.chunks(ROWS_PER_STATEMENT) {
         let mut q = tx.sql("");
         q.push("insert into resource_events (resource_id, kind, actor, message, at) values ");
-        for (i, (id, _, message)) in chunk.iter().enumerate() {
+        for (i, (id, message)) in chunk.iter().enumerate() {
             q.push(if i == 0 { "(" } else { ", (" });
             q.push_bind(id.to_string())
                 .push(", ")
@@ -223,7 +228,7 @@ async fn record_arrivals(
                 .push(", ")
                 .push_bind(IMPORT_ACTOR)
                 .push(", ")
-                .push_bind(message.clone())
+                .push_bind((*message).clone())
                 .push(", ")
                 .push_bind(now)
                 .push(")");
@@ -281,12 +286,9 @@ async fn import_nodes(
     }
     let pairs: Vec<(Uuid, Uuid)> = nodes.iter().map(|n| (n.id, n.id)).collect();
     record_imports(tx, "hosting", &pairs, now).await?;
-    let arrivals: Vec<(Uuid, String, String)> = nodes
+    let arrivals: Vec<(Uuid, String, Option<String>)> = nodes
         .iter()
-        .map(|n| {
-            let message = legacy::import_message(&n.legacy_status, n.status);
-            (n.id, n.user_id.clone(), message)
-        })
+        .map(|n| (n.id, n.user_id.clone(), n.arrival_note()))
         .collect();
     record_arrivals(tx, &arrivals, now).await?;
     if nodes.iter().any(|n| n.due) {
@@ -478,16 +480,9 @@ async fn import_vpn(
     }
     let pairs: Vec<(Uuid, Uuid)> = entitlements.iter().map(|(e, r, _, _)| (e.id, *r)).collect();
     record_imports(tx, "vpn", &pairs, now).await?;
-    let arrivals: Vec<(Uuid, String, String)> = resources
+    let arrivals: Vec<(Uuid, String, Option<String>)> = resources
         .iter()
-        .map(|(r, user)| {
-            let message = format!(
-                "imported from the Go service's VPN rows (account {}): {} here",
-                r.vpn_user_id.as_deref().unwrap_or("none"),
-                r.status
-            );
-            (r.id, user.clone(), message)
-        })
+        .map(|(r, user)| (r.id, user.clone(), r.arrival_note()))
         .collect();
     record_arrivals(tx, &arrivals, now).await?;
     // Entitlements added beside a resource that was here before change its user's VPN.
