@@ -279,7 +279,7 @@ impl LegacySource for LegacyDb {
         let sql = format!(
             "select id::text as id, provision_id::text as provision_id, action::text as action, \
              status::text as status, message::text as message, \
-             created_at::timestamptz as created_at from {} order by created_at, id",
+             created_at::timestamptz as created_at from {}",
             self.table("provision_logs")
         );
         self.stream(sql, "provision_logs", LogRow::into_domain)

@@ -40,6 +40,6 @@ pub trait LegacySource: Send + Sync {
     fn nodes(&self) -> LegacyStream<'_, LegacyNode>;
     /// VPN rows, by user, then age: a user's rows come together.
     fn vpn_rows(&self) -> LegacyStream<'_, LegacyVpnRow>;
-    /// Log rows, oldest first.
+    /// Log rows, in no particular order (a resource's history lists them by their time).
     fn logs(&self) -> LegacyStream<'_, LegacyLog>;
 }

@@ -88,7 +88,18 @@ macro_rules! in_batch {
         let mut own = None;
         let $tx: &mut Tx = match dry.as_deref_mut() {
             Some(tx) => tx,
-            None => own.insert($self.db.begin().await?),
+            None => {
+                let tx = own.insert($self.db.begin().await?);
+                if matches!($self.db.pool(), Pool::Postgres(_)) {
+                    // A batch's commit need not wait for its flush to disk: a server
+                    // crash loses the last batches whole (never one in the middle), and
+                    // the next run imports them again.
+                    tx.sql("set local synchronous_commit = off")
+                        .execute()
+                        .await?;
+                }
+                tx
+            }
         };
         let out = $body;
         if refresh_after($self.batches.fetch_add(1, Ordering::Relaxed) + 1) {
