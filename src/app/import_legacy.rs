@@ -2,10 +2,11 @@
 //!
 //! Four passes, in this order: regions, hosting rows, VPN rows, logs (a log names a row
 //! the earlier passes made into a resource). Each pass streams its table: a reader fills
-//! batches (whole subscriptions, whole users) while the store writes the one before, each
-//! batch in one transaction that also records which legacy row became what. So memory is
-//! bounded by two batches whatever the database's size, and a run killed at any instant
-//! and run again imports every row exactly once. It calls no upstream and sends no
+//! batches (whole subscriptions, whole users) while the store writes earlier ones (two
+//! side by side on PostgreSQL), each batch in one transaction that also records which
+//! legacy row became what. So memory holds a few batches whatever the database's size (and
+//! the findings, a line each), and a run killed at any instant and run again imports every
+//! row exactly once. It calls no upstream and sends no
 //! callback: what the engine does with what was imported, it does once the service runs.
 
 use std::collections::BTreeMap;
@@ -48,15 +49,6 @@ pub trait Progress: Send + Sync {
     /// `rows` more rows of it are done.
     fn advance(&self, rows: u64);
     fn end(&self);
-}
-
-/// No progress shown.
-pub struct Quiet;
-
-impl Progress for Quiet {
-    fn begin(&self, _: &'static str, _: u64) {}
-    fn advance(&self, _: u64) {}
-    fn end(&self) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,7 +322,8 @@ async fn pass<T: Send, O, W: Future<Output = Result<(usize, O), ImportError>>>(
         let batches = futures::stream::unfold(rx, |mut rx| async {
             rx.recv().await.map(|batch| (batch, rx))
         });
-        let mut done = std::pin::pin!(batches.map(&write).buffer_unordered(parallel.max(1)));
+        // In order, so the findings come in the legacy tables' order on every run.
+        let mut done = std::pin::pin!(batches.map(&write).buffered(parallel.max(1)));
         while let Some(outcome) = done.next().await {
             let (read, outcome) = outcome?;
             tally(read, outcome);

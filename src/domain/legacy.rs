@@ -81,6 +81,13 @@ pub struct LegacyVpnRow {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+impl LegacyVpnRow {
+    /// A trial: one per user, per device id and per email, across imported and new rows.
+    pub fn is_trial(&self) -> bool {
+        self.business_type.trim() == "trial"
+    }
+}
+
 /// A row of the Go service's `provision_logs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LegacyLog {
@@ -602,7 +609,7 @@ fn entitlement(row: &LegacyVpnRow, now: DateTime<Utc>) -> Result<EntitlementPlan
         email,
         device_id: checked_text(row.device_id.as_deref(), "device_id")?,
         note: row.note.as_deref().and_then(input::free_text),
-        is_trial: business_type == "trial",
+        is_trial: row.is_trial(),
         is_current: row.is_current,
         status: EntitlementStatus::Active,
         created_at,

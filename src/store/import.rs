@@ -65,7 +65,7 @@ const FILLED: [&str; 3] = ["resources", "legacy_imports", "entitlements"];
 /// are refreshed: planned as empty, a batch's lookups would scan them whole, slower as
 /// they grow.
 fn refresh_after(batches: u64) -> bool {
-    batches.is_power_of_two() && batches.trailing_zeros() % 3 == 0
+    batches.is_power_of_two() && batches.trailing_zeros().is_multiple_of(3)
 }
 
 async fn refresh_statistics(tx: &mut Tx) -> StoreResult<()> {
@@ -158,7 +158,7 @@ impl ImportSession for Session {
         rows: &[LegacyVpnRow],
         now: DateTime<Utc>,
     ) -> StoreResult<ImportedVpn> {
-        let _trials = match rows.iter().any(is_trial) {
+        let _trials = match rows.iter().any(LegacyVpnRow::is_trial) {
             true => Some(self.trials.lock().await),
             false => None,
         };
@@ -376,13 +376,9 @@ async fn vpn_resources_of(
     Ok(found)
 }
 
-fn is_trial(row: &LegacyVpnRow) -> bool {
-    row.business_type.trim() == "trial"
-}
-
 /// The trials already granted to these users, devices or emails.
 async fn trials_taken(tx: &mut Tx, rows: &[LegacyVpnRow]) -> StoreResult<TrialsTaken> {
-    let trials: Vec<&LegacyVpnRow> = rows.iter().filter(|r| is_trial(r)).collect();
+    let trials: Vec<&LegacyVpnRow> = rows.iter().filter(|r| r.is_trial()).collect();
     let mut taken = TrialsTaken::default();
     if trials.is_empty() {
         return Ok(taken);
@@ -588,4 +584,15 @@ async fn import_logs(tx: &mut Tx, rows: &[LegacyLog]) -> StoreResult<ImportedLog
     }
     out.already_imported = history.len() - out.imported;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_after;
+
+    #[test]
+    fn statistics_are_refreshed_after_the_first_and_every_eightfold_batch() {
+        let refreshed: Vec<u64> = (1..=5000).filter(|n| refresh_after(*n)).collect();
+        assert_eq!(refreshed, [1, 8, 64, 512, 4096]);
+    }
 }
