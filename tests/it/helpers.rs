@@ -268,32 +268,28 @@ impl Drop for TestDb {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
-            Cleanup::Postgres { admin, name } => {
-                let (admin, name) = (admin.clone(), name.clone());
-                // Drop runs inside the test's runtime; use a thread with its own.
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async {
-                        if let Ok(mut conn) =
-                            <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                        {
-                            let _ = sqlx::Executor::execute(
-                                &mut conn,
-                                sqlx::AssertSqlSafe(format!(
-                                    "drop database if exists {name} with (force)"
-                                )),
-                            )
-                            .await;
-                        }
-                    });
-                })
-                .join();
-            }
+            Cleanup::Postgres { admin, name } => drop_pg_database(admin, name),
         }
     }
+}
+
+/// Drops a database of the PostgreSQL server at `admin`, from a `Drop` (which runs inside
+/// the test's runtime: on a thread with its own).
+pub fn drop_pg_database(admin: &str, name: &str) {
+    let (admin, name) = (admin.to_owned(), name.to_owned());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                let sql = format!("drop database if exists {name} with (force)");
+                let _ = sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql)).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// The simulators, served over HTTP on a port of their own.

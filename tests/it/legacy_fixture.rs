@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{pg_admin_url, test_env};
+use crate::helpers::{drop_pg_database, pg_admin_url, test_env};
 
 pub const GO_SCHEMA: &str = include_str!("../fixtures/go_schema.sql");
 
@@ -202,25 +202,7 @@ impl GoDb {
 
 impl Drop for GoDb {
     fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                {
-                    let _ = sqlx::Executor::execute(
-                        &mut conn,
-                        sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")),
-                    )
-                    .await;
-                }
-            });
-        })
-        .join();
+        drop_pg_database(&self.admin, &self.name);
     }
 }
 
