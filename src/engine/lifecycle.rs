@@ -101,8 +101,9 @@ impl Engine {
         self.clean_up_failed(r).await
     }
 
-    /// A failed node must not keep billing. Deletes whatever exists upstream for a resource that keeps its status (a failed
-    /// one; a deleted one the Go service left a VPS behind for), then rests.
+    /// A failed node must not keep billing: deletes whatever exists upstream for a
+    /// resource that keeps its status (a failed one, or a deleted one the Go service left
+    /// a VPS behind for), then rests.
     pub(super) async fn clean_up_failed(&self, r: Resource) -> StoreResult<()> {
         if r.upstream_released {
             return self.settle(&r).await;
