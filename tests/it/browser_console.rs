@@ -26,6 +26,8 @@ async fn an_operator_retries_a_failed_resource_and_the_history_names_them() {
         app.sims.subscribe(&user, &sub, "basic");
         let (_, order) = app.provision(&user, &sub).await;
         let id = order["resource_id"].as_str().unwrap().to_owned();
+        // Only a resource being created can be failed: wait for the engine's first step.
+        app.wait_status(&id, "creating").await;
         let (status, body) = app
             .internal(
                 Method::POST,
