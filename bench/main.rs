@@ -29,8 +29,13 @@
 //! - `import`: `fulfillment import-legacy` over a Go database of 1.4 million rows: rows per
 //!   second and the importer's peak RSS; baseline: PostgreSQL's own `insert … select`.
 //!
+//! - `abuse`: the service's peak RSS and `/health` under the attacks of issue 23 (held
+//!   WebSocket fragments, every stream slot, WebSockets past the cap, huge request heads);
+//!   baseline: the same binary idle.
+//!
 //! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
 
+mod abuse;
 mod idle;
 mod import;
 mod migrate;
@@ -52,7 +57,7 @@ use sqlx::{Connection, Executor, PgConnection};
 #[derive(Parser)]
 struct Args {
     /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `migrate`, `push`,
-    /// `scrape`, `idle`, `import` or `all`.
+    /// `scrape`, `idle`, `import`, `abuse` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -1014,6 +1019,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "import" | "all") {
         import::import_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "abuse" | "all") {
+        abuse::abuse_bench(&args, &mut report).await;
     }
     println!("{report}");
     if !args.out.is_empty() {

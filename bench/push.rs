@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use super::{Args, Db, INTERNAL, JWT, seed_active_nodes, verdict};
 
 /// A child process, killed (by its pid) when dropped.
-pub(super) struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
