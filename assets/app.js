@@ -156,15 +156,40 @@ function poll() {
   });
 }
 
-// The demo's link carries the token after `#`, which never reaches a server: it is
-// posted once, and the session cookie takes over.
+// A sign-in link carries the token after `#`, which never reaches a server. In demo mode
+// it is posted at once and the session cookie takes over. Otherwise the page names the
+// account the link is for and waits for the visitor to sign in (a link must not sign a
+// visitor into somebody else's account unawares). A visitor already signed in never
+// sees this page, so an open session is never replaced.
 function signInFromLink() {
   const match = window.location.hash.match(/^#token=(.+)$/);
   const form = document.getElementById("signin");
   if (!match || !form) return;
   history.replaceState(null, "", window.location.pathname);
-  form.querySelector("textarea").value = decodeURIComponent(match[1]);
-  form.submit();
+  const token = decodeURIComponent(match[1]);
+  form.querySelector("textarea").value = token;
+  if (form.dataset.linkSignsIn === "true") {
+    form.submit();
+    return;
+  }
+  const note = document.getElementById("link-account");
+  const who = accountOf(token);
+  note.textContent = who
+    ? "This link signs in as " + who + ". Sign in only if that is your account."
+    : "This link carries a token. Sign in only if it is yours.";
+  note.hidden = false;
+}
+
+// The account a token names (`uid`, else `sub`), read without checking it: only shown.
+function accountOf(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part));
+    const who = typeof claims.uid === "string" ? claims.uid : claims.sub;
+    return typeof who === "string" && who ? who : null;
+  } catch (e) {
+    return null;
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {

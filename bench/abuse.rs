@@ -177,7 +177,9 @@ async fn send_fragments(mut s: TcpStream, frames: usize) -> u64 {
     let chunk = vec![b'a'; 1 << 20];
     let mut sent = 0;
     for i in 0..frames {
-        if s.write_all(&frame_head(i == 0, chunk.len() as u64)).await.is_err()
+        if s.write_all(&frame_head(i == 0, chunk.len() as u64))
+            .await
+            .is_err()
             || s.write_all(&chunk).await.is_err()
         {
             break;
@@ -326,7 +328,10 @@ async fn heads(db: &Db) -> Outcome {
                 return (0usize, None);
             };
             let mut sent = 0;
-            if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.is_ok() {
+            if s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .is_ok()
+            {
                 while sent < 370_000 && s.write_all(line.as_bytes()).await.is_ok() {
                     sent += line.len();
                 }

@@ -9,8 +9,14 @@
 //!   request in flight (idle, or still dribbling its head) is closed to make room, so a
 //!   flood of held-open sockets cannot lock real clients out; when every connection is
 //!   busy, the newcomer gets a quick `503` and is closed;
-//! - accept errors (`EMFILE` and the like) back off instead of spinning, and are logged
-//!   at most once a second.
+//! - a connection **upgraded** to a WebSocket stays counted (and busy) until the socket
+//!   closes: the handler keeps the connection's `Hold`;
+//! - the cap follows the descriptor limit as it is now (it may be lowered while the
+//!   process runs), and when an accept fails for want of a descriptor (`EMFILE`,
+//!   `ENFILE`), the oldest idle connection is closed at once to make room; other accept
+//!   errors back off instead of spinning. Either is logged at most once a second;
+//! - a request **head** over `MAX_HEAD` is refused (431, by hyper, before more is
+//!   buffered), and a URI over `MAX_URI` with 414 and the error body (CONTRACTS.md §4.7).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -38,6 +44,10 @@ pub struct ServeLimits {
 
 /// Fewest connections served whatever the descriptor budget says.
 const MIN_CONNECTIONS: usize = 8;
+/// Longest request head buffered, request line and headers together.
+pub const MAX_HEAD: usize = 32 * 1024;
+/// Longest request target.
+pub const MAX_URI: usize = 8 * 1024;
 /// How long a shutdown waits for requests in flight before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -73,9 +83,15 @@ impl Registry {
     /// busy answering.
     fn admit(&self, cap: usize) -> bool {
         let conns = self.conns.lock().unwrap();
-        if conns.len() < cap {
-            return true;
-        }
+        conns.len() < cap || Self::evict_oldest_idle(&conns)
+    }
+
+    /// Closes the oldest connection with no request in flight: `false` if there is none.
+    fn shed_idle(&self) -> bool {
+        Self::evict_oldest_idle(&self.conns.lock().unwrap())
+    }
+
+    fn evict_oldest_idle(conns: &HashMap<u64, Conn>) -> bool {
         let idle = conns
             .values()
             .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0 && !*c.evict.borrow())
@@ -121,6 +137,35 @@ impl Registry {
     }
 }
 
+/// A connection's place in the registry, given up when the last holder drops it: the
+/// connection's task, and a WebSocket it was upgraded to.
+struct Slot {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
+}
+
+/// What a request handler keeps to go on counting its connection once it is upgraded
+/// (found in the request's extensions; `api::events` takes it into the WebSocket).
+#[derive(Clone)]
+pub struct Hold {
+    slot: Arc<Slot>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Hold {
+    /// Keeps the connection counted, and busy (never closed to make room), for as long
+    /// as the returned guard lives.
+    pub fn busy(self) -> impl Send + 'static {
+        (InFlight::enter(&self.in_flight), self.slot)
+    }
+}
+
 /// Counts a request in flight for as long as it lives.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -145,7 +190,7 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let cap = connection_cap(&limits);
+    let mut cap = connection_cap(&limits);
     tracing::info!(
         max_connections = cap,
         header_read_timeout_ms = limits.header_read_timeout.as_millis() as u64,
@@ -158,6 +203,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true)
+        .max_buf_size(MAX_HEAD)
         // A response (head and a small JSON body) is copied into one buffer and sent with
         // one write rather than a vectored one: the read benchmark went from 0.47-0.78 of
         // its baseline to 0.67-0.70 (bench/RESULTS.md).
@@ -170,16 +216,34 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    let out_of_descriptors = matches!(
+                        e.raw_os_error(),
+                        Some(code) if code == rustix::io::Errno::MFILE.raw_os_error()
+                            || code == rustix::io::Errno::NFILE.raw_os_error()
+                    );
+                    let shed = out_of_descriptors && registry.shed_idle();
                     if last_accept_error.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                        tracing::warn!(error = %e, open = registry.len(), "accept failed; backing off");
+                        tracing::warn!(error = %e, open = registry.len(), shed, "accept failed");
                         last_accept_error = Some(Instant::now());
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // The closed connection gives its descriptor back within a moment.
+                    let pause = if shed { 2 } else { 50 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                     continue;
                 }
             },
             _ = &mut shutdown => break,
         };
+        // The descriptor limit may have been lowered since the start.
+        let now_cap = connection_cap(&limits);
+        if now_cap != cap {
+            tracing::warn!(
+                max_connections = now_cap,
+                was = cap,
+                "the descriptor limit changed"
+            );
+            cap = now_cap;
+        }
         if !registry.admit(cap) {
             shed(stream);
             continue;
@@ -192,23 +256,39 @@ pub async fn serve(
             in_flight: in_flight.clone(),
             evict,
         });
+        let hold = Hold {
+            slot: Arc::new(Slot {
+                registry: registry.clone(),
+                id,
+            }),
+            in_flight: in_flight.clone(),
+        };
         let router = router.clone();
-        let service = tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
-            let guard = InFlight::enter(&in_flight);
-            let call = router.clone().oneshot(req.map(axum::body::Body::new));
-            async move {
-                let resp = call.await.map_err(|never: Infallible| match never {})?;
-                Ok::<_, Infallible>(busy_while_streaming(resp, guard))
-            }
-        });
+        let request_hold = hold.clone();
+        let service =
+            tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                let guard = InFlight::enter(&in_flight);
+                let too_long = req
+                    .uri()
+                    .path_and_query()
+                    .is_some_and(|pq| pq.as_str().len() > MAX_URI);
+                req.extensions_mut().insert(request_hold.clone());
+                let call = router.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    if too_long {
+                        return Ok(uri_too_long());
+                    }
+                    let resp = call.await.map_err(|never: Infallible| match never {})?;
+                    Ok::<_, Infallible>(busy_while_streaming(resp, guard))
+                }
+            });
         let conn = builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .with_upgrades();
-        let registry = registry.clone();
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             run_connection(conn, stop, evicted).await;
-            registry.remove(id);
+            drop(hold);
         });
     }
     drop(listener);
@@ -280,6 +360,20 @@ where
     }
 }
 
+/// 414 with the error body (CONTRACTS.md §4.7).
+fn uri_too_long() -> axum::response::Response {
+    let body = format!(
+        r#"{{"error":"the request target is longer than {MAX_URI} bytes","code":"uri_too_long"}}"#
+    );
+    let mut resp = axum::response::Response::new(axum::body::Body::from(body));
+    *resp.status_mut() = axum::http::StatusCode::URI_TOO_LONG;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// Refuses a connection quickly: a short 503 if the socket takes it at once, then close.
 fn shed(stream: TcpStream) {
     const BODY: &str = r#"{"error":"the service is at its connection limit; try again shortly","code":"overloaded"}"#;
@@ -326,6 +420,29 @@ mod tests {
             "only busy ones are left: the newcomer is shed"
         );
         assert!(!*busy_rx.borrow());
+    }
+
+    #[test]
+    fn an_upgraded_connection_stays_counted_and_busy_until_its_socket_goes() {
+        let registry = Arc::new(Registry::default());
+        let (c, evicted) = conn(1_000, 0);
+        let in_flight = c.in_flight.clone();
+        let id = registry.add(c);
+        let hold = Hold {
+            slot: Arc::new(Slot {
+                registry: registry.clone(),
+                id,
+            }),
+            in_flight,
+        };
+        // The handler keeps a hold; the connection's task then ends (the upgrade).
+        let socket = hold.clone().busy();
+        drop(hold);
+        assert_eq!(registry.len(), 1, "still counted");
+        assert!(!registry.admit(1), "busy: not closed to make room");
+        assert!(!*evicted.borrow());
+        drop(socket);
+        assert_eq!(registry.len(), 0, "gone with its socket");
     }
 
     #[test]

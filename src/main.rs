@@ -34,7 +34,8 @@ enum Command {
     Token {
         #[arg(long)]
         user: Option<String>,
-        /// An operator of the console (claim `"role": "operator"`, `sub` NAME).
+        /// An operator of the console (claims `"role": "operator"` and `"aud":
+        /// "fulfillment-operator"`, `sub` NAME; signed with `OPERATOR_JWT_SECRET` when set).
         #[arg(long)]
         operator: Option<String>,
         /// Lifetime in hours.
@@ -130,12 +131,15 @@ async fn main() -> anyhow::Result<()> {
             ttl_hours,
         } => {
             let config = Config::from_process_env()?.with_demo_secrets(Path::new("."))?;
-            let (secret, ttl) = (
-                config.secrets.jwt.expose(),
-                Duration::from_secs(ttl_hours * 3600),
-            );
+            let ttl = Duration::from_secs(ttl_hours * 3600);
+            let secret = config.secrets.jwt.expose();
+            let operator_secret = config
+                .secrets
+                .operator_jwt
+                .as_ref()
+                .map_or(secret, |s| s.expose());
             let token = match (user, operator) {
-                (_, Some(name)) => mint_operator_token(secret, &name, ttl),
+                (_, Some(name)) => mint_operator_token(operator_secret, &name, ttl),
                 (Some(user), None) => mint_user_token(secret, &user, ttl),
                 (None, None) => unreachable!("clap requires --user or --operator"),
             };
@@ -219,7 +223,11 @@ fn print_demo_banner(config: &Config, addr: SocketAddr, metrics: Option<SocketAd
         Duration::from_secs(7 * 24 * 3600),
     );
     let operator = mint_operator_token(
-        config.secrets.jwt.expose(),
+        config
+            .secrets
+            .operator_jwt
+            .as_ref()
+            .map_or(config.secrets.jwt.expose(), |s| s.expose()),
         "demo-operator",
         Duration::from_secs(7 * 24 * 3600),
     );

@@ -187,18 +187,44 @@ pub async fn start(
         node_callback_url: format!("{}/api/callback/node", public.trim_end_matches('/')),
         ..config.engine.clone()
     };
+    let limits = crate::http::ServeLimits {
+        header_read_timeout: config.http.header_read_timeout,
+        max_connections: config.http.max_connections,
+        // The database pool, each upstream client's calls in flight, the metrics
+        // listener's connections, and some slack for the listener, logs, SQLite's files
+        // and the runtime.
+        reserved_descriptors: config.db.max_connections as usize
+            + 3 * config.upstreams.max_in_flight
+            + METRICS_CONNECTIONS
+            + 64,
+    };
+    let mut app_config = config.app.clone();
+    // Streams hold connections: never more than half of them, so that health checks, the
+    // internal API and node callbacks are answered with every stream slot taken.
+    let stream_cap = crate::http::connection_cap(&limits) / 2;
+    if app_config.events_max_streams > stream_cap {
+        tracing::info!(
+            events_max_streams = stream_cap,
+            configured = app_config.events_max_streams,
+            "EVENTS_MAX_STREAMS lowered to half of the connection cap"
+        );
+        app_config.events_max_streams = stream_cap;
+    }
     let news = ports.store.wakeups().users.subscribe();
     let engine = Engine::new(ports.clone(), engine_config);
-    let app = App::new(ports, engine.clone(), config.app.clone());
+    let app = App::new(ports, engine.clone(), app_config);
     let state = Arc::new(ApiState {
         app,
         auth: Auth::new(
             config.secrets.jwt.expose(),
             config.secrets.internal.expose(),
-        ),
+        )
+        .with_audience(config.secrets.jwt_audience.as_deref())
+        .with_operator_secret(config.secrets.operator_jwt.as_ref().map(|s| s.expose())),
         limits: api::limits::RateLimits::new(config.limits),
         request_timeout: config.http.request_timeout,
         scrape: api::metrics::Scrape::new(metrics, config.http.metrics_cache),
+        demo: config.demo,
     });
     let relay = tokio::spawn(state.app.live.clone().relay(news));
     // One process hears all of its own news; replicas may miss a killed one's.
@@ -210,15 +236,6 @@ pub async fn start(
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::watch::channel(false);
     let router = api::router(state.clone());
-    let limits = crate::http::ServeLimits {
-        header_read_timeout: config.http.header_read_timeout,
-        max_connections: config.http.max_connections,
-        // The database pool, each upstream client's calls in flight, and some slack for
-        // the listener, logs, SQLite's files and the runtime.
-        reserved_descriptors: config.db.max_connections as usize
-            + 3 * config.upstreams.max_in_flight
-            + 64,
-    };
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
@@ -227,7 +244,11 @@ pub async fn start(
             let at = l.local_addr()?;
             let router = api::metrics::router(state.clone());
             let stop = until_stopped(stopped.clone());
-            tokio::spawn(crate::http::serve(l, router, limits, stop));
+            let metrics_limits = crate::http::ServeLimits {
+                max_connections: METRICS_CONNECTIONS,
+                ..limits
+            };
+            tokio::spawn(crate::http::serve(l, router, metrics_limits, stop));
             Some(at)
         }
         None => None,
@@ -250,6 +271,10 @@ pub async fn start(
         stop_http,
     })
 }
+
+/// Connections the metrics listener serves at once, within the same descriptor budget
+/// (CONTRACTS.md §4.7).
+const METRICS_CONNECTIONS: usize = 16;
 
 /// `0.0.0.0:8014` is not an address to call back to; use loopback for the default.
 fn local_url_host(addr: SocketAddr) -> String {

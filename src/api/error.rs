@@ -64,6 +64,15 @@ impl From<AppError> for ApiError {
             AppError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             AppError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             AppError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            AppError::OverBudget {
+                code,
+                retry_after_secs,
+                ..
+            } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+                e.retry_after = Some(retry_after_secs.max(1));
+                return e;
+            }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable"),
             AppError::Store(e) => return e.into(),
         };

@@ -28,6 +28,10 @@ use crate::app::live::{Refused, Transport};
 /// Longest a stream stays silent: a keep-alive comment (SSE) or a ping (WebSocket).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// Largest frame read from a WebSocket client (CONTRACTS.md §4.7): a larger one closes
+/// the socket with 1009 before its payload is read.
+pub const MAX_CLIENT_FRAME: usize = 4 * 1024;
+
 /// A caller of the event streams: a Bearer JWT, or a ticket in `?ticket=`.
 pub struct StreamCaller(pub UserId, pub Session);
 
@@ -51,7 +55,20 @@ impl FromRequestParts<Arc<ApiState>> for StreamCaller {
             .contains_key(axum::http::header::AUTHORIZATION);
         let UserSession(user, session) = match ticket {
             Some(ticket) if !has_bearer => {
-                UserSession::checked(state, state.auth.ticket_session(&ticket)?)?
+                let opened = state.auth.ticket_session(&ticket)?;
+                let caller = UserSession::checked(state, opened.session)?;
+                // One stream, once, on any replica.
+                if !state
+                    .app
+                    .spend_ticket(&opened.nonce, opened.expires_at)
+                    .await?
+                {
+                    return Err(ApiError::unauthorized(
+                        "ticket_used",
+                        "this ticket has been used; ask for a new one",
+                    ));
+                }
+                caller
             }
             _ => UserSession::from_request_parts(parts, state)
                 .await
@@ -121,12 +138,22 @@ pub async fn ws(
     State(st): State<Arc<ApiState>>,
     StreamCaller(user, session): StreamCaller,
     headers: HeaderMap,
+    hold: Option<axum::Extension<crate::http::Hold>>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_a_websocket", e.body_text()))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_a_websocket", e.body_text()))?
+        // Nothing but control frames is expected: a data frame of any length is refused
+        // before its payload is kept (1008), and no frame over 4 KiB is read (1009).
+        .max_frame_size(MAX_CLIENT_FRAME)
+        .max_message_size(0)
+        .read_buffer_size(MAX_CLIENT_FRAME);
     let feed = open(&st, user, &session, Transport::Ws, last_event_id(&headers))?;
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, feed)))
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // The upgraded connection still counts against the connection cap, busy.
+        let _counted = hold.map(|axum::Extension(h)| h.busy());
+        pump(socket, feed).await
+    }))
 }
 
 fn open(
@@ -198,9 +225,53 @@ async fn pump(mut socket: WebSocket, mut feed: Feed) {
                 }
             }
             incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => return,
-                Some(Ok(_)) => {}
+                None | Some(Ok(Frame::Close(_))) => return,
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
+                Some(Ok(Frame::Text(_) | Frame::Binary(_))) => {
+                    return refuse(socket, POLICY).await;
+                }
+                Some(Err(e)) => {
+                    if let Some(code) = refusal_of(e) {
+                        refuse(socket, code).await;
+                    }
+                    return;
+                }
             },
         }
     }
+}
+
+/// The close code for a data frame from the client.
+const POLICY: u16 = 1008;
+/// The close code for a frame over `MAX_CLIENT_FRAME`.
+const TOO_BIG: u16 = 1009;
+
+/// The close code for a client frame the socket refused to read, if that is why it failed.
+fn refusal_of(e: axum::Error) -> Option<u16> {
+    use tungstenite::error::{CapacityError, Error};
+    match e.into_inner().downcast_ref::<Error>()? {
+        Error::Capacity(CapacityError::MessageTooLong { max_size, .. }) => {
+            // The frame limit, or the message limit of nothing at all: data.
+            Some(if *max_size == MAX_CLIENT_FRAME {
+                TOO_BIG
+            } else {
+                POLICY
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Closes the socket saying why.
+async fn refuse(mut socket: WebSocket, code: u16) {
+    let reason = if code == TOO_BIG {
+        "frame too large"
+    } else {
+        "this stream takes no data"
+    };
+    let close = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Frame::Close(Some(close))).await;
 }

@@ -1,15 +1,22 @@
-//! Per-user rate limits on the user API: a general one, and a stricter one on creating a
-//! node (each creation is a billed server). Token buckets per user id (`governor`);
-//! refusals are 429 with `Retry-After`.
+//! Per-user rate limits on the user API: a general one (token buckets per user id,
+//! `governor`), and a stricter budget of requests that could create or replace a node
+//! (each is a billed server): spent only by those that pass validation and the rules,
+//! since a refused one is given back (CONTRACTS.md §4.7). Refusals are 429 with
+//! `Retry-After`.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::error::ApiError;
+use crate::domain::budget::Budget;
 
 /// Rates, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -24,8 +31,36 @@ pub struct RateLimitConfig {
 
 pub struct RateLimits {
     requests: DefaultKeyedRateLimiter<String>,
-    node_creates: DefaultKeyedRateLimiter<String>,
+    node_creates: Budget,
+    /// When each user spent the node-creation budget, in the last window.
+    creates_taken: Mutex<HashMap<String, Vec<DateTime<Utc>>>>,
     clock: DefaultClock,
+}
+
+/// One spending of the node-creation budget, given back if the request is refused.
+#[must_use = "settle it with the request's outcome"]
+pub struct Spent<'a> {
+    limits: &'a RateLimits,
+    user: String,
+    at: DateTime<Utc>,
+}
+
+impl Spent<'_> {
+    /// Passes `outcome` on; a refusal (4xx: invalid, unknown region, a rule's 409, …)
+    /// gives the spending back, since nothing could have been created.
+    pub fn settle<T>(self, outcome: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(e) = &outcome
+            && e.status.is_client_error()
+        {
+            let mut taken = self.limits.creates_taken.lock().unwrap();
+            if let Some(times) = taken.get_mut(&self.user)
+                && let Some(i) = times.iter().rposition(|t| *t == self.at)
+            {
+                times.swap_remove(i);
+            }
+        }
+        outcome
+    }
 }
 
 fn at_least_one(n: u32) -> NonZeroU32 {
@@ -36,10 +71,13 @@ impl RateLimits {
     pub fn new(c: RateLimitConfig) -> Self {
         let requests =
             Quota::per_second(at_least_one(c.per_second)).allow_burst(at_least_one(c.burst));
-        let creates = Quota::per_minute(at_least_one(c.node_creates_per_minute));
         RateLimits {
             requests: RateLimiter::keyed(requests),
-            node_creates: RateLimiter::keyed(creates),
+            node_creates: Budget {
+                limit: c.node_creates_per_minute.max(1),
+                window: chrono::Duration::minutes(1),
+            },
+            creates_taken: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
         }
     }
@@ -49,13 +87,33 @@ impl RateLimits {
         self.check(&self.requests, user, "too many requests; slow down")
     }
 
-    /// A request to create a node.
-    pub fn node_create(&self, user: &str) -> Result<(), ApiError> {
-        self.check(
-            &self.node_creates,
-            user,
-            "too many node creation requests; try again later",
-        )
+    /// A request that passed validation and could create or replace a node: spends the
+    /// user's budget, to be settled with the request's outcome.
+    pub fn node_create(&self, user: &str) -> Result<Spent<'_>, ApiError> {
+        let now = Utc::now();
+        let mut taken = self.creates_taken.lock().unwrap();
+        // Forget idle users now and then, so memory follows the active ones.
+        if taken.len() > 10_000 {
+            let window = self.node_creates.window;
+            taken.retain(|_, times| times.iter().any(|t| now - *t < window));
+        }
+        let times = taken.entry(user.to_owned()).or_default();
+        times.retain(|t| now - *t < self.node_creates.window);
+        if let Err(wait) = self.node_creates.admit(times, now) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many node creation requests; try again later",
+            );
+            e.retry_after = Some(((wait.num_milliseconds() + 999) / 1000).max(1) as u64);
+            return Err(e);
+        }
+        times.push(now);
+        Ok(Spent {
+            limits: self,
+            user: user.to_owned(),
+            at: now,
+        })
     }
 
     fn check(

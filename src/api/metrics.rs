@@ -116,6 +116,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
+        })
         .with_state(state)
 }
 

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The metrics of this instance and the cache of the gauges a scrape derives.
     pub scrape: metrics::Scrape,
+    /// Demo mode: a sign-in link signs in without asking.
+    pub demo: bool,
 }
 
 /// Every route of the service, each with its description (`openapi`): a route is added

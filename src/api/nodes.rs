@@ -185,15 +185,19 @@ pub async fn migrate_one(
     PathId(id): PathId,
     ApiJson(body): ApiJson<RegionBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    // A migration makes a VPS: it counts against the node-creation rate.
-    st.limits
+    // A migration makes a VPS: it counts against the node-creation budget.
+    let spent = st
+        .limits
         .node_create(user.as_str())
         .map_err(|e| e.shaped(Shape::Success))?;
-    let r = st
+    let started = st
         .app
         .migrate_my_node(&user, MyNodeRef::Id(&id), body.region.as_deref())
         .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+        .map_err(ApiError::from);
+    let r = spent
+        .settle(started)
+        .map_err(|e| e.shaped(Shape::Success))?;
     Ok(accepted(&r))
 }
 
@@ -210,15 +214,19 @@ pub async fn migrate_shown(
     User(user): User,
     ApiJson(body): ApiJson<RegionBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    // A migration makes a VPS: it counts against the node-creation rate.
-    st.limits
+    // A migration makes a VPS: it counts against the node-creation budget.
+    let spent = st
+        .limits
         .node_create(user.as_str())
         .map_err(|e| e.shaped(Shape::Success))?;
-    let r = st
+    let started = st
         .app
         .migrate_my_node(&user, MyNodeRef::Shown, body.region.as_deref())
         .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+        .map_err(ApiError::from);
+    let r = spent
+        .settle(started)
+        .map_err(|e| e.shaped(Shape::Success))?;
     Ok(accepted(&r))
 }
 

@@ -2,11 +2,13 @@
 //! or a `WebSocket` cannot send an `Authorization` header and a JWT must never go into a
 //! URL (URLs end up in logs and histories).
 //!
-//! A ticket is stateless, so any replica accepts it: `evt1.<payload>.<mac>`, the payload
-//! base64url JSON `{"u": user, "exp": …, "sess": …}`, the MAC an HMAC-SHA256 under a key
-//! derived from the JWT secret for this use only (so no JWT passes for a ticket, and no
-//! ticket for a JWT). It is valid for `TICKET_TTL_SECS`, opens only the event streams, and
-//! carries the expiry of the session it was minted from: the stream ends there.
+//! A ticket is signed, so any replica can check it: `evt1.<payload>.<mac>`, the payload
+//! base64url JSON `{"u": user, "exp": …, "sess": …, "n": nonce}`, the MAC an HMAC-SHA256
+//! under a key derived from the JWT secret for this use only (so no JWT passes for a
+//! ticket, and no ticket for a JWT). It is valid for `TICKET_TTL_SECS`, opens only the
+//! event streams, and opens one stream, once: its nonce is spent in the database on first
+//! use (`api::events`), so a second use is refused on every replica. The stream it opens
+//! ends at the session's expiry or after `TICKET_STREAM_SECS`, whichever comes first.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,6 +21,9 @@ use super::error::ApiError;
 
 /// How long a ticket opens streams, in seconds.
 pub const TICKET_TTL_SECS: i64 = 60;
+/// Longest a stream opened with a ticket lasts, in seconds; the page then asks for a new
+/// ticket (CONTRACTS.md §4.7).
+pub const TICKET_STREAM_SECS: i64 = 3600;
 
 const PREFIX: &str = "evt1.";
 
@@ -31,6 +36,18 @@ struct Claims {
     u: String,
     exp: i64,
     sess: i64,
+    /// Spent on first use.
+    n: String,
+}
+
+/// A ticket that checked out: the session its stream gets, and what spends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The ticket's user, until its stream must end.
+    pub session: Session,
+    pub nonce: String,
+    /// When the ticket expires (Unix seconds): its nonce is kept spent until then.
+    pub expires_at: i64,
 }
 
 impl Tickets {
@@ -50,6 +67,7 @@ impl Tickets {
             u: session.user.clone(),
             exp: now + TICKET_TTL_SECS,
             sess: session.until,
+            n: hex::encode(rand::random::<[u8; 16]>()),
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("plain JSON"));
         let mut mac = self.key.clone();
@@ -58,8 +76,9 @@ impl Tickets {
         format!("{PREFIX}{payload}.{tag}")
     }
 
-    /// The session a ticket opens, if it is ours, intact and not expired at `now`.
-    pub fn open(&self, ticket: &str, now: i64) -> Result<Session, ApiError> {
+    /// What a ticket opens, if it is ours, intact and not expired at `now` (whether it
+    /// was spent is the database's to say).
+    pub fn open(&self, ticket: &str, now: i64) -> Result<Opened, ApiError> {
         let invalid = || ApiError::unauthorized("invalid_ticket", "invalid ticket");
         let (payload, tag) = ticket
             .strip_prefix(PREFIX)
@@ -81,9 +100,13 @@ impl Tickets {
                 "the ticket has expired; ask for a new one",
             ));
         }
-        Ok(Session {
-            user: claims.u,
-            until: claims.sess,
+        Ok(Opened {
+            session: Session {
+                user: claims.u,
+                until: claims.sess.min(now + TICKET_STREAM_SECS),
+            },
+            nonce: claims.n,
+            expires_at: claims.exp,
         })
     }
 }
@@ -105,11 +128,32 @@ mod tests {
     fn a_ticket_opens_its_session_until_it_expires() {
         let tickets = Tickets::new("secret-a-0123456789abcdef0123456789");
         let t = tickets.mint(&session(), NOW);
-        assert_eq!(tickets.open(&t, NOW + 59).unwrap(), session());
+        let opened = tickets.open(&t, NOW + 59).unwrap();
+        assert_eq!(opened.session, session());
+        assert_eq!(opened.expires_at, NOW + TICKET_TTL_SECS);
+        assert_ne!(
+            tickets
+                .open(&tickets.mint(&session(), NOW), NOW)
+                .unwrap()
+                .nonce,
+            opened.nonce,
+            "every ticket has a nonce of its own"
+        );
         assert_eq!(
             tickets.open(&t, NOW + TICKET_TTL_SECS).unwrap_err().code,
             "ticket_expired"
         );
+    }
+
+    #[test]
+    fn a_tickets_stream_lasts_an_hour_at_most() {
+        let tickets = Tickets::new("secret-a-0123456789abcdef0123456789");
+        let long = Session {
+            until: NOW + 30 * 24 * 3600,
+            ..session()
+        };
+        let opened = tickets.open(&tickets.mint(&long, NOW), NOW + 10).unwrap();
+        assert_eq!(opened.session.until, NOW + 10 + TICKET_STREAM_SECS);
     }
 
     #[test]
@@ -136,7 +180,7 @@ mod tests {
         // Another user's name in the payload, with the original MAC.
         let (_, tag) = t.rsplit_once('.').unwrap();
         let forged = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"u":"someone-else","exp":{},"sess":{}}}"#,
+            r#"{{"u":"someone-else","exp":{},"sess":{},"n":"00"}}"#,
             NOW + 60,
             NOW + 3_600
         ));

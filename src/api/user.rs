@@ -73,23 +73,28 @@ pub async fn create_my_node(
     create(&st, &user, body, NodeCreate::First).await
 }
 
-/// Creates a node for `POST /my/node` and `POST /my/nodes` alike: rate limited, refused
-/// in the create endpoint's own shape.
+/// Creates a node for `POST /my/node` and `POST /my/nodes` alike: within the user's
+/// node-creation budget (which a refused request does not spend), refused in the create
+/// endpoint's own shape.
 pub(super) async fn create(
     st: &ApiState,
     user: &UserId,
     body: Result<ApiJson<CreateNode>, ApiError>,
     how: NodeCreate,
 ) -> Result<Json<CreateNodeView>, ApiError> {
-    st.limits
+    let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
+    let spent = st
+        .limits
         .node_create(user.as_str())
         .map_err(|e| e.shaped(Shape::CreateNode))?;
-    let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;
-    let (node, events) = st
+    let created = st
         .app
         .create_node(user, body.region.as_deref(), how)
         .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::CreateNode))?;
+        .map_err(ApiError::from);
+    let (node, events) = spent
+        .settle(created)
+        .map_err(|e| e.shaped(Shape::CreateNode))?;
     Ok(Json(CreateNodeView {
         success: true,
         resource_id: node.id.to_string(),

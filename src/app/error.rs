@@ -16,6 +16,13 @@ pub enum AppError {
     Forbidden { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The caller spent a budget of theirs; another try fits after `retry_after_secs`.
+    #[error("{message}")]
+    OverBudget {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A dependency is down; the caller should retry.
     #[error("{0}")]
     Unavailable(String),

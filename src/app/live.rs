@@ -113,6 +113,11 @@ impl Hub {
         })
     }
 
+    /// Streams this process holds at most.
+    pub fn max_streams(&self) -> usize {
+        self.max_streams
+    }
+
     /// Streams open now, of every transport.
     pub fn open_streams(&self) -> usize {
         self.open.iter().map(|n| n.load(Ordering::Relaxed)).sum()

@@ -5,8 +5,9 @@
 
 use super::ids::{ResourceId, UserId};
 use super::{App, AppError};
+use crate::domain::budget::Budget;
 use crate::domain::input;
-use crate::domain::migration::Refusal;
+use crate::domain::migration::{self, Refusal};
 use crate::domain::{Resource, ResourceKind};
 
 /// Which node a user names: one of theirs by id, or the one `/my/node` shows.
@@ -15,6 +16,9 @@ pub enum MyNodeRef<'a> {
     Id(&'a str),
     Shown,
 }
+
+/// The actor of what a user asks for themselves, in a resource's history.
+const USER: &str = "user";
 
 /// Attempts at recording a request when the row keeps changing under it (the engine's
 /// own writes to an active node are rare and short).
@@ -46,8 +50,39 @@ impl App {
         node: MyNodeRef<'_>,
         region: Option<&str>,
     ) -> Result<Resource, AppError> {
+        let region = input::chosen_region(region)?;
         let r = self.migration_target(user, node).await?;
-        self.migrate(r, region, None, "user").await
+        self.within_migration_budget(&r).await?;
+        self.migrate(r, Some(region), None, USER).await
+    }
+
+    /// A user starts at most `MIGRATIONS_PER_DAY` migrations or rebuilds of a node in any
+    /// 24 hours, cancelled ones included (CONTRACTS.md §4.7), as its history records them.
+    async fn within_migration_budget(&self, r: &Resource) -> Result<(), AppError> {
+        let started: Vec<_> = self
+            .ports
+            .store
+            .events(r.id)
+            .await?
+            .into_iter()
+            .filter(|e| migration::started_by(e, USER))
+            .map(|e| e.at)
+            .collect();
+        let budget = Budget {
+            limit: self.config.migrations_per_day,
+            window: chrono::Duration::hours(24),
+        };
+        budget
+            .admit(&started, self.ports.clock.now())
+            .map_err(|wait| AppError::OverBudget {
+                code: "migration_budget",
+                message: format!(
+                    "a node may be migrated or rebuilt {} times in 24 hours; \
+                     the next one may start later",
+                    budget.limit
+                ),
+                retry_after_secs: (wait.num_milliseconds() + 999).div_euclid(1000) as u64,
+            })
     }
 
     /// `POST /api/internal/resources/{id}/migrate`: region and plan both optional.
@@ -69,7 +104,7 @@ impl App {
         node: MyNodeRef<'_>,
     ) -> Result<Resource, AppError> {
         let r = self.migration_target(user, node).await?;
-        self.cancel(r, "user").await
+        self.cancel(r, USER).await
     }
 
     /// `DELETE /api/internal/resources/{id}/migrate`.

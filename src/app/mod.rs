@@ -59,6 +59,9 @@ pub struct AppConfig {
     pub vpn: VpnSettings,
     /// Event streams this process holds at most (`EVENTS_MAX_STREAMS`).
     pub events_max_streams: usize,
+    /// Migrations or rebuilds a user may start per node in any 24 hours
+    /// (`MIGRATIONS_PER_DAY`).
+    pub migrations_per_day: u32,
     /// The most nodes one hosting subscription may pay for (`MAX_NODES_PER_SUBSCRIPTION`).
     pub max_nodes_per_subscription: u32,
     /// Users whose `/my/node` and `/my/vpn` documents are kept in memory, each
@@ -116,6 +119,14 @@ impl App {
             engine,
             config,
         }
+    }
+
+    /// Spends an event-stream ticket by its nonce: `true` the first time, on any replica
+    /// (the replicas share the database), `false` ever after.
+    pub async fn spend_ticket(&self, nonce: &str, expires_at: i64) -> Result<bool, AppError> {
+        let until = chrono::DateTime::from_timestamp(expires_at, 0)
+            .unwrap_or_else(|| self.ports.clock.now());
+        Ok(self.ports.store.spend_ticket(nonce, until).await?)
     }
 
     /// Keeps a document a read took `ticket` for, until `fresh_until`: only when it has

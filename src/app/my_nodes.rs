@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::ids::{ResourceId, UserId};
 use super::subscriptions::{HOSTING, subscription_of};
 use super::{App, AppError};
+use crate::domain::input;
 use crate::domain::progress::{self, HostingStatus, SubscriptionSnapshot, SubscriptionState};
 use crate::domain::resource::order_key;
 use crate::domain::slots::{self, SlotChoice};
@@ -150,7 +151,9 @@ impl App {
         how: NodeCreate,
     ) -> Result<(Resource, Vec<Event>), AppError> {
         let user_id = user.as_str();
-        let region = self.available_region(region).await?;
+        let region = self
+            .available_region(Some(input::chosen_region(region)?))
+            .await?;
         let subscription = self
             .subscriptions
             .state(user_id, HOSTING.0, HOSTING.1)

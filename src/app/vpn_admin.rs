@@ -81,10 +81,17 @@ impl App {
             return Err(AppError::invalid("missing_email", "email is required"));
         };
         let now = self.ports.clock.now();
-        self.ports
+        let known = self
+            .ports
             .store
             .set_user_email(user.as_str(), &email, now)
             .await?;
+        if !known {
+            return Err(AppError::not_found(
+                "user_not_found",
+                "no resource or entitlement of this user is known",
+            ));
+        }
         Ok(())
     }
 

@@ -69,6 +69,16 @@ impl Config {
         };
         let jwt = env.either("JWT_SECRET", "JWT_SECRET_KEY");
         let internal = env.get("INTERNAL_SECRET");
+        let operator_jwt = env.get("OPERATOR_JWT_SECRET").filter(|s| !s.is_empty());
+        let jwt_audience = env.get("JWT_AUDIENCE").filter(|s| !s.trim().is_empty());
+        if let Some(s) = &operator_jwt
+            && s.chars().count() < MIN_SECRET_LEN
+        {
+            env.error(format!(
+                "OPERATOR_JWT_SECRET is too short ({} characters; at least {MIN_SECRET_LEN})",
+                s.chars().count()
+            ));
+        }
         let upstreams = UpstreamsConfig::read(&mut env);
         let (db, db_given) = DbConfig::read(&mut env);
         if !demo {
@@ -90,6 +100,8 @@ impl Config {
             secrets: Secrets {
                 jwt: Secret::new(jwt.unwrap_or_default()),
                 internal: Secret::new(internal.unwrap_or_default()),
+                operator_jwt: operator_jwt.map(Secret::new),
+                jwt_audience,
             },
         };
         if env.errors.is_empty() {

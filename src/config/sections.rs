@@ -102,6 +102,11 @@ pub struct Secrets {
     pub jwt: Secret,
     /// Shared with the subscription service and the VPN manager (`INTERNAL_SECRET`).
     pub internal: Secret,
+    /// Signs and checks operators' tokens instead of `jwt` (`OPERATOR_JWT_SECRET`).
+    pub operator_jwt: Option<Secret>,
+    /// The audience users' tokens must name, when set (`JWT_AUDIENCE`); unset, any `aud`
+    /// is accepted, as the deployed service did.
+    pub jwt_audience: Option<String>,
 }
 
 /// The three upstream services.
@@ -165,6 +170,7 @@ pub fn read_app(env: &mut Env, otun_url: Option<&Url>) -> AppConfig {
         },
         events_max_streams: env.count("EVENTS_MAX_STREAMS", 10_000, 1_000_000) as usize,
         max_nodes_per_subscription: env.count("MAX_NODES_PER_SUBSCRIPTION", 10, 1_000),
+        migrations_per_day: env.count("MIGRATIONS_PER_DAY", 3, 10_000),
         read_model_users: env.amount("READ_MODEL_USERS", 10_000, 1_000_000),
     }
 }

@@ -45,6 +45,15 @@ pub fn is_clean(s: &str) -> bool {
     !s.chars().any(char::is_control)
 }
 
+/// The region a user names for a node they create or move: required (CONTRACTS.md §4.7:
+/// an empty or missing region never means the default region, nor a rebuild).
+pub fn chosen_region(value: Option<&str>) -> Result<&str, InputError> {
+    match value.map(str::trim) {
+        Some(code) if !code.is_empty() => Ok(code),
+        _ => Err(InputError::new("missing_region", "region is required")),
+    }
+}
+
 /// An id: 1 to `MAX_ID` characters, not blank, no control characters. `name` names the
 /// field in messages; `missing` and `too_long` are the codes clients already read.
 pub fn id<'a>(
@@ -185,6 +194,14 @@ pub fn free_text(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_region_is_required_and_never_defaulted() {
+        for missing in [None, Some(""), Some("   ")] {
+            assert_eq!(chosen_region(missing).unwrap_err().code, "missing_region");
+        }
+        assert_eq!(chosen_region(Some(" eu-west-1 ")), Ok("eu-west-1"));
+    }
 
     #[test]
     fn control_characters_are_refused_in_ids() {

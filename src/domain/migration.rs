@@ -166,6 +166,12 @@ pub fn may_start(node: &Resource) -> Result<(), Refusal> {
     }
 }
 
+/// Whether a history entry records a migration or rebuild that `actor` started (its
+/// cancelling later does not undo the entry).
+pub fn started_by(event: &super::Event, actor: &str) -> bool {
+    event.kind == super::EventKind::MigrationRequested && event.actor == actor
+}
+
 /// A new migration of `node` to `to_region` and `to_plan_tier`, if it may start.
 pub fn start(
     node: &Resource,

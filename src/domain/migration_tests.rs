@@ -231,3 +231,30 @@ fn a_migration_moves_only_along_the_table() {
     assert!(m.to(Switching).is_err());
     assert!(creating.to(Failed).is_err());
 }
+
+#[test]
+fn a_migration_counts_against_whoever_started_it() {
+    use crate::domain::{Event, EventKind};
+    let ev = |kind, actor: &str| Event {
+        kind,
+        actor: actor.into(),
+        message: None,
+        at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+    };
+    assert!(started_by(
+        &ev(EventKind::MigrationRequested, "user"),
+        "user"
+    ));
+    assert!(!started_by(
+        &ev(EventKind::MigrationRequested, "operator:alice"),
+        "user"
+    ));
+    assert!(!started_by(
+        &ev(EventKind::MigrationCancelled, "user"),
+        "user"
+    ));
+    assert!(!started_by(
+        &ev(EventKind::ProvisionRequested, "user"),
+        "user"
+    ));
+}

@@ -3,6 +3,7 @@
 //! function of its inputs and is unit-tested exhaustively.
 
 pub mod attribution;
+pub mod budget;
 pub mod callback;
 pub mod credential;
 pub mod entitlement;

@@ -163,7 +163,8 @@ fn step_of(kind: EventKind) -> Option<i32> {
 
 /// Builds `creation_progress` from the resource and its history. The current step is the
 /// furthest one the resource reached; each step's `started_at` is when its first event was
-/// recorded.
+/// recorded, and a step still `pending` has none (CONTRACTS.md §4.7: the history may run
+/// a moment ahead of the phase, or a failed step's successors may have events).
 pub fn creation_progress(resource: &Resource, events: &[Event]) -> CreationProgress {
     let current = resource.phase.clamp(1, 4);
     let steps = (1..=4)
@@ -187,7 +188,7 @@ pub fn creation_progress(resource: &Resource, events: &[Event]) -> CreationProgr
                 step: n,
                 name: STEP_NAMES[(n - 1) as usize],
                 status,
-                started_at,
+                started_at: started_at.filter(|_| status != StepStatus::Pending),
             }
         })
         .collect();
@@ -354,6 +355,19 @@ mod tests {
         let p = creation_progress(&node(Status::Failed, Desired::Active, 3), &events);
         assert_eq!(statuses(&p), [Completed, Completed, Failed, Pending]);
         assert_eq!(p.total_steps, 4);
+    }
+
+    #[test]
+    fn a_pending_step_has_no_start_even_when_its_event_is_recorded() {
+        // Right after a create: the VPS request is in the history, the phase not yet moved.
+        let events = [
+            ev(EventKind::ProvisionRequested, 0),
+            ev(EventKind::VpsCreateRequested, 1),
+        ];
+        let p = creation_progress(&node(Status::Pending, Desired::Active, 1), &events);
+        assert_eq!(p.steps[1].status, StepStatus::Pending);
+        assert_eq!(p.steps[1].started_at, None);
+        assert_eq!(p.steps[0].started_at, Some(at(0)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ const JOB_LEASE: Duration = Duration::from_secs(600);
 pub struct RetentionReport {
     pub idempotency_keys: u64,
     pub delivered_callbacks: u64,
+    pub spent_tickets: u64,
 }
 
 impl Engine {
@@ -38,8 +39,8 @@ impl Engine {
         };
         let summarize = |r: &RetentionReport| Summary {
             line: format!(
-                "idempotency keys {} delivered callbacks {}",
-                r.idempotency_keys, r.delivered_callbacks
+                "idempotency keys {} delivered callbacks {} spent tickets {}",
+                r.idempotency_keys, r.delivered_callbacks, r.spent_tickets
             ),
             notable: false,
         };
@@ -70,6 +71,13 @@ impl Engine {
         loop {
             let n = store.purge_delivered_outbox(outbox_before, BATCH).await?;
             report.delivered_callbacks += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = store.purge_spent_tickets(now, BATCH).await?;
+            report.spent_tickets += n;
             if n < BATCH as u64 {
                 break;
             }

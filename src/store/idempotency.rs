@@ -126,4 +126,30 @@ impl Idempotency for SqlStore {
             .execute()
             .await
     }
+
+    async fn spend_ticket(&self, nonce: &str, expires_at: DateTime<Utc>) -> StoreResult<bool> {
+        let spent = self
+            .db
+            .sql(
+                "insert into spent_tickets (nonce, expires_at) values ($1, $2) \
+                 on conflict (nonce) do nothing",
+            )
+            .bind(nonce)
+            .bind(expires_at)
+            .execute()
+            .await?;
+        Ok(spent == 1)
+    }
+
+    async fn purge_spent_tickets(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64> {
+        self.db
+            .sql(
+                "delete from spent_tickets where nonce in (\
+                 select nonce from spent_tickets where expires_at < $1 limit $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute()
+            .await
+    }
 }

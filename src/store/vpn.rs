@@ -176,13 +176,14 @@ impl VpnUsers for SqlStore {
                 .bind(subscription_id)
                 .fetch_optional()
                 .await?;
-            if deleting.is_some() {
+            if let Some(row) = deleting {
                 let event =
                     NewEvent::new(EventKind::DeleteRequested, actor).with_message(reason.as_str());
                 insert_event(&mut tx, resource_id, &event, now).await?;
                 tx.wake(Topic::Resources);
                 tx.commit().await?;
-                return self.resource(resource_id).await;
+                // As committed: a read now would race the engine it just woke.
+                return Resource::try_from(row).map(Some);
             }
         }
         // Superseded history (or an account already going): the VPN manager keeps serving
@@ -273,8 +274,19 @@ impl VpnUsers for SqlStore {
         user_id: &str,
         email: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<Resource>> {
+    ) -> StoreResult<bool> {
         let mut tx = self.db.begin().await?;
+        let (known,): (bool,) = tx
+            .sql(
+                "select exists (select 1 from resources where user_id = $1) \
+                 or exists (select 1 from entitlements where user_id = $1)",
+            )
+            .bind(user_id)
+            .fetch_one()
+            .await?;
+        if !known {
+            return Ok(false);
+        }
         tx.sql(
             "update resources set user_email = $2, updated_at = $3 \
              where user_id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
@@ -311,7 +323,7 @@ impl VpnUsers for SqlStore {
             tx.wake(Topic::Resources);
         }
         tx.commit().await?;
-        vpn.map(Resource::try_from).transpose()
+        Ok(true)
     }
 
     async fn vpn_user_deleting(&self, user_id: &str, except: Uuid) -> StoreResult<bool> {

@@ -161,10 +161,13 @@ fn chromium() -> &'static str {
     .unwrap_or("/usr/bin/chromium")
 }
 
-/// Signs `user` in through the link the demo prints (`/#token=…`).
+/// Signs `user` in through a sign-in link (`/#token=…`): outside demo mode the page names
+/// the link's account and the visitor confirms (CONTRACTS.md §4.7).
 pub(crate) async fn sign_in(b: &Browser, app: &TestApp, user: &str) {
     b.goto(&app.url(&format!("/#token={}", app.token(user))))
         .await;
+    b.wait_text(&format!("This link signs in as {user}.")).await;
+    b.click("#signin button[type=submit]").await;
     b.wait_js(
         "the user's page",
         "return document.body.dataset.page === 'user'",

@@ -41,6 +41,8 @@ async fn an_operator_retries_a_failed_resource_and_the_history_names_them() {
     let b = Browser::start().await;
     let token = mint_operator_token(JWT_SECRET, "alice", Duration::from_secs(600));
     b.goto(&app.url(&format!("/console#token={token}"))).await;
+    b.wait_text("This link signs in as alice.").await;
+    b.click("#signin button[type=submit]").await;
     b.wait_js(
         "the console",
         "return document.body.dataset.page === 'console'",
@@ -128,6 +130,8 @@ async fn a_user_token_or_session_never_reaches_the_console() {
     // A user's token at the console's sign-in is refused.
     b.goto(&app.url(&format!("/console#token={}", app.token("web-6"))))
         .await;
+    b.wait_text("This link signs in as web-6.").await;
+    b.click("#signin button[type=submit]").await;
     b.wait_text("The console takes an operator token").await;
     assert_ne!(
         b.js("return document.body.dataset.page").await,

@@ -185,23 +185,94 @@ async fn the_vpn_qr_codes_decode_to_their_links() {
         "return document.querySelectorAll('#vpn .qr svg').length > 0",
     )
     .await;
-    let links = b
-        .js("return [...document.querySelectorAll('#vpn .link-row input')].map(i => i.value)")
-        .await;
-    let links: Vec<String> = serde_json::from_value(links).unwrap();
-    assert!(!links.is_empty());
-    let qrs = b
-        .client
-        .find_all(fantoccini::Locator::Css("#vpn .qr"))
-        .await
-        .unwrap();
-    assert_eq!(qrs.len(), links.len());
-    for (qr, link) in qrs.iter().zip(&links) {
-        let png = qr.screenshot().await.unwrap();
-        assert_eq!(&decode_qr(&png), link, "the QR code decodes to its link");
+    // The section is replaced whenever the account changes (the live feed), so an element
+    // found may be gone by the time it is photographed: the reading is taken again then.
+    let mut read = None;
+    for _ in 0..20 {
+        match read_qr_links(&b).await {
+            Ok(pairs) => {
+                read = Some(pairs);
+                break;
+            }
+            Err(e) => {
+                eprintln!("reading the QR codes again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let pairs = read.expect("the VPN section held still long enough to be read");
+    assert!(!pairs.is_empty());
+    for (decoded, link) in &pairs {
+        assert_eq!(decoded, link, "the QR code decodes to its link");
     }
     b.screenshot("user-vpn").await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_names_its_account_and_never_replaces_a_session() {
+    let _serial = serial().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let b = Browser::start().await;
+    // Outside demo mode a link signs no one in by itself.
+    b.goto(&app.url(&format!("/#token={}", app.token("victim-1"))))
+        .await;
+    b.wait_text("This link signs in as victim-1.").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.js("return document.body.dataset.page").await,
+        json!("signin")
+    );
+    let url = b.client.current_url().await.unwrap();
+    assert_eq!(url.fragment(), None, "the token left the address bar");
+    // The visitor confirms: signed in.
+    b.click("#signin button[type=submit]").await;
+    b.wait_js(
+        "the user's page",
+        "return document.body.dataset.page === 'user'",
+    )
+    .await;
+    b.wait_text("victim-1").await;
+    // Another account's link, with a session open: the session stays.
+    b.goto(&app.url(&format!("/#token={}", app.token("attacker-1"))))
+        .await;
+    b.wait_js(
+        "the user's page",
+        "return document.body.dataset.page === 'user'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = b.text().await;
+    assert!(
+        text.contains("victim-1") && !text.contains("attacker-1"),
+        "{text}"
+    );
+    b.stop().await;
+}
+
+/// Each QR code of the VPN section, decoded from a photograph of it, with the link written
+/// beside it.
+async fn read_qr_links(b: &Browser) -> Result<Vec<(String, String)>, fantoccini::error::CmdError> {
+    let rows = b
+        .client
+        .find_all(fantoccini::Locator::Css("#vpn .link-row"))
+        .await?;
+    let mut pairs = Vec::new();
+    for row in rows {
+        let link = row
+            .find(fantoccini::Locator::Css("input"))
+            .await?
+            .prop("value")
+            .await?
+            .unwrap_or_default();
+        let png = row
+            .find(fantoccini::Locator::Css(".qr"))
+            .await?
+            .screenshot()
+            .await?;
+        pairs.push((decode_qr(&png), link));
+    }
+    Ok(pairs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

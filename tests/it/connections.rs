@@ -12,11 +12,11 @@ use tokio::net::TcpStream;
 use crate::crash::free_port;
 use crate::helpers::{Backend, SimServer, TestDb, test_env, wait_until};
 
-struct Binary {
-    child: Child,
-    base: String,
-    addr: String,
-    log: std::path::PathBuf,
+pub(crate) struct Binary {
+    pub child: Child,
+    pub base: String,
+    pub addr: String,
+    pub log: std::path::PathBuf,
 }
 
 impl Drop for Binary {
@@ -26,7 +26,7 @@ impl Drop for Binary {
     }
 }
 
-async fn start_limited(db: &TestDb, sims: &SimServer, nofile: u32) -> Binary {
+pub(crate) async fn start_limited(db: &TestDb, sims: &SimServer, nofile: u32) -> Binary {
     let port = free_port();
     let log = std::env::temp_dir().join(format!("ft-conn-{port}.log"));
     let out = std::fs::File::create(&log).unwrap();
@@ -63,7 +63,7 @@ async fn start_limited(db: &TestDb, sims: &SimServer, nofile: u32) -> Binary {
 }
 
 /// A fresh connection (no pooling) asking for `/health`, with a deadline.
-async fn health(base: &str) -> Result<u16, String> {
+pub(crate) async fn health(base: &str) -> Result<u16, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)

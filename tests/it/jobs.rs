@@ -53,7 +53,7 @@ on_both! {
 
         let engine = app.running().state.app.engine.clone();
         let report = engine.purge_expired().await.unwrap();
-        assert_eq!(report, RetentionReport { idempotency_keys: 1, delivered_callbacks: delivered });
+        assert_eq!(report, RetentionReport { idempotency_keys: 1, delivered_callbacks: delivered, spent_tickets: 0 });
         assert_eq!(count(&app, "idempotency_keys", "key = 'in-flight'").await, 1, "in flight: kept");
         assert_eq!(count(&app, "idempotency_keys", "key = 'key-1'").await, 0);
         assert_eq!(count(&app, "outbox", "delivered_at is null").await, 1, "undelivered: kept");
@@ -128,6 +128,7 @@ async fn a_dead_engine_loop_fails_readiness() {
         limits: api::limits::RateLimits::new(config.limits),
         request_timeout: Duration::from_secs(5),
         scrape: api::metrics::Scrape::new(Default::default(), Duration::ZERO),
+        demo: false,
     });
     let ready = axum::http::Request::get("/ready")
         .body(axum::body::Body::empty())

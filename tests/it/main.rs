@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod abuse;
 mod api_auth;
 mod api_bad_input;
 mod browser;
@@ -21,6 +22,7 @@ mod generated_input;
 mod golden;
 mod golden_nodes;
 mod hardening;
+mod hostile;
 mod hosting_flow;
 mod jobs;
 mod legacy_fixture;

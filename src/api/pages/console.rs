@@ -199,7 +199,7 @@ async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
     responses((status = 200, description = "The console, or its sign-in form", content_type = "text/html", body = String)))]
 pub async fn console(State(st): St, headers: HeaderMap) -> Response {
     let Ok(session) = super::signed_in(&st, &headers, Kind::Operator) else {
-        return super::signin_page(Kind::Operator, None, StatusCode::OK);
+        return super::signin_page(&st, Kind::Operator, None, StatusCode::OK);
     };
     let (queue, load) = tokio::join!(queue_html(&st, None), load_html(&st));
     let failed = |e: PageError| super::notice_html(&e.message);

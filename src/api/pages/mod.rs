@@ -145,10 +145,13 @@ struct SignInPage<'a> {
     hint: &'a str,
     action: &'a str,
     error: Option<&'a str>,
+    /// Whether a sign-in link (`#token=…`) signs in at once: in demo mode only
+    /// (CONTRACTS.md §4.7); otherwise the visitor confirms the account it names.
+    link_signs_in: bool,
 }
 
 /// The sign-in form of `kind`'s page, with `error` above it.
-fn signin_page(kind: Kind, error: Option<&str>, status: StatusCode) -> Response {
+fn signin_page(st: &ApiState, kind: Kind, error: Option<&str>, status: StatusCode) -> Response {
     let (heading, hint, action) = match kind {
         Kind::User => (
             "My service",
@@ -170,6 +173,7 @@ fn signin_page(kind: Kind, error: Option<&str>, status: StatusCode) -> Response 
             hint,
             action,
             error,
+            link_signs_in: st.demo,
         },
     )
 }
@@ -183,7 +187,7 @@ fn sign_in(
     form: Result<axum::Form<SignIn>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     use super::auth::Bearer;
-    let refuse = |message, status| signin_page(kind, Some(message), status);
+    let refuse = |message, status| signin_page(st, kind, Some(message), status);
     let Ok(axum::Form(form)) = form else {
         return refuse("Paste a token to sign in.", StatusCode::BAD_REQUEST);
     };

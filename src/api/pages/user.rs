@@ -52,10 +52,10 @@ fn fragment(html: String) -> Response {
     responses((status = 200, description = "The user's page, or the sign-in form", content_type = "text/html", body = String)))]
 pub async fn home(State(st): St, headers: HeaderMap) -> Response {
     let Ok(session) = super::signed_in(&st, &headers, Kind::User) else {
-        return super::signin_page(Kind::User, None, StatusCode::OK);
+        return super::signin_page(&st, Kind::User, None, StatusCode::OK);
     };
     let Ok(user) = UserId::parse(&session.user) else {
-        return super::signin_page(Kind::User, None, StatusCode::OK);
+        return super::signin_page(&st, Kind::User, None, StatusCode::OK);
     };
     let (nodes, vpn) = tokio::join!(nodes_fragment(&st, &user, None), vpn_fragment(&st, &user));
     let failed = |e: PageError| super::notice_html(&e.message);
@@ -188,10 +188,12 @@ pub async fn app_migrate(
     PageForm(form): PageForm<RegionForm>,
 ) -> Result<Response, PageError> {
     let outcome = async {
-        st.limits.node_create(user.as_str())?;
-        st.app
+        let spent = st.limits.node_create(user.as_str())?;
+        let started = st
+            .app
             .migrate_my_node(&user, MyNodeRef::Id(&id), form.region.as_deref())
-            .await?;
+            .await;
+        spent.settle(started.map_err(Into::into))?;
         Ok::<(), crate::api::error::ApiError>(())
     }
     .await

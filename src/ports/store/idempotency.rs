@@ -41,4 +41,9 @@ pub trait Idempotency: Send + Sync {
     /// Deletes up to `limit` keys whose request finished and that were first seen before
     /// `before`; returns how many. Keys in flight are kept.
     async fn purge_idempotency_keys(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    /// Spends an event-stream ticket (by its nonce): `true` the first time on any
+    /// replica, `false` ever after, until `expires_at` is purged.
+    async fn spend_ticket(&self, nonce: &str, expires_at: DateTime<Utc>) -> StoreResult<bool>;
+    /// Forgets at most `limit` spent tickets that expired before `before`.
+    async fn purge_spent_tickets(&self, before: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
 }

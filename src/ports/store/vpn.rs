@@ -92,13 +92,14 @@ pub trait VpnUsers: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(Entitlement, Resource)>>;
     /// Records a user's new email on their live resources and current entitlement, and
-    /// schedules the VPN manager update. Returns the live VPN user, if any.
+    /// schedules the VPN manager update of a live VPN user. `false`, with nothing
+    /// written, for a user with no resource and no entitlement at all.
     async fn set_user_email(
         &self,
         user_id: &str,
         email: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<Resource>>;
+    ) -> StoreResult<bool>;
     /// Whether another VPN user resource of this user is still being deleted (a new
     /// account must wait: the VPN manager keeps one per user).
     async fn vpn_user_deleting(&self, user_id: &str, except: Uuid) -> StoreResult<bool>;
