@@ -272,7 +272,10 @@ pub async fn serve(
                     .uri()
                     .path_and_query()
                     .is_some_and(|pq| pq.as_str().len() > MAX_URI);
-                req.extensions_mut().insert(request_hold.clone());
+                // Only an upgrade can outlive its connection's task.
+                if req.headers().contains_key(axum::http::header::UPGRADE) {
+                    req.extensions_mut().insert(request_hold.clone());
+                }
                 let call = router.clone().oneshot(req.map(axum::body::Body::new));
                 async move {
                     if too_long {

@@ -139,3 +139,38 @@ async fn a_flood_of_half_open_connections_cannot_starve_the_service() {
         "descriptors never ran out:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_limit_lowered_while_running_is_followed() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sims = SimServer::start(NodeTiming::default()).await;
+    let bin = start_limited(&db, &sims, 4096).await;
+    // The operator (or the system) lowers the limit under the running process.
+    let lowered = Command::new("prlimit")
+        .args(["--pid", &bin.child.id().to_string(), "--nofile=300:300"])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(lowered.success());
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        let Ok(mut s) = TcpStream::connect(&bin.addr).await else {
+            continue;
+        };
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+        flood.push(s);
+    }
+    assert!(flood.len() >= 300, "the flood is held ({})", flood.len());
+    for round in 0..10 {
+        assert_eq!(
+            health(&bin.base).await,
+            Ok(200),
+            "round {round}, with the flood held under the lowered limit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&bin.log).unwrap();
+    assert!(
+        log.contains("the descriptor limit changed"),
+        "the cap followed the limit:\n{log}"
+    );
+}

@@ -127,6 +127,64 @@ on_both! {
     }
 }
 
+/// An HS256 token with `claims` and an hour to live.
+fn signed(secret: &str, mut claims: Value) -> String {
+    claims["exp"] = (chrono::Utc::now().timestamp() + 3600).into();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_claim_alone_or_the_users_key_makes_no_operator() {
+    const OPS: &str = "operator-secret-0123456789abcdef0123";
+    let app = TestApp::spawn_with(crate::helpers::Backend::Sqlite, Default::default(), |c| {
+        c.secrets.operator_jwt = Some(fulfillment::config::Secret::new(OPS));
+    })
+    .await;
+    let queue = "/api/internal/operator/queue";
+    // What an auth service may put in its users' tokens: the user API takes it.
+    let role_only = signed(JWT_SECRET, json!({"uid": "u-role", "role": "operator"}));
+    let (status, body) = bearer(&app, Method::GET, queue, &role_only, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("not_an_operator"))
+    );
+    let (status, _) = bearer(&app, Method::GET, "/api/v1/my/node", &role_only, None).await;
+    assert_eq!(status, 200);
+    // The operators' claims under the users' key, when operators have a key of their own.
+    let users_key = mint_operator_token(JWT_SECRET, "mallory", hour());
+    let (status, _) = bearer(&app, Method::GET, queue, &users_key, None).await;
+    assert_eq!(status, 403);
+    // The operators' key, audience and role: the console opens.
+    let alice = mint_operator_token(OPS, "alice", hour());
+    let (status, body) = bearer(&app, Method::GET, queue, &alice, None).await;
+    assert_eq!(status, 200, "{body}");
+    // `fulfillment token --operator` signs with OPERATOR_JWT_SECRET when it is set.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fulfillment"))
+        .args(["token", "--operator", "dave"])
+        .env_clear()
+        .envs(crate::helpers::test_env(&app.db.url, &app.sims.url))
+        .env("OPERATOR_JWT_SECRET", OPS)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dave = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (status, body) = bearer(&app, Method::GET, queue, &dave, None).await;
+    assert_eq!(status, 200, "{body}");
+    // A user token with any audience is still a user's.
+    let with_aud = signed(JWT_SECRET, json!({"uid": "u-aud", "aud": ["the-app", "x"]}));
+    let (status, body) = bearer(&app, Method::GET, "/api/v1/my/node", &with_aud, None).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_prints_an_operator_token_the_service_accepts() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
