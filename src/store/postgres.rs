@@ -16,6 +16,67 @@ use super::news::Outgoing;
 use super::node_lookups::NodeLookups;
 use crate::ports::store::{Changed, Wakeups};
 
+/// A connection error, with what to do when a pooler in front of PostgreSQL caused it.
+fn explained(e: sqlx::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let e = anyhow::Error::from(e);
+    if text.contains("unsupported startup parameter") {
+        // PgBouncer refuses the `extra_float_digits` every client library sends.
+        e.context(
+            "a connection pooler (PgBouncer) refused a startup parameter: add \
+             `ignore_startup_parameters = extra_float_digits` to its [pgbouncer] section, \
+             and run this service's database in `pool_mode = session` \
+             (docs/OPERATIONS.md, PgBouncer)",
+        )
+    } else {
+        e
+    }
+}
+
+/// Refuses a pooler that hands one server connection to several clients in turn
+/// (PgBouncer's `pool_mode = transaction` or `statement`): the service's prepared
+/// statements, LISTEN and migration lock need a server connection of their own, and
+/// behind such a pooler it would start and then fail at random. Two clients connected at
+/// once never share a backend in session mode or directly; in transaction mode the second
+/// is handed the backend the first just released (PgBouncer reuses the latest first).
+async fn refuse_transaction_pooling(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let options = PgConnectOptions::from_str(url)?;
+    for _ in 0..3 {
+        let mut first = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(explained)?;
+        let mut second = sqlx::PgConnection::connect_with(&options)
+            .await
+            .map_err(explained)?;
+        let backend = "select pg_backend_pid()";
+        let a: i32 = sqlx::query_scalar(backend)
+            .persistent(false)
+            .fetch_one(&mut first)
+            .await?;
+        let b: i32 = sqlx::query_scalar(backend)
+            .persistent(false)
+            .fetch_one(&mut second)
+            .await?;
+        // Asked again while the other is connected: a session pooler keeps each on its own.
+        let a_again: i32 = sqlx::query_scalar(backend)
+            .persistent(false)
+            .fetch_one(&mut first)
+            .await?;
+        let (_, _) = (first.close().await, second.close().await);
+        if a == b || a != a_again {
+            anyhow::bail!(
+                "the database connection goes through a pooler in transaction (or statement) \
+                 mode, which hands one server connection to several clients: this service \
+                 needs one of its own per connection (prepared statements, LISTEN, the \
+                 migration lock). Set `pool_mode = session` for this service's database in \
+                 PgBouncer, or connect it to PostgreSQL directly (docs/OPERATIONS.md, PgBouncer)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// How long a start waits for PostgreSQL to answer at all.
 const STARTUP_WAIT: Duration = Duration::from_secs(30);
 
@@ -40,9 +101,10 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
                 tracing::warn!(error = %e, "the database does not answer yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(explained(e)),
         }
     };
+    refuse_transaction_pooling(url).await?;
     migrate(&pool).await?;
     let lookups = NodeLookups::new(PgConnectOptions::from_str(url)?)?;
     let db = Db::new(Pool::Postgres(pool.clone()));

@@ -74,8 +74,11 @@ on_both! {
         assert_eq!((status, resp["code"].as_str()), (422, Some("missing_subscription_id")));
         let (status, resp) = post_raw(&app, "/api/internal/deprovision", json!({"subscription_id": "s".repeat(10_000)}).to_string(), None).await;
         assert_eq!((status, resp["code"].as_str()), (422, Some("subscription_id_too_long")));
-        let (status, resp) = app.internal(Method::GET, &format!("/api/internal/users/{}/resources", "u".repeat(10_000)), None).await;
+        let (status, resp) = app.internal(Method::GET, &format!("/api/internal/users/{}/resources", "u".repeat(300)), None).await;
         assert_eq!((status, resp["code"].as_str()), (422, Some("user_id_too_long")));
+        // Past 8 KiB the target itself is refused (CONTRACTS.md §4.7).
+        let (status, resp) = app.internal(Method::GET, &format!("/api/internal/users/{}/resources", "u".repeat(10_000)), None).await;
+        assert_eq!((status, resp["code"].as_str()), (414, Some("uri_too_long")));
 
         // The user API keeps its own refusal shape.
         let (status, resp) = post_raw(&app, "/api/v1/my/node", "{\"region\": ", Some("u-1")).await;

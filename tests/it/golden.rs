@@ -131,12 +131,22 @@ async fn user_api_shapes() {
     insta::assert_json_snapshot!("my_node_active", my_node(&app, "u-1").await);
 
     let (status, conflict) = app
-        .user(Method::POST, "/api/v1/my/node", "u-1", Some(json!({})))
+        .user(
+            Method::POST,
+            "/api/v1/my/node",
+            "u-1",
+            Some(json!({"region": "us-east-1"})),
+        )
         .await;
     assert_eq!(status, 409);
     insta::assert_json_snapshot!("create_node_conflict", conflict);
     let (status, refused) = app
-        .user(Method::POST, "/api/v1/my/node", "u-none", Some(json!({})))
+        .user(
+            Method::POST,
+            "/api/v1/my/node",
+            "u-none",
+            Some(json!({"region": "us-east-1"})),
+        )
         .await;
     assert_eq!(status, 403);
     insta::assert_json_snapshot!("create_node_no_subscription", refused);
@@ -150,6 +160,17 @@ async fn user_api_shapes() {
         .await;
     assert_eq!(status, 422);
     insta::assert_json_snapshot!("create_node_unknown_region", refused);
+    // No region (CONTRACTS.md §4.7): never the default one.
+    let (status, refused) = app
+        .user(
+            Method::POST,
+            "/api/v1/my/node",
+            "u-1",
+            Some(json!({"region": ""})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    insta::assert_json_snapshot!("create_node_missing_region", refused);
 
     let (_, deleted) = app
         .user(Method::DELETE, "/api/v1/my/node", "u-1", None)
@@ -202,7 +223,12 @@ async fn user_api_shapes() {
         [Fault::Error(503), Fault::Error(503)],
     );
     let (status, down) = app
-        .user(Method::POST, "/api/v1/my/node", "u-new", Some(json!({})))
+        .user(
+            Method::POST,
+            "/api/v1/my/node",
+            "u-new",
+            Some(json!({"region": "us-east-1"})),
+        )
         .await;
     assert_eq!(status, 503);
     insta::assert_json_snapshot!("create_node_subscription_service_down", down);

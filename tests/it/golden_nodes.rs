@@ -122,7 +122,7 @@ async fn several_nodes_and_migration_shapes() {
             Method::POST,
             "/api/v1/my/node/migrate",
             "u-1",
-            Some(json!({})),
+            Some(json!({"region": "us-east-1"})),
         )
         .await;
     assert_eq!(status, 409);

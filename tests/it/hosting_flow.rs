@@ -108,7 +108,7 @@ on_both! {
         }
         assert!(ok && saw_installing, "active after showing step 3 (saw it: {saw_installing})");
 
-        let (status, body) = app.user(Method::POST, "/api/v1/my/node", "u-1", Some(json!({}))).await;
+        let (status, body) = app.user(Method::POST, "/api/v1/my/node", "u-1", Some(json!({"region": "us-east-1"}))).await;
         assert_eq!((status, body["success"].as_bool(), body["status"].as_str()), (409, Some(false), Some("failed")));
 
         let (status, body) = app.user(Method::DELETE, "/api/v1/my/node", "u-1", None).await;
@@ -386,7 +386,7 @@ on_both! {
         // Someone never seen before: nothing to show, so the outage is reported.
         let (status, body) = app.user(Method::GET, "/api/v1/my/node", "stranger", None).await;
         assert_eq!((status, body["code"].as_str()), (503, Some("dependency_unavailable")));
-        let (status, body) = app.user(Method::POST, "/api/v1/my/node", "stranger", Some(json!({}))).await;
+        let (status, body) = app.user(Method::POST, "/api/v1/my/node", "stranger", Some(json!({"region": "us-east-1"}))).await;
         assert_eq!((status, body["success"].as_bool()), (503, Some(false)));
     }
 }
@@ -408,7 +408,7 @@ on_both! {
         let (_, body) = app.user(Method::GET, "/api/v1/my/node", "u-1", None).await;
         assert_eq!(body["hosting_status"], "subscription_expired");
         assert_eq!(body["has_subscription"], false);
-        let (status, body) = app.user(Method::POST, "/api/v1/my/node", "u-1", Some(json!({}))).await;
+        let (status, body) = app.user(Method::POST, "/api/v1/my/node", "u-1", Some(json!({"region": "us-east-1"}))).await;
         assert_eq!((status, body["code"].as_str()), (403, Some("no_subscription")));
         let (_, body) = app.user(Method::GET, "/api/v1/my/node", "never", None).await;
         assert_eq!(body["hosting_status"], "no_subscription");

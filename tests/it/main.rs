@@ -36,6 +36,7 @@ mod openapi;
 mod operator;
 mod operator_auth;
 mod pages;
+mod pgbouncer;
 mod prometheus;
 mod read_model;
 mod sse_client;

@@ -286,9 +286,9 @@ on_both! {
         let (status, _) = app.internal(Method::POST, &format!("/api/internal/resources/{id}/migrate"), Some(json!({"plan_tier": "gold"}))).await;
         assert_eq!(status, 422);
         // Another user's node, or none.
-        let (status, _) = app.user(Method::POST, &format!("/api/v1/my/nodes/{id}/migrate"), "u-2", Some(json!({}))).await;
+        let (status, _) = app.user(Method::POST, &format!("/api/v1/my/nodes/{id}/migrate"), "u-2", Some(json!({"region": "us-east-1"}))).await;
         assert_eq!(status, 404);
-        let (status, _) = app.user(Method::POST, "/api/v1/my/node/migrate", "u-2", Some(json!({}))).await;
+        let (status, _) = app.user(Method::POST, "/api/v1/my/node/migrate", "u-2", Some(json!({"region": "us-east-1"}))).await;
         assert_eq!(status, 404);
         let (status, _) = app.internal(Method::POST, "/api/internal/resources/0190a0e0-0000-7000-8000-000000000001/migrate", None).await;
         assert_eq!(status, 404);

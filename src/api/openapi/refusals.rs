@@ -15,6 +15,9 @@ pub enum Refusals {
     /// Missing, malformed, expired or wrong credentials.
     #[response(status = 401)]
     Unauthorized(Error),
+    /// The request target is longer than 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(Error),
     /// Internal error (logged; no detail is given).
     #[response(status = 500)]
     Internal(Error),
