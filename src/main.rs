@@ -42,6 +42,16 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         ttl_hours: u64,
     },
+    /// Ask a running service whether it is ready (`GET /ready`): exit 0 if it is, 1 if
+    /// not. A container's health check, with no shell or HTTP tool in the image.
+    Health {
+        /// The readiness URL; by default the local service on `SERVER_PORT` (8014).
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// Serve the simulated hosting and subscription services over HTTP.
     Sim(SimArgs),
     /// Import the Go service's database into ours (DB_URL), for the cut-over: reads it,
@@ -145,6 +155,24 @@ async fn main() -> anyhow::Result<()> {
             };
             println!("{token}");
             Ok(())
+        }
+        Command::Health { url, timeout_secs } => {
+            let url = url.unwrap_or_else(|| {
+                let port = std::env::var("SERVER_PORT").unwrap_or_else(|_| "8014".into());
+                format!("http://127.0.0.1:{port}/ready")
+            });
+            let http = fulfillment::upstream::http_client(Duration::from_secs(timeout_secs));
+            match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => {
+                    eprintln!("{url}: {}", r.status());
+                    std::process::exit(1)
+                }
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    std::process::exit(1)
+                }
+            }
         }
         Command::Sim(args) => run_sim(args).await,
         Command::ImportLegacy(args) => import_legacy(args).await,

@@ -15,6 +15,7 @@ mod chaos_orders;
 mod connections;
 mod crash;
 mod db_outage;
+mod deploy;
 mod events;
 mod fault_matrix;
 mod generate;
