@@ -32,3 +32,132 @@ async fn the_health_command_says_whether_the_service_is_ready() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 }
+
+/// The rendered manifests (`deploy/kubernetes/render`), as JSON (PyYAML reads them; it
+/// comes with kubernetes-validate, which `scripts/test` installs).
+fn rendered() -> Vec<serde_json::Value> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let yaml = Command::new(format!("{root}/deploy/kubernetes/render"))
+        .output()
+        .expect("kubectl (scripts/test installs it)");
+    assert!(
+        yaml.status.success(),
+        "{}",
+        String::from_utf8_lossy(&yaml.stderr)
+    );
+    let mut to_json = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    to_json
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&yaml.stdout)
+        .unwrap();
+    let out = to_json.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn of_kind<'a>(objects: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("a {kind} is rendered"))
+}
+
+#[test]
+fn the_deployment_keeps_two_pods_probes_them_and_runs_them_locked_down() {
+    let objects = rendered();
+    let deployment = of_kind(&objects, "Deployment");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let pod = &spec["template"]["spec"];
+    // Longer than the service's shutdown (30 s for requests in flight, then the engine).
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > 30);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    for probe in ["startupProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"], "/health", "{probe}");
+    }
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+    for kind in ["requests", "limits"] {
+        assert!(container["resources"][kind]["memory"].is_string(), "{kind}");
+        assert!(container["resources"][kind]["cpu"].is_string(), "{kind}");
+    }
+    // Configuration from the generated ConfigMap and the operator's Secret.
+    let config = of_kind(&objects, "ConfigMap")["metadata"]["name"].clone();
+    let from: Vec<_> = container["envFrom"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["configMapRef"]["name"]
+                .as_str()
+                .or(e["secretRef"]["name"].as_str())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        from.contains(&config.as_str().unwrap().to_owned()),
+        "{from:?}"
+    );
+    assert!(from.contains(&"fulfillment-secrets".to_owned()));
+    // Never fewer than one pod through a voluntary disruption.
+    assert_eq!(
+        of_kind(&objects, "PodDisruptionBudget")["spec"]["minAvailable"],
+        1
+    );
+}
+
+#[test]
+fn the_monitoring_objects_match_the_service_and_the_one_set_of_alert_rules() {
+    let objects = rendered();
+    let service = of_kind(&objects, "Service");
+    let ports: Vec<_> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let monitor = of_kind(&objects, "ServiceMonitor");
+    let scraped = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(ports.contains(&scraped), "{scraped} in {ports:?}");
+    let labels = &service["metadata"]["labels"];
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&labels[k], v, "the monitor selects the service by {k}");
+    }
+    // The PrometheusRule is deploy/prometheus/alerts.yml, not a copy of it.
+    let rule = of_kind(&objects, "PrometheusRule");
+    let alerts = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml"),
+        ])
+        .output()
+        .unwrap();
+    let alerts: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    assert_eq!(rule["spec"], alerts);
+    assert!(!alerts["groups"][0]["rules"].as_array().unwrap().is_empty());
+}
