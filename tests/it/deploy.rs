@@ -161,3 +161,42 @@ fn the_monitoring_objects_match_the_service_and_the_one_set_of_alert_rules() {
     assert_eq!(rule["spec"], alerts);
     assert!(!alerts["groups"][0]["rules"].as_array().unwrap().is_empty());
 }
+
+/// Pods of a new version start together, each applying the migrations at its start: they
+/// take PostgreSQL's migration lock in turn, the first applies every migration once, and
+/// all of them start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_starting_together_apply_the_migrations_once() {
+    use sqlx::Connection;
+    let admin = crate::helpers::pg_admin_url();
+    let name = format!("ft_fresh_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("create database {name}")),
+    )
+    .await
+    .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let starts = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { fulfillment::store::SqlStore::connect(&url, 2).await })
+    });
+    for started in futures::future::join_all(starts).await {
+        assert!(started.unwrap().is_ok(), "every pod starts");
+    }
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let (applied, failed): (i64, i64) = sqlx::query_as(
+        "select count(*), count(*) filter (where not success) from _sqlx_migrations",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!((applied, failed), (shipped, 0));
+    drop(db);
+    crate::helpers::drop_pg_database(&admin, &name);
+}
