@@ -200,3 +200,26 @@ async fn pods_starting_together_apply_the_migrations_once() {
     drop(db);
     crate::helpers::drop_pg_database(&admin, &name);
 }
+
+#[test]
+fn every_alert_names_its_runbook_and_the_runbook_has_its_section() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rule = of_kind(&rendered(), "PrometheusRule").clone();
+    let runbooks = std::fs::read_to_string(format!("{root}/docs/OPERATIONS.md")).unwrap();
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(!rules.is_empty());
+    for r in rules {
+        let name = r["alert"].as_str().unwrap();
+        let url = r["annotations"]["runbook_url"].as_str().unwrap_or_default();
+        assert_eq!(
+            url,
+            format!("docs/OPERATIONS.md#{}", name.to_lowercase()),
+            "{name}"
+        );
+        // GitHub-style anchors: the heading, lower-cased.
+        assert!(
+            runbooks.contains(&format!("\n### {name}\n")),
+            "docs/OPERATIONS.md has a section for {name}"
+        );
+    }
+}
