@@ -16,11 +16,35 @@ use super::news::Outgoing;
 use super::node_lookups::NodeLookups;
 use crate::ports::store::{Changed, Wakeups};
 
-/// A connection error, with what to do when a pooler in front of PostgreSQL caused it.
+/// Whether a failed connection may succeed by waiting: the server is slow or still
+/// starting. A refused TLS certificate is no such thing.
+fn answers_later(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Io(io) => !tls_refused(io),
+        _ => false,
+    }
+}
+
+/// Whether an I/O error is TLS refusing the server (its certificate, its name).
+fn tls_refused(io: &std::io::Error) -> bool {
+    io.get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// A connection error, with what to do when TLS or a pooler in front of PostgreSQL
+/// caused it.
 fn explained(e: sqlx::Error) -> anyhow::Error {
     let text = e.to_string();
+    let tls = matches!(&e, sqlx::Error::Io(io) if tls_refused(io));
     let e = anyhow::Error::from(e);
-    if text.contains("unsupported startup parameter") {
+    if tls {
+        e.context(
+            "the database server's TLS certificate was not accepted: `sslrootcert` in DB_URL \
+             must name the CA that signed it (or leave it out for the system's CAs), and the \
+             host in DB_URL must be one the certificate names (docs/OPERATIONS.md, TLS)",
+        )
+    } else if text.contains("unsupported startup parameter") {
         // PgBouncer refuses the `extra_float_digits` every client library sends.
         e.context(
             "a connection pooler (PgBouncer) refused a startup parameter: add \
@@ -95,9 +119,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
     let pool = loop {
         match options.clone().connect(url).await {
             Ok(pool) => break pool,
-            Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
-                if tokio::time::Instant::now() < deadline =>
-            {
+            Err(e) if answers_later(&e) && tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "the database does not answer yet; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -46,6 +46,7 @@ mod store_history;
 mod store_lifelines;
 mod store_nodes;
 mod sweep;
+mod tls;
 mod traffic;
 mod upstream_clients;
 mod vpn_contract;
