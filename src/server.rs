@@ -15,7 +15,9 @@ use crate::engine::{self, Engine, EngineConfig};
 use crate::metrics::Metrics;
 use crate::ports::{Hosting, Ports, Subscriptions, SystemClock, Telemetry, VpnManager};
 use crate::sim::{Knobs, NodeTiming, Sim};
-use crate::upstream::{HostingClient, Metered, SubscriptionsClient, VpnClient, http_client};
+use crate::upstream::{
+    HostingClient, Metered, SubscriptionsClient, VpnClient, ca_bundle, http_client_trusting,
+};
 
 /// A running service.
 pub struct Running {
@@ -117,7 +119,11 @@ fn upstreams(config: &Config, sim: Option<&Sim>) -> anyhow::Result<Upstreams> {
             sim.vpn.clone(),
         ));
     }
-    let http = http_client(config.upstreams.timeout);
+    let extra_roots = match &config.upstreams.ca_file {
+        Some(path) => ca_bundle(path)?,
+        None => Vec::new(),
+    };
+    let http = http_client_trusting(config.upstreams.timeout, extra_roots);
     let url = |u: &Option<reqwest::Url>, name: &str| {
         u.clone().with_context(|| format!("{name} is required"))
     };

@@ -120,6 +120,9 @@ pub struct UpstreamsConfig {
     pub timeout: Duration,
     /// Calls in flight at once toward each upstream service.
     pub max_in_flight: usize,
+    /// CA certificates (PEM) trusted for the upstreams' `https`, beside the system's
+    /// (`UPSTREAM_CA_FILE`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl UpstreamsConfig {
@@ -131,6 +134,10 @@ impl UpstreamsConfig {
             otun_url: env.url("OTUN_MANAGER_URL"),
             timeout: env.secs("UPSTREAM_TIMEOUT_SECS", secs(10), (0.05, 600.0)),
             max_in_flight: env.count("UPSTREAM_MAX_IN_FLIGHT", 64, 10_000) as usize,
+            ca_file: env
+                .get_or_empty("UPSTREAM_CA_FILE")
+                .filter(|p| !p.is_empty())
+                .map(Into::into),
         }
     }
 }

@@ -46,6 +46,16 @@ impl Default for Gate {
 
 /// Builds the shared client. `timeout` bounds every call end to end.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    http_client_trusting(timeout, Vec::new())
+}
+
+/// The shared client, trusting the CAs in `extra_roots` beside the system's (a private CA
+/// of the upstream services: `UPSTREAM_CA_FILE`). An `https` URL is never called in plain
+/// text: a certificate no trusted CA signed fails the call.
+pub fn http_client_trusting(
+    timeout: Duration,
+    extra_roots: Vec<reqwest::Certificate>,
+) -> reqwest::Client {
     // reqwest is built without a bundled crypto provider; use ring's (ignored if a
     // provider is already installed).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -54,8 +64,29 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .connect_timeout(Duration::from_secs(3).min(timeout))
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(30))
+        .tls_certs_merge(extra_roots)
         .build()
         .expect("the HTTP client configuration is valid")
+}
+
+/// The CA certificates of a PEM file (`UPSTREAM_CA_FILE`): an unreadable file, or one
+/// holding no certificate, is an error naming it.
+pub fn ca_bundle(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    use anyhow::Context;
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading UPSTREAM_CA_FILE {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+        format!(
+            "UPSTREAM_CA_FILE {} is not PEM certificates",
+            path.display()
+        )
+    })?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "UPSTREAM_CA_FILE {} holds no certificate",
+        path.display()
+    );
+    Ok(certs)
 }
 
 impl From<reqwest::Error> for UpstreamError {

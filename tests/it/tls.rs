@@ -1,7 +1,11 @@
-//! TLS to PostgreSQL (issue 24): a throw-away PostgreSQL of the test's own, serving TLS with
-//! a certificate from a CA the test makes (openssl), on its own port. `sslmode=verify-full`
-//! with that CA connects, over TLS; with another CA the start fails, saying why; nothing
-//! ever falls back to plain text.
+//! TLS both ways (issue 24), with a CA the test makes (openssl):
+//!
+//! - to PostgreSQL: a throw-away cluster of the test's own serving TLS on its own port.
+//!   `sslmode=verify-full` with that CA connects, over TLS; with another CA the start
+//!   fails at once, saying why;
+//! - to the upstream services over `https`: a TLS server in front of the simulators.
+//!   With `UPSTREAM_CA_FILE` naming the CA, orders go through; with another CA, or the
+//!   system's alone, every call fails on the certificate. Nothing falls back to plain text.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -91,42 +95,49 @@ fn make_ca(dir: &Path, name: &str) {
     );
 }
 
+/// A CA of the test (`test-ca`), another one (`other-ca`), and a server certificate for
+/// 127.0.0.1 and localhost signed by the first (`server.crt`, `server.key`), in `dir`.
+fn make_certs(dir: &Path) {
+    let dir = dir.to_owned();
+    make_ca(&dir, "test-ca");
+    make_ca(&dir, "other-ca");
+    // The server's certificate, for 127.0.0.1 and localhost, signed by the test CA.
+    run(
+        Command::new("openssl")
+            .current_dir(&dir)
+            .args(["req", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-keyout", "server.key", "-out", "server.csr"])
+            .args(["-subj", "/CN=localhost"]),
+        false,
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(
+        Command::new("openssl")
+            .current_dir(&dir)
+            .args(["x509", "-req", "-in", "server.csr", "-days", "2"])
+            .args([
+                "-CA",
+                "test-ca.crt",
+                "-CAkey",
+                "test-ca.key",
+                "-CAcreateserial",
+            ])
+            .args(["-out", "server.crt", "-extfile", "server.ext"]),
+        false,
+    );
+}
+
 impl TlsPostgres {
     async fn start() -> TlsPostgres {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("ft-tlspg-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        make_ca(&dir, "test-ca");
-        make_ca(&dir, "other-ca");
-        // The server's certificate, for 127.0.0.1 and localhost, signed by the test CA.
-        run(
-            Command::new("openssl")
-                .current_dir(&dir)
-                .args(["req", "-newkey", "rsa:2048", "-nodes"])
-                .args(["-keyout", "server.key", "-out", "server.csr"])
-                .args(["-subj", "/CN=localhost"]),
-            false,
-        );
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .unwrap();
-        run(
-            Command::new("openssl")
-                .current_dir(&dir)
-                .args(["x509", "-req", "-in", "server.csr", "-days", "2"])
-                .args([
-                    "-CA",
-                    "test-ca.crt",
-                    "-CAkey",
-                    "test-ca.key",
-                    "-CAcreateserial",
-                ])
-                .args(["-out", "server.crt", "-extfile", "server.ext"]),
-            false,
-        );
+        make_certs(&dir);
         if rustix::process::getuid().is_root() {
             run(
                 Command::new("chown").args(["-R", "postgres", &dir.display().to_string()]),
@@ -215,4 +226,110 @@ async fn postgres_over_tls_verifies_the_server_against_the_configured_ca() {
         message.contains("certificate was not accepted") && message.contains("sslrootcert"),
         "the error names the certificate: {message}"
     );
+}
+
+/// A TLS server on 127.0.0.1 (the test CA's `server.crt`) passing every connection on to
+/// `to` in plain text: the simulators behind `https`.
+async fn tls_front(dir: &Path, to: String) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, to) = (acceptor.clone(), to.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_over_https_are_trusted_by_the_configured_ca_only() {
+    use fulfillment::ports::Hosting;
+    let dir = std::env::temp_dir().join(format!("ft-tls-up-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    make_certs(&dir);
+    let mut app = crate::helpers::TestApp::prepare(
+        crate::helpers::Backend::Sqlite,
+        Default::default(),
+        |_| {},
+    )
+    .await;
+    let plain = app.sims.url.trim_start_matches("http://").to_owned();
+    let front = format!("https://127.0.0.1:{}", tls_front(&dir, plain).await);
+    let url: reqwest::Url = front.parse().unwrap();
+    app.config.upstreams.hosting_url = Some(url.clone());
+    app.config.upstreams.subscription_url = Some(url.clone());
+    app.config.upstreams.otun_url = Some(url.clone());
+    app.config.upstreams.ca_file = Some(dir.join("test-ca.crt"));
+    app.start().await;
+    // An order goes through every upstream over https.
+    app.sims.subscribe("tls-1", "sub-tls-1", "premium");
+    let (status, body) = app.provision("tls-1", "sub-tls-1").await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["resource_id"].as_str().unwrap();
+    app.wait_status(id, "active").await;
+    app.wait_callbacks("sub-tls-1", 1).await;
+    // Another CA, or the system's alone: every call fails, on the certificate.
+    let timeout = std::time::Duration::from_secs(5);
+    let other = fulfillment::upstream::ca_bundle(&dir.join("other-ca.crt")).unwrap();
+    for (what, http) in [
+        (
+            "another CA",
+            fulfillment::upstream::http_client_trusting(timeout, other),
+        ),
+        (
+            "the system's CAs",
+            fulfillment::upstream::http_client(timeout),
+        ),
+    ] {
+        let client = fulfillment::upstream::HostingClient::new(http, url.clone(), "k".into());
+        let refused = client.list_nodes().await.expect_err(what).to_string();
+        assert!(refused.contains("certificate"), "{what}: {refused}");
+    }
+    // A CA file that is missing or holds no certificate fails the start, naming it.
+    std::fs::write(dir.join("empty.pem"), "not a certificate\n").unwrap();
+    for bad in ["missing.pem", "empty.pem"] {
+        let mut config = app.config.clone();
+        config.upstreams.ca_file = Some(dir.join(bad));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = fulfillment::server::start(&config, listener, None).await;
+        let message = format!("{:#}", refused.err().expect(bad));
+        assert!(message.contains("UPSTREAM_CA_FILE"), "{bad}: {message}");
+    }
+}
+
+/// A directory removed when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
