@@ -11,7 +11,6 @@
 //! count and time and end by themselves.
 
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,7 +19,7 @@ use fulfillment::api::extract::mint_user_token;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::push::{Proc, binary, free_port};
+use super::push::{Proc, free_port, service_command, start_sim};
 use super::{Args, Db, INTERNAL, JWT};
 
 /// A service under attack: its process, port and the simulator beside it.
@@ -32,42 +31,12 @@ struct Target {
 
 impl Target {
     async fn start(db: &Db, env: &[(&str, &str)]) -> Target {
-        let sim_port = free_port();
-        let sim = Proc(
-            Command::new(binary())
-                .args(["sim", "--listen", &format!("127.0.0.1:{sim_port}")])
-                .args(["--admin-key", "bench-admin-key"])
-                .args(["--internal-secret", INTERNAL])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let (sim, sim_url) = start_sim(&[]);
         let port = free_port();
-        let sim_url = format!("http://127.0.0.1:{sim_port}");
         // The descriptor limit is this process's, raised to its hard limit (as a
         // production unit would set one).
-        let service = Proc(
-            Command::new(binary())
-                .arg("serve")
-                .env_clear()
-                .env("RUST_LOG", "warn")
-                .env("DB_URL", &db.url)
-                .env("JWT_SECRET", JWT)
-                .env("INTERNAL_SECRET", INTERNAL)
-                .env("HOSTING_SERVICE_URL", &sim_url)
-                .env("HOSTING_ADMIN_KEY", "bench-admin-key")
-                .env("SUBSCRIPTION_SERVICE_URL", &sim_url)
-                .env("OTUN_MANAGER_URL", &sim_url)
-                .env("BIND_ADDR", "127.0.0.1")
-                .env("SERVER_PORT", port.to_string())
-                .env("METRICS_ADDR", "")
-                .envs(env.iter().copied())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let env: Vec<_> = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let service = Proc(service_command(db, &sim_url, port, &env).spawn().unwrap());
         let http = fulfillment::upstream::http_client(Duration::from_secs(2));
         for _ in 0..300 {
             let ready = http

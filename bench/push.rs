@@ -70,58 +70,69 @@ fn cpu_secs(pid: u32) -> f64 {
         .map_or(f64::NAN, |(u, s)| (u + s) / 100.0)
 }
 
-/// Starts `fulfillment sim` and the service on `db`; returns both and the service's port.
-pub(super) async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
+/// `fulfillment sim` on a free port, requiring the benchmarks' credentials; its URL.
+pub(super) fn start_sim(extra: &[&str]) -> (Proc, String) {
     let sim_port = free_port();
     let sim = Proc(
         Command::new(binary())
-            .args([
-                "sim",
-                "--listen",
-                &format!("127.0.0.1:{sim_port}"),
-                "--default-plan",
-                "premium",
-            ])
+            .args(["sim", "--listen", &format!("127.0.0.1:{sim_port}")])
             .args([
                 "--admin-key",
                 "bench-admin-key",
                 "--internal-secret",
                 INTERNAL,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    (sim, format!("http://127.0.0.1:{sim_port}"))
+}
+
+/// `fulfillment serve` on `db` and port `port` against the simulators at `sim_url`, quiet,
+/// with `env` over the configuration every benchmark shares (not started yet).
+pub(super) fn service_command(
+    db: &Db,
+    sim_url: &str,
+    port: u16,
+    env: &[(&str, String)],
+) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("DB_URL", &db.url)
+        .env("JWT_SECRET", JWT)
+        .env("INTERNAL_SECRET", INTERNAL)
+        .env("HOSTING_SERVICE_URL", sim_url)
+        .env("HOSTING_ADMIN_KEY", "bench-admin-key")
+        .env("SUBSCRIPTION_SERVICE_URL", sim_url)
+        .env("OTUN_MANAGER_URL", sim_url)
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("SERVER_PORT", port.to_string())
+        .env("METRICS_ADDR", "")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// Starts `fulfillment sim` and the service on `db`; returns both and the service's port.
+pub(super) async fn start_service(db: &Db, streams: usize) -> (Proc, Proc, u16) {
+    let (sim, sim_url) = start_sim(&["--default-plan", "premium"]);
     let port = free_port();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let service = Proc(
-        Command::new(binary())
-            .arg("serve")
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .env("DB_URL", &db.url)
-            .env("JWT_SECRET", JWT)
-            .env("INTERNAL_SECRET", INTERNAL)
-            .env("HOSTING_SERVICE_URL", &sim_url)
-            .env("HOSTING_ADMIN_KEY", "bench-admin-key")
-            .env("SUBSCRIPTION_SERVICE_URL", &sim_url)
-            .env("OTUN_MANAGER_URL", &sim_url)
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("SERVER_PORT", port.to_string())
-            .env("METRICS_ADDR", "")
-            // Idle keep-alive connections are the per-connection baseline: keep them open.
-            .env("HEADER_READ_TIMEOUT_SECS", "300")
-            .env("SUBSCRIPTION_CACHE_SECS", "600")
-            .env("USER_RATE_PER_SEC", "1000000")
-            .env("USER_RATE_BURST", "1000000")
-            .env("MAX_CONNECTIONS", (streams * 2 + 1000).to_string())
-            .env("EVENTS_MAX_STREAMS", (streams * 2).to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let env = [
+        // Idle keep-alive connections are the per-connection baseline: keep them open.
+        ("HEADER_READ_TIMEOUT_SECS", "300".to_owned()),
+        ("SUBSCRIPTION_CACHE_SECS", "600".to_owned()),
+        ("USER_RATE_PER_SEC", "1000000".to_owned()),
+        ("USER_RATE_BURST", "1000000".to_owned()),
+        ("MAX_CONNECTIONS", (streams * 2 + 1000).to_string()),
+        ("EVENTS_MAX_STREAMS", (streams * 2).to_string()),
+    ];
+    let service = Proc(service_command(db, &sim_url, port, &env).spawn().unwrap());
     let http = fulfillment::upstream::http_client(Duration::from_secs(2));
     let ready = format!("http://127.0.0.1:{port}/ready");
     for _ in 0..300 {
