@@ -76,6 +76,29 @@ pub(crate) async fn health(base: &str) -> Result<u16, String> {
     }
 }
 
+/// 400 connections, each with half a request head, held open (at least 300 taken).
+async fn hold_flood(addr: &str) -> Vec<TcpStream> {
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        let Ok(mut s) = TcpStream::connect(addr).await else {
+            continue;
+        };
+        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+        flood.push(s);
+    }
+    assert!(flood.len() >= 300, "the flood is held ({})", flood.len());
+    flood
+}
+
+/// `/health` answers 200 on a fresh connection ten times in a row, a tenth of a second
+/// apart.
+async fn health_holds(base: &str, while_: &str) {
+    for round in 0..10 {
+        assert_eq!(health(base).await, Ok(200), "round {round}, {while_}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_half_open_connections_cannot_starve_the_service() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -84,27 +107,8 @@ async fn a_flood_of_half_open_connections_cannot_starve_the_service() {
 
     // 400 connections, each with half a request head, held open: more than the service
     // has descriptors for.
-    let mut flood = Vec::new();
-    for _ in 0..400 {
-        let Ok(mut s) = TcpStream::connect(&bin.addr).await else {
-            continue;
-        };
-        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
-        flood.push(s);
-    }
-    assert!(
-        flood.len() >= 300,
-        "the flood is held ({} connections)",
-        flood.len()
-    );
-    for round in 0..10 {
-        assert_eq!(
-            health(&bin.base).await,
-            Ok(200),
-            "round {round}, with the flood held"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let flood = hold_flood(&bin.addr).await;
+    health_holds(&bin.base, "with the flood held").await;
 
     // A connection that sends nothing is closed by the server after the header timeout
     // (2 s here), and so is one that sent half a head.
@@ -151,23 +155,8 @@ async fn a_descriptor_limit_lowered_while_running_is_followed() {
         .status()
         .expect("prlimit (util-linux)");
     assert!(lowered.success());
-    let mut flood = Vec::new();
-    for _ in 0..400 {
-        let Ok(mut s) = TcpStream::connect(&bin.addr).await else {
-            continue;
-        };
-        let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
-        flood.push(s);
-    }
-    assert!(flood.len() >= 300, "the flood is held ({})", flood.len());
-    for round in 0..10 {
-        assert_eq!(
-            health(&bin.base).await,
-            Ok(200),
-            "round {round}, with the flood held under the lowered limit"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let _flood = hold_flood(&bin.addr).await;
+    health_holds(&bin.base, "with the flood held under the lowered limit").await;
     let log = std::fs::read_to_string(&bin.log).unwrap();
     assert!(
         log.contains("the descriptor limit changed"),

@@ -127,6 +127,23 @@ on_both! {
     }
 }
 
+/// What `fulfillment token --operator NAME` prints, configured as `app` is and with `env`.
+fn cli_operator_token(app: &TestApp, name: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fulfillment"))
+        .args(["token", "--operator", name])
+        .env_clear()
+        .envs(crate::helpers::test_env(&app.db.url, &app.sims.url))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// An HS256 token with `claims` and an hour to live.
 fn signed(secret: &str, mut claims: Value) -> String {
     claims["exp"] = (chrono::Utc::now().timestamp() + 3600).into();
@@ -164,19 +181,7 @@ async fn a_role_claim_alone_or_the_users_key_makes_no_operator() {
     let (status, body) = bearer(&app, Method::GET, queue, &alice, None).await;
     assert_eq!(status, 200, "{body}");
     // `fulfillment token --operator` signs with OPERATOR_JWT_SECRET when it is set.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fulfillment"))
-        .args(["token", "--operator", "dave"])
-        .env_clear()
-        .envs(crate::helpers::test_env(&app.db.url, &app.sims.url))
-        .env("OPERATOR_JWT_SECRET", OPS)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dave = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let dave = cli_operator_token(&app, "dave", &[("OPERATOR_JWT_SECRET", OPS)]);
     let (status, body) = bearer(&app, Method::GET, queue, &dave, None).await;
     assert_eq!(status, 200, "{body}");
     // A user token with any audience is still a user's.
@@ -188,18 +193,7 @@ async fn a_role_claim_alone_or_the_users_key_makes_no_operator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_prints_an_operator_token_the_service_accepts() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fulfillment"))
-        .args(["token", "--operator", "carol"])
-        .env_clear()
-        .envs(crate::helpers::test_env(&app.db.url, &app.sims.url))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = cli_operator_token(&app, "carol", &[]);
     let (status, body) = bearer(
         &app,
         Method::GET,

@@ -138,15 +138,19 @@ async fn in_session_mode_orders_the_engine_and_live_updates_work_across_replicas
     other.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_transaction_mode_the_service_refuses_to_start_and_names_the_fix() {
-    let bouncer = Bouncer::start("transaction", true).await;
+/// Why a start of the service through `bouncer` is refused (panics if it is not).
+async fn refusal_through(bouncer: &Bouncer) -> String {
     let app = TestApp::prepare(Backend::Postgres, NodeTiming::default(), |_| {}).await;
     let mut config = app.config.clone();
     config.db.url = bouncer.route(&app.db.url);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let refused = fulfillment::server::start(&config, listener, None).await;
-    let message = format!("{:#}", refused.err().expect("the start is refused"));
+    format!("{:#}", refused.err().expect("the start is refused"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_transaction_mode_the_service_refuses_to_start_and_names_the_fix() {
+    let message = refusal_through(&Bouncer::start("transaction", true).await).await;
     assert!(
         message.contains("transaction") && message.contains("pool_mode = session"),
         "{message}"
@@ -155,13 +159,7 @@ async fn in_transaction_mode_the_service_refuses_to_start_and_names_the_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_startup_parameter_is_explained() {
-    let bouncer = Bouncer::start("session", false).await;
-    let app = TestApp::prepare(Backend::Postgres, NodeTiming::default(), |_| {}).await;
-    let mut config = app.config.clone();
-    config.db.url = bouncer.route(&app.db.url);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let refused = fulfillment::server::start(&config, listener, None).await;
-    let message = format!("{:#}", refused.err().expect("the start is refused"));
+    let message = refusal_through(&Bouncer::start("session", false).await).await;
     assert!(
         message.contains("ignore_startup_parameters = extra_float_digits"),
         "{message}"
