@@ -2,7 +2,9 @@
 # CA certificates, able to run with a read-only root filesystem. Build (docs/OPERATIONS.md,
 # "The image"):
 #
-#   podman build -t fulfillment-service .
+#   podman build --format docker -t fulfillment-service .
+#
+# (`--format docker` keeps the HEALTHCHECK, which the OCI format has no field for.)
 #
 # The two base images are the Rust project's and Debian's, by their short names (resolved by
 # the container tool's configured registries); where none can be reached, make equivalent
@@ -30,7 +32,7 @@ COPY assets assets
 COPY bench bench
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin fulfillment \
-    && cp target/release/fulfillment /fulfillment
+    && strip --strip-debug -o /fulfillment target/release/fulfillment
 
 FROM ${RUNTIME_IMAGE}
 # hadolint ignore=DL3008
