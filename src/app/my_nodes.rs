@@ -195,6 +195,7 @@ impl App {
             traffic_limit: plan.node_traffic_limit(),
             actor: "user".into(),
             slots,
+            recovered_node: None,
         };
         let now = self.ports.clock.now();
         let resource = match (self.ports.store.insert_resource(&new, now).await?, how) {

@@ -113,6 +113,7 @@ impl App {
             traffic_limit: plan.node_traffic_limit(),
             actor: "subscription_service".into(),
             slots: SlotChoice::UpTo(quantity),
+            recovered_node: None,
         };
         let now = self.ports.clock.now();
         let order = HostingOrder {

@@ -15,10 +15,7 @@ const MAX_ENTRIES: usize = 100_000;
 
 type Key = (String, &'static str);
 
-/// The app name and service type of hosting subscriptions.
-pub const HOSTING: (&str, &str) = ("obox", "hosting");
-/// The app name and service type of VPN subscriptions.
-pub const VPN: (&str, &str) = ("otun", "vpn");
+pub use crate::ports::{HOSTING, VPN};
 
 pub struct SubscriptionLookup {
     upstream: Arc<dyn Subscriptions>,

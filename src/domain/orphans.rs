@@ -1,12 +1,16 @@
-//! The orphan sweep's rules: which listed node is ours to judge, and when our own record
-//! says it is not wanted. This is the riskiest rule in the service (a wrong "yes" deletes
-//! a customer's server), so every branch answers "leave it" unless it is sure.
+//! The orphan sweep's rules: which listed node is ours to judge, when our own record says
+//! it is not wanted, and what to make of the two ways a database that went back in time
+//! (a restored backup, a replica that lost the last seconds) disagrees with the world: a
+//! VPS carrying a resource id we do not know, and a live resource whose VPS is gone. This
+//! is the riskiest rule in the service (a wrong "yes" deletes a customer's server), so
+//! every branch answers "leave it" unless it is sure.
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::callback::HOSTING_APP;
-use super::{Resource, Status};
+use super::progress::SubscriptionSnapshot;
+use super::{Desired, Resource, Status};
 
 /// A node as the hosting service lists it, as far as the sweep looks.
 #[derive(Debug, Clone, Copy)]
@@ -58,10 +62,10 @@ pub struct Claim {
 /// Whether a VPS without our correlation id is one the Go service leaked (CONTRACTS.md
 /// §5.2): a resource imported `failed` or `deleted` names it, and no resource naming it
 /// wants it. Answers the imported resource to record the deletion on.
-pub fn leaked(node_id: &str, claims: &[Claim]) -> Option<Uuid> {
+pub fn leaked(node_id: &str, claims: &[Claim], listed: impl Fn(&str) -> bool) -> Option<Uuid> {
     let wanted = claims
         .iter()
-        .any(|c| !unwanted(&c.resource, node_id, Some(c.resource.id)));
+        .any(|c| !unwanted(&c.resource, node_id, Some(c.resource.id), &listed));
     if wanted {
         return None;
     }
@@ -72,10 +76,18 @@ pub fn leaked(node_id: &str, claims: &[Claim]) -> Option<Uuid> {
 }
 
 /// Whether the node is unwanted by the resource it names (`owner`): the resource is
-/// deleted, or failed and already cleaned up, or holds a different node (the node is a
-/// duplicate). `holder` is the resource our records put this node on, if any: a node
-/// another resource holds is never unwanted.
-pub fn unwanted(owner: &Resource, node_id: &str, holder: Option<Uuid>) -> bool {
+/// deleted, or failed and already cleaned up, or holds a different node that the hosting
+/// service lists alive (the node is a duplicate). `holder` is the resource our records put
+/// this node on, if any: a node another resource holds is never unwanted. `listed` tells
+/// whether the hosting service lists a node alive: when the node our record names is gone,
+/// this one may be its successor that our record missed (a restored database), and the
+/// engine relinks it instead (`serving_unlisted`).
+pub fn unwanted(
+    owner: &Resource,
+    node_id: &str,
+    holder: Option<Uuid>,
+    listed: impl Fn(&str) -> bool,
+) -> bool {
     if holder.is_some_and(|h| h != owner.id) {
         return false;
     }
@@ -85,7 +97,55 @@ pub fn unwanted(owner: &Resource, node_id: &str, holder: Option<Uuid>) -> bool {
         // A node being replaced holds two VPSes: the one that serves and the one being
         // prepared; the retired one after a switch is unwanted.
         _ if super::migration::wants_node(owner, node_id) => false,
-        _ => owner.node_id.as_deref().is_some_and(|mine| mine != node_id),
+        _ => owner
+            .node_id
+            .as_deref()
+            .is_some_and(|mine| mine != node_id && listed(mine)),
+    }
+}
+
+/// Whether a live node's VPS is missing from the hosting service's listing, so that the
+/// engine should look at it (`Engine::confirm_node`): active and meant to be, serving
+/// from a VPS that is not listed alive, not in the middle of replacing it, and ready for
+/// longer than `grace` (a listing taken a moment ago may predate it).
+pub fn serving_unlisted(
+    r: &Resource,
+    listed: impl Fn(&str) -> bool,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> bool {
+    let settled = r.status == Status::Active
+        && r.desired == Desired::Active
+        && r.migration.is_none()
+        && r.retire_node_id.is_none();
+    let old_enough = r.ready_at.is_some_and(|at| now - at >= grace);
+    settled && old_enough && r.node_id.as_deref().is_some_and(|n| !listed(n))
+}
+
+/// What to do with a VPS that carries a resource id of ours that our database does not
+/// know (it went back in time: the order came after the backup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// The subscription service confirms the subscription the VPS names is active for the
+    /// user it names: record the resource again, on this VPS, with the subscription's plan,
+    /// in one of the `slots` it pays for.
+    Adopt { plan_tier: String, slots: u32 },
+    /// Not confirmed (no active subscription, or another one): left alone and reported. It
+    /// may belong to another deployment that shares the hosting account.
+    Unconfirmed,
+}
+
+/// Decides about a VPS with an unknown resource id of ours from the subscription it names
+/// and the user's active subscription as the subscription service reports it.
+pub fn recovery(named: Option<&str>, active: Option<&SubscriptionSnapshot>) -> Recovery {
+    match (named, active) {
+        (Some(named), Some(s)) if s.subscription_id == named && s.status == "active" => {
+            Recovery::Adopt {
+                plan_tier: s.plan_tier.clone(),
+                slots: s.quantity.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
+            }
+        }
+        _ => Recovery::Unconfirmed,
     }
 }
 
@@ -159,6 +219,11 @@ mod tests {
         assert_eq!(standing(&gone, now(), grace), Standing::NotOurs);
     }
 
+    /// Every node is listed alive.
+    fn all(_: &str) -> bool {
+        true
+    }
+
     fn owner(status: Status, node: Option<&str>, released: bool) -> Resource {
         let mut r = Resource::fixture(ResourceKind::HostingNode, status, Desired::Active, now());
         r.node_id = node.map(Into::into);
@@ -171,20 +236,31 @@ mod tests {
         assert!(unwanted(
             &owner(Status::Deleted, Some("n-1"), true),
             "n-1",
-            None
+            None,
+            all
         ));
         assert!(unwanted(
             &owner(Status::Failed, Some("n-1"), true),
             "n-1",
-            None
+            None,
+            all
         ));
         assert!(
-            !unwanted(&owner(Status::Failed, Some("n-1"), false), "n-1", None),
+            !unwanted(&owner(Status::Failed, Some("n-1"), false), "n-1", None, all),
             "cleanup pending"
         );
         assert!(
-            unwanted(&owner(Status::Active, Some("n-2"), false), "n-1", None),
+            unwanted(&owner(Status::Active, Some("n-2"), false), "n-1", None, all),
             "a duplicate"
+        );
+        assert!(
+            !unwanted(
+                &owner(Status::Active, Some("n-2"), false),
+                "n-1",
+                None,
+                |n| n != "n-2"
+            ),
+            "the VPS our record names is gone: this one may be its successor"
         );
         for status in [
             Status::Pending,
@@ -193,11 +269,11 @@ mod tests {
             Status::Deleting,
         ] {
             assert!(
-                !unwanted(&owner(status, Some("n-1"), false), "n-1", None),
+                !unwanted(&owner(status, Some("n-1"), false), "n-1", None, all),
                 "{status}"
             );
             assert!(
-                !unwanted(&owner(status, None, false), "n-1", None),
+                !unwanted(&owner(status, None, false), "n-1", None, all),
                 "{status} without a node id"
             );
         }
@@ -213,42 +289,58 @@ mod tests {
     fn a_vps_an_imported_failed_or_deleted_row_names_is_leaked_unless_someone_wants_it() {
         let deleted = claim(Status::Deleted, Some("n-1"), true, true);
         assert_eq!(
-            leaked("n-1", std::slice::from_ref(&deleted)),
+            leaked("n-1", std::slice::from_ref(&deleted), all),
             Some(deleted.resource.id)
         );
         let failed = claim(Status::Failed, Some("n-1"), true, true);
         assert_eq!(
-            leaked("n-1", std::slice::from_ref(&failed)),
+            leaked("n-1", std::slice::from_ref(&failed), all),
             Some(failed.resource.id)
         );
         // Our own rows are judged by their correlation id, never by node id alone.
         assert_eq!(
-            leaked("n-1", &[claim(Status::Deleted, Some("n-1"), true, false)]),
+            leaked(
+                "n-1",
+                &[claim(Status::Deleted, Some("n-1"), true, false)],
+                all
+            ),
             None
         );
-        assert_eq!(leaked("n-1", &[]), None);
+        assert_eq!(leaked("n-1", &[], all), None);
         // A failed row whose cleanup is still to come (the engine deletes it).
         assert_eq!(
-            leaked("n-1", &[claim(Status::Failed, Some("n-1"), false, true)]),
+            leaked(
+                "n-1",
+                &[claim(Status::Failed, Some("n-1"), false, true)],
+                all
+            ),
             None
         );
         // An imported active row's VPS serves.
         assert_eq!(
-            leaked("n-1", &[claim(Status::Active, Some("n-1"), false, true)]),
+            leaked(
+                "n-1",
+                &[claim(Status::Active, Some("n-1"), false, true)],
+                all
+            ),
             None
         );
         // Another resource that holds the same VPS wins.
         for status in [Status::Active, Status::Creating, Status::Deleting] {
             let live = claim(status, Some("n-1"), false, false);
-            assert_eq!(leaked("n-1", &[deleted.clone(), live]), None, "{status}");
+            assert_eq!(
+                leaked("n-1", &[deleted.clone(), live], all),
+                None,
+                "{status}"
+            );
         }
     }
 
     #[test]
     fn a_node_another_resource_holds_is_never_unwanted() {
         let deleted = owner(Status::Deleted, Some("n-1"), true);
-        assert!(!unwanted(&deleted, "n-1", Some(Uuid::from_u128(99))));
-        assert!(unwanted(&deleted, "n-1", Some(deleted.id)));
+        assert!(!unwanted(&deleted, "n-1", Some(Uuid::from_u128(99)), all));
+        assert!(unwanted(&deleted, "n-1", Some(deleted.id), all));
     }
 
     #[test]
@@ -266,15 +358,126 @@ mod tests {
             error_message: None,
             actor: "user".into(),
         });
-        assert!(!unwanted(&r, "n-new", None), "its id is not known yet");
+        assert!(!unwanted(&r, "n-new", None, all), "its id is not known yet");
         r.migration.as_mut().unwrap().node_id = Some("n-new".into());
-        assert!(!unwanted(&r, "n-new", None));
-        assert!(unwanted(&r, "n-third", None), "a duplicate of the new VPS");
-        assert!(!unwanted(&r, "n-old", None));
+        assert!(!unwanted(&r, "n-new", None, all));
+        assert!(
+            unwanted(&r, "n-third", None, all),
+            "a duplicate of the new VPS"
+        );
+        assert!(!unwanted(&r, "n-old", None, all));
         // After the switch the old VPS is retired: unwanted.
         r.migration = None;
         r.node_id = Some("n-new".into());
         r.retire_node_id = Some("n-old".into());
-        assert!(unwanted(&r, "n-old", None));
+        assert!(unwanted(&r, "n-old", None, all));
+    }
+
+    #[test]
+    fn a_live_node_is_suspect_when_its_settled_vps_is_not_listed() {
+        let grace = Duration::minutes(30);
+        let mut r = owner(Status::Active, Some("n-1"), false);
+        r.ready_at = Some(now() - Duration::hours(2));
+        let gone = |n: &str| n != "n-1";
+        assert!(serving_unlisted(&r, gone, now(), grace));
+        assert!(!serving_unlisted(&r, all, now(), grace), "listed alive");
+        let young = Resource {
+            ready_at: Some(now() - Duration::minutes(5)),
+            ..r.clone()
+        };
+        assert!(
+            !serving_unlisted(&young, gone, now(), grace),
+            "ready a moment ago"
+        );
+        let never_ready = Resource {
+            ready_at: None,
+            ..r.clone()
+        };
+        assert!(!serving_unlisted(&never_ready, gone, now(), grace));
+        let retiring = Resource {
+            retire_node_id: Some("n-0".into()),
+            ..r.clone()
+        };
+        assert!(
+            !serving_unlisted(&retiring, gone, now(), grace),
+            "a switch is being finished"
+        );
+        let leaving = Resource {
+            desired: Desired::Deleted,
+            ..r.clone()
+        };
+        assert!(!serving_unlisted(&leaving, gone, now(), grace));
+        for status in [
+            Status::Creating,
+            Status::Deleting,
+            Status::Failed,
+            Status::Deleted,
+        ] {
+            let other = Resource {
+                status,
+                ..r.clone()
+            };
+            assert!(!serving_unlisted(&other, gone, now(), grace), "{status}");
+        }
+        let no_node = Resource {
+            node_id: None,
+            ..r.clone()
+        };
+        assert!(!serving_unlisted(&no_node, gone, now(), grace));
+    }
+
+    fn active(subscription: &str, quantity: Option<i64>) -> SubscriptionSnapshot {
+        SubscriptionSnapshot {
+            subscription_id: subscription.into(),
+            status: "active".into(),
+            plan_tier: "premium".into(),
+            expires_at: None,
+            auto_renew: true,
+            quantity,
+        }
+    }
+
+    #[test]
+    fn an_unknown_vps_is_adopted_only_for_the_active_subscription_it_names() {
+        assert_eq!(
+            recovery(Some("sub-1"), Some(&active("sub-1", None))),
+            Recovery::Adopt {
+                plan_tier: "premium".into(),
+                slots: 1
+            }
+        );
+        assert_eq!(
+            recovery(Some("sub-1"), Some(&active("sub-1", Some(3)))),
+            Recovery::Adopt {
+                plan_tier: "premium".into(),
+                slots: 3
+            }
+        );
+        assert_eq!(
+            recovery(Some("sub-1"), Some(&active("sub-1", Some(0)))),
+            Recovery::Adopt {
+                plan_tier: "premium".into(),
+                slots: 1
+            },
+            "a nonsense quantity still pays for the node"
+        );
+        assert_eq!(
+            recovery(Some("sub-1"), Some(&active("sub-2", None))),
+            Recovery::Unconfirmed,
+            "the user's active subscription is another one"
+        );
+        assert_eq!(recovery(Some("sub-1"), None), Recovery::Unconfirmed);
+        assert_eq!(
+            recovery(None, Some(&active("sub-1", None))),
+            Recovery::Unconfirmed
+        );
+        let lapsed = SubscriptionSnapshot {
+            status: "expired".into(),
+            ..active("sub-1", None)
+        };
+        assert_eq!(
+            recovery(Some("sub-1"), Some(&lapsed)),
+            Recovery::Unconfirmed
+        );
     }
 }

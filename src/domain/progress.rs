@@ -154,7 +154,9 @@ pub struct CreationProgress {
 fn step_of(kind: EventKind) -> Option<i32> {
     match kind {
         EventKind::ProvisionRequested => Some(1),
-        EventKind::VpsCreateRequested | EventKind::NodeAdopted => Some(2),
+        EventKind::VpsCreateRequested | EventKind::NodeAdopted | EventKind::NodeRecovered => {
+            Some(2)
+        }
         EventKind::NodeInstalling => Some(3),
         EventKind::NodeFinalizing | EventKind::NodeReady => Some(4),
         _ => None,

@@ -105,6 +105,8 @@ wire_enum! {
         VpnUserCreated => "vpn_user_created",
         VpnUserUpdated => "vpn_user_updated",
         OrphanDeleted => "orphan_deleted",
+        NodeVanished => "node_vanished",
+        NodeRecovered => "node_recovered",
         OperatorRetry => "operator_retry",
         MigrationRequested => "migration_requested",
         MigrationVpsRequested => "migration_vps_requested",

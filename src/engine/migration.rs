@@ -55,10 +55,11 @@ impl Engine {
     }
 
     /// An active node with nothing else to do: if an order asked for another plan while it
-    /// was coming up or migrating (`plan_wanted`), migrate it in place now; else settle.
+    /// was coming up or migrating (`plan_wanted`), migrate it in place now; else make sure
+    /// its VPS is still there and settle.
     async fn follow_wanted_plan(&self, r: Resource) -> StoreResult<()> {
         let Some(wanted) = r.plan_wanted.clone() else {
-            return self.settle(&r).await;
+            return self.confirm_node(r).await;
         };
         let now = self.now();
         let deadline = crate::domain::units::after(now, self.config.ready_timeout);

@@ -11,7 +11,9 @@ use super::Engine;
 use super::step::{ACTOR, StepError};
 use crate::domain::attribution::{self, Attribution};
 use crate::domain::callback::HOSTING_APP;
-use crate::domain::{Connection, Desired, EventKind, PlanTier, Resource, Status, credential};
+use crate::domain::{
+    Connection, DeleteReason, Desired, EventKind, PlanTier, Resource, Status, credential,
+};
 use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
 use crate::ports::{CreateNode, HostingNode};
 
@@ -114,6 +116,86 @@ impl Engine {
         c.next_attempt_at = Some(None);
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
+    }
+
+    /// An active node woken with nothing else to do (the sweep found its VPS missing from
+    /// the listing, or an operator asked): asks the hosting service about its VPS. When
+    /// that is gone, the node moves to a ready VPS that carries its id (a replacement our
+    /// database missed: it went back in time), or waits while one comes up; with none, the
+    /// node is recorded deleted the usual way, so the subscription service hears it. When
+    /// the hosting service cannot answer, nothing changes (the sweep asks again).
+    pub(super) async fn confirm_node(&self, r: Resource) -> StoreResult<()> {
+        let Some(node_id) = r.node_id.clone() else {
+            return self.settle(&r).await;
+        };
+        match self.ports.hosting.get_node(&node_id).await {
+            Ok(Some(node)) if node.status != "deleted" => return self.settle(&r).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(resource_id = %r.id, %node_id, error = %e, "cannot confirm the node's VPS; the sweep asks again");
+                return self.settle(&r).await;
+            }
+        }
+        let found = match self.find_our_nodes(&r).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(resource_id = %r.id, error = %e, "cannot look for the node's other VPSes; the sweep asks again");
+                return self.settle(&r).await;
+            }
+        };
+        let mut others: Vec<HostingNode> = found
+            .into_iter()
+            .filter(|n| n.node_id != node_id && !matches!(n.status.as_str(), "deleted" | "failed"))
+            .collect();
+        others.sort_by_key(|n| n.created_at);
+        if let Some(next) = others.iter().rev().find(|n| n.status == "active") {
+            return self.move_to(r, &node_id, next).await;
+        }
+        if !others.is_empty() {
+            // A VPS of this node is still coming up: look again once it may be ready.
+            return self.poll_later(self.change(&r)).await;
+        }
+        self.vanished(r, &node_id).await
+    }
+
+    /// The node serves from `next` now: its VPS `gone` is gone and `next` carries its id.
+    async fn move_to(&self, r: Resource, gone: &str, next: &HostingNode) -> StoreResult<()> {
+        tracing::warn!(resource_id = %r.id, %gone, node_id = %next.node_id, "the node's VPS is gone; another carrying its id serves it");
+        let mut c = self.change(&r);
+        c.node_id = Some(next.node_id.clone());
+        c.connection = Some(self.connection_of(next));
+        c.replace_connection = true;
+        c.region = next.cloud_region.clone();
+        c.events.push(
+            NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(format!(
+                "{}: the VPS {gone} is gone and this one carries the node's id",
+                next.node_id
+            )),
+        );
+        c.next_attempt_at = Some(None);
+        c.release_lease = true;
+        self.commit(c).await.map(|_| ())
+    }
+
+    /// The node's VPS is gone and none other carries its id: recorded, then deleted the
+    /// usual way (a 404 counts as gone), so the subscription service hears `deleted`.
+    async fn vanished(&self, r: Resource, gone: &str) -> StoreResult<()> {
+        tracing::warn!(resource_id = %r.id, node_id = %gone, "the node's VPS no longer exists; recording the node deleted");
+        let mut c = self.change(&r);
+        c.events.push(
+            NewEvent::new(EventKind::NodeVanished, ACTOR).with_message(format!(
+                "the VPS {gone} no longer exists at the hosting service"
+            )),
+        );
+        c.release_lease = true;
+        if !self.commit(c).await? {
+            return Ok(());
+        }
+        self.ports
+            .store
+            .request_deletion(r.id, DeleteReason::Admin, ACTOR, self.now())
+            .await
+            .map(|_| ())
     }
 
     /// The hosting service's create request for a VPS of `r` in `region` on `plan_tier`

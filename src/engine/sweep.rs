@@ -13,7 +13,20 @@
 //!   (another deployment's?) is left alone;
 //! - any failed lookup (the listing, the database) ends the run before anything is deleted;
 //! - at most `orphan_max_per_run` deletions a run, and a dry-run switch that only reports.
+//!
+//! The sweep also reconciles the other way, for a database that went back in time (a
+//! restored backup, a replica that lost the last seconds; docs/OPERATIONS.md, "Backups and
+//! restore"):
+//!
+//! - a VPS carrying a resource id of ours that the database does not know is recorded
+//!   again when the subscription service confirms the subscription it names is active
+//!   (the order came after the backup); unconfirmed, it is left alone and reported;
+//! - a live node whose VPS the listing lacks is woken: its step asks the hosting service
+//!   about that VPS and, when it is gone, moves the node to a VPS that carries its id (a
+//!   replacement the backup missed) or records it deleted (`Engine::confirm_node`). A node
+//!   whose own VPS is not listed keeps any other VPS that carries its id meanwhile.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -21,10 +34,11 @@ use uuid::Uuid;
 use super::Engine;
 use super::jobs::{Job, Summary};
 use super::step::to_chrono;
-use crate::domain::EventKind;
-use crate::domain::orphans::{self, Listed, Standing};
-use crate::ports::UpstreamError;
-use crate::ports::store::{NewEvent, StoreError, StoreResult};
+use crate::domain::orphans::{self, Listed, Recovery, Standing};
+use crate::domain::slots::SlotChoice;
+use crate::domain::{EventKind, PlanTier, ResourceKind};
+use crate::ports::store::{Inserted, NewEvent, NewResource, StoreError, StoreResult};
+use crate::ports::{HOSTING, HostingNode, UpstreamError};
 
 /// The job row of the sweep.
 pub const SWEEP_JOB: &str = "orphan_sweep";
@@ -43,9 +57,15 @@ pub struct SweepReport {
     pub failed: usize,
     /// Ours, but younger than the grace period.
     pub too_young: usize,
-    /// Listed as ours but without a resource id we know (nor a leaked legacy VPS): left
-    /// alone.
+    /// Listed as ours but without a resource id we know (nor a leaked legacy VPS) and not
+    /// recovered: left alone.
     pub unattributed: usize,
+    /// VPSes (`node_id`) with a resource id we did not know, recorded again (unless
+    /// `dry_run`) because their subscription is active.
+    pub recovered: Vec<String>,
+    /// Live nodes whose VPS the listing lacks, woken for their step to look (unless
+    /// `dry_run`).
+    pub unlisted: Vec<Uuid>,
     pub dry_run: bool,
 }
 
@@ -58,7 +78,9 @@ pub enum SweepError {
     Reading(Uuid, #[source] StoreError),
     #[error("looking up node {0}: {1}")]
     LookingUp(String, #[source] StoreError),
-    #[error("recording the deletion: {0}")]
+    #[error("reading the live nodes: {0}")]
+    ReadingNodes(#[source] StoreError),
+    #[error("recording: {0}")]
     Recording(#[source] StoreError),
 }
 
@@ -76,16 +98,19 @@ impl Engine {
         };
         let summarize = |r: &SweepReport| Summary {
             line: format!(
-                "listed {} orphans {} deleted {} failed {} young {} unattributed {}{}",
+                "listed {} orphans {} deleted {} failed {} young {} unattributed {} \
+                 recovered {} unlisted {}{}",
                 r.listed,
                 r.orphans.len(),
                 r.deleted,
                 r.failed,
                 r.too_young,
                 r.unattributed,
+                r.recovered.len(),
+                r.unlisted.len(),
                 if r.dry_run { " (dry run)" } else { "" }
             ),
-            notable: !r.orphans.is_empty(),
+            notable: !r.orphans.is_empty() || !r.recovered.is_empty() || !r.unlisted.is_empty(),
         };
         let ran = self.run_job(&job, self.sweep_orphans(), summarize).await?;
         Ok(ran.and_then(Result::ok))
@@ -106,9 +131,16 @@ impl Engine {
         report.listed = nodes.len();
         let now = self.now();
         let grace = to_chrono(self.config.sweep.grace);
+        let alive: HashSet<String> = nodes
+            .iter()
+            .filter(|n| n.status != "deleted")
+            .map(|n| n.node_id.clone())
+            .collect();
+        let listed = |node_id: &str| alive.contains(node_id);
         let mut orphans: Vec<(Uuid, String)> = Vec::new();
+        let mut unknown: Vec<(Uuid, HostingNode)> = Vec::new();
         for node in nodes {
-            let listed = Listed {
+            let view = Listed {
                 node_id: &node.node_id,
                 purpose: node.purpose.as_deref(),
                 status: &node.status,
@@ -116,14 +148,14 @@ impl Engine {
                 created_at: node.created_at,
             };
             let store = &self.ports.store;
-            let rid = match orphans::standing(&listed, now, grace) {
+            let rid = match orphans::standing(&view, now, grace) {
                 Standing::NotOurs => continue,
                 Standing::ByNodeId => {
                     let claims = store
                         .node_claims(&node.node_id)
                         .await
                         .map_err(|e| SweepError::LookingUp(node.node_id.clone(), e))?;
-                    match orphans::leaked(&node.node_id, &claims) {
+                    match orphans::leaked(&node.node_id, &claims, listed) {
                         Some(rid) => orphans.push((rid, node.node_id)),
                         None => report.unattributed += 1,
                     }
@@ -140,15 +172,27 @@ impl Engine {
                 .await
                 .map_err(|e| SweepError::Reading(rid, e))?;
             let Some(owner) = owner else {
-                report.unattributed += 1;
+                unknown.push((rid, node));
                 continue;
             };
             let holder = store
                 .node_owner(&node.node_id)
                 .await
                 .map_err(|e| SweepError::LookingUp(node.node_id.clone(), e))?;
-            if orphans::unwanted(&owner, &node.node_id, holder) {
+            if orphans::unwanted(&owner, &node.node_id, holder, listed) {
                 orphans.push((owner.id, node.node_id));
+            }
+        }
+        self.wake_unlisted(&mut report, listed).await?;
+        for (rid, node) in unknown {
+            if report.recovered.len() >= self.config.sweep.max_per_run {
+                report.unattributed += 1;
+                continue;
+            }
+            if self.recover(rid, &node, report.dry_run).await? {
+                report.recovered.push(node.node_id);
+            } else {
+                report.unattributed += 1;
             }
         }
         for (rid, node_id) in orphans.into_iter().take(self.config.sweep.max_per_run) {
@@ -174,5 +218,106 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+
+    /// Wakes every live node whose VPS the listing lacks: its step looks for itself.
+    async fn wake_unlisted(
+        &self,
+        report: &mut SweepReport,
+        listed: impl Fn(&str) -> bool + Copy,
+    ) -> Result<(), SweepError> {
+        let store = &self.ports.store;
+        let serving = store
+            .serving_nodes()
+            .await
+            .map_err(SweepError::ReadingNodes)?;
+        let (now, grace) = (self.now(), to_chrono(self.config.sweep.grace));
+        for r in serving {
+            if !orphans::serving_unlisted(&r, listed, now, grace) {
+                continue;
+            }
+            tracing::warn!(resource_id = %r.id, node_id = ?r.node_id, "a live node's VPS is not listed by the hosting service");
+            if !report.dry_run {
+                store
+                    .wake_resource(r.id, now)
+                    .await
+                    .map_err(SweepError::Recording)?;
+            }
+            report.unlisted.push(r.id);
+        }
+        Ok(())
+    }
+
+    /// Records again a resource our database does not know, from the VPS that carries its
+    /// id, when the subscription service confirms the subscription the VPS names is
+    /// active; the engine then takes it up as a node coming up on that VPS (and reports it
+    /// `active` again). Whether it was (or, in a dry run, would be) recorded.
+    async fn recover(
+        &self,
+        rid: Uuid,
+        node: &HostingNode,
+        dry_run: bool,
+    ) -> Result<bool, SweepError> {
+        let facts = (
+            node.user_id.as_deref(),
+            node.cloud_region.as_deref(),
+            node.cloud_provider.as_deref(),
+        );
+        let (Some(user), Some(region), Some(provider)) = facts else {
+            tracing::warn!(node_id = %node.node_id, resource_id = %rid, "a VPS with an unknown resource id of ours does not say whose or where it is; left alone");
+            return Ok(false);
+        };
+        let (app, service) = HOSTING;
+        let active = match self.ports.subscriptions.active(user, app, service).await {
+            Ok(active) => active,
+            Err(e) => {
+                tracing::warn!(node_id = %node.node_id, error = %e, "cannot ask the subscription service about a VPS with an unknown resource id; next run");
+                return Ok(false);
+            }
+        };
+        let (plan_tier, slots) = match orphans::recovery(
+            node.subscription_id.as_deref(),
+            active.as_ref(),
+        ) {
+            Recovery::Adopt { plan_tier, slots } => (plan_tier, slots),
+            Recovery::Unconfirmed => {
+                tracing::warn!(node_id = %node.node_id, resource_id = %rid, user_id = %user, "a VPS with an unknown resource id of ours and no active subscription to match; left alone");
+                return Ok(false);
+            }
+        };
+        if dry_run {
+            return Ok(true);
+        }
+        let new = NewResource {
+            id: rid,
+            kind: ResourceKind::HostingNode,
+            subscription_id: node.subscription_id.clone().unwrap_or_default(),
+            user_id: user.to_owned(),
+            user_email: None,
+            order_key: format!("recovered:{}", node.node_id),
+            provider: provider.to_owned(),
+            region: region.to_owned(),
+            traffic_limit: PlanTier::parse(&plan_tier).node_traffic_limit(),
+            plan_tier,
+            actor: ACTOR.into(),
+            slots: SlotChoice::UpTo(slots),
+            recovered_node: Some(node.node_id.clone()),
+        };
+        let inserted = self
+            .ports
+            .store
+            .insert_resource(&new, self.now())
+            .await
+            .map_err(SweepError::Recording)?;
+        match inserted {
+            Inserted::Created(_) => {
+                tracing::warn!(node_id = %node.node_id, resource_id = %rid, "recorded a node again that the database had lost");
+                Ok(true)
+            }
+            Inserted::Full(_) => {
+                tracing::warn!(node_id = %node.node_id, resource_id = %rid, "a VPS with an unknown resource id of ours, but its subscription's nodes are all there; left alone");
+                Ok(false)
+            }
+        }
     }
 }

@@ -42,6 +42,8 @@ pub struct HostingNode {
     pub user_id: Option<String>,
     pub resource_id: Option<String>,
     pub purpose: Option<String>,
+    pub cloud_provider: Option<String>,
+    pub cloud_region: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
 }
 

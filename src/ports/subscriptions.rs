@@ -6,6 +6,11 @@ use super::UpstreamResult;
 use crate::domain::callback::FulfillmentCallback;
 use crate::domain::progress::SubscriptionSnapshot;
 
+/// The app name and service type of hosting subscriptions.
+pub const HOSTING: (&str, &str) = ("obox", "hosting");
+/// The app name and service type of VPN subscriptions.
+pub const VPN: (&str, &str) = ("otun", "vpn");
+
 /// The subscription service.
 #[async_trait]
 pub trait Subscriptions: Send + Sync {

@@ -221,6 +221,21 @@ impl Nodes for SqlStore {
         live_nodes(self.db.sql(""), of).await
     }
 
+    async fn serving_nodes(&self) -> StoreResult<Vec<Resource>> {
+        let rows: Vec<ResourceRow> = self
+            .db
+            .sql(concat!(
+                "select ",
+                resource_columns!(),
+                " from resources where resource_type = $1 and status = 'active' \
+                 and desired_state = 'active' and node_id is not null order by id"
+            ))
+            .bind(ResourceKind::HostingNode.as_str())
+            .fetch_all()
+            .await?;
+        row::resources(rows)
+    }
+
     async fn over_node_limit(&self, limit: i64) -> StoreResult<Vec<OverLimit>> {
         let rows: Vec<(String, String, i64, i64)> = self
             .db

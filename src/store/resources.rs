@@ -35,21 +35,24 @@ pub(super) async fn taken_slots(tx: &mut Tx, subscription_id: &str) -> StoreResu
 }
 
 /// Inserts a hosting node into `slot` with its first event; `None` when the slot was
-/// taken meanwhile (the unique slot index refused it).
+/// taken meanwhile (the unique slot index refused it). A recovered node starts
+/// `creating` on its VPS, anything else `pending`.
 pub(super) async fn insert_node(
     tx: &mut Tx,
     new: &NewResource,
     slot: i32,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<ResourceRow>> {
+    let recovered = new.recovered_node.is_some();
     let row: Option<ResourceRow> = tx
         .sql(concat!(
             "insert into resources (id, resource_type, subscription_id, user_id, \
              user_email, order_key, provider, region, plan_tier, status, \
              desired_state, generation, phase, traffic_limit, traffic_used, \
-             attempts, upstream_released, next_attempt_at, created_at, updated_at, slot) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 'active', 0, 1, \
-             $10, 0, 0, false, $11, $11, $11, $12) \
+             attempts, upstream_released, next_attempt_at, created_at, updated_at, slot, \
+             node_id) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, 'active', 0, $14, \
+             $10, 0, 0, false, $11, $11, $11, $12, $15) \
              on conflict do nothing returning ",
             resource_columns!()
         ))
@@ -65,10 +68,18 @@ pub(super) async fn insert_node(
         .bind(new.traffic_limit)
         .bind(now)
         .bind(slot)
+        .bind(if recovered { "creating" } else { "pending" })
+        .bind(if recovered { 2 } else { 1 })
+        .bind(&new.recovered_node)
         .fetch_optional()
         .await?;
     if row.is_some() {
-        let event = NewEvent::new(EventKind::ProvisionRequested, &new.actor);
+        let event = match &new.recovered_node {
+            Some(node_id) => NewEvent::new(EventKind::NodeRecovered, &new.actor).with_message(
+                format!("recorded again on the VPS {node_id}, which carries its id"),
+            ),
+            None => NewEvent::new(EventKind::ProvisionRequested, &new.actor),
+        };
         insert_event(tx, new.id, &event, now).await?;
         tx.wake(Topic::Resources);
     }

@@ -62,6 +62,8 @@ struct WireNode {
     user_id: Option<String>,
     resource_id: Option<String>,
     purpose: Option<String>,
+    cloud_provider: Option<String>,
+    cloud_region: Option<String>,
     created_at: Option<String>,
 }
 
@@ -89,6 +91,8 @@ impl From<WireNode> for HostingNode {
             user_id: text(w.user_id),
             resource_id: text(w.resource_id),
             purpose: text(w.purpose),
+            cloud_provider: text(w.cloud_provider),
+            cloud_region: text(w.cloud_region),
             created_at: text(w.created_at)
                 .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
                 .map(|t| t.with_timezone(&Utc)),

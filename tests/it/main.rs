@@ -40,6 +40,7 @@ mod pages;
 mod pgbouncer;
 mod prometheus;
 mod read_model;
+mod restore;
 mod sse_client;
 mod store_conformance;
 mod store_history;

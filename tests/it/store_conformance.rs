@@ -33,12 +33,14 @@ pub(crate) fn order(subscription: &str, user: &str) -> NewResource {
         traffic_limit: 42,
         actor: "test".into(),
         slots: SlotChoice::UpTo(1),
+        recovered_node: None,
     }
 }
 
 pub(crate) fn order_up_to(subscription: &str, user: &str, limit: u32) -> NewResource {
     NewResource {
         slots: SlotChoice::UpTo(limit),
+        recovered_node: None,
         ..order(subscription, user)
     }
 }

@@ -76,6 +76,9 @@ pub trait Nodes: Send + Sync {
     async fn latest_order(&self, subscription_id: &str) -> StoreResult<Option<LatestOrder>>;
     /// Live hosting nodes that are meant to exist (not being deleted), oldest first.
     async fn live_nodes(&self, of: NodesOf<'_>) -> StoreResult<Vec<Resource>>;
+    /// Every active hosting node with a VPS, meant to stay: the orphan sweep compares them
+    /// with the hosting service's listing.
+    async fn serving_nodes(&self) -> StoreResult<Vec<Resource>>;
     /// Subscriptions with more live nodes than their latest order's quantity.
     async fn over_node_limit(&self, limit: i64) -> StoreResult<Vec<OverLimit>>;
     /// Makes a resource due now (something outside the engine has news for its step).

@@ -26,6 +26,10 @@ pub struct NewResource {
     pub actor: String,
     /// The slots of its subscription a hosting node may take (VPN users take none).
     pub slots: SlotChoice,
+    /// A VPS the hosting service already holds for it (recovered after our database lost
+    /// the resource): it is recorded `creating` on that VPS, so the engine looks at it
+    /// rather than creating another.
+    pub recovered_node: Option<String>,
 }
 
 /// What `insert_resource` did.
