@@ -188,3 +188,44 @@ on_both! {
         assert_eq!(hosting.creates().len(), 1, "no second VPS was created for the migration");
     }
 }
+
+on_both! {
+    async fn a_dry_run_reports_lost_records_and_missing_vpses_and_changes_nothing(b: Backend) {
+        let app = TestApp::spawn_with(b, Default::default(), |c| {
+            c.engine.sweep.interval = Duration::from_secs(3600);
+            c.engine.sweep.grace = Duration::ZERO;
+            c.engine.sweep.dry_run = true;
+        })
+        .await;
+        let hosting = &app.sims.sim.hosting;
+        // A live node whose VPS was deleted behind our back.
+        app.sims.subscribe("s-9", "sub-s-9", "basic");
+        let (_, resp) = app.provision("s-9", "sub-s-9").await;
+        let live = resp["resource_id"].as_str().unwrap().to_owned();
+        app.wait_status(&live, "active").await;
+        let store = app.store();
+        let id = live.parse().unwrap();
+        let learned = wait_until(Duration::from_secs(20), || async {
+            store.resource(id).await.unwrap().unwrap().node_id.is_some()
+        })
+        .await;
+        assert!(learned);
+        let node_id = store.resource(id).await.unwrap().unwrap().node_id.unwrap();
+        assert!(hosting.delete(&node_id));
+        // A VPS carrying an id of ours the database does not know, whose subscription is
+        // active (what a restored backup leaves).
+        app.sims.subscribe("s-10", "sub-s-10", "standard");
+        let lost = uuid::Uuid::now_v7();
+        let vps = hosting.add_node("obox", &lost.to_string(), "sub-s-10", "s-10", hours(2));
+
+        let engine = app.running().state.app.engine.clone();
+        let report = engine.sweep_orphans().await.unwrap();
+        assert_eq!((report.unlisted.clone(), report.recovered.clone()), (vec![id], vec![vps.clone()]), "{report:?}");
+        assert!(report.orphans.is_empty() && report.dry_run, "{report:?}");
+        assert_eq!(store.resource(lost).await.unwrap(), None, "a dry run records nothing");
+        assert!(hosting.node(&vps).is_some());
+        let history = store.events(id).await.unwrap();
+        assert!(history.iter().all(|e| e.kind != EventKind::NodeVanished), "{history:?}");
+        assert_eq!(store.resource(id).await.unwrap().unwrap().status, fulfillment::domain::Status::Active);
+    }
+}
