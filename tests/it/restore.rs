@@ -16,7 +16,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::crash::{Service, free_port};
-use crate::helpers::{Backend, SimServer, TestDb, pg_admin_url, wait_until};
+use crate::helpers::{SimServer, TestDb, pg_admin_url, wait_until};
 use crate::on_both;
 
 /// The service's settings here: a sweep every second with a one-second grace, so the
