@@ -88,48 +88,31 @@ async fn restore(db: &TestDb, backup: &Path) {
     }
 }
 
-/// One customer: a user with an active hosting subscription of their own.
-struct Customer {
-    user: &'static str,
-    sub: &'static str,
+/// One customer: a user and the hosting subscription of their own.
+struct Customer(&'static str, &'static str);
+
+impl Customer {
+    fn user(&self) -> &'static str {
+        self.0
+    }
+
+    fn sub(&self) -> &'static str {
+        self.1
+    }
 }
 
-const STAYS: Customer = Customer {
-    user: "r-stays",
-    sub: "sub-stays",
-};
-const GONE: Customer = Customer {
-    user: "r-gone",
-    sub: "sub-gone",
-};
-const MOVES: Customer = Customer {
-    user: "r-moves",
-    sub: "sub-moves",
-};
-const MOVES_LATER: Customer = Customer {
-    user: "r-moves-later",
-    sub: "sub-moves-later",
-};
-const COMING: Customer = Customer {
-    user: "r-coming",
-    sub: "sub-coming",
-};
-const LEAVING: Customer = Customer {
-    user: "r-leaving",
-    sub: "sub-leaving",
-};
-const LATE: Customer = Customer {
-    user: "r-late",
-    sub: "sub-late",
-};
-const BRIEF: Customer = Customer {
-    user: "r-brief",
-    sub: "sub-brief",
-};
+const STAYS: Customer = Customer("r-stays", "sub-stays");
+const GONE: Customer = Customer("r-gone", "sub-gone");
+const MOVES: Customer = Customer("r-moves", "sub-moves");
+const MOVES_LATER: Customer = Customer("r-moves-later", "sub-moves-later");
+const COMING: Customer = Customer("r-coming", "sub-coming");
+const LEAVING: Customer = Customer("r-leaving", "sub-leaving");
+const LATE: Customer = Customer("r-late", "sub-late");
+const BRIEF: Customer = Customer("r-brief", "sub-brief");
 
 async fn order(service: &Service, sims: &SimServer, c: &Customer) -> String {
-    sims.subscribe(c.user, c.sub, "standard");
-    let body = json!({"user_id": c.user, "subscription_id": c.sub, "app_source": "obox",
+    sims.subscribe(c.user(), c.sub(), "standard");
+    let body = json!({"user_id": c.user(), "subscription_id": c.sub(), "app_source": "obox",
         "plan_tier": "standard", "region": "us-east-1"});
     let (status, resp) = service
         .internal(Method::POST, "/api/internal/provision", Some(body))
@@ -140,8 +123,10 @@ async fn order(service: &Service, sims: &SimServer, c: &Customer) -> String {
 
 /// The subscription is cancelled and the service told.
 async fn cancel(service: &Service, sims: &SimServer, c: &Customer) {
-    sims.sim.subscriptions.set(c.user, "obox", "hosting", None);
-    let body = json!({"subscription_id": c.sub, "reason": "subscription_cancelled"});
+    sims.sim
+        .subscriptions
+        .set(c.user(), "obox", "hosting", None);
+    let body = json!({"subscription_id": c.sub(), "reason": "subscription_cancelled"});
     let (status, resp) = service
         .internal(Method::POST, "/api/internal/deprovision", Some(body))
         .await;
@@ -179,15 +164,15 @@ async fn discrepancies(
     let mut wrong = Vec::new();
     let mut live: Vec<Resource> = Vec::new();
     for (c, _) in finals {
-        for r in store.resources_for_subscription(c.sub).await.unwrap() {
+        for r in store.resources_for_subscription(c.sub()).await.unwrap() {
             if matches!(
                 r.status,
                 Status::Pending | Status::Creating | Status::Deleting
             ) {
-                wrong.push(format!("{} is stuck {}", c.sub, r.status));
+                wrong.push(format!("{} is stuck {}", c.sub(), r.status));
             }
             if r.migration.is_some() {
-                wrong.push(format!("{} is still migrating", c.sub));
+                wrong.push(format!("{} is still migrating", c.sub()));
             }
             if r.desired == Desired::Active && r.status == Status::Active {
                 live.push(r);
@@ -225,15 +210,18 @@ async fn discrepancies(
         }
     }
     for (c, last) in finals {
-        let live_here = live.iter().filter(|r| r.subscription_id == c.sub).count();
+        let live_here = live.iter().filter(|r| r.subscription_id == c.sub()).count();
         let want = usize::from(*last == "active");
         if live_here != want {
-            wrong.push(format!("{} has {live_here} live nodes, not {want}", c.sub));
+            wrong.push(format!(
+                "{} has {live_here} live nodes, not {want}",
+                c.sub()
+            ));
         }
-        let calls = sims.sim.subscriptions.callbacks_for(c.sub);
+        let calls = sims.sim.subscriptions.callbacks_for(c.sub());
         if calls.last().map(|cb| cb.status.as_str()) != Some(last) {
             let seen: Vec<_> = calls.iter().map(|cb| cb.status.as_str()).collect();
-            wrong.push(format!("{} heard {seen:?}, last should be {last}", c.sub));
+            wrong.push(format!("{} heard {seen:?}, last should be {last}", c.sub()));
         }
     }
     if store.outbox_backlog().await.unwrap() > 0 {
@@ -302,14 +290,14 @@ on_both! {
         let moved_later = store.resource(moves_later.parse().unwrap()).await.unwrap().unwrap();
         assert_eq!(moved_later.region, "ap-northeast-1");
         drop(store);
-        let heard: Vec<usize> = finals.iter().map(|(c, _)| sims.sim.subscriptions.callbacks_for(c.sub).len()).collect();
+        let heard: Vec<usize> = finals.iter().map(|(c, _)| sims.sim.subscriptions.callbacks_for(c.sub()).len()).collect();
 
         // Stop, put the backup back, start.
         let mut service = service;
         assert!(service.terminate(Duration::from_secs(10)).is_some_and(|s| s.success()));
         restore(&db, &backup).await;
         let behind = db.store().await;
-        assert!(behind.resources_for_subscription(LATE.sub).await.unwrap().is_empty(), "the backup predates the late order");
+        assert!(behind.resources_for_subscription(LATE.sub()).await.unwrap().is_empty(), "the backup predates the late order");
         let r = behind.resource(gone.parse().unwrap()).await.unwrap().unwrap();
         assert_eq!(r.status, Status::Active, "the backup has the deleted node active");
         let r = behind.resource(moves_later.parse().unwrap()).await.unwrap().unwrap();
@@ -339,9 +327,9 @@ on_both! {
         assert_eq!((status, body["status"].as_str()), (200, Some("active")), "the late order's node is known again");
         // Repeats are allowed, nothing else: no subscription heard a new outcome.
         for ((c, _), before) in finals.iter().zip(heard) {
-            let calls = sims.sim.subscriptions.callbacks_for(c.sub);
+            let calls = sims.sim.subscriptions.callbacks_for(c.sub());
             assert!(calls[before..].iter().all(|cb| calls[..before].iter().any(|old| old.status == cb.status)),
-                "{}: {calls:?}", c.sub);
+                "{}: {calls:?}", c.sub());
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

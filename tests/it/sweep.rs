@@ -44,6 +44,33 @@ async fn deleted_resource(app: &TestApp, user: &str) -> (String, String) {
     (id, sub)
 }
 
+/// An active node of `user` (subscription `sub-{user}`) once the engine knows its VPS (the
+/// node agent's ready report can win the race with the create's answer: the resource is
+/// active a moment before the engine has learned its node id): its resource id and VPS.
+async fn live_node(app: &TestApp, user: &str) -> (String, String) {
+    let sub = format!("sub-{user}");
+    app.sims.subscribe(user, &sub, "basic");
+    let (_, resp) = app.provision(user, &sub).await;
+    let id = resp["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    let store = app.store();
+    let node_id = || async {
+        store
+            .resource(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .node_id
+    };
+    let learned = wait_until(Duration::from_secs(20), || async {
+        node_id().await.is_some()
+    })
+    .await;
+    assert!(learned, "the engine never learned the node id of {id}");
+    let node = node_id().await.unwrap();
+    (id, node)
+}
+
 on_both! {
     async fn only_old_unwanted_nodes_carrying_our_ids_are_deleted(b: Backend) {
         let app = app(b, 10, false).await;
@@ -56,21 +83,7 @@ on_both! {
         let stranger = hosting.add_node("obox", &uuid::Uuid::now_v7().to_string(), "x", "y", hours(48));
 
         // A live node, and a duplicate of it from a create whose answer was lost.
-        app.sims.subscribe("s-2", "sub-s-2", "basic");
-        let (_, resp) = app.provision("s-2", "sub-s-2").await;
-        let live = resp["resource_id"].as_str().unwrap().to_owned();
-        let live_node = app.wait_status(&live, "active").await["resource_id"].clone();
-        assert_eq!(live_node, json!(live));
-        // The node agent's ready report can win the race with the create's answer: the
-        // resource is active a moment before the engine has learned its node id (and until
-        // then the sweep rightly spares every node carrying its id).
-        let store = app.store();
-        let learned = wait_until(Duration::from_secs(20), || async {
-            store.resource(live.parse().unwrap()).await.unwrap().unwrap().node_id.is_some()
-        })
-        .await;
-        assert!(learned, "the engine never learned the live resource's node id");
-        let live_node_id = store.resource(live.parse().unwrap()).await.unwrap().unwrap().node_id.unwrap();
+        let (live, live_node_id) = live_node(&app, "s-2").await;
         let duplicate = hosting.add_node("obox", &live, "sub-s-2", "s-2", hours(2));
 
         let engine = app.running().state.app.engine.clone();
@@ -156,14 +169,8 @@ on_both! {
     async fn the_vps_a_migration_prepares_is_never_swept(b: Backend) {
         let app = app(b, 10, false).await;
         let hosting = &app.sims.sim.hosting;
-        app.sims.subscribe("m-1", "sub-m-1", "basic");
-        let (_, resp) = app.provision("m-1", "sub-m-1").await;
-        let id = resp["resource_id"].as_str().unwrap().to_owned();
-        app.wait_status(&id, "active").await;
+        let (id, _) = live_node(&app, "m-1").await;
         let store = app.store();
-        assert!(wait_until(Duration::from_secs(20), || async {
-            store.resource(id.parse().unwrap()).await.unwrap().unwrap().node_id.is_some()
-        }).await);
         // Every create fails, so the migration stays `creating` without a new VPS id, as
         // after a create whose answer was lost; the VPS that create made is this one.
         app.sims.sim.faults.script(Op::CreateNode, std::iter::repeat_n(Fault::Error(503), 10_000));
@@ -199,18 +206,8 @@ on_both! {
         .await;
         let hosting = &app.sims.sim.hosting;
         // A live node whose VPS was deleted behind our back.
-        app.sims.subscribe("s-9", "sub-s-9", "basic");
-        let (_, resp) = app.provision("s-9", "sub-s-9").await;
-        let live = resp["resource_id"].as_str().unwrap().to_owned();
-        app.wait_status(&live, "active").await;
-        let store = app.store();
-        let id = live.parse().unwrap();
-        let learned = wait_until(Duration::from_secs(20), || async {
-            store.resource(id).await.unwrap().unwrap().node_id.is_some()
-        })
-        .await;
-        assert!(learned);
-        let node_id = store.resource(id).await.unwrap().unwrap().node_id.unwrap();
+        let (live, node_id) = live_node(&app, "s-9").await;
+        let (store, id) = (app.store(), live.parse().unwrap());
         assert!(hosting.delete(&node_id));
         // A VPS carrying an id of ours the database does not know, whose subscription is
         // active (what a restored backup leaves).
