@@ -38,7 +38,7 @@ pub use node_reports::{NodeCaller, NodeReport, NodeStatsReport};
 pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
 pub use provision::{Provision, ProvisionOutcome};
 pub use regions::Regions;
-pub use subscriptions::{HOSTING, SubscriptionLookup, VPN};
+pub use subscriptions::SubscriptionLookup;
 pub use vpn_admin::VpnChange;
 pub use vpn_orders::{Gift, VpnOutcome};
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ids::UserId;
-use super::subscriptions::HOSTING;
 use super::{App, AppError};
+use crate::domain::product::HOSTING;
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
 use crate::domain::{DeleteReason, Event, Resource};
 use crate::ports::store::Region;
@@ -82,10 +82,8 @@ impl App {
     /// answer, without the database read. `None` when only a full read will do (the node
     /// now reads as coming up, and its history is needed).
     async fn renew_node(&self, user_id: &str, kept: &MyNode) -> Result<Option<MyNode>, AppError> {
-        let (subscription, _, fresh_until) = self
-            .subscriptions
-            .lookup_until(user_id, HOSTING.0, HOSTING.1)
-            .await?;
+        let (subscription, _, fresh_until) =
+            self.subscriptions.lookup_until(user_id, HOSTING).await?;
         let now = self.ports.clock.now();
         let status = progress::hosting_status(&subscription, kept.node.as_ref(), now)
             .ok_or_else(unreachable)?;
@@ -103,8 +101,7 @@ impl App {
     async fn read_my_node(&self, user_id: &str) -> Result<MyNode, AppError> {
         let (node, subscription) = tokio::join!(
             self.ports.store.current_hosting_node(user_id),
-            self.subscriptions
-                .lookup_until(user_id, HOSTING.0, HOSTING.1),
+            self.subscriptions.lookup_until(user_id, HOSTING),
         );
         let node = node?;
         let (subscription, _, fresh_until) = subscription?;

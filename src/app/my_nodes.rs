@@ -5,9 +5,10 @@
 use uuid::Uuid;
 
 use super::ids::{ResourceId, UserId};
-use super::subscriptions::{HOSTING, subscription_of};
+use super::subscriptions::subscription_of;
 use super::{App, AppError};
 use crate::domain::input;
+use crate::domain::product::HOSTING;
 use crate::domain::progress::{self, HostingStatus, SubscriptionSnapshot, SubscriptionState};
 use crate::domain::resource::order_key;
 use crate::domain::slots::{self, SlotChoice};
@@ -81,8 +82,7 @@ impl App {
     pub async fn my_nodes(&self, user: &UserId) -> Result<MyNodes, AppError> {
         let (nodes, subscription) = tokio::join!(
             self.ports.store.live_nodes(NodesOf::User(user.as_str())),
-            self.subscriptions
-                .state(user.as_str(), HOSTING.0, HOSTING.1),
+            self.subscriptions.state(user.as_str(), HOSTING),
         );
         let (nodes, subscription) = (nodes?, subscription?);
         let now = self.ports.clock.now();
@@ -154,10 +154,7 @@ impl App {
         let region = self
             .available_region(Some(input::chosen_region(region)?))
             .await?;
-        let subscription = self
-            .subscriptions
-            .state(user_id, HOSTING.0, HOSTING.1)
-            .await?;
+        let subscription = self.subscriptions.state(user_id, HOSTING).await?;
         let Some(snapshot) = subscription_of(&subscription).cloned() else {
             return Err(match subscription {
                 SubscriptionState::Unknown => subscriptions_unreachable(),

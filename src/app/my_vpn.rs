@@ -2,10 +2,10 @@
 //! service's word on paid entitlements, the live connection config, and our record.
 
 use super::ids::UserId;
-use super::subscriptions::VPN;
 use super::{App, AppError};
 use crate::domain::Resource;
 use crate::domain::entitlement::{Entitlement, PaidBy, VpnStatus, gated_vpn_status, vpn_status};
+use crate::domain::product::VPN;
 use crate::domain::progress::SubscriptionState;
 use crate::ports::VpnSubscription;
 use crate::ports::store::VpnRecord;
@@ -83,10 +83,8 @@ impl App {
     /// our record as the database last said (no change heard since): what a full read
     /// would answer, without the database read.
     async fn renew_vpn(&self, user_id: &str, kept: &MyVpn) -> Result<MyVpn, AppError> {
-        let (subscription, live, fresh_until) = self
-            .subscriptions
-            .lookup_until(user_id, VPN.0, VPN.1)
-            .await?;
+        let (subscription, live, fresh_until) =
+            self.subscriptions.lookup_until(user_id, VPN).await?;
         let paid_by = PaidBy::of(&subscription, live);
         let status = gated_vpn_status(
             kept.record.entitlement.as_ref(),
@@ -106,7 +104,7 @@ impl App {
     async fn read_my_vpn(&self, user_id: &str) -> Result<MyVpn, AppError> {
         let (record, lookup) = tokio::join!(
             self.ports.store.vpn_of_user(user_id),
-            self.subscriptions.lookup_until(user_id, VPN.0, VPN.1),
+            self.subscriptions.lookup_until(user_id, VPN),
         );
         let record = record?;
         let (subscription, live, fresh_until) = lookup?;
@@ -132,7 +130,7 @@ impl App {
         let user_id = user.as_str();
         let (record, lookup) = tokio::join!(
             self.ports.store.vpn_of_user(user_id),
-            self.subscriptions.lookup(user_id, VPN.0, VPN.1),
+            self.subscriptions.lookup(user_id, VPN),
         );
         let record = record?;
         let (subscription, live) = lookup?;

@@ -13,9 +13,9 @@ use crate::ports::{Clock, Ports, Subscriptions};
 /// Entries kept in memory at most; past this, stale ones are dropped.
 const MAX_ENTRIES: usize = 100_000;
 
-type Key = (String, &'static str);
+type Key = (String, Product);
 
-pub use crate::ports::{HOSTING, VPN};
+use crate::domain::product::Product;
 
 pub struct SubscriptionLookup {
     upstream: Arc<dyn Subscriptions>,
@@ -36,14 +36,9 @@ impl SubscriptionLookup {
         }
     }
 
-    /// The user's subscription for (`app`, `service_type`), e.g. (`obox`, `hosting`).
-    pub async fn state(
-        &self,
-        user_id: &str,
-        app: &'static str,
-        service_type: &str,
-    ) -> StoreResult<SubscriptionState> {
-        Ok(self.lookup(user_id, app, service_type).await?.0)
+    /// The user's subscription to `product` (hosting or VPN).
+    pub async fn state(&self, user_id: &str, product: Product) -> StoreResult<SubscriptionState> {
+        Ok(self.lookup(user_id, product).await?.0)
     }
 
     /// `state`, and whether it is the subscription service's own answer (`true`) rather
@@ -51,10 +46,9 @@ impl SubscriptionLookup {
     pub async fn lookup(
         &self,
         user_id: &str,
-        app: &'static str,
-        service_type: &str,
+        product: Product,
     ) -> StoreResult<(SubscriptionState, bool)> {
-        let (state, live, _) = self.lookup_until(user_id, app, service_type).await?;
+        let (state, live, _) = self.lookup_until(user_id, product).await?;
         Ok((state, live))
     }
 
@@ -63,10 +57,9 @@ impl SubscriptionLookup {
     pub async fn lookup_until(
         &self,
         user_id: &str,
-        app: &'static str,
-        service_type: &str,
+        product: Product,
     ) -> StoreResult<(SubscriptionState, bool, Option<Instant>)> {
-        let key = (user_id.to_owned(), app);
+        let (key, app) = ((user_id.to_owned(), product), product.app);
         let previous = self.cache.lock().unwrap().get(&key).cloned();
         if let Some((at, state)) = &previous
             && at.elapsed() < self.ttl
@@ -74,7 +67,7 @@ impl SubscriptionLookup {
             return Ok((state.clone(), true, Some(*at + self.ttl)));
         }
         let now = self.clock.now();
-        let state = match self.upstream.active(user_id, app, service_type).await {
+        let state = match self.upstream.active(user_id, product).await {
             Ok(Some(snapshot)) => {
                 let unchanged =
                     matches!(&previous, Some((_, SubscriptionState::Active(s))) if *s == snapshot);

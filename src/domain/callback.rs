@@ -3,12 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::product::{HOSTING, VPN};
 use super::{CallbackStatus, DeleteReason, ResourceKind};
-
-/// The app name of hosting nodes in callbacks.
-pub const HOSTING_APP: &str = "obox";
-/// The app name of VPN users in callbacks.
-pub const VPN_APP: &str = "otun";
 
 /// `POST /api/internal/fulfillment/callback`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,8 +26,8 @@ pub struct FulfillmentCallback {
 /// The app a resource kind is sold as.
 pub fn app_of(kind: ResourceKind) -> &'static str {
     match kind {
-        ResourceKind::HostingNode => HOSTING_APP,
-        ResourceKind::VpnUser => VPN_APP,
+        ResourceKind::HostingNode => HOSTING.app,
+        ResourceKind::VpnUser => VPN.app,
     }
 }
 
@@ -82,7 +78,7 @@ pub fn vpn_active(subscription_id: &str) -> FulfillmentCallback {
 pub fn vpn_entitlement_ended(subscription_id: &str, reason: DeleteReason) -> FulfillmentCallback {
     FulfillmentCallback {
         subscription_id: subscription_id.to_owned(),
-        app: VPN_APP.into(),
+        app: VPN.app.into(),
         status: CallbackStatus::Deleted.as_str().into(),
         reason: Some(reason.as_str().into()),
         error: None,

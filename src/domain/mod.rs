@@ -13,6 +13,7 @@ pub mod legacy;
 pub mod migration;
 pub mod orphans;
 pub mod plan;
+pub mod product;
 pub mod progress;
 pub mod resource;
 pub mod slots;

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::callback::HOSTING_APP;
+use super::product::HOSTING;
 use super::progress::SubscriptionSnapshot;
 use super::{Desired, Resource, Status};
 
@@ -39,7 +39,7 @@ pub enum Standing {
 /// Reads a listed node: only `purpose=obox` nodes older than `grace` are judged at all, by
 /// the resource id of ours they carry, else by their node id.
 pub fn standing(node: &Listed<'_>, now: DateTime<Utc>, grace: Duration) -> Standing {
-    if node.purpose != Some(HOSTING_APP) || node.status == "deleted" {
+    if node.purpose != Some(HOSTING.app) || node.status == "deleted" {
         return Standing::NotOurs;
     }
     if node.created_at.is_none_or(|at| now - at < grace) {

@@ -10,7 +10,7 @@
 use super::Engine;
 use super::step::{ACTOR, StepError};
 use crate::domain::attribution::{self, Attribution};
-use crate::domain::callback::HOSTING_APP;
+use crate::domain::product::HOSTING;
 use crate::domain::{
     Connection, DeleteReason, Desired, EventKind, PlanTier, Resource, Status, credential,
 };
@@ -369,7 +369,7 @@ impl Engine {
         // The subscription's resources, read once, when a node carries no resource id.
         let mut siblings: Option<Vec<Resource>> = None;
         for node in nodes {
-            if node.purpose.as_deref().is_some_and(|p| p != HOSTING_APP) {
+            if node.purpose.as_deref().is_some_and(|p| p != HOSTING.app) {
                 continue;
             }
             match &node.resource_id {

@@ -35,10 +35,11 @@ use super::Engine;
 use super::jobs::{Job, Summary};
 use super::step::to_chrono;
 use crate::domain::orphans::{self, Listed, Recovery, Standing};
+use crate::domain::product::HOSTING;
 use crate::domain::slots::SlotChoice;
 use crate::domain::{EventKind, PlanTier, ResourceKind};
 use crate::ports::store::{Inserted, NewEvent, NewResource, StoreError, StoreResult};
-use crate::ports::{HOSTING, HostingNode, UpstreamError};
+use crate::ports::{HostingNode, UpstreamError};
 
 /// The job row of the sweep.
 pub const SWEEP_JOB: &str = "orphan_sweep";
@@ -267,8 +268,7 @@ impl Engine {
             tracing::warn!(node_id = %node.node_id, resource_id = %rid, "a VPS with an unknown resource id of ours does not say whose or where it is; left alone");
             return Ok(false);
         };
-        let (app, service) = HOSTING;
-        let active = match self.ports.subscriptions.active(user, app, service).await {
+        let active = match self.ports.subscriptions.active(user, HOSTING).await {
             Ok(active) => active,
             Err(e) => {
                 tracing::warn!(node_id = %node.node_id, error = %e, "cannot ask the subscription service about a VPS with an unknown resource id; next run");

@@ -19,7 +19,7 @@ pub use crate::domain::progress::SubscriptionSnapshot;
 pub use clock::{Clock, SystemClock};
 pub use hosting::{CreateNode, Hosting, HostingNode};
 pub use store::{Store, StoreError, StoreResult};
-pub use subscriptions::{HOSTING, Subscriptions, VPN};
+pub use subscriptions::Subscriptions;
 pub use telemetry::{CallOutcome, NoTelemetry, NodeLoad, Telemetry};
 pub use upstream::{UpstreamError, UpstreamResult};
 pub use vpn_manager::{

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::hosting::run_with_faults;
 use super::{Faults, Op};
+use crate::domain::product::Product;
 use crate::ports::{FulfillmentCallback, SubscriptionSnapshot, Subscriptions, UpstreamResult};
 
 /// A callback as received.
@@ -111,11 +112,10 @@ impl Subscriptions for SubscriptionsSim {
     async fn active(
         &self,
         user_id: &str,
-        app: &str,
-        service_type: &str,
+        product: Product,
     ) -> UpstreamResult<Option<SubscriptionSnapshot>> {
         run_with_faults(&self.faults, Op::ActiveSubscription, || {
-            self.get(user_id, app, service_type)
+            self.get(user_id, product.app, product.service)
         })
         .await
     }

@@ -2,39 +2,29 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use reqwest::Url;
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{Gate, expect_success, is_not_found, json, url_with_segments};
+use super::{Endpoint, expect_success, is_not_found, json};
 use crate::ports::{CreateNode, Hosting, HostingNode, UpstreamResult};
 
 /// Calls `HOSTING_SERVICE_URL` with `X-Admin-Key`.
 #[derive(Clone)]
 pub struct HostingClient {
-    http: reqwest::Client,
-    gate: Gate,
-    base: Url,
-    admin_key: String,
+    api: Endpoint,
 }
 
 impl HostingClient {
     pub fn new(http: reqwest::Client, base: Url, admin_key: String) -> Self {
         HostingClient {
-            http,
-            gate: Gate::default(),
-            base,
-            admin_key,
+            api: Endpoint::new(http, base, "X-Admin-Key", admin_key),
         }
     }
 
     /// Allows at most `n` calls in flight at once (64 by default).
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
-        self.gate = Gate::new(n);
+        self.api = self.api.max_in_flight(n);
         self
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        url_with_segments(&self.base, segments)
     }
 }
 
@@ -117,11 +107,10 @@ struct NodeList {
 #[async_trait]
 impl Hosting for HostingClient {
     async fn create_node(&self, req: &CreateNode) -> UpstreamResult<String> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .post(self.url(&["api", "admin", "nodes"]))
-            .header("X-Admin-Key", &self.admin_key)
+            .api
+            .request(Method::POST, &["api", "admin", "nodes"])
             .json(req)
             .send()
             .await?;
@@ -135,11 +124,10 @@ impl Hosting for HostingClient {
     }
 
     async fn get_node(&self, node_id: &str) -> UpstreamResult<Option<HostingNode>> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .get(self.url(&["api", "admin", "nodes", node_id]))
-            .header("X-Admin-Key", &self.admin_key)
+            .api
+            .request(Method::GET, &["api", "admin", "nodes", node_id])
             .send()
             .await?;
         if is_not_found(&resp) {
@@ -150,11 +138,10 @@ impl Hosting for HostingClient {
     }
 
     async fn delete_node(&self, node_id: &str) -> UpstreamResult<()> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .delete(self.url(&["api", "admin", "nodes", node_id]))
-            .header("X-Admin-Key", &self.admin_key)
+            .api
+            .request(Method::DELETE, &["api", "admin", "nodes", node_id])
             .send()
             .await?;
         if is_not_found(&resp) {
@@ -165,12 +152,11 @@ impl Hosting for HostingClient {
     }
 
     async fn list_nodes(&self) -> UpstreamResult<Vec<HostingNode>> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .get(self.url(&["api", "admin", "nodes"]))
+            .api
+            .request(Method::GET, &["api", "admin", "nodes"])
             .query(&[("purpose", "obox")])
-            .header("X-Admin-Key", &self.admin_key)
             .send()
             .await?;
         let list: NodeList = json(expect_success(resp).await?).await?;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use crate::domain::callback::FulfillmentCallback;
+use crate::domain::product::Product;
 use crate::ports::{
     CallOutcome, CreateNode, CreateVpnUser, Hosting, HostingNode, SubscriptionSnapshot,
     Subscriptions, Telemetry, UpstreamResult, VpnManager, VpnSubscription, VpnUser, VpnUserUpdate,
@@ -69,10 +70,9 @@ impl Subscriptions for Metered<dyn Subscriptions> {
     async fn active(
         &self,
         user_id: &str,
-        app: &str,
-        service_type: &str,
+        product: Product,
     ) -> UpstreamResult<Option<SubscriptionSnapshot>> {
-        let call = self.inner.active(user_id, app, service_type);
+        let call = self.inner.active(user_id, product);
         self.call(SUBSCRIPTIONS, "active", call).await
     }
     async fn callback(&self, cb: &FulfillmentCallback) -> UpstreamResult<()> {

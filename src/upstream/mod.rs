@@ -1,6 +1,7 @@
-//! HTTP clients for the services we call (hosting, subscriptions, VPN manager), one per upstream, each implementing its port.
-//! One shared `reqwest::Client` carries the timeouts and user agent; every failure is a
-//! typed `UpstreamError` that says whether a retry can help.
+//! HTTP clients for the services we call (hosting, subscriptions, VPN manager), one per
+//! upstream, each implementing its port over an `Endpoint` (base URL, credential header,
+//! gate). One shared `reqwest::Client` carries the timeouts and user agent; every failure
+//! is a typed `UpstreamError` that says whether a retry can help.
 
 mod hosting;
 mod metered;
@@ -9,7 +10,7 @@ mod vpn;
 
 use std::time::Duration;
 
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub use hosting::{HostingClient, node_from_json};
@@ -41,6 +42,47 @@ impl Gate {
 impl Default for Gate {
     fn default() -> Self {
         Gate::new(64)
+    }
+}
+
+/// One upstream service as its client calls it: the shared HTTP client, the service's base
+/// URL, the header that carries our credential, and the gate on calls in flight.
+#[derive(Clone)]
+struct Endpoint {
+    http: reqwest::Client,
+    gate: Gate,
+    base: Url,
+    header: &'static str,
+    credential: String,
+}
+
+impl Endpoint {
+    fn new(http: reqwest::Client, base: Url, header: &'static str, credential: String) -> Self {
+        Endpoint {
+            http,
+            gate: Gate::default(),
+            base,
+            header,
+            credential,
+        }
+    }
+
+    fn max_in_flight(mut self, n: usize) -> Self {
+        self.gate = Gate::new(n);
+        self
+    }
+
+    /// Waits for a slot of the gate; held until the permit is dropped (after the answer
+    /// has been read).
+    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.gate.enter().await
+    }
+
+    /// A request to the path `segments` under the base URL, carrying the credential.
+    fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url_with_segments(&self.base, segments))
+            .header(self.header, &self.credential)
     }
 }
 

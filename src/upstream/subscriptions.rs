@@ -1,33 +1,28 @@
 //! The subscription service client (`CONTRACTS.md` §2.2).
 
 use async_trait::async_trait;
-use reqwest::Url;
+use reqwest::{Method, Url};
 
-use super::{Gate, expect_success, is_not_found, json, url_with_segments};
+use super::{Endpoint, expect_success, is_not_found, json};
+use crate::domain::product::Product;
 use crate::ports::{FulfillmentCallback, SubscriptionSnapshot, Subscriptions, UpstreamResult};
 
 /// Calls `SUBSCRIPTION_SERVICE_URL` with `X-Internal-Secret`.
 #[derive(Clone)]
 pub struct SubscriptionsClient {
-    http: reqwest::Client,
-    gate: Gate,
-    base: Url,
-    secret: String,
+    api: Endpoint,
 }
 
 impl SubscriptionsClient {
     pub fn new(http: reqwest::Client, base: Url, secret: String) -> Self {
         SubscriptionsClient {
-            http,
-            gate: Gate::default(),
-            base,
-            secret,
+            api: Endpoint::new(http, base, "X-Internal-Secret", secret),
         }
     }
 
     /// Allows at most `n` calls in flight at once (64 by default).
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
-        self.gate = Gate::new(n);
+        self.api = self.api.max_in_flight(n);
         self
     }
 }
@@ -37,28 +32,19 @@ impl Subscriptions for SubscriptionsClient {
     async fn active(
         &self,
         user_id: &str,
-        app: &str,
-        service_type: &str,
+        product: Product,
     ) -> UpstreamResult<Option<SubscriptionSnapshot>> {
-        let _in_flight = self.gate.enter().await;
-        let url = url_with_segments(
-            &self.base,
-            &[
-                "api",
-                "internal",
-                "users",
-                user_id,
-                "active",
-                app,
-                service_type,
-            ],
-        );
-        let resp = self
-            .http
-            .get(url)
-            .header("X-Internal-Secret", &self.secret)
-            .send()
-            .await?;
+        let _in_flight = self.api.enter().await;
+        let path = [
+            "api",
+            "internal",
+            "users",
+            user_id,
+            "active",
+            product.app,
+            product.service,
+        ];
+        let resp = self.api.request(Method::GET, &path).send().await?;
         if is_not_found(&resp) {
             return Ok(None);
         }
@@ -66,12 +52,11 @@ impl Subscriptions for SubscriptionsClient {
     }
 
     async fn callback(&self, cb: &FulfillmentCallback) -> UpstreamResult<()> {
-        let _in_flight = self.gate.enter().await;
-        let url = url_with_segments(&self.base, &["api", "internal", "fulfillment", "callback"]);
+        let _in_flight = self.api.enter().await;
+        let path = ["api", "internal", "fulfillment", "callback"];
         let resp = self
-            .http
-            .post(url)
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::POST, &path)
             .json(cb)
             .send()
             .await?;

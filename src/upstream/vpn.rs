@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use reqwest::Url;
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{Gate, expect_success, is_not_found, json, url_with_segments};
+use super::{Endpoint, expect_success, is_not_found, json};
 use crate::ports::{
     CreateVpnUser, ProtocolLink, UpstreamError, UpstreamResult, VpnManager, VpnSubscription,
     VpnUser, VpnUserUpdate,
@@ -14,30 +14,20 @@ use crate::ports::{
 /// Calls `OTUN_MANAGER_URL` with `X-Internal-Secret`.
 #[derive(Clone)]
 pub struct VpnClient {
-    http: reqwest::Client,
-    gate: Gate,
-    base: Url,
-    secret: String,
+    api: Endpoint,
 }
 
 impl VpnClient {
     pub fn new(http: reqwest::Client, base: Url, secret: String) -> Self {
         VpnClient {
-            http,
-            gate: Gate::default(),
-            base,
-            secret,
+            api: Endpoint::new(http, base, "X-Internal-Secret", secret),
         }
     }
 
     /// Allows at most `n` calls in flight at once (64 by default).
     pub fn with_max_in_flight(mut self, n: usize) -> Self {
-        self.gate = Gate::new(n);
+        self.api = self.api.max_in_flight(n);
         self
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        url_with_segments(&self.base, segments)
     }
 }
 
@@ -112,11 +102,10 @@ fn subscription(w: WireSubscription) -> UpstreamResult<VpnSubscription> {
 #[async_trait]
 impl VpnManager for VpnClient {
     async fn create_user(&self, req: &CreateVpnUser) -> UpstreamResult<VpnUser> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .post(self.url(&["api", "users"]))
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::POST, &["api", "users"])
             .json(req)
             .send()
             .await?;
@@ -124,11 +113,10 @@ impl VpnManager for VpnClient {
     }
 
     async fn get_user(&self, uuid: &str) -> UpstreamResult<Option<VpnUser>> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .get(self.url(&["api", "users", uuid]))
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::GET, &["api", "users", uuid])
             .send()
             .await?;
         if is_not_found(&resp) {
@@ -138,11 +126,10 @@ impl VpnManager for VpnClient {
     }
 
     async fn update_user(&self, uuid: &str, update: &VpnUserUpdate) -> UpstreamResult<()> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .put(self.url(&["api", "users", uuid]))
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::PUT, &["api", "users", uuid])
             .json(update)
             .send()
             .await?;
@@ -151,11 +138,10 @@ impl VpnManager for VpnClient {
     }
 
     async fn delete_user(&self, uuid: &str) -> UpstreamResult<()> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .delete(self.url(&["api", "users", uuid]))
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::DELETE, &["api", "users", uuid])
             .send()
             .await?;
         if is_not_found(&resp) {
@@ -166,11 +152,10 @@ impl VpnManager for VpnClient {
     }
 
     async fn subscribe(&self, device_id: &str) -> UpstreamResult<VpnSubscription> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .post(self.url(&["api", "subscribe"]))
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::POST, &["api", "subscribe"])
             .json(&serde_json::json!({ "device_id": device_id }))
             .send()
             .await?;
@@ -178,11 +163,10 @@ impl VpnManager for VpnClient {
     }
 
     async fn sync(&self, uuid: &str) -> UpstreamResult<VpnSubscription> {
-        let _in_flight = self.gate.enter().await;
+        let _in_flight = self.api.enter().await;
         let resp = self
-            .http
-            .get(self.url(&["api", "users", uuid, "sync"]))
-            .header("X-Internal-Secret", &self.secret)
+            .api
+            .request(Method::GET, &["api", "users", uuid, "sync"])
             .send()
             .await?;
         subscription(json(expect_success(resp).await?).await?)

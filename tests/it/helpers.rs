@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fulfillment::api::extract::mint_user_token;
 use fulfillment::config::Config;
+use fulfillment::domain::product::{HOSTING, Product, VPN};
 use fulfillment::domain::progress::SubscriptionSnapshot;
 use fulfillment::ports::Store;
 use fulfillment::server::{self, Running};
@@ -325,17 +326,17 @@ impl SimServer {
 
     /// Gives `user` an active hosting subscription.
     pub fn subscribe(&self, user: &str, subscription_id: &str, plan: &str) {
-        self.subscribe_to(("obox", "hosting"), user, subscription_id, plan, true);
+        self.subscribe_to(HOSTING, user, subscription_id, plan, true);
     }
 
     /// Gives `user` an active VPN subscription.
     pub fn subscribe_vpn(&self, user: &str, subscription_id: &str, plan: &str) {
-        self.subscribe_to(("otun", "vpn"), user, subscription_id, plan, false);
+        self.subscribe_to(VPN, user, subscription_id, plan, false);
     }
 
     fn subscribe_to(
         &self,
-        (app, service): (&str, &str),
+        product: Product,
         user: &str,
         subscription_id: &str,
         plan: &str,
@@ -343,8 +344,8 @@ impl SimServer {
     ) {
         self.sim.subscriptions.set(
             user,
-            app,
-            service,
+            product.app,
+            product.service,
             Some(SubscriptionSnapshot {
                 subscription_id: subscription_id.into(),
                 status: "active".into(),

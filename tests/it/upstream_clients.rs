@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use fulfillment::domain::product::HOSTING;
 use fulfillment::ports::{CreateNode, FulfillmentCallback, Hosting, Subscriptions, UpstreamError};
 use fulfillment::upstream::{HostingClient, SubscriptionsClient, http_client};
 use serde_json::json;
@@ -250,7 +251,7 @@ async fn active_subscription_lookup_escapes_the_user_id() {
         .await;
     let client = subscriptions(&server);
     let s = client
-        .active("apple_000123.abc", "obox", "hosting")
+        .active("apple_000123.abc", HOSTING)
         .await
         .unwrap()
         .unwrap();
@@ -262,9 +263,9 @@ async fn active_subscription_lookup_escapes_the_user_id() {
         ),
         ("sub_1", "premium", true)
     );
-    assert_eq!(client.active("a/b", "obox", "hosting").await.unwrap(), None);
+    assert_eq!(client.active("a/b", HOSTING).await.unwrap(), None);
     assert!(matches!(
-        client.active("garbage", "obox", "hosting").await,
+        client.active("garbage", HOSTING).await,
         Err(UpstreamError::InvalidBody(_))
     ));
 }
