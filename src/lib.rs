@@ -1,9 +1,10 @@
 //! fulfillment-service: turns paid orders into running infrastructure.
 //!
-//! Layers, with dependencies pointing down only:
-//! `api` (HTTP) → `app` (use cases) → `engine` (reconciler, outbox) → `ports` (traits) →
-//! `domain` (pure rules). `store`, `upstream` and `sim` are adapters behind the ports;
-//! `config` and `cli` wire everything together for the binary.
+//! Layers, each depending only on those to its left (docs/ARCHITECTURE.md, "Layers and
+//! folders"): `domain` (pure rules) ← `ports` (traits) ← the adapters `store`, `upstream`,
+//! `sim`, `legacy` and `metrics`, and the cores `engine` (reconciler, outbox, periodic
+//! jobs) and `app` (use cases) ← `api` (HTTP, pages) ← `server` and `config`, which wire
+//! everything for the binary (`main.rs`, whose subcommands are the CLI).
 
 pub mod api;
 pub mod app;

@@ -1,7 +1,8 @@
 //! The seams between the core and the world: storage (split by aggregate), the three
-//! upstream services and the clock. The engine and the application services depend on
-//! these traits only; adapters (`store`, `upstream`, `sim`) implement them. This layer
-//! imports nothing of the crate but `domain`.
+//! upstream services, the Go service's database (read once, at the cut-over), the clock,
+//! and telemetry (what the core reports for monitoring). The engine and the application
+//! services depend on these traits only; adapters (`store`, `upstream`, `sim`, `legacy`,
+//! `metrics`) implement them. This layer imports nothing of the crate but `domain`.
 
 mod clock;
 mod hosting;
