@@ -231,6 +231,7 @@ pub async fn start(
         request_timeout: config.http.request_timeout,
         scrape: api::metrics::Scrape::new(metrics, config.http.metrics_cache),
         demo: config.demo,
+        product_name: config.http.product_name.clone(),
     });
     let relay = tokio::spawn(state.app.live.clone().relay(news));
     // One process hears all of its own news; replicas may miss a killed one's.

@@ -59,6 +59,8 @@ pub struct ApiState {
     pub scrape: metrics::Scrape,
     /// Demo mode: a sign-in link signs in without asking.
     pub demo: bool,
+    /// The product's name on the user's pages (`PRODUCT_NAME`).
+    pub product_name: String,
 }
 
 /// Every route of the service, each with its description (`openapi`): a route is added

@@ -31,6 +31,8 @@ pub struct HttpConfig {
     /// How long the gauges derived from the database are reused between scrapes
     /// (`METRICS_CACHE_SECS`).
     pub metrics_cache: Duration,
+    /// The product's name as the user's pages show it (`PRODUCT_NAME`).
+    pub product_name: String,
 }
 
 impl HttpConfig {
@@ -62,6 +64,18 @@ impl HttpConfig {
                 }),
             },
             metrics_cache: env.secs("METRICS_CACHE_SECS", secs(5), (0.0, HOUR)),
+            product_name: match env.get("PRODUCT_NAME") {
+                None => "Fulfillment".into(),
+                Some(name) if name.chars().count() <= 60 && !name.chars().any(char::is_control) => {
+                    name
+                }
+                Some(_) => {
+                    env.error(
+                        "PRODUCT_NAME must be at most 60 characters, with no control characters",
+                    );
+                    String::new()
+                }
+            },
         }
     }
 }

@@ -204,3 +204,18 @@ fn every_engine_default_comes_from_the_engine() {
     assert_eq!(c.engine.retention.outbox, d.retention.outbox);
     assert_eq!(c.engine.traffic.rate, d.traffic.rate);
 }
+
+#[test]
+fn the_product_name_is_read_and_bounded() {
+    assert_eq!(config(&GOOD).unwrap().http.product_name, "Fulfillment");
+    let with = |name: &str| {
+        let mut vars = GOOD.to_vec();
+        vars.push(("PRODUCT_NAME", name));
+        config(&vars)
+    };
+    assert_eq!(with("Obox Cloud").unwrap().http.product_name, "Obox Cloud");
+    for bad in ["x".repeat(61), "two\nlines".into()] {
+        let err = with(&bad).err().expect("refused");
+        assert!(err.to_string().contains("PRODUCT_NAME"), "{err}");
+    }
+}

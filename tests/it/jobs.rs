@@ -129,6 +129,7 @@ async fn a_dead_engine_loop_fails_readiness() {
         request_timeout: Duration::from_secs(5),
         scrape: api::metrics::Scrape::new(Default::default(), Duration::ZERO),
         demo: false,
+        product_name: "Fulfillment".into(),
     });
     let ready = axum::http::Request::get("/ready")
         .body(axum::body::Body::empty())

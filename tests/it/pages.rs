@@ -381,3 +381,59 @@ async fn bad_forms_are_refused_in_words_and_change_nothing() {
     .await;
     assert_eq!(status, 422, "{html}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_carry_the_product_name_and_a_node_card_says_how_to_connect() {
+    let app = TestApp::spawn_with(Backend::Sqlite, Default::default(), |c| {
+        c.http.product_name = "Obox <Cloud>".into();
+    })
+    .await;
+    let body = client().get(app.url("/")).send().await.unwrap();
+    let html = body.text().await.unwrap();
+    assert!(
+        html.contains("Obox &#60;Cloud&#62;") && !html.contains("<Cloud>"),
+        "the sign-in page names the product, escaped: {html}"
+    );
+    assert!(!html.contains("My service"));
+
+    app.sims.subscribe("pg-9", "sub-p9", "premium");
+    let (_, resp) = app.provision("pg-9", "sub-p9").await;
+    let id = resp["resource_id"].as_str().unwrap().to_owned();
+    let node = app.wait_status(&id, "active").await;
+    let (_, cookie, _) = sign_in(&app, "/signin", &app.token("pg-9")).await;
+    let cookie = cookie.unwrap();
+    let (status, html) = page(&app, Method::GET, "/", &cookie, None, &[]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<title>Obox &#60;Cloud&#62;: my nodes and VPN</title>"),
+        "{html}"
+    );
+    // Every detail a client needs, each with its copy button; the agent key behind a reveal.
+    let facts = [
+        ("Address", node["public_ip"].as_str().unwrap().to_owned()),
+        ("VLESS port", node["vless_port"].to_string()),
+        ("Shadowsocks port", node["ss_port"].to_string()),
+        (
+            "Public key",
+            node["public_key"].as_str().unwrap().to_owned(),
+        ),
+        ("Short ID", node["short_id"].as_str().unwrap().to_owned()),
+    ];
+    for (label, value) in facts {
+        let row = format!(
+            "<dt>{label}</dt><dd><span class=\"mono\">{value}</span> <button type=\"button\" class=\"copy\" data-copy=\"{value}\""
+        );
+        assert!(html.contains(&row), "{label}: {html}");
+    }
+    let key = node["api_key"].as_str().unwrap();
+    let secret = html
+        .split("<details class=\"secret\">")
+        .nth(1)
+        .expect("the agent key is behind a reveal");
+    assert!(secret.contains(&format!("data-copy=\"{key}\"")), "{secret}");
+    assert_eq!(
+        html.matches(key).count(),
+        2,
+        "the key appears only inside the reveal (text and copy)"
+    );
+}

@@ -10,7 +10,7 @@ use crate::api::ApiState;
 use crate::api::views::MigrationView;
 use crate::app::{NodeEntry, UserId};
 use crate::domain::progress::{self, StepStatus};
-use crate::domain::{Resource, Status};
+use crate::domain::{Connection, Resource, Status};
 use crate::ports::store::Region;
 
 pub(super) struct StepRow {
@@ -26,13 +26,51 @@ pub(super) struct MigrationLine {
     text: String,
 }
 
+/// One detail a client needs to connect to a node, shown with a copy button.
+pub(super) struct ConnectFact {
+    label: &'static str,
+    value: String,
+}
+
+/// The node agent's management key and the port its API listens on.
+pub(super) struct AgentKey {
+    key: String,
+    port: Option<i32>,
+}
+
+/// What a client needs to connect to a node, as far as it is known: the address, the
+/// ports, the public key and the short id; the agent's key apart (shown on request).
+fn connect_facts(c: &Connection) -> (Vec<ConnectFact>, Option<AgentKey>) {
+    let text =
+        |label, value: &Option<String>| value.clone().map(|value| ConnectFact { label, value });
+    let port = |label, value: Option<i32>| {
+        value.map(|p| ConnectFact {
+            label,
+            value: p.to_string(),
+        })
+    };
+    let facts = [
+        text("Address", &c.public_ip),
+        port("VLESS port", c.vless_port),
+        port("Shadowsocks port", c.ss_port),
+        text("Public key", &c.public_key),
+        text("Short ID", &c.short_id),
+    ];
+    let agent = c.api_key.clone().map(|key| AgentKey {
+        key,
+        port: c.api_port,
+    });
+    (facts.into_iter().flatten().collect(), agent)
+}
+
 pub(super) struct NodeCard {
     id: String,
     region: String,
     region_name: String,
     status: &'static str,
     status_label: &'static str,
-    public_ip: Option<String>,
+    connect: Vec<ConnectFact>,
+    agent_key: Option<AgentKey>,
     plan: String,
     created: String,
     used_gb: String,
@@ -127,6 +165,7 @@ fn card(e: &NodeEntry, regions: &[Region]) -> NodeCard {
             text,
         }
     });
+    let (connect, agent_key) = connect_facts(&r.connection);
     NodeCard {
         id: r.id.to_string(),
         region: r.region.clone(),
@@ -136,7 +175,8 @@ fn card(e: &NodeEntry, regions: &[Region]) -> NodeCard {
             .map_or_else(|| r.region.clone(), |g| g.name.clone()),
         status,
         status_label,
-        public_ip: r.connection.public_ip.clone(),
+        connect,
+        agent_key,
         plan: r.plan_tier.clone(),
         created: when(r.created_at),
         used_gb: gb(r.traffic_used),

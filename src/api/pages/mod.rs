@@ -154,7 +154,7 @@ struct SignInPage<'a> {
 fn signin_page(st: &ApiState, kind: Kind, error: Option<&str>, status: StatusCode) -> Response {
     let (heading, hint, action) = match kind {
         Kind::User => (
-            "My service",
+            st.product_name.as_str(),
             "Paste the token of the app (or open the link the demo prints).",
             "/signin",
         ),

@@ -21,6 +21,7 @@ use crate::app::{MyNodeRef, NodeCreate, UserId};
 #[template(path = "user.html")]
 struct UserPage<'a> {
     assets: &'a Assets,
+    product: &'a str,
     user: &'a str,
     nodes: String,
     vpn: String,
@@ -61,6 +62,7 @@ pub async fn home(State(st): St, headers: HeaderMap) -> Response {
     let failed = |e: PageError| super::notice_html(&e.message);
     page(&UserPage {
         assets: &ASSETS,
+        product: &st.product_name,
         user: user.as_str(),
         nodes: nodes.unwrap_or_else(failed),
         vpn: vpn.unwrap_or_else(failed),
