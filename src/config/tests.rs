@@ -215,7 +215,9 @@ fn the_product_name_is_read_and_bounded() {
     };
     assert_eq!(with("Obox Cloud").unwrap().http.product_name, "Obox Cloud");
     for bad in ["x".repeat(61), "two\nlines".into()] {
-        let err = with(&bad).err().expect("refused");
+        let Err(err) = with(&bad) else {
+            panic!("{bad:?} is refused")
+        };
         assert!(err.to_string().contains("PRODUCT_NAME"), "{err}");
     }
 }
