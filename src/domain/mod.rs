@@ -22,6 +22,7 @@ pub mod units;
 pub mod vpn_order;
 
 pub use plan::PlanTier;
+pub use progress::Phase;
 pub use resource::{
     CallbackStatus, Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind,
     Status, VpnSpec,

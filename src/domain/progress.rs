@@ -113,6 +113,45 @@ pub fn hosting_message(status: HostingStatus, node: Option<&Resource>) -> String
     }
 }
 
+/// How far a node's creation got: the four steps the app shows, in order. Stored as its
+/// step number (1 to 4), which only grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    /// Step 1: the order is recorded (payment confirmed).
+    Ordered = 1,
+    /// Step 2: the VPS is asked for (or found) at the hosting service.
+    VpsRequested = 2,
+    /// Step 3: the node agent installs.
+    Installing = 3,
+    /// Step 4: up, with its last details to come (or ready).
+    Finalizing = 4,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::Ordered,
+        Phase::VpsRequested,
+        Phase::Installing,
+        Phase::Finalizing,
+    ];
+
+    /// The step number, 1 to 4.
+    pub fn step(self) -> i32 {
+        self as i32
+    }
+
+    /// The phase of a stored step number; a number out of range is clamped (a row written
+    /// by hand, or by an older build, still reads).
+    pub fn of_step(step: i32) -> Phase {
+        Phase::ALL[(step.clamp(1, 4) - 1) as usize]
+    }
+
+    /// The step's name as the app shows it.
+    pub fn name(self) -> &'static str {
+        STEP_NAMES[(self.step() - 1) as usize]
+    }
+}
+
 pub const STEP_NAMES: [&str; 4] = [
     "Payment confirmed",
     "VPS creating",
@@ -151,14 +190,14 @@ pub struct CreationProgress {
 }
 
 /// The event that starts each step.
-fn step_of(kind: EventKind) -> Option<i32> {
+fn step_of(kind: EventKind) -> Option<Phase> {
     match kind {
-        EventKind::ProvisionRequested => Some(1),
+        EventKind::ProvisionRequested => Some(Phase::Ordered),
         EventKind::VpsCreateRequested | EventKind::NodeAdopted | EventKind::NodeRecovered => {
-            Some(2)
+            Some(Phase::VpsRequested)
         }
-        EventKind::NodeInstalling => Some(3),
-        EventKind::NodeFinalizing | EventKind::NodeReady => Some(4),
+        EventKind::NodeInstalling => Some(Phase::Installing),
+        EventKind::NodeFinalizing | EventKind::NodeReady => Some(Phase::Finalizing),
         _ => None,
     }
 }
@@ -168,36 +207,37 @@ fn step_of(kind: EventKind) -> Option<i32> {
 /// recorded, and a step still `pending` has none (CONTRACTS.md §4.7: the history may run
 /// a moment ahead of the phase, or a failed step's successors may have events).
 pub fn creation_progress(resource: &Resource, events: &[Event]) -> CreationProgress {
-    let current = resource.phase.clamp(1, 4);
-    let steps = (1..=4)
+    let current = resource.phase;
+    let steps = Phase::ALL
+        .into_iter()
         .map(|n| {
             let started_at = events
                 .iter()
                 .filter(|e| step_of(e.kind) == Some(n))
                 .map(|e| e.at)
                 .min()
-                .or_else(|| (n == 1).then_some(resource.created_at));
+                .or_else(|| (n == Phase::Ordered).then_some(resource.created_at));
             let status = match (n.cmp(&current), resource.status) {
                 (std::cmp::Ordering::Less, _) => StepStatus::Completed,
                 (std::cmp::Ordering::Greater, _) => StepStatus::Pending,
                 (_, Status::Active) => StepStatus::Completed,
                 (_, Status::Failed) => StepStatus::Failed,
                 // Step 1 is done the moment the resource exists: payment is confirmed.
-                _ if n == 1 => StepStatus::Completed,
+                _ if n == Phase::Ordered => StepStatus::Completed,
                 _ => StepStatus::InProgress,
             };
             Step {
-                step: n,
-                name: STEP_NAMES[(n - 1) as usize],
+                step: n.step(),
+                name: n.name(),
                 status,
                 started_at: started_at.filter(|_| status != StepStatus::Pending),
             }
         })
         .collect();
     CreationProgress {
-        current_step: current,
+        current_step: current.step(),
         total_steps: 4,
-        step_name: STEP_NAMES[(current - 1) as usize],
+        step_name: current.name(),
         steps,
     }
 }
@@ -212,9 +252,20 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 10, 22, 21, min, 0).unwrap()
     }
 
+    #[test]
+    fn phases_are_ordered_steps_and_a_stored_number_out_of_range_is_clamped() {
+        assert!(Phase::Ordered < Phase::VpsRequested && Phase::Installing < Phase::Finalizing);
+        for p in Phase::ALL {
+            assert_eq!(Phase::of_step(p.step()), p);
+        }
+        assert_eq!(Phase::of_step(0), Phase::Ordered);
+        assert_eq!(Phase::of_step(9), Phase::Finalizing);
+        assert_eq!(Phase::Installing.name(), "Installing sing-box");
+    }
+
     fn node(status: Status, desired: Desired, phase: i32) -> Resource {
         Resource {
-            phase,
+            phase: Phase::of_step(phase),
             error_message: Some("boom".into()),
             ..Resource::fixture(ResourceKind::HostingNode, status, desired, at(0))
         }

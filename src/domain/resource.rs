@@ -191,7 +191,7 @@ pub struct Resource {
     /// The hosting service's id for the node, once known.
     pub node_id: Option<String>,
     /// The furthest creation step reached (1..=4), see `progress`.
-    pub phase: i32,
+    pub phase: super::progress::Phase,
     pub connection: Connection,
     pub traffic_limit: i64,
     pub traffic_used: i64,
@@ -292,7 +292,7 @@ impl Resource {
             generation: 0,
             delete_reason: None,
             node_id: None,
-            phase: 1,
+            phase: super::progress::Phase::Ordered,
             connection: Connection::default(),
             traffic_limit: 0,
             traffic_used: 0,

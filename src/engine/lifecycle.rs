@@ -5,7 +5,8 @@
 use super::Engine;
 use super::step::{ACTOR, StepError};
 use crate::domain::{
-    CallbackStatus, Connection, DeleteReason, EventKind, Resource, ResourceKind, Status, callback,
+    CallbackStatus, Connection, DeleteReason, EventKind, Phase, Resource, ResourceKind, Status,
+    callback,
 };
 use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
 
@@ -14,7 +15,7 @@ impl Engine {
     pub(super) fn creating(&self, r: &Resource) -> Change {
         let mut c = self.change(r);
         c.status = Some(Status::Creating);
-        c.phase = Some(2);
+        c.phase = Some(Phase::VpsRequested);
         c.deadline_at = Some(Some(crate::domain::units::after(
             self.now(),
             self.config.ready_timeout,
@@ -34,7 +35,7 @@ impl Engine {
         }
         Ok(Some(Resource {
             status: Status::Creating,
-            phase: r.phase.max(2),
+            phase: r.phase.max(Phase::VpsRequested),
             attempts: 0,
             ..r
         }))
@@ -44,7 +45,7 @@ impl Engine {
     /// history, and the `active` callback.
     pub(super) fn mark_ready(&self, c: &mut Change, r: &Resource, conn: Connection, actor: &str) {
         c.status = Some(Status::Active);
-        c.phase = Some(4);
+        c.phase = Some(Phase::Finalizing);
         c.connection = Some(conn);
         c.ready_at = Some(self.now());
         c.deadline_at = Some(None);

@@ -9,6 +9,7 @@
 
 use super::Engine;
 use super::step::{ACTOR, StepError};
+use crate::domain::Phase;
 use crate::domain::attribution::{self, Attribution};
 use crate::domain::product::HOSTING;
 use crate::domain::{
@@ -265,8 +266,8 @@ impl Engine {
                     return self.activate(&r, c, conn, ACTOR).await;
                 }
                 // Up, but its details are not all reported yet: the last step.
-                if r.phase < 4 {
-                    c.phase = Some(4);
+                if r.phase < Phase::Finalizing {
+                    c.phase = Some(Phase::Finalizing);
                     c.events
                         .push(NewEvent::new(EventKind::NodeFinalizing, ACTOR));
                 }
@@ -274,8 +275,8 @@ impl Engine {
                 self.poll_later(c).await
             }
             "installing" => {
-                if r.phase < 3 {
-                    c.phase = Some(3);
+                if r.phase < Phase::Installing {
+                    c.phase = Some(Phase::Installing);
                     c.events
                         .push(NewEvent::new(EventKind::NodeInstalling, ACTOR));
                 }
@@ -348,7 +349,7 @@ impl Engine {
         if let Some(node_id) = &r.node_id {
             return Ok(self.ports.hosting.delete_node(node_id).await?);
         }
-        if r.phase < 2 {
+        if r.phase < Phase::VpsRequested {
             // Never got as far as asking the hosting service.
             return Ok(());
         }

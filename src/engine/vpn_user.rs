@@ -8,7 +8,7 @@
 
 use super::Engine;
 use super::step::{ACTOR, StepError};
-use crate::domain::{Desired, EventKind, Resource, Status, credential, plan::PlanTier};
+use crate::domain::{Desired, EventKind, Phase, Resource, Status, credential, plan::PlanTier};
 use crate::ports::store::{Attempts, Change, NewEvent, StoreResult};
 use crate::ports::{CreateVpnUser, UpstreamError, VpnUserUpdate};
 
@@ -140,7 +140,7 @@ impl Engine {
         c.applied_version = Some(version);
         if r.status == Status::Creating {
             c.status = Some(Status::Active);
-            c.phase = Some(4);
+            c.phase = Some(Phase::Finalizing);
             c.ready_at = Some(self.now());
             c.events.push(
                 NewEvent::new(EventKind::VpnUserCreated, ACTOR)
@@ -167,7 +167,7 @@ impl Engine {
     pub(super) async fn release_vpn_user(&self, r: &Resource) -> Result<(), StepError> {
         let uuid = match &r.vpn.vpn_user_id {
             Some(uuid) => uuid.clone(),
-            None if r.phase < 2 => return Ok(()),
+            None if r.phase < Phase::VpsRequested => return Ok(()),
             None => match self.ports.vpn.subscribe(&r.user_id).await {
                 Ok(found) => found.uuid,
                 Err(UpstreamError::Status { status: 404, .. }) => return Ok(()),

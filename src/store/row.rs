@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::corrupt;
+use crate::domain::Phase;
 use crate::domain::entitlement::{Entitlement, EntitlementStatus};
 use crate::domain::migration::{Migration, MigrationStatus};
 use crate::domain::{
@@ -138,7 +139,7 @@ impl TryFrom<ResourceRow> for Resource {
                 .transpose()
                 .map_err(corrupt)?,
             node_id: r.node_id,
-            phase: r.phase,
+            phase: Phase::of_step(r.phase),
             connection: Connection {
                 public_ip: r.public_ip,
                 api_port: r.api_port,

@@ -9,7 +9,7 @@ use super::SqlStore;
 use super::db::{Sql, Topic, Value};
 use super::events::{enqueue_callback, insert_event};
 use super::row::{self, ResourceRow, resource_columns};
-use crate::domain::Resource;
+use crate::domain::{Phase, Resource};
 use crate::ports::store::{Attempts, Change, Claim, Guard, StoreError, StoreResult, Work};
 
 /// `, column = $n` with `value` bound to `$n`, when there is a value: the column and its
@@ -38,7 +38,7 @@ pub(super) fn change_statement<'c>(mut q: Sql<'c>, c: &'c Change) -> Sql<'c> {
         .push_bind(c.now);
     set(&mut q, "status", c.status.map(|s| s.as_str()));
     set(&mut q, "node_id", c.node_id.as_deref());
-    raise(&mut q, "phase", c.phase);
+    raise(&mut q, "phase", c.phase.map(Phase::step));
     if let (Some(conn), true) = (&c.connection, c.replace_connection) {
         set(&mut q, "public_ip", Some(conn.public_ip.as_deref()));
         set(&mut q, "api_port", Some(conn.api_port));

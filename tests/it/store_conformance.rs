@@ -8,7 +8,7 @@ use fulfillment::domain::expiry::OrderKind;
 use fulfillment::domain::progress::SubscriptionSnapshot;
 use fulfillment::domain::slots::SlotChoice;
 use fulfillment::domain::vpn_order::UpstreamExpiry;
-use fulfillment::domain::{DeleteReason, Desired, EventKind, ResourceKind, Status};
+use fulfillment::domain::{DeleteReason, Desired, EventKind, Phase, ResourceKind, Status};
 use fulfillment::ports::FulfillmentCallback;
 use fulfillment::ports::store::{
     Attempts, Change, Claim, EntitlementFilter, Guard, IdempotencyBegin, Inserted, NewEvent,
@@ -87,7 +87,7 @@ on_both! {
         let store = db.store().await;
         let now = Utc::now();
         let r = created(store.insert_resource(&order("sub-1", "u-1"), now).await.unwrap());
-        assert_eq!((r.status, r.desired, r.phase, r.traffic_limit), (Status::Pending, Desired::Active, 1, 42));
+        assert_eq!((r.status, r.desired, r.phase, r.traffic_limit), (Status::Pending, Desired::Active, Phase::Ordered, 42));
         assert_eq!(store.resource(r.id).await.unwrap().as_ref(), Some(&r));
         let events = store.events(r.id).await.unwrap();
         assert_eq!(events.len(), 1);
@@ -157,7 +157,7 @@ on_both! {
 
         let mut c = Change::on(&r, lease("w1", &r), now);
         c.status = Some(Status::Creating);
-        c.phase = Some(2);
+        c.phase = Some(Phase::VpsRequested);
         c.node_id = Some("node-1".into());
         c.callback_token_hash = Some("digest".into());
         c.attempts = Attempts::Increment;
@@ -168,7 +168,7 @@ on_both! {
         assert!(store.apply(&c).await.unwrap());
 
         let after = store.resource(r.id).await.unwrap().unwrap();
-        assert_eq!((after.status, after.phase, after.attempts), (Status::Creating, 2, 1));
+        assert_eq!((after.status, after.phase, after.attempts), (Status::Creating, Phase::VpsRequested, 1));
         assert_eq!(after.node_id.as_deref(), Some("node-1"));
         assert_eq!(store.node_owner("node-1").await.unwrap(), Some(r.id));
         assert_eq!(store.node_credential(r.id).await.unwrap().current.as_deref(), Some("digest"));
@@ -176,9 +176,9 @@ on_both! {
         assert_eq!(store.outbox_backlog().await.unwrap(), 1);
         // A lower phase never lowers it; the lease was released, so anyone may claim later.
         let mut lower = Change::on(&after, Guard::Unleased, now);
-        lower.phase = Some(1);
+        lower.phase = Some(Phase::Ordered);
         assert!(store.apply(&lower).await.unwrap());
-        assert_eq!(store.resource(r.id).await.unwrap().unwrap().phase, 2);
+        assert_eq!(store.resource(r.id).await.unwrap().unwrap().phase, Phase::VpsRequested);
     }
 }
 
@@ -196,7 +196,7 @@ on_both! {
         c.expect_desired = Some(Desired::Active);
         c.status = Some(Status::Creating);
         c.node_id = Some("node-7".into());
-        c.phase = Some(3);
+        c.phase = Some(Phase::Installing);
         c.connection = Some(fulfillment::domain::Connection {
             public_ip: Some("203.0.113.9".into()),
             api_port: Some(8101),
@@ -220,7 +220,7 @@ on_both! {
         c.release_lease = true;
         assert!(store.apply(&c).await.unwrap());
         let a = store.resource(r.id).await.unwrap().unwrap();
-        assert_eq!((a.status, a.phase, a.attempts), (Status::Creating, 3, 1));
+        assert_eq!((a.status, a.phase, a.attempts), (Status::Creating, Phase::Installing, 1));
         assert_eq!(a.node_id.as_deref(), Some("node-7"));
         let conn = &a.connection;
         assert_eq!(conn.public_ip.as_deref(), Some("203.0.113.9"));

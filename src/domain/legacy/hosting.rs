@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     Finding, FindingKind, Rule, checked_id, checked_plan, checked_text, input, port, refusal,
 };
-use crate::domain::{Connection, Desired, Status};
+use crate::domain::{Connection, Desired, Phase, Status};
 
 /// A row of the Go service's `hosting_provisions`, as read (text trimmed of nothing: the
 /// rules below decide what an empty value means).
@@ -50,7 +50,7 @@ pub enum NodeFate {
     /// Still being created (`pending`, `creating`, `running`, `installing`): the engine
     /// carries on from the creation step it reached.
     Creating {
-        phase: i32,
+        phase: Phase,
     },
     /// `stopping`: a deletion the Go service lost; the engine finishes it.
     LostDeletion,
@@ -69,8 +69,12 @@ impl NodeFate {
         }
         match status {
             "active" => NodeFate::Active,
-            "pending" | "creating" => NodeFate::Creating { phase: 2 },
-            "running" | "installing" => NodeFate::Creating { phase: 3 },
+            "pending" | "creating" => NodeFate::Creating {
+                phase: Phase::VpsRequested,
+            },
+            "running" | "installing" => NodeFate::Creating {
+                phase: Phase::Installing,
+            },
             "stopping" => NodeFate::LostDeletion,
             "failed" => NodeFate::Failed,
             "deleted" => NodeFate::Deleted,
@@ -116,7 +120,7 @@ pub struct NodePlan {
     pub status: Status,
     pub desired: Desired,
     pub node_id: Option<String>,
-    pub phase: i32,
+    pub phase: Phase,
     pub connection: Connection,
     pub traffic_limit: i64,
     pub traffic_used: i64,
@@ -214,7 +218,7 @@ pub fn plan_node(
     }
     let status = fate.status();
     let (phase, due, deadline_at, upstream_released) = match &fate {
-        NodeFate::Active => (4, node_id.is_none(), None, false),
+        NodeFate::Active => (Phase::Finalizing, node_id.is_none(), None, false),
         NodeFate::Creating { phase } => (
             *phase,
             true,
@@ -222,9 +226,13 @@ pub fn plan_node(
             false,
         ),
         // The Go service may have made a VPS it never recorded: look for it.
-        NodeFate::LostDeletion => (2, true, None, false),
+        NodeFate::LostDeletion => (Phase::VpsRequested, true, None, false),
         NodeFate::Failed | NodeFate::Deleted | NodeFate::Unknown(_) => (
-            if node_id.is_some() { 2 } else { 1 },
+            if node_id.is_some() {
+                Phase::VpsRequested
+            } else {
+                Phase::Ordered
+            },
             clean_up,
             None,
             !clean_up,

@@ -61,7 +61,9 @@ fn every_go_status_has_its_fate() {
     assert_eq!(NodeFate::of("active", Some(now())), NodeFate::Deleted);
     assert_eq!(
         NodeFate::of("installing", None),
-        NodeFate::Creating { phase: 3 }
+        NodeFate::Creating {
+            phase: Phase::Installing
+        }
     );
 }
 
@@ -74,7 +76,7 @@ fn an_active_row_keeps_its_id_and_connection_and_needs_no_step() {
     assert_eq!(plan.node_id.as_deref(), Some("node-1"));
     assert_eq!(plan.connection.api_key.as_deref(), Some("agent-key"));
     assert_eq!(plan.connection.api_port, Some(8080));
-    assert_eq!(plan.phase, 4);
+    assert_eq!(plan.phase, Phase::Finalizing);
     assert!(!plan.due && !plan.upstream_released);
     // Premium's node allowance when the row has none.
     assert_eq!(plan.traffic_limit, 3 * 1024 * 1024 * 1024 * 1024);
@@ -103,7 +105,7 @@ fn an_unfinished_creation_gets_its_deadline_from_the_import() {
     let (plan, _) = plan_node(&row, now(), TIMEOUT).unwrap();
     assert_eq!(plan.status, Status::Creating);
     assert!(plan.due);
-    assert_eq!(plan.phase, 2);
+    assert_eq!(plan.phase, Phase::VpsRequested);
     assert_eq!(
         plan.deadline_at,
         Some(now() + chrono::Duration::seconds(600))

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Claim, NewEvent, StoreResult};
+use crate::domain::Phase;
 use crate::domain::callback::FulfillmentCallback;
 use crate::domain::migration::{Migration, MigrationStatus};
 use crate::domain::{Connection, Desired, Resource, Status};
@@ -45,7 +46,7 @@ pub struct Change {
     pub status: Option<Status>,
     pub node_id: Option<String>,
     /// Raise the creation step to at least this.
-    pub phase: Option<i32>,
+    pub phase: Option<Phase>,
     pub connection: Option<Connection>,
     pub error_message: Option<String>,
     pub last_error: Option<String>,

@@ -90,7 +90,7 @@ async fn insert_nodes(tx: &mut Tx, nodes: &[NodePlan], now: DateTime<Utc>) -> St
         q.push_bind(n.status.as_str()).push(", ");
         q.push_bind(n.desired.as_str()).push(", 0, ");
         q.push_bind(n.node_id.clone()).push(", ");
-        q.push_bind(n.phase).push(", ");
+        q.push_bind(n.phase.step()).push(", ");
         q.push_bind(c.public_ip.clone()).push(", ");
         q.push_bind(c.api_port).push(", ");
         q.push_bind(c.api_key.clone()).push(", ");
