@@ -16,10 +16,10 @@ impl Engine {
         let mut c = self.change(r);
         c.status = Some(Status::Creating);
         c.phase = Some(Phase::VpsRequested);
-        c.deadline_at = Some(Some(crate::domain::units::after(
+        c.deadline(crate::domain::units::after(
             self.now(),
             self.config.ready_timeout,
-        )));
+        ));
         c.attempts = Attempts::Reset;
         c
     }
@@ -48,7 +48,7 @@ impl Engine {
         c.phase = Some(Phase::Finalizing);
         c.connection = Some(conn);
         c.ready_at = Some(self.now());
-        c.deadline_at = Some(None);
+        c.clear_deadline();
         c.attempts = Attempts::Reset;
         c.events.push(NewEvent::new(EventKind::NodeReady, actor));
         c.callbacks
@@ -66,7 +66,7 @@ impl Engine {
     pub(super) fn mark_failed(&self, c: &mut Change, r: &Resource, msg: &str, actor: &str) {
         c.status = Some(Status::Failed);
         c.error_message = Some(msg.to_owned());
-        c.deadline_at = Some(None);
+        c.clear_deadline();
         c.attempts = Attempts::Reset;
         c.events
             .push(NewEvent::new(EventKind::Failed, actor).with_message(msg));
@@ -117,7 +117,7 @@ impl Engine {
         c.attempts = Attempts::Reset;
         c.events
             .push(NewEvent::new(EventKind::UpstreamReleased, ACTOR));
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }
@@ -126,7 +126,7 @@ impl Engine {
     pub(super) async fn begin_delete(&self, r: Resource) -> StoreResult<()> {
         let mut c = self.change(&r);
         c.status = Some(Status::Deleting);
-        c.deadline_at = Some(None);
+        c.clear_deadline();
         c.attempts = Attempts::Reset;
         c.events.push(NewEvent::new(EventKind::Deleting, ACTOR));
         if !self.commit(c).await? {
@@ -155,7 +155,7 @@ impl Engine {
             .push(NewEvent::new(EventKind::Deleted, ACTOR).with_message(reason.as_str()));
         c.callbacks
             .push(outcome(&r, CallbackStatus::Deleted, Some(reason), None));
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }

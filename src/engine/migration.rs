@@ -65,16 +65,16 @@ impl Engine {
         let deadline = crate::domain::units::after(now, self.config.ready_timeout);
         let actor = "subscription_service";
         let mut c = self.change(&r);
-        c.plan_wanted = Some(None);
+        c.clear_plan_wanted();
         if let Some(m) = migration::plan_change(&r, &wanted, now, deadline, actor) {
             c.events.push(
                 NewEvent::new(EventKind::MigrationRequested, actor)
                     .with_message(format!("plan {} -> {wanted}", r.plan_tier)),
             );
             c.migrate(&r, Some(m));
-            c.next_attempt_at = Some(Some(now));
+            c.next_step_now();
         } else {
-            c.next_attempt_at = Some(None);
+            c.rest();
         }
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
@@ -87,12 +87,12 @@ impl Engine {
         }
         tracing::info!(resource_id = %r.id, node_id = %old, "replaced VPS deleted");
         let mut c = self.change(&r);
-        c.retire_node_id = Some(None);
+        c.clear_retired();
         c.attempts = Attempts::Reset;
         c.events
             .push(NewEvent::new(EventKind::RetiredNodeDeleted, ACTOR).with_message(old));
         // A migration asked for meanwhile goes on at once.
-        c.next_attempt_at = Some(r.migration.is_some().then(|| self.now()));
+        c.next_step_now_if(r.migration.is_some());
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }
@@ -280,7 +280,7 @@ impl Engine {
                 m.to_plan_tier
             )),
         );
-        c.next_attempt_at = Some(Some(self.now()));
+        c.next_step_now();
         c.release_lease = true;
         if self.commit(c).await? {
             tracing::info!(resource_id = %r.id, node_id = %new_id, "switched to the new VPS");
@@ -327,7 +327,7 @@ impl Engine {
             Some(id) => deleted.with_message(id.clone()),
             None => deleted,
         });
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }
@@ -382,7 +382,7 @@ impl Engine {
         c.expect_desired = Some(Desired::Active);
         c.migrate(r, Some(m));
         c.bump_generation = true;
-        c.next_attempt_at = Some(Some(now));
+        c.next_step_now();
         c.events.push(
             NewEvent::new(EventKind::MigrationRequested, actor).with_message(format!(
                 "{} {} -> {to_region} {to_plan_tier}",
@@ -419,7 +419,7 @@ impl Engine {
         };
         c.migrate(r, to);
         c.bump_generation = true;
-        c.next_attempt_at = Some(Some(now));
+        c.next_step_now();
         c.events
             .push(NewEvent::new(EventKind::MigrationCancelled, actor));
         Ok(Ok(self.ports.store.apply(&c).await?))

@@ -114,7 +114,7 @@ impl Engine {
                 .push(NewEvent::new(EventKind::NodeAdopted, ACTOR).with_message(node.node_id));
         }
         c.attempts = Attempts::Reset;
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }
@@ -173,7 +173,7 @@ impl Engine {
                 next.node_id
             )),
         );
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }
@@ -309,10 +309,10 @@ impl Engine {
     }
 
     pub(super) async fn poll_later(&self, mut c: Change) -> StoreResult<()> {
-        c.next_attempt_at = Some(Some(crate::domain::units::after(
+        c.next_step_at(crate::domain::units::after(
             self.now(),
             self.config.node_poll,
-        )));
+        ));
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }
@@ -327,7 +327,7 @@ impl Engine {
     ) -> StoreResult<()> {
         self.mark_ready(&mut c, r, conn, actor);
         // A plan ordered while it came up is applied next (`maintain_node`).
-        c.next_attempt_at = Some(r.plan_wanted.is_some().then(|| self.now()));
+        c.next_step_now_if(r.plan_wanted.is_some());
         c.release_lease = true;
         if self.commit(c).await? {
             self.activated(r);

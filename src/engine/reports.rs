@@ -27,7 +27,7 @@ impl Engine {
         // Without the node's id (a lost create answer), the engine still has to find it;
         // a plan ordered while it came up is applied next.
         let more = r.node_id.is_none() || r.plan_wanted.is_some();
-        c.next_attempt_at = Some(more.then(|| self.now()));
+        c.next_step_now_if(more);
         let applied = self.ports.store.apply(&c).await?;
         if applied {
             self.activated(r);
@@ -55,7 +55,7 @@ impl Engine {
         c.expect_desired = Some(Desired::Active);
         self.mark_failed(&mut c, r, msg, actor);
         // The VPS must go: make the row due for cleanup now.
-        c.next_attempt_at = Some(Some(self.now()));
+        c.next_step_now();
         let applied = self.ports.store.apply(&c).await?;
         if applied {
             self.ports.telemetry.provisioning_failed(r.kind);

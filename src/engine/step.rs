@@ -82,10 +82,10 @@ impl Engine {
         let mut c = self.change(r);
         c.attempts = Attempts::Increment;
         c.last_error = Some(msg.clone());
-        c.next_attempt_at = Some(Some(crate::domain::units::after(
+        c.next_step_at(crate::domain::units::after(
             self.now(),
             self.config.backoff.delay(r.attempts),
-        )));
+        ));
         c.release_lease = true;
         c.events
             .push(NewEvent::new(EventKind::AttemptFailed, ACTOR).with_message(msg));
@@ -95,7 +95,7 @@ impl Engine {
     /// Nothing to do until something changes.
     pub(super) async fn settle(&self, r: &Resource) -> StoreResult<()> {
         let mut c = self.change(r);
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         self.commit(c).await.map(|_| ())
     }

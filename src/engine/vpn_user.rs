@@ -150,9 +150,9 @@ impl Engine {
             c.events
                 .push(NewEvent::new(EventKind::VpnUserUpdated, ACTOR));
         }
-        c.deadline_at = Some(None);
+        c.clear_deadline();
         c.attempts = Attempts::Reset;
-        c.next_attempt_at = Some(None);
+        c.rest();
         c.release_lease = true;
         let activates = c.status == Some(Status::Active);
         if self.commit(c).await? && activates {

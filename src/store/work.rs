@@ -235,7 +235,7 @@ impl Work for SqlStore {
         for event in &c.events {
             insert_event(&mut tx, c.id, event, c.now).await?;
         }
-        if c.due_now() {
+        if c.wakes_now() {
             tx.wake(Topic::Resources);
         }
         for cb in &c.callbacks {

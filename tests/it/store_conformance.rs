@@ -163,7 +163,7 @@ on_both! {
         c.attempts = Attempts::Increment;
         c.events.push(NewEvent::new(EventKind::VpsCreateRequested, "engine"));
         c.callbacks.push(callback("sub-1", "active"));
-        c.next_attempt_at = Some(Some(now + chrono::Duration::seconds(5)));
+        c.next_step_at(now + chrono::Duration::seconds(5));
         c.release_lease = true;
         assert!(store.apply(&c).await.unwrap());
 
@@ -212,9 +212,9 @@ on_both! {
         c.upstream_released = Some(true);
         c.traffic_limit = Some(7_000);
         c.ready_at = Some(at(11));
-        c.deadline_at = Some(Some(at(22)));
+        c.deadline(at(22));
         c.attempts = Attempts::Increment;
-        c.next_attempt_at = Some(Some(at(33)));
+        c.next_step_at(at(33));
         c.vpn_user_id = Some("uuid-7".into());
         c.applied_version = Some(5);
         c.release_lease = true;
@@ -244,7 +244,7 @@ on_both! {
         assert_eq!(later.iter().map(|r| r.id).collect::<Vec<_>>(), vec![r.id]);
         // What a change leaves out stays; clearing the deadline is a value of its own.
         let mut clear = Change::on(&later[0], lease("w2", &later[0]), at(35));
-        clear.deadline_at = Some(None);
+        clear.clear_deadline();
         assert!(store.apply(&clear).await.unwrap());
         let b = store.resource(r.id).await.unwrap().unwrap();
         assert_eq!(b.deadline_at, None);
@@ -264,7 +264,7 @@ on_both! {
         store.request_deletion(r.id, DeleteReason::SubscriptionCancelled, "subscription_service", now).await.unwrap();
         let mut c = Change::on(&r, lease("w1", &r), now);
         c.status = Some(Status::Creating);
-        c.next_attempt_at = Some(Some(now + chrono::Duration::hours(1)));
+        c.next_step_at(now + chrono::Duration::hours(1));
         c.release_lease = true;
         assert!(store.apply(&c).await.unwrap(), "progress is recorded even though the desire changed");
         let after = store.resource(r.id).await.unwrap().unwrap();

@@ -72,7 +72,7 @@ on_both! {
         // step's write still names the old claim, and is still refused.
         let mut done = Change::on(&second, lease("w2", &second), now + secs(3));
         done.release_lease = true;
-        done.next_attempt_at = Some(Some(now + secs(3)));
+        done.next_step_at(now + secs(3));
         assert!(store.apply(&done).await.unwrap());
         store.beat("w1", now + secs(4), now + secs(10)).await.unwrap();
         let again = store.claim_resource(r.id, claim("w1", now + secs(4))).await.unwrap().unwrap();

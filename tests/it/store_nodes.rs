@@ -218,7 +218,7 @@ on_both! {
         switch.plan_tier = Some("plan-9".into());
         switch.connection = Some(Connection { public_ip: Some("203.0.113.99".into()), api_key: Some("k-new".into()), ..Default::default() });
         switch.replace_connection = true;
-        switch.retire_node_id = Some(None);
+        switch.clear_retired();
         assert!(store.apply(&switch).await.unwrap());
         let s = store.resource(r.id).await.unwrap().unwrap();
         assert_eq!((s.node_id.as_deref(), s.region.as_str(), s.plan_tier.as_str()), (Some("node-9"), "region-9", "plan-9"));

@@ -33,7 +33,10 @@ pub enum Attempts {
 }
 
 /// One compare-and-set write to a resource, applied in one transaction together with its
-/// events and its outbox callbacks. Fields left `None` keep their stored value.
+/// events and its outbox callbacks. Fields left `None` keep their stored value. The
+/// fields that can also clear a value (`Option<Option<_>>`) are set through the named
+/// setters below (`next_step_at`, `next_step_now`, `rest`, `deadline`, `clear_deadline`,
+/// `clear_retired`, `clear_plan_wanted`, `migrate`), which say what they mean.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub id: Uuid,
@@ -140,8 +143,52 @@ impl Change {
     }
 
     /// Whether the change makes the row due now (its worker should be woken).
-    pub fn due_now(&self) -> bool {
+    pub fn wakes_now(&self) -> bool {
         matches!(self.next_attempt_at, Some(Some(at)) if at <= self.now)
+    }
+
+    /// The row's next step is at `at` (the engine's next look).
+    pub fn next_step_at(&mut self, at: DateTime<Utc>) {
+        self.next_attempt_at = Some(Some(at));
+    }
+
+    /// The row's next step is at once.
+    pub fn next_step_now(&mut self) {
+        self.next_attempt_at = Some(Some(self.now));
+    }
+
+    /// At once when there is `more` to do, else rest.
+    pub fn next_step_now_if(&mut self, more: bool) {
+        if more {
+            self.next_step_now();
+        } else {
+            self.rest();
+        }
+    }
+
+    /// Nothing is left to do until something changes: no next step is scheduled.
+    pub fn rest(&mut self) {
+        self.next_attempt_at = Some(None);
+    }
+
+    /// The resource must be ready by `at`, or it fails.
+    pub fn deadline(&mut self, at: DateTime<Utc>) {
+        self.deadline_at = Some(Some(at));
+    }
+
+    /// The resource has no deadline any more (it is ready, failed or going away).
+    pub fn clear_deadline(&mut self) {
+        self.deadline_at = Some(None);
+    }
+
+    /// Forgets the VPS a switch retired (it is deleted).
+    pub fn clear_retired(&mut self) {
+        self.retire_node_id = Some(None);
+    }
+
+    /// Forgets the plan an order asked for while the node came up (it is acted on).
+    pub fn clear_plan_wanted(&mut self) {
+        self.plan_wanted = Some(None);
     }
 
     /// Expects the migration `resource` was read with, and moves it to `to`.
