@@ -17,6 +17,7 @@ mod node_reports;
 mod operator;
 mod provision;
 pub mod read_model;
+mod reads;
 mod regions;
 mod resources;
 mod subscriptions;
@@ -127,23 +128,5 @@ impl App {
         let until = chrono::DateTime::from_timestamp(expires_at, 0)
             .unwrap_or_else(|| self.ports.clock.now());
         Ok(self.ports.store.spend_ticket(nonce, until).await?)
-    }
-
-    /// Keeps a document a read took `ticket` for, until `fresh_until`: only when it has
-    /// one (the subscription service answered) and while every replica's changes are
-    /// heard here.
-    fn keep<T>(
-        &self,
-        model: &ReadModel<T>,
-        user: &str,
-        ticket: read_model::Ticket,
-        doc: &Arc<T>,
-        fresh_until: Option<std::time::Instant>,
-    ) {
-        if let Some(until) = fresh_until
-            && self.ports.store.wakeups().hearing()
-        {
-            model.put(user, ticket, doc.clone(), until);
-        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ids::UserId;
+use super::reads::{Document, Shelves};
 use super::{App, AppError};
 use crate::domain::product::HOSTING;
 use crate::domain::progress::{self, HostingStatus, SubscriptionState};
@@ -25,38 +26,29 @@ pub struct MyNode {
     pub fresh_until: Option<Instant>,
 }
 
+impl Document for MyNode {
+    fn fresh_until(&self) -> Option<Instant> {
+        self.fresh_until
+    }
+}
+
 impl App {
     /// `GET /my/node`: the user's node (never hidden by a subscription service outage),
     /// their subscription, and the creation progress while the node comes up.
     pub async fn my_node(&self, user: &UserId) -> Result<Arc<MyNode>, AppError> {
         let user_id = user.as_str();
-        let ticket = match self.read_nodes.get(user_id, Instant::now()) {
-            Ok(kept) => return Ok(self.node_now(kept)),
-            Err(ticket) => ticket,
+        let shelves = Shelves {
+            model: &self.read_nodes,
+            last: &self.last_nodes,
         };
-        if let Some(kept) = self.read_nodes.kept(user_id)
-            && let Some(renewed) = self.renew_node(user_id, &kept).await?
-        {
-            let renewed = Arc::new(renewed);
-            self.keep(
-                &self.read_nodes,
-                user_id,
-                ticket,
-                &renewed,
-                renewed.fresh_until,
-            );
-            return Ok(renewed);
-        }
-        let answer = self
-            .last_nodes
-            .read(user_id, self.read_my_node(user_id))
-            .await?;
-        if answer.remembered {
-            return Ok(self.node_now(answer.value));
-        }
-        let until = answer.value.fresh_until;
-        self.keep(&self.read_nodes, user_id, ticket, &answer.value, until);
-        Ok(answer.value)
+        self.read_through(
+            shelves,
+            user_id,
+            |kept| self.node_now(kept),
+            async |kept| self.renew_node(user_id, kept).await,
+            self.read_my_node(user_id),
+        )
+        .await
     }
 
     /// An answer read earlier, its status brought up to the clock (a subscription that ran

@@ -2,6 +2,7 @@
 //! service's word on paid entitlements, the live connection config, and our record.
 
 use super::ids::UserId;
+use super::reads::{Document, Shelves};
 use super::{App, AppError};
 use crate::domain::Resource;
 use crate::domain::entitlement::{Entitlement, PaidBy, VpnStatus, gated_vpn_status, vpn_status};
@@ -30,36 +31,29 @@ pub struct VpnConfig {
     pub live: VpnSubscription,
 }
 
+impl Document for MyVpn {
+    fn fresh_until(&self) -> Option<std::time::Instant> {
+        self.fresh_until
+    }
+}
+
 impl App {
     /// `GET /my/vpn`: our entitlements decide the status (an expired or deprovisioned VPN
     /// never reads `active`, whatever the subscription service says).
     pub async fn my_vpn(&self, user: &UserId) -> Result<std::sync::Arc<MyVpn>, AppError> {
         let user_id = user.as_str();
-        let ticket = match self.read_vpns.get(user_id, std::time::Instant::now()) {
-            Ok(kept) => return Ok(self.vpn_now(kept)),
-            Err(ticket) => ticket,
+        let shelves = Shelves {
+            model: &self.read_vpns,
+            last: &self.last_vpns,
         };
-        if let Some(kept) = self.read_vpns.kept(user_id) {
-            let renewed = std::sync::Arc::new(self.renew_vpn(user_id, &kept).await?);
-            self.keep(
-                &self.read_vpns,
-                user_id,
-                ticket,
-                &renewed,
-                renewed.fresh_until,
-            );
-            return Ok(renewed);
-        }
-        let answer = self
-            .last_vpns
-            .read(user_id, self.read_my_vpn(user_id))
-            .await?;
-        if answer.remembered {
-            return Ok(self.vpn_now(answer.value));
-        }
-        let until = answer.value.fresh_until;
-        self.keep(&self.read_vpns, user_id, ticket, &answer.value, until);
-        Ok(answer.value)
+        self.read_through(
+            shelves,
+            user_id,
+            |kept| self.vpn_now(kept),
+            async |kept| self.renew_vpn(user_id, kept).await.map(Some),
+            self.read_my_vpn(user_id),
+        )
+        .await
     }
 
     /// An answer read earlier, its status brought up to the clock (an expiry passes).
