@@ -28,10 +28,6 @@ pub struct Running {
     /// The in-process simulators, in demo mode.
     pub sim: Option<Sim>,
     engine_loops: engine::Shutdown,
-    /// Relays the store's news of changed documents to the live streams.
-    relay: tokio::task::JoinHandle<()>,
-    /// Looks for other replicas' changes that were never told (PostgreSQL).
-    net: Option<tokio::task::JoinHandle<()>>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     stop_http: tokio::sync::watch::Sender<bool>,
 }
@@ -41,10 +37,6 @@ impl Running {
     /// their leases are left to expire.
     pub fn kill(self) {
         self.http.abort();
-        self.relay.abort();
-        if let Some(net) = &self.net {
-            net.abort();
-        }
         self.state.app.live.stop_all();
         self.engine_loops.abort();
     }
@@ -53,10 +45,6 @@ impl Running {
     /// wait on them), lets the engine finish the steps in flight, and returns.
     pub async fn stop(self) {
         self.state.app.live.stop_all();
-        self.relay.abort();
-        if let Some(net) = &self.net {
-            net.abort();
-        }
         let _ = self.stop_http.send(true);
         let _ = self.http.await;
         self.engine_loops.stop().await;
@@ -216,7 +204,6 @@ pub async fn start(
         );
         app_config.events_max_streams = stream_cap;
     }
-    let news = ports.store.wakeups().users.subscribe();
     let engine = Engine::new(ports.clone(), engine_config);
     let app = App::new(ports, engine.clone(), app_config);
     let state = Arc::new(ApiState {
@@ -232,13 +219,6 @@ pub async fn start(
         scrape: api::metrics::Scrape::new(metrics, config.http.metrics_cache),
         demo: config.demo,
         product_name: config.http.product_name.clone(),
-    });
-    let relay = tokio::spawn(state.app.live.clone().relay(news));
-    // One process hears all of its own news; replicas may miss a killed one's.
-    let net = (state.app.ports.store.backend() == "postgres").then(|| {
-        tokio::spawn(crate::app::read_model::catch_missed_news(
-            state.app.ports.store.clone(),
-        ))
     });
     let engine_loops = engine::spawn(engine.clone());
     let (stop_http, stopped) = tokio::sync::watch::channel(false);
@@ -272,8 +252,6 @@ pub async fn start(
         state,
         sim,
         engine_loops,
-        relay,
-        net,
         http,
         stop_http,
     })

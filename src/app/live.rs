@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::ids::UserId;
 use crate::ports::store::Changed;
@@ -148,18 +148,6 @@ impl Hub {
                 }
             }
             Changed::Usage(_) => {}
-        }
-    }
-
-    /// Relays the store's news to the streams until the store goes away. Falling behind
-    /// the news means some were missed: then every stream re-reads.
-    pub async fn relay(self: Arc<Self>, mut news: broadcast::Receiver<Changed>) {
-        loop {
-            match news.recv().await {
-                Ok(change) => self.changed(&change),
-                Err(broadcast::error::RecvError::Lagged(_)) => self.changed(&Changed::Everyone),
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
         }
     }
 

@@ -100,13 +100,17 @@ impl App {
     pub fn new(ports: Ports, engine: Arc<Engine>, config: AppConfig) -> Self {
         let read_nodes = Arc::new(ReadModel::new(config.read_model_users));
         let read_vpns = Arc::new(ReadModel::new(config.read_model_users));
-        let (nodes, vpns) = (read_nodes.clone(), read_vpns.clone());
+        let live = live::Hub::new(config.events_max_streams);
+        // Who hears of a change, and in which order (docs/ARCHITECTURE.md, "Who hears a
+        // commit"): the read models first, so that a stream poked next reads fresh.
+        let (nodes, vpns, streams) = (read_nodes.clone(), read_vpns.clone(), live.clone());
         ports
             .store
-            .wakeups()
+            .bus()
             .observe(Arc::new(move |change: &crate::ports::store::Changed| {
                 nodes.heard(change);
                 vpns.heard(change);
+                streams.changed(change);
             }));
         App {
             read_nodes,
@@ -115,7 +119,7 @@ impl App {
             regions: Regions::new(ports.store.clone()),
             last_nodes: LastKnown::new("my node", config.last_known_max_age),
             last_vpns: LastKnown::new("my vpn", config.last_known_max_age),
-            live: live::Hub::new(config.events_max_streams),
+            live,
             ports,
             engine,
             config,

@@ -1,6 +1,6 @@
 //! The read model: the last `/my/node` and `/my/vpn` documents per user, served from
 //! memory until a commit changes them. Every commit that changes a user's documents says
-//! so (`ports::store::Wakeups`): this process's own commits before they return (a replica
+//! so (`ports::store::ChangeBus`): this process's own commits before they return (a replica
 //! reads its own writes), other replicas' through PostgreSQL's notifications (within the
 //! same bound as the live streams). While this process may be missing notifications (its
 //! listener is reconnecting), nothing is cached and everything is forgotten.
@@ -173,36 +173,6 @@ impl<T> ReadModel<T> {
             keep
         });
         inner.floor = floor;
-    }
-}
-
-/// How often a process looks for changes it may not have heard of.
-pub const NET_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The net under the news of other replicas' changes (PostgreSQL): a writer killed in the
-/// moment between its commit and its batch of news (`store::news`) leaves this process's
-/// documents of those users stale. Every `NET_EVERY` it reads the users with history newer
-/// than the last it read (one query, whatever the number of users) and tells of them as
-/// of changes heard. Every write a reader can see records an event, except traffic
-/// figures, which the next usage report renews.
-pub async fn catch_missed_news(store: Arc<dyn crate::ports::store::Store>) {
-    let mut after = None;
-    loop {
-        match store.users_with_events_after(after, 10_000).await {
-            Ok((last, users)) => {
-                let wakeups = store.wakeups();
-                for user in users {
-                    wakeups.changed(Changed::User(user.into()));
-                }
-                let more = after.is_some_and(|a| last - a >= 10_000);
-                after = Some(last);
-                if more {
-                    continue;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not look for missed changes"),
-        }
-        tokio::time::sleep(NET_EVERY).await;
     }
 }
 

@@ -67,7 +67,7 @@ impl App {
         doc: &Arc<D>,
     ) {
         if let Some(until) = doc.fresh_until()
-            && self.ports.store.wakeups().hearing()
+            && self.ports.store.bus().hearing()
         {
             model.put(user, ticket, doc.clone(), until);
         }

@@ -9,6 +9,7 @@ mod config;
 mod jobs;
 mod lifecycle;
 mod migration;
+mod news_net;
 mod node;
 mod outbox;
 mod reports;
@@ -26,6 +27,7 @@ use chrono::{DateTime, Utc};
 
 pub use backoff::Backoff;
 pub use config::{EngineConfig, RetentionConfig, SweepConfig, TrafficConfig};
+pub use news_net::NET_EVERY;
 pub use retention::{RETENTION_JOB, RetentionReport};
 pub use runner::{Shutdown, spawn};
 pub use step::StepError;

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::Engine;
 use crate::domain::Resource;
 use crate::ports::store::{
-    LIFELINE_BEAT, LIFELINE_STALE, OutboxMessage, Signal, StoreResult, Wakeups,
+    ChangeBus, LIFELINE_BEAT, LIFELINE_STALE, OutboxMessage, Signal, StoreResult,
 };
 
 /// Tells the loops to stop.
@@ -56,33 +56,39 @@ impl Shutdown {
     }
 }
 
-/// Starts the reconciler and the outbox dispatcher.
+/// Starts the reconciler, the outbox dispatcher, the periodic jobs and, where other
+/// processes write the database too, the net under their news.
 pub fn spawn(engine: Arc<Engine>) -> Shutdown {
     let (tx, rx) = watch::channel(false);
+    let mut tasks = vec![
+        supervised(
+            &engine,
+            "lifeline",
+            &rx,
+            run_lifeline(engine.clone(), rx.clone()),
+        ),
+        supervised(
+            &engine,
+            Reconciler::NAME,
+            &rx,
+            run::<Reconciler>(engine.clone(), rx.clone()),
+        ),
+        supervised(
+            &engine,
+            Dispatcher::NAME,
+            &rx,
+            run::<Dispatcher>(engine.clone(), rx.clone()),
+        ),
+        supervised(&engine, "jobs", &rx, run_jobs(engine.clone(), rx.clone())),
+    ];
+    if engine.ports.store.shared() {
+        let net = super::news_net::run(engine.ports.store.clone(), rx.clone());
+        tasks.push(supervised(&engine, "news net", &rx, net));
+    }
     Shutdown {
         engine: engine.clone(),
         tx,
-        tasks: vec![
-            supervised(
-                &engine,
-                "lifeline",
-                &rx,
-                run_lifeline(engine.clone(), rx.clone()),
-            ),
-            supervised(
-                &engine,
-                Reconciler::NAME,
-                &rx,
-                run::<Reconciler>(engine.clone(), rx.clone()),
-            ),
-            supervised(
-                &engine,
-                Dispatcher::NAME,
-                &rx,
-                run::<Dispatcher>(engine.clone(), rx.clone()),
-            ),
-            supervised(&engine, "jobs", &rx, run_jobs(engine.clone(), rx.clone())),
-        ],
+        tasks,
     }
 }
 
@@ -171,7 +177,7 @@ trait Worker: 'static {
     async fn next_due(engine: &Engine) -> StoreResult<Option<DateTime<Utc>>>;
     /// The earliest time this process's own steps scheduled work for, if any.
     fn scheduled(engine: &Engine) -> Option<DateTime<Utc>>;
-    fn signal(wakeups: &Wakeups) -> &Signal;
+    fn signal(bus: &ChangeBus) -> &Signal;
 }
 
 struct Reconciler;
@@ -197,8 +203,8 @@ impl Worker for Reconciler {
         Engine::take_wake(&engine.next_resource_wake)
     }
 
-    fn signal(wakeups: &Wakeups) -> &Signal {
-        &wakeups.resources
+    fn signal(bus: &ChangeBus) -> &Signal {
+        &bus.resources
     }
 }
 
@@ -226,14 +232,14 @@ impl Worker for Dispatcher {
         Engine::take_wake(&engine.next_outbox_wake)
     }
 
-    fn signal(wakeups: &Wakeups) -> &Signal {
-        &wakeups.outbox
+    fn signal(bus: &ChangeBus) -> &Signal {
+        &bus.outbox
     }
 }
 
 async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let capacity = engine.config.concurrency.max(1);
-    let wakeups = engine.ports.store.wakeups();
+    let bus = engine.ports.store.bus();
     let mut running: JoinSet<()> = JoinSet::new();
     // The earliest known time more work is due: from this process's own steps, and from
     // the database when a claim comes back empty (so a busy loop costs no extra queries).
@@ -243,19 +249,19 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     // loop costs one query per poll.
     let mut idle_poll = false;
     // However the loop ends (a panic too), work committed after it is the others'.
-    let _no_room = NoRoomOnExit(W::signal(&wakeups));
+    let _no_room = NoRoomOnExit(W::signal(&bus));
     tracing::info!(worker = W::NAME, owner = %engine.config.owner, "engine loop started");
     while !*stop.borrow() {
         while let Some(done) = running.try_join_next() {
             log_join(done, W::NAME);
         }
         // Register for a wake-up before looking, so one sent meanwhile is not missed.
-        let woken = W::signal(&wakeups).notified();
+        let woken = W::signal(&bus).notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
 
         let room = capacity.saturating_sub(running.len());
-        W::signal(&wakeups).set_room(room);
+        W::signal(&bus).set_room(room);
         if room > 0 && next_known.is_some_and(|t| t <= engine.ports.clock.now()) {
             next_known = None; // this claim covers it
         }
@@ -282,7 +288,7 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             }
         };
         let got = claimed.len();
-        W::signal(&wakeups).set_room(room - got);
+        W::signal(&bus).set_room(room - got);
         for item in claimed {
             let engine = engine.clone();
             running.spawn(async move {
@@ -325,7 +331,7 @@ async fn run<W: Worker>(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         }
     }
     // Stopping: work committed from now on is for the other replicas.
-    W::signal(&wakeups).set_room(0);
+    W::signal(&bus).set_room(0);
     while let Some(done) = running.join_next().await {
         log_join(done, W::NAME);
     }

@@ -4,6 +4,7 @@
 //! services depend on these traits only; adapters (`store`, `upstream`, `sim`, `legacy`,
 //! `metrics`) implement them. This layer imports nothing of the crate but `domain`.
 
+mod change_bus;
 mod clock;
 mod hosting;
 pub mod legacy;

@@ -25,8 +25,8 @@ use sqlx::{
     Sqlite, SqliteConnection, SqlitePool, Type,
 };
 
-use super::news::{self, Outgoing};
-use crate::ports::store::{BoxError, Changed, Signal, StoreError, StoreResult, Wakeups};
+use super::news::{self, Outgoing, Topic};
+use crate::ports::store::{BoxError, ChangeBus, StoreError, StoreResult};
 
 /// A value either backend can bind.
 pub trait Value<'q>:
@@ -47,40 +47,12 @@ impl<T> Rows for T where
 {
 }
 
-/// Which engine loop a wake-up is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Topic {
-    Resources,
-    Outbox,
-}
-
-impl Topic {
-    /// The PostgreSQL channel that carries it across replicas.
-    pub const fn channel(self) -> &'static str {
-        match self {
-            Topic::Resources => "fulfillment_resources",
-            Topic::Outbox => "fulfillment_outbox",
-        }
-    }
-
-    /// This process's loop for it.
-    pub fn signal(self, wakeups: &Wakeups) -> &Signal {
-        match self {
-            Topic::Resources => &wakeups.resources,
-            Topic::Outbox => &wakeups.outbox,
-        }
-    }
-}
-
-/// The PostgreSQL channel whose payload is a user whose documents changed.
-pub const USERS_CHANNEL: &str = "fulfillment_users";
-
 /// A connection pool of either backend, with the in-process wake-up signals and (on
 /// PostgreSQL) the news waiting for the other replicas. A clone shares all three.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    wakeups: Arc<Wakeups>,
+    bus: Arc<ChangeBus>,
     outgoing: Option<Arc<Outgoing>>,
 }
 
@@ -95,7 +67,7 @@ impl Db {
         let outgoing = matches!(pool, Pool::Postgres(_)).then(Outgoing::new);
         Db {
             pool,
-            wakeups: Arc::new(Wakeups::default()),
+            bus: Arc::new(ChangeBus::default()),
             outgoing,
         }
     }
@@ -109,8 +81,8 @@ impl Db {
         &self.pool
     }
 
-    pub fn wakeups(&self) -> &Arc<Wakeups> {
-        &self.wakeups
+    pub fn bus(&self) -> &Arc<ChangeBus> {
+        &self.bus
     }
 
     /// A statement run on the pool, outside any transaction.
@@ -129,7 +101,7 @@ impl Db {
         };
         Ok(Tx {
             inner,
-            wakeups: self.wakeups.clone(),
+            bus: self.bus.clone(),
             outgoing: self.outgoing.clone(),
             wake: Vec::new(),
             users: Vec::new(),
@@ -139,14 +111,14 @@ impl Db {
 
     /// Wakes this process's waiting workers now.
     pub fn wake_here(&self, topic: Topic) {
-        topic.signal(&self.wakeups).wake();
+        topic.signal(&self.bus).wake();
     }
 }
 
 /// A transaction of either backend. Dropped without `commit`, it rolls back.
 pub struct Tx {
     inner: TxInner,
-    wakeups: Arc<Wakeups>,
+    bus: Arc<ChangeBus>,
     outgoing: Option<Arc<Outgoing>>,
     wake: Vec<Topic>,
     /// Users whose documents this transaction changes.
@@ -198,27 +170,16 @@ impl Tx {
     /// writes) and queues the news for the other replicas.
     pub async fn commit(self) -> StoreResult<()> {
         match self.inner {
-            TxInner::Postgres(tx) => {
-                tx.commit().await?;
-                let elsewhere = news::here(&self.wakeups, &self.wake, &self.users, &self.usage);
-                if let Some(outgoing) = &self.outgoing {
-                    outgoing.add(&elsewhere, &self.users, &self.usage);
-                }
-            }
-            TxInner::Sqlite(tx) => {
-                tx.commit().await?;
-                // One process: its loops are the only ones, room or not.
-                for topic in &self.wake {
-                    topic.signal(&self.wakeups).wake();
-                }
-                for user in self.users {
-                    self.wakeups.changed(Changed::User(user.into()));
-                }
-                for user in self.usage {
-                    self.wakeups.changed(Changed::Usage(user.into()));
-                }
-            }
+            TxInner::Postgres(tx) => tx.commit().await?,
+            TxInner::Sqlite(tx) => tx.commit().await?,
         }
+        news::committed(
+            &self.bus,
+            &self.wake,
+            &self.users,
+            &self.usage,
+            self.outgoing.as_deref(),
+        );
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::db::{Topic, Tx};
+use super::db::Tx;
+use super::news::Topic;
 use crate::domain::callback::FulfillmentCallback;
 use crate::ports::store::{NewEvent, StoreError, StoreResult};
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ports::store::{Store, StoreResult, Wakeups};
+use crate::ports::store::{ChangeBus, Store, StoreResult};
 use db::{Db, Pool};
 use node_lookups::NodeLookups;
 
@@ -77,12 +77,16 @@ impl Store for SqlStore {
         }
     }
 
+    fn shared(&self) -> bool {
+        self.db.outgoing().is_some()
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.db.sql("select 1").execute().await.map(|_| ())
     }
 
-    fn wakeups(&self) -> Arc<Wakeups> {
-        self.db.wakeups().clone()
+    fn bus(&self) -> Arc<ChangeBus> {
+        self.db.bus().clone()
     }
 
     async fn flush(&self) -> StoreResult<()> {

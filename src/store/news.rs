@@ -7,7 +7,7 @@
 //!
 //! The cost: a process killed in the `COALESCE` after a commit takes that commit's news
 //! with it. The other replicas' nets catch it: the engine's fallback poll for work, and
-//! for documents `app::read_model::catch_missed_news` (once a minute).
+//! for documents `engine::news_net` (once a minute).
 //!
 //! On `fulfillment_users` a notification's payload is this process's origin on the first
 //! line and one user per line after it (user ids hold no control characters), so a
@@ -22,8 +22,35 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use super::db::{Topic, USERS_CHANNEL};
-use crate::ports::store::{Changed, Wakeups};
+use crate::ports::store::{ChangeBus, Changed, Signal};
+
+/// Which engine loop a wake-up is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Resources,
+    Outbox,
+}
+
+impl Topic {
+    /// The PostgreSQL channel that carries it across replicas.
+    pub const fn channel(self) -> &'static str {
+        match self {
+            Topic::Resources => "fulfillment_resources",
+            Topic::Outbox => "fulfillment_outbox",
+        }
+    }
+
+    /// This process's loop for it.
+    pub fn signal(self, bus: &ChangeBus) -> &Signal {
+        match self {
+            Topic::Resources => &bus.resources,
+            Topic::Outbox => &bus.outbox,
+        }
+    }
+}
+
+/// The PostgreSQL channel whose payload is a user whose documents changed.
+pub const USERS_CHANNEL: &str = "fulfillment_users";
 
 /// How long news gathers before it is sent: the delay the other replicas see.
 pub const COALESCE: Duration = Duration::from_millis(50);
@@ -153,25 +180,36 @@ impl Outgoing {
     }
 }
 
-/// Tells this process's own listeners of its commit: the engine loops that have room (the
-/// others are left to the other replicas), the read model and the live streams.
-pub fn here(wakeups: &Wakeups, topics: &[Topic], users: &[String], usage: &[String]) -> Vec<Topic> {
+/// What a commit tells, once it is durable: this process at once (before the commit
+/// returns, so that it reads its own writes): its engine loops, its read model and its live
+/// streams; and, when there are other replicas (`outgoing`, PostgreSQL), them too, of the
+/// users' changes and of the work this process has no room for. Alone (SQLite), its loops
+/// are the only ones and are woken, room or not.
+pub fn committed(
+    bus: &ChangeBus,
+    topics: &[Topic],
+    users: &[String],
+    usage: &[String],
+    outgoing: Option<&Outgoing>,
+) {
     let mut elsewhere = Vec::new();
     for &topic in topics {
-        let signal = topic.signal(wakeups);
-        if signal.has_room() {
+        let signal = topic.signal(bus);
+        if outgoing.is_none() || signal.has_room() {
             signal.wake();
         } else {
             elsewhere.push(topic);
         }
     }
     for user in users {
-        wakeups.changed(Changed::User(user.as_str().into()));
+        bus.changed(Changed::User(user.as_str().into()));
     }
     for user in usage {
-        wakeups.changed(Changed::Usage(user.as_str().into()));
+        bus.changed(Changed::Usage(user.as_str().into()));
     }
-    elsewhere
+    if let Some(outgoing) = outgoing {
+        outgoing.add(&elsewhere, users, usage);
+    }
 }
 
 #[cfg(test)]
@@ -220,11 +258,45 @@ mod tests {
         assert_eq!(heard.len(), users.len(), "every user, once");
     }
 
+    /// The channels a commit queued for the other replicas.
+    fn queued(out: &Outgoing) -> Vec<&'static str> {
+        let pending = std::mem::take(&mut *out.pending.lock().unwrap());
+        out.notifications(&pending)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
+    }
+
     #[test]
-    fn a_commit_wakes_here_only_the_loops_with_room() {
-        let wakeups = Wakeups::default();
-        wakeups.resources.set_room(2);
-        let elsewhere = here(&wakeups, &[Topic::Resources, Topic::Outbox], &[], &[]);
-        assert_eq!(elsewhere, vec![Topic::Outbox]);
+    fn a_commit_wakes_here_the_loops_with_room_and_tells_the_others_the_rest() {
+        let bus = ChangeBus::default();
+        bus.resources.set_room(2);
+        let out = Outgoing::new();
+        let both = [Topic::Resources, Topic::Outbox];
+        committed(&bus, &both, &["u1".into()], &[], Some(&out));
+        assert_eq!(queued(&out), vec![Topic::Outbox.channel(), USERS_CHANNEL]);
+    }
+
+    #[test]
+    fn alone_a_commit_wakes_every_loop_here_room_or_not() {
+        let bus = ChangeBus::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        bus.observe(Arc::new(move |c: &Changed| {
+            log.lock().unwrap().push(c.clone())
+        }));
+        let woken = bus.outbox.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        committed(&bus, &[Topic::Outbox], &["u1".into()], &[], None);
+        assert!(futures_now(woken), "the outbox loop was woken without room");
+        assert_eq!(*heard.lock().unwrap(), vec![Changed::User("u1".into())]);
+    }
+
+    /// Whether a future is ready at once.
+    fn futures_now<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        f.poll(&mut cx).is_ready()
     }
 }

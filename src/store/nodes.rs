@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::{Sql, Topic, Tx};
+use super::db::{Sql, Tx};
 use super::events::insert_event;
+use super::news::Topic;
 use super::resources::{insert_node, taken_slots};
 use super::row::{self, ResourceRow, live_sql, resource_columns};
 use super::work::change_statement;

@@ -11,10 +11,11 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::SqlStore;
-use super::db::{Db, Pool, Topic, USERS_CHANNEL};
+use super::db::{Db, Pool};
 use super::news::Outgoing;
+use super::news::{Topic, USERS_CHANNEL};
 use super::node_lookups::NodeLookups;
-use crate::ports::store::{Changed, Wakeups};
+use crate::ports::store::{ChangeBus, Changed};
 
 /// Whether a failed connection may succeed by waiting: the server is slow or still
 /// starting. A refused TLS certificate is no such thing.
@@ -135,9 +136,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
         .expect("a PostgreSQL store sends news")
         .clone();
     // Nothing is heard until the listener listens.
-    db.wakeups().set_hearing(false);
+    db.bus().set_hearing(false);
     let tasks = vec![
-        tokio::spawn(listen(pool.clone(), db.wakeups().clone(), outgoing.clone())),
+        tokio::spawn(listen(pool.clone(), db.bus().clone(), outgoing.clone())),
         tokio::spawn(outgoing.run(pool)),
     ];
     Ok(SqlStore {
@@ -156,7 +157,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// Forwards notifications to the in-process signals, reconnecting when the connection
 /// drops. After a reconnect it wakes everyone, and tells every live stream to re-read:
 /// notifications may have been missed.
-async fn listen(pool: PgPool, wakeups: Arc<Wakeups>, outgoing: Arc<Outgoing>) {
+async fn listen(pool: PgPool, bus: Arc<ChangeBus>, outgoing: Arc<Outgoing>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -176,27 +177,27 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>, outgoing: Arc<Outgoing>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        wakeups.set_hearing(true);
-        wake_everyone(&wakeups);
+        bus.set_hearing(true);
+        wake_everyone(&bus);
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if n.channel() == USERS_CHANNEL => {
                     for change in outgoing.heard(n.payload()) {
-                        wakeups.changed(change);
+                        bus.changed(change);
                     }
                 }
-                Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => wakeups.outbox.wake(),
-                Ok(Some(_)) => wakeups.resources.wake(),
+                Ok(Some(n)) if n.channel() == Topic::Outbox.channel() => bus.outbox.wake(),
+                Ok(Some(_)) => bus.resources.wake(),
                 Ok(None) => {
                     // Listen again on a new connection, and only then wake everyone: what
                     // was committed before LISTEN is read by the woken, what after is heard.
                     tracing::warn!("wake-up connection lost; reconnecting");
-                    wakeups.set_hearing(false);
+                    bus.set_hearing(false);
                     break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up listener failed; reconnecting");
-                    wakeups.set_hearing(false);
+                    bus.set_hearing(false);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;
                 }
@@ -205,8 +206,8 @@ async fn listen(pool: PgPool, wakeups: Arc<Wakeups>, outgoing: Arc<Outgoing>) {
     }
 }
 
-fn wake_everyone(wakeups: &Wakeups) {
-    wakeups.resources.wake();
-    wakeups.outbox.wake();
-    wakeups.changed(Changed::Everyone);
+fn wake_everyone(bus: &ChangeBus) {
+    bus.resources.wake();
+    bus.outbox.wake();
+    bus.changed(Changed::Everyone);
 }

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::Topic;
 use super::db::Tx;
 use super::events::insert_event;
+use super::news::Topic;
 use super::row::{self, EventRow, ResourceRow, live_sql, resource_columns};
 use crate::domain::slots::free_slots;
 use crate::domain::{DeleteReason, Event, EventKind, Resource, ResourceKind};

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::{Sql, Topic};
+use super::db::Sql;
 use super::events::{enqueue_callback, insert_event};
+use super::news::Topic;
 use super::row::{self, EntitlementRow, ResourceRow, entitlement_columns, resource_columns};
 use crate::domain::entitlement::Entitlement;
 use crate::domain::vpn_order::{VpnAdjustment, VpnOrder, adjust};

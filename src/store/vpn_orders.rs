@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::SqlStore;
-use super::db::{Topic, Tx};
+use super::db::Tx;
 use super::events::insert_event;
+use super::news::Topic;
 use super::row::{EntitlementRow, ResourceRow, entitlement_columns, live_sql, resource_columns};
 use crate::domain::entitlement::Entitlement;
 use crate::domain::vpn_order::{Account, OrderPlan, VpnOrder, ask_upstream, plan_order};

@@ -6,8 +6,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
-use super::db::{Sql, Topic, Value};
+use super::db::{Sql, Value};
 use super::events::{enqueue_callback, insert_event};
+use super::news::Topic;
 use super::row::{self, ResourceRow, resource_columns};
 use crate::domain::{Phase, Resource};
 use crate::ports::store::{Attempts, Change, Claim, Guard, StoreError, StoreResult, Work};

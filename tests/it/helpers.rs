@@ -473,7 +473,7 @@ impl TestApp {
     pub async fn set_vpn_expiry(&self, user: &str, at: chrono::DateTime<chrono::Utc>) {
         self.db.set_vpn_expiry(user, at).await;
         let user = fulfillment::ports::store::Changed::User(user.into());
-        self.store().wakeups().changed(user);
+        self.store().bus().changed(user);
     }
 
     pub fn token(&self, user: &str) -> String {

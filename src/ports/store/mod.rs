@@ -13,7 +13,6 @@ mod outbox;
 mod resources;
 mod snapshots;
 mod vpn;
-mod wakeups;
 mod work;
 
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use crate::ports::change_bus::{ChangeBus, Changed, Observer, Signal};
 pub use error::{BoxError, StoreError, StoreResult};
 pub use idempotency::{Idempotency, IdempotencyBegin};
 pub use import::{Import, ImportSession, ImportedLogs, ImportedNodes, ImportedVpn};
@@ -34,7 +34,6 @@ pub use snapshots::{Region, Snapshots, StoredSnapshot};
 pub use vpn::{
     AdoptedTerms, EntitlementFilter, VpnAdjustment, VpnOrder, VpnOrderOutcome, VpnRecord, VpnUsers,
 };
-pub use wakeups::{Changed, Observer, Signal, Wakeups};
 pub use work::{Attempts, Change, Guard, Work};
 
 /// The whole store: every aggregate, plus what concerns the database itself.
@@ -55,10 +54,13 @@ pub trait Store:
 {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
+    /// Whether other processes may write this database (PostgreSQL: replicas), so that
+    /// news of their changes can be missed (see `engine::news_net`).
+    fn shared(&self) -> bool;
     /// Checks that the database answers.
     async fn ping(&self) -> StoreResult<()>;
     /// The signals the engine waits on.
-    fn wakeups(&self) -> Arc<Wakeups>;
+    fn bus(&self) -> Arc<ChangeBus>;
     /// Sends the news of this process's commits the other replicas have not heard yet
     /// (a clean stop's last word; news is otherwise sent in batches).
     async fn flush(&self) -> StoreResult<()>;

@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::{ROWS_PER_STATEMENT, already_imported, record_arrivals, record_imports};
 use crate::domain::legacy::{self, LegacyNode, NodePlan};
 use crate::ports::store::{ImportedNodes, StoreResult};
-use crate::store::db::{Topic, Tx};
+use crate::store::db::Tx;
+use crate::store::news::Topic;
 
 pub(super) async fn import_nodes(
     tx: &mut Tx,

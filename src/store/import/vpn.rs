@@ -9,7 +9,8 @@ use super::{ROWS_PER_STATEMENT, already_imported, record_arrivals, record_import
 use crate::domain::Status;
 use crate::domain::legacy::{self, LegacyVpnRow, TrialsTaken, VpnResourcePlan};
 use crate::ports::store::{ImportedVpn, StoreResult};
-use crate::store::db::{Topic, Tx};
+use crate::store::db::Tx;
+use crate::store::news::Topic;
 use crate::store::row;
 
 /// The users among `users` who already have a VPN user resource here: a live one (ours or

@@ -1,22 +1,22 @@
-//! Wake-ups for the engine's loops, and news of whose documents changed. A commit tells
-//! this process at once (its engine if it has room, its read model and live streams);
-//! PostgreSQL tells the other replicas with LISTEN/NOTIFY; SQLite is one process.
+//! The change bus: how a commit is heard in this process. It carries the engine loops'
+//! wake-ups and the news of whose documents changed to its observers (the read models,
+//! then the live streams: wired in `App::new`). Commits post to it (`store::news::
+//! committed`), this process's own before the commit returns; PostgreSQL's listener posts
+//! the other replicas' news as it hears it, and the engine's news net what it may have
+//! missed. It is not storage: the store only holds one and posts to it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
-/// Wake-ups for the engine's loops, and news of whose documents changed for the live
-/// streams and the read model.
-pub struct Wakeups {
+/// Wake-ups for the engine's loops, and news of whose documents changed for the read
+/// models and the live streams.
+pub struct ChangeBus {
     pub resources: Signal,
     pub outbox: Signal,
-    /// Sent after a commit that recorded a resource's event (a status, a creation step,
-    /// connection details), never for usage reports.
-    pub users: broadcast::Sender<Changed>,
-    /// Told of every change synchronously: this process's own before its commit returns,
-    /// other replicas' as they are heard (the read model's invalidation).
+    /// Told of every change synchronously, in the order they were registered: this
+    /// process's own before its commit returns, other replicas' as they are heard.
     observers: std::sync::RwLock<Vec<Observer>>,
     /// Whether every replica's changes reach this process now (false while PostgreSQL's
     /// listener is not listening: changes may be missed, so nothing may be cached).
@@ -55,12 +55,12 @@ impl Signal {
     }
 }
 
-/// Something told of every change to users' documents (see `Wakeups::observe`).
+/// Something told of every change to users' documents (see `ChangeBus::observe`).
 pub type Observer = Arc<dyn Fn(&Changed) + Send + Sync>;
 
-impl std::fmt::Debug for Wakeups {
+impl std::fmt::Debug for ChangeBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wakeups")
+        f.debug_struct("ChangeBus")
             .field("hearing", &self.hearing())
             .finish_non_exhaustive()
     }
@@ -79,27 +79,21 @@ pub enum Changed {
     Everyone,
 }
 
-/// News kept for a listener that falls behind; past it, the listener hears `Everyone`.
-const CHANGES_BUFFERED: usize = 4096;
-
-impl Default for Wakeups {
+impl Default for ChangeBus {
     fn default() -> Self {
-        Wakeups {
+        ChangeBus {
             resources: Signal::default(),
             outbox: Signal::default(),
-            users: broadcast::channel(CHANGES_BUFFERED).0,
             observers: std::sync::RwLock::new(Vec::new()),
             hearing: AtomicBool::new(true),
         }
     }
 }
 
-impl Wakeups {
-    /// Tells the observers, then the live streams in this process.
+impl ChangeBus {
+    /// Tells the observers.
     pub fn changed(&self, change: Changed) {
         self.observed(&change);
-        // No receiver (no hub listening) is not an error.
-        let _ = self.users.send(change);
     }
 
     /// Registers an observer of every change (see `observers`).
