@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{Endpoint, expect_success, is_not_found, json};
+use super::Endpoint;
 use crate::ports::{CreateNode, Hosting, HostingNode, UpstreamResult};
 
 /// Calls `HOSTING_SERVICE_URL` with `X-Admin-Key`.
@@ -27,6 +27,9 @@ impl HostingClient {
         self
     }
 }
+
+/// The nodes collection.
+const NODES: &[&str] = &["api", "admin", "nodes"];
 
 #[derive(Deserialize)]
 struct Created {
@@ -107,14 +110,8 @@ struct NodeList {
 #[async_trait]
 impl Hosting for HostingClient {
     async fn create_node(&self, req: &CreateNode) -> UpstreamResult<String> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
-            .api
-            .request(Method::POST, &["api", "admin", "nodes"])
-            .json(req)
-            .send()
-            .await?;
-        let created: Created = json(expect_success(resp).await?).await?;
+        let post = self.api.request(Method::POST, NODES).json(req);
+        let created: Created = self.api.fetch(post).await?;
         if created.node_id.trim().is_empty() {
             return Err(crate::ports::UpstreamError::InvalidBody(
                 "create answered without a node_id".into(),
@@ -124,42 +121,26 @@ impl Hosting for HostingClient {
     }
 
     async fn get_node(&self, node_id: &str) -> UpstreamResult<Option<HostingNode>> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
+        let get = self
             .api
-            .request(Method::GET, &["api", "admin", "nodes", node_id])
-            .send()
-            .await?;
-        if is_not_found(&resp) {
-            return Ok(None);
-        }
-        let node: WireNode = json(expect_success(resp).await?).await?;
-        Ok(Some(node.into()))
+            .request(Method::GET, &["api", "admin", "nodes", node_id]);
+        let node: Option<WireNode> = self.api.fetch_optional(get).await?;
+        Ok(node.map(HostingNode::from))
     }
 
     async fn delete_node(&self, node_id: &str) -> UpstreamResult<()> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
+        let delete = self
             .api
-            .request(Method::DELETE, &["api", "admin", "nodes", node_id])
-            .send()
-            .await?;
-        if is_not_found(&resp) {
-            return Ok(());
-        }
-        expect_success(resp).await?;
-        Ok(())
+            .request(Method::DELETE, &["api", "admin", "nodes", node_id]);
+        self.api.send(delete, true).await
     }
 
     async fn list_nodes(&self) -> UpstreamResult<Vec<HostingNode>> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
+        let get = self
             .api
-            .request(Method::GET, &["api", "admin", "nodes"])
-            .query(&[("purpose", "obox")])
-            .send()
-            .await?;
-        let list: NodeList = json(expect_success(resp).await?).await?;
+            .request(Method::GET, NODES)
+            .query(&[("purpose", "obox")]);
+        let list: NodeList = self.api.fetch(get).await?;
         Ok(list.nodes.into_iter().map(HostingNode::from).collect())
     }
 }

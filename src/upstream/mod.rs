@@ -72,17 +72,45 @@ impl Endpoint {
         self
     }
 
-    /// Waits for a slot of the gate; held until the permit is dropped (after the answer
-    /// has been read).
-    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.gate.enter().await
-    }
-
     /// A request to the path `segments` under the base URL, carrying the credential.
     fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
         self.http
             .request(method, url_with_segments(&self.base, segments))
             .header(self.header, &self.credential)
+    }
+
+    /// `req`'s 2xx answer, read as JSON, with a slot of the gate held until it is read.
+    async fn fetch<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, UpstreamError> {
+        let _in_flight = self.gate.enter().await;
+        json(expect_success(req.send().await?).await?).await
+    }
+
+    /// `fetch`, with `None` for a 404 (the service does not know it).
+    async fn fetch_optional<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, UpstreamError> {
+        let _in_flight = self.gate.enter().await;
+        let resp = req.send().await?;
+        if is_not_found(&resp) {
+            return Ok(None);
+        }
+        Ok(Some(json(expect_success(resp).await?).await?))
+    }
+
+    /// Sends `req`, expecting any 2xx (its body unread); with `gone_ok` a 404 counts as
+    /// done (a deletion of what is already gone).
+    async fn send(&self, req: reqwest::RequestBuilder, gone_ok: bool) -> Result<(), UpstreamError> {
+        let _in_flight = self.gate.enter().await;
+        let resp = req.send().await?;
+        if gone_ok && is_not_found(&resp) {
+            return Ok(());
+        }
+        expect_success(resp).await?;
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use reqwest::{Method, Url};
 
-use super::{Endpoint, expect_success, is_not_found, json};
+use super::Endpoint;
 use crate::domain::product::Product;
 use crate::ports::{FulfillmentCallback, SubscriptionSnapshot, Subscriptions, UpstreamResult};
 
@@ -34,7 +34,6 @@ impl Subscriptions for SubscriptionsClient {
         user_id: &str,
         product: Product,
     ) -> UpstreamResult<Option<SubscriptionSnapshot>> {
-        let _in_flight = self.api.enter().await;
         let path = [
             "api",
             "internal",
@@ -44,23 +43,13 @@ impl Subscriptions for SubscriptionsClient {
             product.app,
             product.service,
         ];
-        let resp = self.api.request(Method::GET, &path).send().await?;
-        if is_not_found(&resp) {
-            return Ok(None);
-        }
-        Ok(Some(json(expect_success(resp).await?).await?))
+        let get = self.api.request(Method::GET, &path);
+        self.api.fetch_optional(get).await
     }
 
     async fn callback(&self, cb: &FulfillmentCallback) -> UpstreamResult<()> {
-        let _in_flight = self.api.enter().await;
         let path = ["api", "internal", "fulfillment", "callback"];
-        let resp = self
-            .api
-            .request(Method::POST, &path)
-            .json(cb)
-            .send()
-            .await?;
-        expect_success(resp).await?;
-        Ok(())
+        let post = self.api.request(Method::POST, &path).json(cb);
+        self.api.send(post, false).await
     }
 }

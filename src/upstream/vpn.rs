@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::{Endpoint, expect_success, is_not_found, json};
+use super::Endpoint;
 use crate::ports::{
     CreateVpnUser, ProtocolLink, UpstreamError, UpstreamResult, VpnManager, VpnSubscription,
     VpnUser, VpnUserUpdate,
@@ -102,73 +102,42 @@ fn subscription(w: WireSubscription) -> UpstreamResult<VpnSubscription> {
 #[async_trait]
 impl VpnManager for VpnClient {
     async fn create_user(&self, req: &CreateVpnUser) -> UpstreamResult<VpnUser> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
-            .api
-            .request(Method::POST, &["api", "users"])
-            .json(req)
-            .send()
-            .await?;
-        user(json(expect_success(resp).await?).await?)
+        let post = self.api.request(Method::POST, &["api", "users"]).json(req);
+        user(self.api.fetch(post).await?)
     }
 
     async fn get_user(&self, uuid: &str) -> UpstreamResult<Option<VpnUser>> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
-            .api
-            .request(Method::GET, &["api", "users", uuid])
-            .send()
-            .await?;
-        if is_not_found(&resp) {
-            return Ok(None);
-        }
-        user(json(expect_success(resp).await?).await?).map(Some)
+        let get = self.api.request(Method::GET, &["api", "users", uuid]);
+        let found: Option<WireUser> = self.api.fetch_optional(get).await?;
+        found.map(user).transpose()
     }
 
     async fn update_user(&self, uuid: &str, update: &VpnUserUpdate) -> UpstreamResult<()> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
+        let put = self
             .api
             .request(Method::PUT, &["api", "users", uuid])
-            .json(update)
-            .send()
-            .await?;
-        expect_success(resp).await?;
-        Ok(())
+            .json(update);
+        self.api.send(put, false).await
     }
 
     async fn delete_user(&self, uuid: &str) -> UpstreamResult<()> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
-            .api
-            .request(Method::DELETE, &["api", "users", uuid])
-            .send()
-            .await?;
-        if is_not_found(&resp) {
-            return Ok(());
-        }
-        expect_success(resp).await?;
-        Ok(())
+        let delete = self.api.request(Method::DELETE, &["api", "users", uuid]);
+        self.api.send(delete, true).await
     }
 
     async fn subscribe(&self, device_id: &str) -> UpstreamResult<VpnSubscription> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
+        let body = serde_json::json!({ "device_id": device_id });
+        let post = self
             .api
             .request(Method::POST, &["api", "subscribe"])
-            .json(&serde_json::json!({ "device_id": device_id }))
-            .send()
-            .await?;
-        subscription(json(expect_success(resp).await?).await?)
+            .json(&body);
+        subscription(self.api.fetch(post).await?)
     }
 
     async fn sync(&self, uuid: &str) -> UpstreamResult<VpnSubscription> {
-        let _in_flight = self.api.enter().await;
-        let resp = self
+        let get = self
             .api
-            .request(Method::GET, &["api", "users", uuid, "sync"])
-            .send()
-            .await?;
-        subscription(json(expect_success(resp).await?).await?)
+            .request(Method::GET, &["api", "users", uuid, "sync"]);
+        subscription(self.api.fetch(get).await?)
     }
 }
