@@ -17,6 +17,8 @@ mod retention;
 mod runner;
 mod step;
 mod sweep;
+#[cfg(test)]
+mod tests;
 mod traffic;
 mod vpn_user;
 

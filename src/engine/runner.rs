@@ -380,3 +380,52 @@ async fn run_jobs(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+impl Engine {
+    /// Takes every step and delivery that is due, beside the loops, until none is due and
+    /// none is in flight in this process (seen twice in a row): "and then nothing more
+    /// happens", without waiting on the clock. Work scheduled for later (a backoff, a
+    /// poll) is left to its time. `false` when that quiet did not come within `limit`.
+    pub async fn drain(self: &Arc<Self>, limit: Duration) -> StoreResult<bool> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut quiet_once = false;
+        loop {
+            let worked =
+                self.drain_once::<Reconciler>().await? | self.drain_once::<Dispatcher>().await?;
+            let quiet = !worked
+                && !self.due::<Reconciler>().await?
+                && !self.due::<Dispatcher>().await?
+                && !self.holds_leases()
+                && !self.due::<Reconciler>().await?
+                && !self.due::<Dispatcher>().await?;
+            if quiet && quiet_once {
+                return Ok(true);
+            }
+            quiet_once = quiet;
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            if !worked {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Claims what `W` has due and takes each item's step here; whether there was any.
+    async fn drain_once<W: Worker>(self: &Arc<Self>) -> StoreResult<bool> {
+        let items = W::claim(self, 32).await?;
+        let worked = !items.is_empty();
+        for item in items {
+            if let Err(e) = W::step(self.clone(), item).await {
+                tracing::warn!(worker = W::NAME, error = %e, "step failed while draining");
+            }
+        }
+        Ok(worked)
+    }
+
+    /// Whether `W` has work due now (not counting work leased: that is in flight).
+    async fn due<W: Worker>(&self) -> StoreResult<bool> {
+        let next = W::next_due(self).await?;
+        Ok(next.is_some_and(|at| at <= self.ports.clock.now()))
+    }
+}

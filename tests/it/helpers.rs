@@ -476,6 +476,14 @@ impl TestApp {
         self.store().bus().changed(user);
     }
 
+    /// Takes every step and delivery that is due until nothing is due and nothing is in
+    /// flight (`Engine::drain`): then "nothing more happens" can be asserted at once.
+    pub async fn settle(&self) {
+        let engine = &self.running().state.app.engine;
+        let quiet = engine.drain(Duration::from_secs(20)).await.unwrap();
+        assert!(quiet, "the engine never settled");
+    }
+
     pub fn token(&self, user: &str) -> String {
         mint_user_token(JWT_SECRET, user, Duration::from_secs(3600))
     }

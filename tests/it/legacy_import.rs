@@ -100,7 +100,7 @@ on_both! {
         let (_, regions) = app.user(Method::GET, "/api/v1/regions", "u-1", None).await;
         assert!(regions["regions"].as_array().unwrap().iter().any(|r| r["code"] == "sa-east-1"), "{regions}");
         // Nothing is created, deleted or reported because of the import.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.settle().await;
         nothing_asked_upstream(&app);
 
         // The subscription service deprovisions by the id it already holds.
@@ -309,7 +309,7 @@ on_both! {
         // A retried delivery of the Go service's order creates nothing more.
         let (status, _) = app.provision("u-d", "sub-d").await;
         assert_eq!(status, 200);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.settle().await;
         nothing_asked_upstream(&app);
         assert_eq!(app.sims.sim.hosting.obox_nodes().len(), 2);
     }

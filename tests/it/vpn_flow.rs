@@ -123,7 +123,7 @@ on_both! {
         assert_eq!((status, internal["data"]["status"].as_str()), (200, Some("active")));
 
         // Settled: nothing more is sent.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.settle().await;
         assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-v1").len(), 1);
         assert_eq!(app.sims.sim.vpn.creates().len(), 1);
     }
@@ -252,7 +252,7 @@ on_both! {
         let user = app.sims.sim.vpn.user(first["vpn_user_id"].as_str().unwrap()).unwrap();
         assert!(near(user.expire_at, expire + chrono::Duration::days(30)), "once: {} vs {expire}", user.expire_at);
         assert_eq!(app.wait_callbacks("sub-v5", 2).await.len(), 2);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.settle().await;
         assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-v5").len(), 2, "reported once per order");
     }
 }
@@ -268,7 +268,7 @@ on_both! {
         assert_eq!(ids.len(), 1, "{answers:?}");
         assert_eq!(entitlements(&app, "user_id=u-6").await.len(), 1);
         app.wait_callbacks("sub-v6", 1).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.settle().await;
         assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-v6").len(), 1);
         assert_eq!(app.sims.sim.vpn.users().len(), 1);
     }
@@ -331,7 +331,7 @@ on_both! {
         let (status, _) = app.internal(Method::POST, "/api/internal/deprovision",
             Some(json!({"subscription_id": "sub-v9"}))).await;
         assert_eq!(status, 200);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.settle().await;
         assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-v9").len(), 2);
 
         // A new order later makes a new account.
@@ -391,7 +391,7 @@ on_both! {
         app.wait_status(&id, "active").await;
         let calls = app.wait_callbacks("sub-v11", 1).await;
         assert_eq!(calls[0].status, "active");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.settle().await;
         assert_eq!(app.sims.sim.subscriptions.callbacks_for("sub-v11").len(), 1, "reported once");
         assert_eq!(app.sims.sim.vpn.users().len(), 1);
         // The repeated webhook now sees it done.
