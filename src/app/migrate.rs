@@ -7,8 +7,9 @@ use super::ids::{ResourceId, UserId};
 use super::{App, AppError};
 use crate::domain::budget::Budget;
 use crate::domain::input;
-use crate::domain::migration::{self, Refusal};
+use crate::domain::migration::{self, NothingToCancel, Refusal};
 use crate::domain::{Resource, ResourceKind};
+use crate::engine::Applied;
 
 /// Which node a user names: one of theirs by id, or the one `/my/node` shows.
 #[derive(Debug, Clone, Copy)]
@@ -147,15 +148,15 @@ impl App {
                 .request_migration(&r, &region, &plan, actor)
                 .await?
             {
-                Ok(true) => return self.reread(r.id).await,
-                Ok(false) => r = self.reread(r.id).await?,
-                Err(Refusal::InProgress) => {
+                Applied::Done => return self.reread(r.id).await,
+                Applied::Stale => r = self.reread(r.id).await?,
+                Applied::Refused(Refusal::InProgress) => {
                     return Err(AppError::conflict(
                         "migration_in_progress",
                         "this node is already being migrated",
                     ));
                 }
-                Err(Refusal::NodeNotActive) => {
+                Applied::Refused(Refusal::NodeNotActive) => {
                     return Err(AppError::conflict(
                         "node_not_active",
                         "only an active node can be migrated",
@@ -172,9 +173,9 @@ impl App {
     async fn cancel(&self, mut r: Resource, actor: &str) -> Result<Resource, AppError> {
         for _ in 0..ROUNDS {
             match self.engine.cancel_migration(&r, actor).await? {
-                Ok(true) => return self.reread(r.id).await,
-                Ok(false) => r = self.reread(r.id).await?,
-                Err(_nothing) => {
+                Applied::Done => return self.reread(r.id).await,
+                Applied::Stale => r = self.reread(r.id).await?,
+                Applied::Refused(NothingToCancel) => {
                     return Err(AppError::not_found(
                         "no_migration",
                         "this node is not being migrated",

@@ -8,6 +8,7 @@ use super::ids::ResourceId;
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{Connection, Resource, credential};
+use crate::engine::Applied;
 use crate::ports::NodeLoad;
 use crate::ports::store::NodeStats;
 
@@ -152,7 +153,7 @@ impl App {
             public_key: nonempty(report.public_key),
             short_id: nonempty(report.short_id),
         };
-        Ok(self.engine.node_ready(&r, conn).await?)
+        Ok(self.engine.node_ready(&r, conn).await? == Applied::Done)
     }
 
     /// A node reports that it could not come up.
@@ -171,7 +172,7 @@ impl App {
             .as_deref()
             .and_then(input::free_text)
             .unwrap_or_else(|| "the node reported a failure".into());
-        Ok(self.engine.node_failed(&r, msg).await?)
+        Ok(self.engine.node_failed(&r, msg).await? == Applied::Done)
     }
 
     /// A node agent reports usage. Counted once whatever the delivery order (see

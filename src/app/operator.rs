@@ -8,6 +8,7 @@ use super::ids::ResourceId;
 use super::{App, AppError};
 use crate::domain::input;
 use crate::domain::{EventKind, Resource};
+use crate::engine::{Applied, NotComingUp};
 use crate::ports::store::{NewEvent, OverLimit, StuckCallback};
 
 /// Retries at or past this count put a resource (or a callback) in the queue.
@@ -105,15 +106,19 @@ impl App {
             Some(why) => format!("failed by an operator: {why}"),
             None => "failed by an operator".to_owned(),
         };
-        if !self.engine.fail_from_outside(&r, &msg, &actor).await? {
-            return Err(AppError::conflict(
+        match self.engine.fail_from_outside(&r, &msg, &actor).await? {
+            Applied::Done => self.resource(id).await,
+            Applied::Refused(NotComingUp) => Err(AppError::conflict(
                 "not_in_progress",
                 format!(
                     "only a resource being created can be failed (it is {})",
                     r.status
                 ),
-            ));
+            )),
+            Applied::Stale => Err(AppError::conflict(
+                "resource_busy",
+                "the resource changed meanwhile; look at it again",
+            )),
         }
-        self.resource(id).await
     }
 }

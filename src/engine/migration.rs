@@ -13,10 +13,10 @@
 
 use super::Engine;
 use super::step::{ACTOR, StepError};
-use crate::domain::migration::{self, Migration, MigrationStatus, NothingToCancel, Refusal};
-use crate::domain::{Connection, Desired, EventKind, PlanTier, Resource, credential};
+use crate::domain::migration::{self, Migration, MigrationStatus};
+use crate::domain::{Connection, EventKind, PlanTier, Resource, credential};
 use crate::ports::HostingNode;
-use crate::ports::store::{Attempts, Change, Guard, NewEvent, StoreError, StoreResult};
+use crate::ports::store::{Attempts, Change, NewEvent, StoreError, StoreResult};
 
 /// A migration's next state, checked against the table (a refusal is a bug, reported as
 /// a store error so the step is retried and logged rather than silently skipped).
@@ -361,67 +361,5 @@ impl Engine {
             .into_iter()
             .filter(|n| n.status != "deleted" && !known.contains(&Some(n.node_id.as_str())))
             .collect())
-    }
-
-    /// Asks for a migration of `r` (from the API, an operator, or a plan change):
-    /// `Ok(false)` when the row changed meanwhile (the caller reads it again).
-    pub async fn request_migration(
-        &self,
-        r: &Resource,
-        to_region: &str,
-        to_plan_tier: &str,
-        actor: &str,
-    ) -> StoreResult<Result<bool, Refusal>> {
-        let now = self.now();
-        let deadline = crate::domain::units::after(now, self.config.ready_timeout);
-        let m = match migration::start(r, to_region, to_plan_tier, now, deadline, actor) {
-            Ok(m) => m,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let mut c = Change::on(r, Guard::Unleased, now);
-        c.expect_desired = Some(Desired::Active);
-        c.migrate(r, Some(m));
-        c.bump_generation = true;
-        c.next_step_now();
-        c.events.push(
-            NewEvent::new(EventKind::MigrationRequested, actor).with_message(format!(
-                "{} {} -> {to_region} {to_plan_tier}",
-                r.region, r.plan_tier
-            )),
-        );
-        let applied = self.ports.store.apply(&c).await?;
-        Ok(Ok(applied))
-    }
-
-    /// Cancels a running migration (its new VPS is deleted; nothing else changes) or
-    /// dismisses a failed one. `Ok(Ok(false))` when the row changed meanwhile.
-    pub async fn cancel_migration(
-        &self,
-        r: &Resource,
-        actor: &str,
-    ) -> StoreResult<Result<bool, NothingToCancel>> {
-        let from = r.migration.as_ref().map(|m| m.status);
-        let to = match migration::cancel(from) {
-            Ok(to) => to,
-            Err(none) => return Ok(Err(none)),
-        };
-        if to == from {
-            return Ok(Ok(true));
-        }
-        let now = self.now();
-        let mut c = Change::on(r, Guard::Unleased, now);
-        let to = match (to, &r.migration) {
-            (Some(status), Some(m)) => Some(Migration {
-                status,
-                ..m.clone()
-            }),
-            _ => None,
-        };
-        c.migrate(r, to);
-        c.bump_generation = true;
-        c.next_step_now();
-        c.events
-            .push(NewEvent::new(EventKind::MigrationCancelled, actor));
-        Ok(Ok(self.ports.store.apply(&c).await?))
     }
 }
