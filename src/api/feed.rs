@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::{Instant, sleep_until};
 
 use super::ApiState;
-use super::user::node_body;
-use super::vpn::vpn_body;
+use super::user::node::node_body;
+use super::user::vpn::vpn_body;
 use crate::app::UserId;
 use crate::app::live::Follower;
 

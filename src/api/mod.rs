@@ -7,17 +7,14 @@ pub mod error;
 mod events;
 pub mod extract;
 mod feed;
-mod internal;
+pub mod internal;
 pub mod limits;
 pub mod metrics;
-mod nodes;
 pub mod openapi;
-mod operator;
 pub mod pages;
 pub mod tickets;
-mod user;
+pub mod user;
 pub mod views;
-mod vpn;
 pub mod vpn_views;
 
 use std::sync::Arc;
@@ -63,69 +60,56 @@ pub struct ApiState {
     pub product_name: String,
 }
 
-/// Every route of the service, each with its description (`openapi`): a route is added
-/// here, through `routes!`, or it does not exist.
+/// Every route of the API, each with its description (`openapi`): an API route is added
+/// here, through `routes!`, or it does not exist. The pages are routed apart
+/// (`pages::routes`): they are HTML for people, not an API a client codes against.
 fn routes() -> OpenApiRouter<Arc<ApiState>> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(readiness))
         .routes(routes!(openapi_json))
         .routes(routes!(
-            user::my_node,
-            user::create_my_node,
-            user::delete_my_node
+            user::node::my_node,
+            user::node::create_my_node,
+            user::node::delete_my_node
         ))
-        .routes(routes!(nodes::migrate_shown, nodes::cancel_shown))
-        .routes(routes!(nodes::list, nodes::create))
-        .routes(routes!(nodes::one, nodes::delete))
-        .routes(routes!(nodes::migrate_one, nodes::cancel_one))
+        .routes(routes!(
+            user::nodes::migrate_shown,
+            user::nodes::cancel_shown
+        ))
+        .routes(routes!(user::nodes::list, user::nodes::create))
+        .routes(routes!(user::nodes::one, user::nodes::delete))
+        .routes(routes!(user::nodes::migrate_one, user::nodes::cancel_one))
         .routes(routes!(events::sse))
         .routes(routes!(events::ws))
         .routes(routes!(events::ticket))
-        .routes(routes!(vpn::my_vpn))
-        .routes(routes!(vpn::my_vpn_subscribe))
-        .routes(routes!(user::regions))
-        .routes(routes!(user::public_regions))
-        .routes(routes!(internal::provision))
-        .routes(routes!(internal::deprovision))
-        .routes(routes!(internal::resource))
-        .routes(routes!(internal::subscription_resources))
-        .routes(routes!(internal::user_resources))
-        .routes(routes!(vpn::set_email))
-        .routes(routes!(vpn::change_vpn))
-        .routes(routes!(vpn::user_subscribe))
-        .routes(routes!(vpn::user_status))
-        .routes(routes!(vpn::entitlements))
-        .routes(routes!(vpn::gift))
-        .routes(routes!(nodes::migrate_internal, nodes::cancel_internal))
-        .routes(routes!(operator::events))
-        .routes(routes!(operator::queue))
-        .routes(routes!(operator::retry))
-        .routes(routes!(operator::fail))
+        .routes(routes!(user::vpn::my_vpn))
+        .routes(routes!(user::vpn::my_vpn_subscribe))
+        .routes(routes!(user::regions::regions))
+        .routes(routes!(user::regions::public_regions))
+        .routes(routes!(internal::orders::provision))
+        .routes(routes!(internal::orders::deprovision))
+        .routes(routes!(internal::resources::resource))
+        .routes(routes!(internal::resources::subscription_resources))
+        .routes(routes!(internal::resources::user_resources))
+        .routes(routes!(internal::vpn::set_email))
+        .routes(routes!(internal::vpn::change_vpn))
+        .routes(routes!(internal::vpn::user_subscribe))
+        .routes(routes!(internal::vpn::user_status))
+        .routes(routes!(internal::vpn::entitlements))
+        .routes(routes!(internal::vpn::gift))
+        .routes(routes!(
+            internal::resources::migrate_internal,
+            internal::resources::cancel_internal
+        ))
+        .routes(routes!(internal::operator::events))
+        .routes(routes!(internal::operator::queue))
+        .routes(routes!(internal::operator::retry))
+        .routes(routes!(internal::operator::fail))
         .routes(routes!(metrics::nodes_load))
         .routes(routes!(callbacks::ready_get, callbacks::ready_post))
         .routes(routes!(callbacks::failed_get, callbacks::failed_post))
         .routes(routes!(callbacks::stats))
-        .routes(routes!(pages::docs::docs))
-        .routes(routes!(pages::assets::asset))
-        .routes(routes!(pages::user::home))
-        .routes(routes!(pages::user::signin))
-        .routes(routes!(pages::user::signout))
-        .routes(routes!(pages::user::app_nodes, pages::user::app_create))
-        .routes(routes!(pages::user::app_delete))
-        .routes(routes!(pages::user::app_migrate))
-        .routes(routes!(pages::user::app_vpn))
-        .routes(routes!(pages::user::app_ticket))
-        .routes(routes!(pages::console::console))
-        .routes(routes!(pages::console::console_signin))
-        .routes(routes!(pages::console::console_signout))
-        .routes(routes!(
-            pages::console::console_queue,
-            pages::console::console_action
-        ))
-        .routes(routes!(pages::console_search::console_search))
-        .routes(routes!(pages::console_search::console_resource))
-        .routes(routes!(pages::console::console_load))
 }
 
 /// The OpenAPI document of every route (CONTRACTS.md §4.3).
@@ -133,10 +117,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::document(routes().into_openapi())
 }
 
-/// Every route of the service, with the middleware.
+/// Every route of the service (the API's and the pages'), with the middleware.
 pub fn router(state: Arc<ApiState>) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
+        .merge(pages::routes())
         // The pages' forms: no larger than a request to the API (which reads its bodies
         // itself, `extract::RawBody`).
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

@@ -76,7 +76,6 @@ pub const INTERNAL: &str = "internal_secret";
 pub const OPERATOR: &str = "operator_jwt";
 pub const NODE: &str = "node_credential";
 pub const TICKET: &str = "event_ticket";
-pub const SESSION: &str = "page_session";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -98,7 +97,6 @@ pub const SESSION: &str = "page_session";
         (name = "internal", description = "The subscription service's API (`X-Internal-Secret`)."),
         (name = "operator", description = "Operators (`X-Internal-Secret` or an operator JWT)."),
         (name = "callbacks", description = "Node agents report on themselves."),
-        (name = "pages", description = "The web pages and their assets."),
     )
 )]
 struct ApiDoc;
@@ -143,13 +141,6 @@ impl Modify for Security {
                 SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                     "ticket",
                     "A short-lived ticket from `POST /api/v1/my/events/ticket` (a browser cannot send headers on an event stream).",
-                ))),
-            ),
-            (
-                SESSION,
-                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                    "fs_session",
-                    "The pages' signed session cookie (HttpOnly, SameSite=Strict).",
                 ))),
             ),
         ];

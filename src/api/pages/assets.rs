@@ -45,11 +45,6 @@ pub static ASSETS: LazyLock<Assets> = LazyLock::new(|| {
 });
 
 /// `GET /assets/{version}/{file}`.
-#[utoipa::path(get, path = "/assets/{version}/{file}", tag = "pages",
-    params(("version" = String, Path, description = "The assets' version, as the pages link it"),
-        ("file" = String, Path, description = "`style.css` or `app.js`")),
-    responses((status = 200, description = "The asset (immutable)", content_type = "text/plain", body = String),
-        (status = 404, description = "No such asset in this version", body = crate::api::openapi::schemas::Error)))]
 pub async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
     let found = FILES.iter().find(|(name, _, _)| *name == file);
     match found {

@@ -195,8 +195,6 @@ async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
 }
 
 /// `GET /console`.
-#[utoipa::path(get, path = "/console", tag = "pages", security((), ("page_session" = [])),
-    responses((status = 200, description = "The console, or its sign-in form", content_type = "text/html", body = String)))]
 pub async fn console(State(st): St, headers: HeaderMap) -> Response {
     let Ok(session) = super::signed_in(&st, &headers, Kind::Operator) else {
         return super::signin_page(&st, Kind::Operator, None, StatusCode::OK);
@@ -222,12 +220,6 @@ pub async fn console(State(st): St, headers: HeaderMap) -> Response {
 }
 
 /// `POST /console/signin`: an operator token only; an app token is refused.
-#[utoipa::path(post, path = "/console/signin", tag = "pages",
-    request_body(content = inline(super::docs::TokenForm), content_type = "application/x-www-form-urlencoded"),
-    responses((status = 303, description = "Signed in; to `/console`"),
-        (status = 400, description = "No token", content_type = "text/html", body = String),
-        (status = 401, description = "The token does not sign in", content_type = "text/html", body = String),
-        (status = 403, description = "A user's token, or from another origin", content_type = "text/html", body = String)))]
 pub async fn console_signin(
     State(st): St,
     _: SameOrigin,
@@ -238,31 +230,17 @@ pub async fn console_signin(
 }
 
 /// `POST /console/signout`.
-#[utoipa::path(post, path = "/console/signout", tag = "pages",
-    responses((status = 303, description = "Signed out; to `/console`"),
-        (status = 403, description = "From another origin", content_type = "text/html", body = String)))]
 pub async fn console_signout(_: SameOrigin) -> Response {
     super::end_session(Kind::Operator, "/console")
 }
 
 /// `GET /console/queue`: the queue fragment.
-#[utoipa::path(get, path = "/console/queue", tag = "pages", security(("page_session" = [])),
-    responses((status = 200, description = "The queue fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator", content_type = "text/html", body = String),
-        (status = 503, description = "Unavailable for a moment", content_type = "text/html", body = String)))]
 pub async fn console_queue(State(st): St, _: PageOperator) -> Result<Response, PageError> {
     render(&queue_html(&st, None).await?)
 }
 
 /// `POST /console/queue`: retry or fail (`op`) the ticked resources (`id`, repeated), with
 /// a reason. Only the ids sent are touched.
-#[utoipa::path(post, path = "/console/queue", tag = "pages", security(("page_session" = [])),
-    request_body(content = inline(super::docs::QueueForm), content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "The queue fragment, with what was done", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator, or from another origin", content_type = "text/html", body = String),
-        (status = 422, description = "No row ticked, or no action", content_type = "text/html", body = String)))]
 pub async fn console_action(
     State(st): St,
     PageOperator(name): PageOperator,
@@ -322,10 +300,6 @@ pub async fn console_action(
 }
 
 /// `GET /console/load`: node load, highest CPU first.
-#[utoipa::path(get, path = "/console/load", tag = "pages", security(("page_session" = [])),
-    responses((status = 200, description = "The load fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator", content_type = "text/html", body = String)))]
 pub async fn console_load(State(st): St, _: PageOperator) -> Result<Response, PageError> {
     render(&load_html(&st).await?)
 }

@@ -59,11 +59,6 @@ pub struct SearchQuery {
 }
 
 /// `GET /console/search?q=`: resources by resource, subscription or user id.
-#[utoipa::path(get, path = "/console/search", tag = "pages", security(("page_session" = [])),
-    params(("q" = String, Query, description = "A resource, subscription or user id")),
-    responses((status = 200, description = "The results fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator", content_type = "text/html", body = String)))]
 pub async fn console_search(
     State(st): St,
     _: PageOperator,
@@ -93,12 +88,6 @@ pub async fn console_search(
 }
 
 /// `GET /console/resources/{id}`: a resource, its history and its callbacks.
-#[utoipa::path(get, path = "/console/resources/{id}", tag = "pages", security(("page_session" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, description = "The resource fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "Not an operator", content_type = "text/html", body = String),
-        (status = 404, description = "No such resource", content_type = "text/html", body = String)))]
 pub async fn console_resource(
     State(st): St,
     _: PageOperator,

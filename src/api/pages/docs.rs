@@ -186,8 +186,6 @@ fn render(doc: &Value) -> DocsPage<'static> {
 }
 
 /// `GET /api/docs`.
-#[utoipa::path(get, path = "/api/docs", tag = "public",
-    responses((status = 200, description = "The API described, as a page", content_type = "text/html", body = String)))]
 pub async fn docs() -> Response {
     static PAGE: OnceLock<String> = OnceLock::new();
     let html = PAGE.get_or_init(|| {

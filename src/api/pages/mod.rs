@@ -15,10 +15,12 @@ pub mod user;
 use std::sync::Arc;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -340,4 +342,32 @@ pub fn notice_html(message: &str) -> String {
     }
     .render()
     .unwrap_or_default()
+}
+
+/// The pages' routes: HTML for people, not part of the API the document describes.
+pub fn routes() -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/assets/{version}/{file}", get(assets::asset))
+        .route("/console", get(console::console))
+        .route("/console/signin", post(console::console_signin))
+        .route("/console/signout", post(console::console_signout))
+        .route(
+            "/console/queue",
+            get(console::console_queue).post(console::console_action),
+        )
+        .route("/console/load", get(console::console_load))
+        .route("/console/search", get(console_search::console_search))
+        .route(
+            "/console/resources/{id}",
+            get(console_search::console_resource),
+        )
+        .route("/api/docs", get(docs::docs))
+        .route("/", get(user::home))
+        .route("/signin", post(user::signin))
+        .route("/signout", post(user::signout))
+        .route("/app/nodes", get(user::app_nodes).post(user::app_create))
+        .route("/app/nodes/{id}/delete", post(user::app_delete))
+        .route("/app/nodes/{id}/migrate", post(user::app_migrate))
+        .route("/app/vpn", get(user::app_vpn))
+        .route("/app/ticket", post(user::app_ticket))
 }

@@ -14,7 +14,7 @@ use super::session::Kind;
 use super::{ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, page};
 use crate::api::ApiState;
 use crate::api::extract::ApiJson;
-use crate::api::user::CreateNode;
+use crate::api::user::node::CreateNode;
 use crate::app::{MyNodeRef, NodeCreate, UserId};
 
 #[derive(Template)]
@@ -49,8 +49,6 @@ fn fragment(html: String) -> Response {
 }
 
 /// `GET /`.
-#[utoipa::path(get, path = "/", tag = "pages", security((), ("page_session" = [])),
-    responses((status = 200, description = "The user's page, or the sign-in form", content_type = "text/html", body = String)))]
 pub async fn home(State(st): St, headers: HeaderMap) -> Response {
     let Ok(session) = super::signed_in(&st, &headers, Kind::User) else {
         return super::signin_page(&st, Kind::User, None, StatusCode::OK);
@@ -71,12 +69,6 @@ pub async fn home(State(st): St, headers: HeaderMap) -> Response {
 
 /// `POST /signin`: a form with the app's token; the session starts and the browser goes
 /// to `/`.
-#[utoipa::path(post, path = "/signin", tag = "pages",
-    request_body(content = inline(super::docs::TokenForm), content_type = "application/x-www-form-urlencoded"),
-    responses((status = 303, description = "Signed in; to `/`"),
-        (status = 400, description = "No token", content_type = "text/html", body = String),
-        (status = 401, description = "The token does not sign in", content_type = "text/html", body = String),
-        (status = 403, description = "From another origin", content_type = "text/html", body = String)))]
 pub async fn signin(
     State(st): St,
     _: SameOrigin,
@@ -87,18 +79,11 @@ pub async fn signin(
 }
 
 /// `POST /signout`.
-#[utoipa::path(post, path = "/signout", tag = "pages",
-    responses((status = 303, description = "Signed out; to `/`"),
-        (status = 403, description = "From another origin", content_type = "text/html", body = String)))]
 pub async fn signout(_: SameOrigin) -> Response {
     super::end_session(Kind::User, "/")
 }
 
 /// `GET /app/nodes`: the nodes fragment.
-#[utoipa::path(get, path = "/app/nodes", tag = "pages", security(("page_session" = [])),
-    responses((status = 200, description = "The nodes fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 503, description = "Unavailable for a moment", content_type = "text/html", body = String)))]
 pub async fn app_nodes(State(st): St, PageUser(user, _): PageUser) -> Result<Response, PageError> {
     Ok(fragment(nodes_fragment(&st, &user, None).await?))
 }
@@ -126,13 +111,6 @@ pub struct RegionForm {
 }
 
 /// `POST /app/nodes`: create a node.
-#[utoipa::path(post, path = "/app/nodes", tag = "pages", security(("page_session" = [])),
-    request_body(content = inline(super::docs::RegionForm), content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "The nodes fragment, the new node in it", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "From another origin, or no subscription", content_type = "text/html", body = String),
-        (status = 409, description = "Refused (the fragment says why)", content_type = "text/html", body = String),
-        (status = 422, description = "Refused (the fragment says why)", content_type = "text/html", body = String)))]
 pub async fn app_create(
     State(st): St,
     PageUser(user, _): PageUser,
@@ -142,7 +120,7 @@ pub async fn app_create(
     let body = Ok(ApiJson(CreateNode {
         region: form.region,
     }));
-    let outcome = crate::api::user::create(&st, &user, body, NodeCreate::More)
+    let outcome = crate::api::user::node::create(&st, &user, body, NodeCreate::More)
         .await
         .map(|_| ())
         .map_err(PageError::from);
@@ -150,12 +128,6 @@ pub async fn app_create(
 }
 
 /// `POST /app/nodes/{id}/delete`.
-#[utoipa::path(post, path = "/app/nodes/{id}/delete", tag = "pages", security(("page_session" = [])),
-    params(("id" = String, Path)),
-    responses((status = 200, description = "The nodes fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "From another origin", content_type = "text/html", body = String),
-        (status = 404, description = "No such node of this user", content_type = "text/html", body = String)))]
 pub async fn app_delete(
     State(st): St,
     PageUser(user, _): PageUser,
@@ -172,16 +144,6 @@ pub async fn app_delete(
 }
 
 /// `POST /app/nodes/{id}/migrate`.
-#[utoipa::path(post, path = "/app/nodes/{id}/migrate", tag = "pages", security(("page_session" = [])),
-    params(("id" = String, Path)),
-    request_body(content = inline(super::docs::RegionForm), content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "The nodes fragment, the migration in it", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "From another origin", content_type = "text/html", body = String),
-        (status = 404, description = "No such node of this user", content_type = "text/html", body = String),
-        (status = 409, description = "Refused (the fragment says why)", content_type = "text/html", body = String),
-        (status = 422, description = "Refused (the fragment says why)", content_type = "text/html", body = String),
-        (status = 429, description = "Too many nodes made lately", content_type = "text/html", body = String)))]
 pub async fn app_migrate(
     State(st): St,
     PageUser(user, _): PageUser,
@@ -204,19 +166,11 @@ pub async fn app_migrate(
 }
 
 /// `GET /app/vpn`: the VPN fragment.
-#[utoipa::path(get, path = "/app/vpn", tag = "pages", security(("page_session" = [])),
-    responses((status = 200, description = "The VPN fragment", content_type = "text/html", body = String),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 503, description = "Unavailable for a moment", content_type = "text/html", body = String)))]
 pub async fn app_vpn(State(st): St, PageUser(user, _): PageUser) -> Result<Response, PageError> {
     Ok(fragment(vpn_fragment(&st, &user).await?))
 }
 
 /// `POST /app/ticket`: a ticket for the event stream the page listens to.
-#[utoipa::path(post, path = "/app/ticket", tag = "pages", security(("page_session" = [])),
-    responses((status = 200, description = "A ticket", body = crate::api::openapi::schemas::Ticket),
-        (status = 401, description = "Not signed in", content_type = "text/html", body = String),
-        (status = 403, description = "From another origin", content_type = "text/html", body = String)))]
 pub async fn app_ticket(State(st): St, PageUser(_, session): PageUser, _: SameOrigin) -> Response {
     super::secure(
         Json(serde_json::json!({

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
-use super::error::ApiError;
-use super::extract::{ApiJson, PathId, Staff};
-use super::openapi::{internal as idoc, schemas as doc};
-use super::views::ResourceStatus;
+use crate::api::ApiState;
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiJson, PathId, Staff};
+use crate::api::openapi::{internal as idoc, schemas as doc};
+use crate::api::views::ResourceStatus;
 use crate::app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
 use crate::domain::units::{rfc3339, rfc3339_opt};
 use crate::domain::{Event, Resource, Status};

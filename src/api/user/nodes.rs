@@ -1,20 +1,20 @@
-//! A user's several nodes (`/api/v1/my/nodes…`) and replacing a node's VPS
-//! (`…/migrate`, for users and for the internal API). CONTRACTS.md §4.4 and §4.5.
+//! A user's several nodes (`/api/v1/my/nodes…`) and replacing a node's VPS (`…/migrate`;
+//! the internal API's is in `internal::resources`). CONTRACTS.md §4.4 and §4.5.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
-use super::error::{ApiError, Shape};
-use super::extract::{ApiJson, PathId, Staff, User};
-use super::openapi::schemas as doc;
-use super::user::CreateNode as RegionBody;
-use super::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
+use crate::api::ApiState;
+use crate::api::error::{ApiError, Shape};
+use crate::api::extract::{ApiJson, PathId, User};
+use crate::api::openapi::schemas as doc;
+use crate::api::user::node::CreateNode as RegionBody;
+use crate::api::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
 use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
 use crate::domain::Resource;
 use crate::domain::progress::{self, CreationProgress, HostingStatus, SubscriptionState};
@@ -93,7 +93,7 @@ pub async fn list(
     path = "/api/v1/my/nodes",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = super::user::CreateNode,
+    request_body = crate::api::user::node::CreateNode,
     responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
 )]
 pub async fn create(
@@ -101,7 +101,7 @@ pub async fn create(
     User(user): User,
     body: Result<ApiJson<RegionBody>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
-    super::user::create(&st, &user, body, NodeCreate::More).await
+    crate::api::user::node::create(&st, &user, body, NodeCreate::More).await
 }
 
 #[utoipa::path(
@@ -149,7 +149,7 @@ pub async fn delete(
 }
 
 /// The 202 of a migration request.
-fn accepted(r: &Resource) -> (StatusCode, Json<Value>) {
+pub(in crate::api) fn accepted(r: &Resource) -> (StatusCode, Json<Value>) {
     let migration = MigrationView::of(r);
     (
         StatusCode::ACCEPTED,
@@ -162,7 +162,7 @@ fn accepted(r: &Resource) -> (StatusCode, Json<Value>) {
     )
 }
 
-fn cancelled(r: &Resource) -> Json<Value> {
+pub(in crate::api) fn cancelled(r: &Resource) -> Json<Value> {
     Json(json!({
         "success": true,
         "resource_id": r.id.to_string(),
@@ -176,7 +176,7 @@ fn cancelled(r: &Resource) -> Json<Value> {
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
-    request_body = super::user::CreateNode,
+    request_body = crate::api::user::node::CreateNode,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_one(
@@ -206,7 +206,7 @@ pub async fn migrate_one(
     path = "/api/v1/my/node/migrate",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = super::user::CreateNode,
+    request_body = crate::api::user::node::CreateNode,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_shown(
@@ -265,65 +265,6 @@ pub async fn cancel_shown(
     let r = st
         .app
         .cancel_my_migration(&user, MyNodeRef::Shown)
-        .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
-    Ok(cancelled(&r))
-}
-
-/// An internal migration: to another region, another plan, or both.
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(default)]
-#[schema(as = MigrateRequest)]
-pub struct MigrateBody {
-    region: Option<String>,
-    plan_tier: Option<String>,
-}
-
-#[utoipa::path(
-    post,
-    path = "/api/internal/resources/{id}/migrate",
-    tag = "operator",
-    security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("id" = String, Path, description = "A resource id")),
-    request_body = MigrateBody,
-    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
-)]
-pub async fn migrate_internal(
-    State(st): State<Arc<ApiState>>,
-    staff: Staff,
-    PathId(id): PathId,
-    ApiJson(body): ApiJson<MigrateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let actor = staff.actor();
-    let r = st
-        .app
-        .migrate_resource(
-            &id,
-            body.region.as_deref(),
-            body.plan_tier.as_deref(),
-            &actor,
-        )
-        .await
-        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
-    Ok(accepted(&r))
-}
-
-#[utoipa::path(
-    delete,
-    path = "/api/internal/resources/{id}/migrate",
-    tag = "operator",
-    security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("id" = String, Path, description = "A resource id")),
-    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
-)]
-pub async fn cancel_internal(
-    State(st): State<Arc<ApiState>>,
-    staff: Staff,
-    PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
-    let r = st
-        .app
-        .cancel_resource_migration(&id, &staff.actor())
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
     Ok(cancelled(&r))

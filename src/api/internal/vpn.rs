@@ -1,5 +1,4 @@
-//! VPN endpoints: the user's VPN and its connection config (`/api/v1/my/vpn*`) and the
-//! internal ones (status, config, adjustments, email, gifts, entitlements).
+//! The VPN's internal endpoints: status, config, terms, email, gifts, entitlements.
 
 use std::sync::Arc;
 
@@ -11,54 +10,14 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
-use super::error::{ApiError, Shape};
-use super::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody, User};
-use super::internal::idempotent;
-use super::openapi::{internal as idoc, schemas as doc};
-use super::user::json_response;
-use super::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnStatusView, VpnSubscribeView};
+use crate::api::ApiState;
+use crate::api::error::{ApiError, Shape};
+use crate::api::extract::{ApiJson, ApiQuery, Internal, PathId, RawBody};
+use crate::api::internal::orders::idempotent;
+use crate::api::openapi::{internal as idoc, schemas as doc};
+use crate::api::vpn_views::{EntitlementView, GiftView, VpnRecordView, VpnSubscribeView};
 use crate::app::{Gift, ResourceId, UserId, VpnChange};
 use crate::ports::store::EntitlementFilter;
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/my/vpn",
-    tag = "user",
-    security(("user_jwt" = [])),
-    responses((status = 200, description = "The user's VPN", body = doc::MyVpn), doc::Refusals, doc::RateLimited)
-)]
-pub async fn my_vpn(
-    State(st): State<Arc<ApiState>>,
-    User(user): User,
-) -> Result<Response, ApiError> {
-    Ok(json_response(vpn_body(&st, &user).await?))
-}
-
-/// The body of `GET /my/vpn`, which the event streams push as it is.
-pub(super) async fn vpn_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
-    let mine = st.app.my_vpn(user).await?;
-    let view = VpnStatusView::new(&mine, st.app.ports.clock.now());
-    Ok(serde_json::to_string(&view).expect("a view serializes"))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/my/vpn/subscribe",
-    tag = "user",
-    security(("user_jwt" = [])),
-    responses((status = 200, description = "The subscribe links", body = doc::VpnSubscribe), (status = 403, description = "The VPN is not active", body = doc::Error), (status = 404, description = "No VPN", body = doc::Error), doc::Refusals, doc::RateLimited)
-)]
-pub async fn my_vpn_subscribe(
-    State(st): State<Arc<ApiState>>,
-    User(user): User,
-) -> Result<Json<VpnSubscribeView>, ApiError> {
-    let config = st.app.vpn_config(&user).await?;
-    Ok(Json(VpnSubscribeView::new(
-        &config,
-        st.app.config.vpn.subscribe_base.as_deref(),
-    )))
-}
 
 #[utoipa::path(
     get,

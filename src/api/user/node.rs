@@ -1,4 +1,4 @@
-//! The user API (`/api/v1/*`) for the mobile app and web frontend.
+//! `/api/v1/my/node`: the node `/my/node` shows, creating it and deleting it.
 
 use std::sync::Arc;
 
@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
-use super::error::{ApiError, Shape};
-use super::extract::{ApiJson, User};
-use super::openapi::schemas as doc;
-use super::views::{CreateNodeView, NodeStatus, RegionsView};
+use crate::api::ApiState;
+use crate::api::error::{ApiError, Shape};
+use crate::api::extract::{ApiJson, User};
+use crate::api::openapi::schemas as doc;
+use crate::api::views::{CreateNodeView, NodeStatus};
 use crate::app::{NodeCreate, UserId};
 use crate::domain::progress::creation_progress;
 
@@ -31,13 +31,13 @@ pub async fn my_node(
 }
 
 /// The body of `GET /my/node`, which the event streams push as it is.
-pub(super) async fn node_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
+pub(in crate::api) async fn node_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
     let mine = st.app.my_node(user).await?;
     Ok(serde_json::to_string(&NodeStatus::from(&*mine)).expect("a view serializes"))
 }
 
 /// A 200 with a JSON body already serialized.
-pub(super) fn json_response(body: String) -> Response {
+pub(in crate::api) fn json_response(body: String) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -54,7 +54,7 @@ pub(super) fn json_response(body: String) -> Response {
 #[schema(as = RegionChoice)]
 pub struct CreateNode {
     /// A region code from `/regions`; the default region when omitted.
-    pub(super) region: Option<String>,
+    pub(in crate::api) region: Option<String>,
 }
 
 #[utoipa::path(
@@ -76,7 +76,7 @@ pub async fn create_my_node(
 /// Creates a node for `POST /my/node` and `POST /my/nodes` alike: within the user's
 /// node-creation budget (which a refused request does not spend), refused in the create
 /// endpoint's own shape.
-pub(super) async fn create(
+pub(in crate::api) async fn create(
     st: &ApiState,
     user: &UserId,
     body: Result<ApiJson<CreateNode>, ApiError>,
@@ -122,31 +122,4 @@ pub async fn delete_my_node(
     Ok(Json(
         json!({"success": true, "message": "Your node is being deleted."}),
     ))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/regions",
-    tag = "user",
-    security(("user_jwt" = [])),
-    responses((status = 200, description = "Every region", body = doc::Regions), doc::Refusals, doc::RateLimited)
-)]
-pub async fn regions(
-    State(st): State<Arc<ApiState>>,
-    _user: User,
-) -> Result<Json<RegionsView>, ApiError> {
-    public_regions(State(st)).await
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/public/regions",
-    tag = "public",
-    responses((status = 200, description = "Every region", body = doc::Regions), doc::Refusals)
-)]
-pub async fn public_regions(
-    State(st): State<Arc<ApiState>>,
-) -> Result<Json<RegionsView>, ApiError> {
-    let regions = st.app.regions.all().await?;
-    Ok(Json(RegionsView::from(regions.as_slice())))
 }

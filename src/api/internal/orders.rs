@@ -1,6 +1,4 @@
-//! The internal API (`/api/internal/*`) for the subscription service, the payment pipeline
-//! and admins. Every handler takes `Internal` (the secret) or, for the reads operators
-//! also make, `Staff` (the secret or an operator token).
+//! The subscription service's orders: provision and deprovision, idempotent.
 
 use std::sync::Arc;
 
@@ -11,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::ApiState;
-use super::error::ApiError;
-use super::extract::{ApiJson, Internal, PathId, RawBody, Staff};
-use super::openapi::{internal as idoc, schemas as doc};
-use super::views::{DeprovisionView, NodeStatus, ProvisionView, ResourceStatus};
-use crate::app::{Deprovision, Keyed, Provision, ResourceId, SubscriptionId, UserId, VpnOutcome};
+use crate::api::ApiState;
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiJson, Internal, RawBody};
+use crate::api::openapi::{internal as idoc, schemas as doc};
+use crate::api::views::{DeprovisionView, ProvisionView};
+use crate::app::{Deprovision, Keyed, Provision, VpnOutcome};
 use crate::domain::Status;
 
 /// `POST /api/internal/provision`, honouring `Idempotency-Key`.
@@ -43,7 +41,7 @@ pub async fn provision(
 
 /// Runs `run` once per `Idempotency-Key` (when the caller sends one; see
 /// `App::once`), answering a repeat with the first answer.
-pub(super) async fn idempotent<F, Fut>(
+pub(in crate::api) async fn idempotent<F, Fut>(
     st: &ApiState,
     scope: &str,
     headers: &HeaderMap,
@@ -158,59 +156,4 @@ pub async fn deprovision(
         }
         .into(),
     }))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/internal/resources/{id}",
-    tag = "internal",
-    security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("id" = String, Path, description = "A resource id")),
-    responses((status = 200, description = "The resource", body = idoc::Resource), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
-)]
-pub async fn resource(
-    State(st): State<Arc<ApiState>>,
-    _: Staff,
-    PathId(id): PathId,
-) -> Result<Json<ResourceStatus>, ApiError> {
-    let r = st.app.resource(ResourceId::parse(&id)?).await?;
-    Ok(Json(ResourceStatus::from(&r)))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/internal/subscriptions/{subscription_id}/resources",
-    tag = "internal",
-    security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("subscription_id" = String, Path)),
-    responses((status = 200, description = "The subscription's resources", body = idoc::Resources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), doc::Refusals)
-)]
-pub async fn subscription_resources(
-    State(st): State<Arc<ApiState>>,
-    _: Staff,
-    PathId(subscription_id): PathId,
-) -> Result<Json<Value>, ApiError> {
-    let subscription = SubscriptionId::parse(&subscription_id)?;
-    let resources = st.app.subscription_resources(&subscription).await?;
-    let views: Vec<ResourceStatus> = resources.iter().map(ResourceStatus::from).collect();
-    Ok(Json(json!({"resources": views})))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/internal/users/{user_id}/resources",
-    tag = "internal",
-    security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
-    responses((status = 200, description = "The user's node document", body = idoc::UserResources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), (status = 422, description = "A bad user id", body = doc::Error), doc::Refusals)
-)]
-pub async fn user_resources(
-    State(st): State<Arc<ApiState>>,
-    _: Staff,
-    PathId(user_id): PathId,
-) -> Result<Json<Value>, ApiError> {
-    let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;
-    Ok(Json(
-        json!({"success": true, "data": NodeStatus::from(&*mine)}),
-    ))
 }

@@ -1,0 +1,131 @@
+//! Internal reads of resources (by id, subscription, user) and the internal migrate.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::ApiState;
+use crate::api::error::{ApiError, Shape};
+use crate::api::extract::{ApiJson, PathId, Staff};
+use crate::api::openapi::{internal as idoc, schemas as doc};
+use crate::api::user::nodes::{accepted, cancelled};
+use crate::api::views::{NodeStatus, ResourceStatus};
+use crate::app::{ResourceId, SubscriptionId, UserId};
+
+#[utoipa::path(
+    get,
+    path = "/api/internal/resources/{id}",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    responses((status = 200, description = "The resource", body = idoc::Resource), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
+)]
+pub async fn resource(
+    State(st): State<Arc<ApiState>>,
+    _: Staff,
+    PathId(id): PathId,
+) -> Result<Json<ResourceStatus>, ApiError> {
+    let r = st.app.resource(ResourceId::parse(&id)?).await?;
+    Ok(Json(ResourceStatus::from(&r)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/internal/subscriptions/{subscription_id}/resources",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("subscription_id" = String, Path)),
+    responses((status = 200, description = "The subscription's resources", body = idoc::Resources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), doc::Refusals)
+)]
+pub async fn subscription_resources(
+    State(st): State<Arc<ApiState>>,
+    _: Staff,
+    PathId(subscription_id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let subscription = SubscriptionId::parse(&subscription_id)?;
+    let resources = st.app.subscription_resources(&subscription).await?;
+    let views: Vec<ResourceStatus> = resources.iter().map(ResourceStatus::from).collect();
+    Ok(Json(json!({"resources": views})))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/internal/users/{user_id}/resources",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
+    responses((status = 200, description = "The user's node document", body = idoc::UserResources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), (status = 422, description = "A bad user id", body = doc::Error), doc::Refusals)
+)]
+pub async fn user_resources(
+    State(st): State<Arc<ApiState>>,
+    _: Staff,
+    PathId(user_id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;
+    Ok(Json(
+        json!({"success": true, "data": NodeStatus::from(&*mine)}),
+    ))
+}
+
+/// An internal migration: to another region, another plan, or both.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(default)]
+#[schema(as = MigrateRequest)]
+pub struct MigrateBody {
+    region: Option<String>,
+    plan_tier: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/internal/resources/{id}/migrate",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    request_body = MigrateBody,
+    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+)]
+pub async fn migrate_internal(
+    State(st): State<Arc<ApiState>>,
+    staff: Staff,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<MigrateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let actor = staff.actor();
+    let r = st
+        .app
+        .migrate_resource(
+            &id,
+            body.region.as_deref(),
+            body.plan_tier.as_deref(),
+            &actor,
+        )
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(accepted(&r))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/internal/resources/{id}/migrate",
+    tag = "operator",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A resource id")),
+    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+)]
+pub async fn cancel_internal(
+    State(st): State<Arc<ApiState>>,
+    staff: Staff,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let r = st
+        .app
+        .cancel_resource_migration(&id, &staff.actor())
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
+    Ok(cancelled(&r))
+}
