@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 
 use crate::app::MyNode;
 use crate::domain::progress::{
@@ -217,7 +218,10 @@ pub struct CreateNodeView {
     pub message: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A region a node may be created in.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Region)]
 pub struct RegionView {
     pub code: String,
     pub name: String,
@@ -225,7 +229,10 @@ pub struct RegionView {
     pub available: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// The regions (`GET /api/v1/regions`, `GET /api/v1/public/regions`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Regions)]
 pub struct RegionsView {
     pub regions: Vec<RegionView>,
 }
@@ -295,10 +302,13 @@ impl From<&Resource> for ResourceStatus {
     }
 }
 
-/// `POST /api/internal/provision`.
-#[derive(Debug, Serialize)]
+/// `POST /api/internal/provision`: what the order is now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Provisioned)]
 pub struct ProvisionView {
     pub resource_id: String,
+    /// The resource's lifecycle status (VPN orders: `active`, `pending`, `failed`, `deleted`).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_ready_seconds: Option<u64>,
@@ -311,7 +321,9 @@ pub struct ProvisionView {
 }
 
 /// `POST /api/internal/deprovision`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Deprovisioned)]
 pub struct DeprovisionView {
     pub resource_id: String,
     pub status: &'static str,

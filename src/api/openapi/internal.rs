@@ -9,27 +9,6 @@ use super::schemas::{Migration, MyNode, VpnSubscribe};
 use crate::domain::entitlement::VpnStatus;
 use crate::domain::{EventKind, ResourceKind, Status};
 
-/// `POST /api/internal/provision`: what the order is now.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Provisioned {
-    pub resource_id: String,
-    /// The resource's lifecycle status (VPN orders: `active`, `pending`, `failed`, `deleted`).
-    pub status: String,
-    pub estimated_ready_seconds: Option<u64>,
-    pub vpn_user_id: Option<String>,
-    /// Every live node of a subscription that has more than one.
-    pub resource_ids: Option<Vec<String>>,
-    pub message: String,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Deprovisioned {
-    pub resource_id: String,
-    pub status: String,
-    pub message: String,
-}
 
 resource_schema! {
     /// A resource's true lifecycle, for internal callers and operators.

@@ -252,20 +252,6 @@ pub struct MigrationCancelled {
     pub message: String,
 }
 
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Region {
-    pub code: String,
-    pub name: String,
-    pub provider: String,
-    pub available: bool,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Regions {
-    pub regions: Vec<Region>,
-}
 
 /// `POST /api/v1/my/events/ticket`.
 #[derive(ToSchema)]

@@ -16,7 +16,7 @@ use crate::api::views::RegionsView;
     path = "/api/v1/regions",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "Every region", body = doc::Regions), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "Every region", body = RegionsView), doc::Refusals, doc::RateLimited)
 )]
 pub async fn regions(
     State(st): State<Arc<ApiState>>,
@@ -29,7 +29,7 @@ pub async fn regions(
     get,
     path = "/api/v1/public/regions",
     tag = "public",
-    responses((status = 200, description = "Every region", body = doc::Regions), doc::Refusals)
+    responses((status = 200, description = "Every region", body = RegionsView), doc::Refusals)
 )]
 pub async fn public_regions(
     State(st): State<Arc<ApiState>>,
