@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Desired, Event, EventKind, Resource, Status};
 
@@ -160,7 +161,7 @@ pub const STEP_NAMES: [&str; 4] = [
 ];
 
 /// Status of one creation step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -169,9 +170,13 @@ pub enum StepStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One of the four creation steps.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
+    /// 1 to 4.
     pub step: i32,
+    /// `Payment confirmed`, `VPS creating`, `Installing sing-box` or `Node ready`.
     pub name: &'static str,
     pub status: StepStatus,
     #[serde(
@@ -181,7 +186,9 @@ pub struct Step {
     pub started_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// How far a node's creation got, step by step.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreationProgress {
     pub current_step: i32,
     pub total_steps: i32,

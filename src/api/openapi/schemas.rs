@@ -14,7 +14,7 @@ pub use super::refusals::{
 };
 
 use crate::domain::entitlement::VpnStatus;
-use crate::domain::progress::HostingStatus;
+use crate::domain::progress::{CreationProgress, HostingStatus};
 
 /// Every refusal: a human message and a stable code.
 #[derive(ToSchema)]
@@ -120,34 +120,6 @@ pub enum NodeStatus {
     Deleted,
 }
 
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Pending,
-    InProgress,
-    Completed,
-    Failed,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    /// 1 to 4.
-    pub step: i32,
-    /// `Payment confirmed`, `VPS creating`, `Installing sing-box` or `Node ready`.
-    pub name: String,
-    pub status: StepStatus,
-    pub started_at: Option<DateTime<Utc>>,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreationProgress {
-    pub current_step: i32,
-    pub total_steps: i32,
-    pub step_name: String,
-    pub steps: Vec<Step>,
-}
 
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
