@@ -56,14 +56,26 @@ impl<'a> From<&'a SubscriptionSnapshot> for SubscriptionView<'a> {
     }
 }
 
-/// The status the apps see. They know `creating`, `active`, `failed` and `deleted`; our
-/// `pending` is the first moment of creation, and a node being deleted is not shown.
-fn user_status(s: Status) -> &'static str {
-    match s {
-        Status::Pending | Status::Creating => "creating",
-        Status::Active => "active",
-        Status::Failed => "failed",
-        Status::Deleting | Status::Deleted => "deleted",
+/// How a user sees a node's lifecycle. The apps know `creating`, `active`, `failed` and
+/// `deleted`; our `pending` is the first moment of creation, and a node being deleted is
+/// not shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Creating,
+    Active,
+    Failed,
+    Deleted,
+}
+
+impl From<Status> for NodeStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Pending | Status::Creating => NodeStatus::Creating,
+            Status::Active => NodeStatus::Active,
+            Status::Failed => NodeStatus::Failed,
+            Status::Deleting | Status::Deleted => NodeStatus::Deleted,
+        }
     }
 }
 
@@ -91,7 +103,7 @@ pub struct NodeView<'a> {
     pub region: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region_name: Option<&'a str>,
-    pub status: &'static str,
+    pub status: NodeStatus,
     #[serde(flatten)]
     pub connection: &'a Connection,
     pub plan_tier: &'a str,
@@ -110,7 +122,7 @@ impl<'a> NodeView<'a> {
             resource_id: r.id.to_string(),
             region: &r.region,
             region_name: region.map(|g| g.name.as_str()),
-            status: user_status(r.status),
+            status: r.status.into(),
             connection: &r.connection,
             plan_tier: &r.plan_tier,
             traffic: TrafficView::of(r),
@@ -122,7 +134,7 @@ impl<'a> NodeView<'a> {
 
 /// `GET /api/v1/my/node` (and `data` of `GET /api/internal/users/{id}/resources`).
 #[derive(Debug, Serialize)]
-pub struct NodeStatus<'a> {
+pub struct MyNodeView<'a> {
     pub hosting_status: HostingStatus,
     pub has_subscription: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,7 +147,7 @@ pub struct NodeStatus<'a> {
     pub message: String,
 }
 
-impl<'a> From<&'a MyNode> for NodeStatus<'a> {
+impl<'a> From<&'a MyNode> for MyNodeView<'a> {
     fn from(m: &'a MyNode) -> Self {
         let node = visible_node(m.node.as_ref());
         let subscription = match &m.subscription {
@@ -153,7 +165,7 @@ impl<'a> From<&'a MyNode> for NodeStatus<'a> {
             }
             SubscriptionState::Unknown => None,
         };
-        NodeStatus {
+        MyNodeView {
             hosting_status: m.status,
             has_subscription: matches!(m.subscription, SubscriptionState::Active(_)),
             subscription,

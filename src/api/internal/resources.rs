@@ -13,7 +13,7 @@ use crate::api::error::{ApiError, Shape};
 use crate::api::extract::{ApiJson, PathId, Staff};
 use crate::api::openapi::{internal as idoc, schemas as doc};
 use crate::api::user::nodes::{accepted, cancelled};
-use crate::api::views::{NodeStatus, ResourceStatus};
+use crate::api::views::{MyNodeView, ResourceStatus};
 use crate::app::{ResourceId, SubscriptionId, UserId};
 
 #[utoipa::path(
@@ -67,7 +67,7 @@ pub async fn user_resources(
 ) -> Result<Json<Value>, ApiError> {
     let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;
     Ok(Json(
-        json!({"success": true, "data": NodeStatus::from(&*mine)}),
+        json!({"success": true, "data": MyNodeView::from(&*mine)}),
     ))
 }
 

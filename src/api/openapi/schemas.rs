@@ -14,6 +14,7 @@ pub use super::refusals::{
 };
 
 use crate::domain::entitlement::VpnStatus;
+use crate::api::views::NodeStatus;
 use crate::domain::progress::{CreationProgress, HostingStatus};
 
 /// Every refusal: a human message and a stable code.
@@ -109,17 +110,6 @@ pub struct Subscription {
     pub expires_at: Option<DateTime<Utc>>,
     pub auto_renew: bool,
 }
-
-/// How a user sees a node's lifecycle.
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeStatus {
-    Creating,
-    Active,
-    Failed,
-    Deleted,
-}
-
 
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,7 @@ use crate::api::ApiState;
 use crate::api::error::{ApiError, Shape};
 use crate::api::extract::{ApiJson, User};
 use crate::api::openapi::schemas as doc;
-use crate::api::views::{CreateNodeView, NodeStatus};
+use crate::api::views::{CreateNodeView, MyNodeView};
 use crate::app::{NodeCreate, UserId};
 use crate::domain::progress::creation_progress;
 
@@ -33,7 +33,7 @@ pub async fn my_node(
 /// The body of `GET /my/node`, which the event streams push as it is.
 pub(in crate::api) async fn node_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
     let mine = st.app.my_node(user).await?;
-    Ok(serde_json::to_string(&NodeStatus::from(&*mine)).expect("a view serializes"))
+    Ok(serde_json::to_string(&MyNodeView::from(&*mine)).expect("a view serializes"))
 }
 
 /// A 200 with a JSON body already serialized.
