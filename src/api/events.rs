@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -89,13 +88,25 @@ impl FromRequestParts<Arc<ApiState>> for StreamCaller {
     path = "/api/v1/my/events/ticket",
     tag = "events",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "A ticket for the event streams", body = doc::Ticket), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "A ticket for the event streams", body = Ticket), doc::Refusals, doc::RateLimited)
 )]
 pub async fn ticket(
     State(st): State<Arc<ApiState>>,
     UserSession(_, session): UserSession,
-) -> Json<Value> {
-    Json(json!({"ticket": st.auth.ticket_for(&session), "expires_in": TICKET_TTL_SECS}))
+) -> Json<Ticket> {
+    Json(Ticket {
+        ticket: st.auth.ticket_for(&session),
+        expires_in: TICKET_TTL_SECS.unsigned_abs(),
+    })
+}
+
+/// `POST /api/v1/my/events/ticket`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ticket {
+    ticket: String,
+    /// Seconds.
+    expires_in: u64,
 }
 
 /// `GET /api/v1/my/events`: Server-Sent Events.

@@ -26,7 +26,6 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::middleware;
 use axum::response::IntoResponse;
-use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -199,18 +198,38 @@ async fn unmatched(State(st): State<Arc<ApiState>>, method: axum::http::Method) 
     ApiError::not_found()
 }
 
+/// `GET /health`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Health {
+    status: &'static str,
+    service: &'static str,
+}
+
 #[utoipa::path(get, path = "/health", tag = "public",
-    responses((status = 200, description = "The process answers", body = openapi::schemas::Health)))]
-async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok", "service": "fulfillment-service"}))
+    responses((status = 200, description = "The process answers", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        service: "fulfillment-service",
+    })
+}
+
+/// `GET /ready`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Ready {
+    status: &'static str,
+    /// `postgres` or `sqlite`.
+    database: &'static str,
 }
 
 /// Ready to serve: the engine's loops run and the database answers.
 #[utoipa::path(get, path = "/ready", tag = "public",
-    responses((status = 200, description = "Ready to serve", body = openapi::schemas::Ready),
+    responses((status = 200, description = "Ready to serve", body = Ready),
         (status = 503, description = "The database does not answer, or a loop of the engine stopped",
             body = openapi::schemas::Error)))]
-async fn readiness(State(st): State<Arc<ApiState>>) -> Result<impl IntoResponse, ApiError> {
+async fn readiness(State(st): State<Arc<ApiState>>) -> Result<Json<Ready>, ApiError> {
     if let Some(name) = st.app.engine.dead_loop() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -219,9 +238,10 @@ async fn readiness(State(st): State<Arc<ApiState>>) -> Result<impl IntoResponse,
         ));
     }
     st.app.ports.store.ping().await?;
-    Ok(Json(
-        json!({"status": "ready", "database": st.app.ports.store.backend()}),
-    ))
+    Ok(Json(Ready {
+        status: "ready",
+        database: st.app.ports.store.backend(),
+    }))
 }
 
 /// `GET /api/openapi.json`: this document.

@@ -9,7 +9,6 @@ use super::schemas::{Migration, MyNode, VpnSubscribe};
 use crate::domain::entitlement::VpnStatus;
 use crate::domain::{EventKind, ResourceKind, Status};
 
-
 resource_schema! {
     /// A resource's true lifecycle, for internal callers and operators.
     pub struct Resource {

@@ -13,8 +13,8 @@ pub use super::refusals::{
     SuccessRefusals,
 };
 
-use crate::domain::entitlement::VpnStatus;
 use crate::api::views::NodeStatus;
+use crate::domain::entitlement::VpnStatus;
 use crate::domain::progress::{CreationProgress, HostingStatus};
 
 /// Every refusal: a human message and a stable code.
@@ -65,23 +65,6 @@ pub enum CreateNodeOrPlainRefusal {
 pub enum SuccessOrPlainRefusal {
     Shaped(SuccessRefusal),
     Plain(Error),
-}
-
-/// `GET /health`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    pub status: String,
-    pub service: String,
-}
-
-/// `GET /ready`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Ready {
-    pub status: String,
-    /// `postgres` or `sqlite`.
-    pub database: String,
 }
 
 /// `{"success": true, "message"}`.
@@ -212,16 +195,6 @@ pub struct MigrationCancelled {
     pub success: bool,
     pub resource_id: String,
     pub message: String,
-}
-
-
-/// `POST /api/v1/my/events/ticket`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Ticket {
-    pub ticket: String,
-    /// Seconds.
-    pub expires_in: u64,
 }
 
 /// A VPN account as its owner sees it.
