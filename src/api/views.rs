@@ -29,11 +29,16 @@ impl Serialize for Num {
     }
 }
 
-/// Views borrow from what they show: `GET /my/node` is the hottest path, and copying a
-/// dozen strings into a view only to serialise and free them cost a measurable share of it.
-#[derive(Debug, Serialize)]
+// Views borrow from what they show: `GET /my/node` is the hottest path, and copying a
+// dozen strings into a view only to serialise and free them cost a measurable share of it.
+
+/// A subscription as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Subscription)]
 pub struct SubscriptionView<'a> {
     pub subscription_id: &'a str,
+    /// `active`; `expired` or `inactive` for the last one known when none is active.
     pub status: &'a str,
     pub plan_tier: &'a str,
     #[serde(

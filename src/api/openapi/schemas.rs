@@ -13,7 +13,10 @@ pub use super::refusals::{
     SuccessRefusals,
 };
 
-use crate::api::views::NodeStatus;
+use crate::api::views::{NodeStatus, SubscriptionView};
+
+/// The subscription view, named for the twins that still embed it.
+type Subscription = SubscriptionView<'static>;
 use crate::domain::entitlement::VpnStatus;
 use crate::domain::progress::{CreationProgress, HostingStatus};
 
@@ -81,17 +84,6 @@ pub struct SuccessMessage {
 pub struct StatusMessage {
     pub status: String,
     pub message: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Subscription {
-    pub subscription_id: String,
-    /// `active`; `expired` or `inactive` for the last one known when none is active.
-    pub status: String,
-    pub plan_tier: String,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub auto_renew: bool,
 }
 
 #[derive(ToSchema)]
