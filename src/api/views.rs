@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::app::MyNode;
+use crate::domain::migration::ShownMigration;
 use crate::domain::progress::{
     self, CreationProgress, HostingStatus, SubscriptionSnapshot, SubscriptionState, visible_node,
 };
@@ -187,17 +188,22 @@ impl<'a> From<&'a MyNode> for MyNodeView<'a> {
     }
 }
 
-/// A node's `migration` object: where to, how far, and why it failed.
-#[derive(Debug, Clone, Serialize)]
+/// A node's replacement VPS, while it is prepared or after it failed (§4.5).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Migration)]
 pub struct MigrationView<'a> {
+    #[schema(value_type = String)]
     pub to_region: std::borrow::Cow<'a, str>,
     /// Only when the migration changes the plan.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub to_plan_tier: Option<std::borrow::Cow<'a, str>>,
-    pub status: &'static str,
+    pub status: ShownMigration,
     #[serde(serialize_with = "rfc3339")]
     pub started_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub error_message: Option<std::borrow::Cow<'a, str>>,
 }
 

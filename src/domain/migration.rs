@@ -32,16 +32,25 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// A migration's status as the apps see it (`migration.status`).
+    ShownMigration {
+        Creating => "creating",
+        Installing => "installing",
+        Switching => "switching",
+        Failed => "failed",
+    }
+}
+
 impl MigrationStatus {
-    /// The `migration.status` the apps see (`creating`, `installing`, `switching`,
-    /// `failed`), or `None` when the migration is hidden (being cancelled).
-    pub fn shown(self) -> Option<&'static str> {
+    /// The status the apps see, or `None` when the migration is hidden (being cancelled).
+    pub fn shown(self) -> Option<ShownMigration> {
         use MigrationStatus::*;
         match self {
-            Requested | Creating => Some("creating"),
-            Installing => Some("installing"),
-            Switching => Some("switching"),
-            Failing | Failed => Some("failed"),
+            Requested | Creating => Some(ShownMigration::Creating),
+            Installing => Some(ShownMigration::Installing),
+            Switching => Some(ShownMigration::Switching),
+            Failing | Failed => Some(ShownMigration::Failed),
             Cancelling => None,
         }
     }

@@ -67,6 +67,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::domain::entitlement::VpnStatus;
+use crate::domain::migration::ShownMigration;
 use crate::domain::progress::HostingStatus;
 use crate::domain::{EventKind, ResourceKind, Status};
 
@@ -173,6 +174,19 @@ macro_rules! wire_schema {
 }
 
 wire_schema!(HostingStatus, Status, VpnStatus, EventKind, ResourceKind);
+
+/// A migration's status as the apps see it, under the name the document always gave it.
+impl PartialSchema for ShownMigration {
+    fn schema() -> RefOr<Schema> {
+        wire_values(ShownMigration::ALL)
+    }
+}
+
+impl ToSchema for ShownMigration {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "MigrationStatus".into()
+    }
+}
 
 /// The document of a router's routes: its operations, plus the parts every document has.
 pub fn document(routes: Document) -> Document {

@@ -13,10 +13,12 @@ pub use super::refusals::{
     SuccessRefusals,
 };
 
-use crate::api::views::{NodeStatus, SubscriptionView};
+use crate::api::views::{MigrationView, NodeStatus, SubscriptionView};
 
 /// The subscription view, named for the twins that still embed it.
 type Subscription = SubscriptionView<'static>;
+/// The migration view, likewise.
+pub type Migration = MigrationView<'static>;
 use crate::domain::entitlement::VpnStatus;
 use crate::domain::progress::{CreationProgress, HostingStatus};
 
@@ -84,27 +86,6 @@ pub struct SuccessMessage {
 pub struct StatusMessage {
     pub status: String,
     pub message: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MigrationStatus {
-    Creating,
-    Installing,
-    Switching,
-    Failed,
-}
-
-/// A node's replacement VPS, while it is prepared or after it failed (§4.5).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Migration {
-    pub to_region: String,
-    /// Only when the migration changes the plan.
-    pub to_plan_tier: Option<String>,
-    pub status: MigrationStatus,
-    pub started_at: DateTime<Utc>,
-    pub error_message: Option<String>,
 }
 
 node_schema! {

@@ -9,6 +9,7 @@ use super::{PageError, gb, when};
 use crate::api::ApiState;
 use crate::api::views::MigrationView;
 use crate::app::{NodeEntry, UserId};
+use crate::domain::migration::ShownMigration;
 use crate::domain::progress::{self, StepStatus};
 use crate::domain::{Connection, Resource, Status};
 use crate::ports::store::Region;
@@ -145,22 +146,22 @@ fn card(e: &NodeEntry, regions: &[Region]) -> NodeCard {
             .find(|g| g.code == m.to_region)
             .map_or_else(|| m.to_region.to_string(), |g| g.name.clone());
         let (class, text) = match m.status {
-            "failed" => (
+            ShownMigration::Failed => (
                 "error",
                 format!(
                     "Moving to {to} failed: {}. The node keeps serving where it is.",
                     m.error_message.as_deref().unwrap_or("no reason given")
                 ),
             ),
-            "switching" => ("info", format!("Switching to the new VPS in {to}…")),
-            "installing" => ("info", format!("Installing the new VPS in {to}…")),
-            _ => (
+            ShownMigration::Switching => ("info", format!("Switching to the new VPS in {to}…")),
+            ShownMigration::Installing => ("info", format!("Installing the new VPS in {to}…")),
+            ShownMigration::Creating => (
                 "info",
                 format!("Preparing a new VPS in {to}; the node keeps serving until it is ready."),
             ),
         };
         MigrationLine {
-            status: m.status,
+            status: m.status.as_str(),
             class,
             text,
         }
