@@ -231,11 +231,14 @@ impl<'a> MigrationView<'a> {
     }
 }
 
-/// `POST /api/v1/my/node` on success.
-#[derive(Debug, Serialize)]
+/// `POST /api/v1/my/node` and `POST /api/v1/my/nodes`, on success.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateNode)]
 pub struct CreateNodeView {
     pub success: bool,
     pub resource_id: String,
+    /// `creating`.
     pub status: &'static str,
     pub creation_progress: CreationProgress,
     pub message: String,

@@ -138,18 +138,6 @@ pub struct OneNode {
     pub creation_progress: Option<CreationProgress>,
 }
 
-/// `POST /api/v1/my/node` and `POST /api/v1/my/nodes`, on success.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateNode {
-    pub success: bool,
-    pub resource_id: String,
-    /// `creating`.
-    pub status: String,
-    pub creation_progress: CreationProgress,
-    pub message: String,
-}
-
 /// A migration accepted (202).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use super::session::Kind;
 use super::{ASSETS, Assets, PageError, PageForm, SameOrigin, SignIn, St, page};
 use crate::api::ApiState;
 use crate::api::extract::ApiJson;
-use crate::api::user::node::CreateNode;
+use crate::api::user::node::RegionChoice;
 use crate::app::{MyNodeRef, NodeCreate, UserId};
 
 #[derive(Template)]
@@ -117,7 +117,7 @@ pub async fn app_create(
     _: SameOrigin,
     PageForm(form): PageForm<RegionForm>,
 ) -> Result<Response, PageError> {
-    let body = Ok(ApiJson(CreateNode {
+    let body = Ok(ApiJson(RegionChoice {
         region: form.region,
     }));
     let outcome = crate::api::user::node::create(&st, &user, body, NodeCreate::More)

@@ -51,8 +51,7 @@ pub(in crate::api) fn json_response(body: String) -> Response {
 /// A body naming a region (creating a node, migrating one).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
-#[schema(as = RegionChoice)]
-pub struct CreateNode {
+pub struct RegionChoice {
     /// A region code from `/regions`; the default region when omitted.
     pub(in crate::api) region: Option<String>,
 }
@@ -62,13 +61,13 @@ pub struct CreateNode {
     path = "/api/v1/my/node",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = CreateNode,
-    responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
+    request_body = RegionChoice,
+    responses((status = 200, description = "Created, or the node being created already", body = CreateNodeView), doc::CreateRefusals)
 )]
 pub async fn create_my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-    body: Result<ApiJson<CreateNode>, ApiError>,
+    body: Result<ApiJson<RegionChoice>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
     create(&st, &user, body, NodeCreate::First).await
 }
@@ -79,7 +78,7 @@ pub async fn create_my_node(
 pub(in crate::api) async fn create(
     st: &ApiState,
     user: &UserId,
-    body: Result<ApiJson<CreateNode>, ApiError>,
+    body: Result<ApiJson<RegionChoice>, ApiError>,
     how: NodeCreate,
 ) -> Result<Json<CreateNodeView>, ApiError> {
     let ApiJson(body) = body.map_err(|e| e.shaped(Shape::CreateNode))?;

@@ -13,7 +13,7 @@ use crate::api::ApiState;
 use crate::api::error::{ApiError, Shape};
 use crate::api::extract::{ApiJson, PathId, User};
 use crate::api::openapi::schemas as doc;
-use crate::api::user::node::CreateNode as RegionBody;
+use crate::api::user::node::RegionChoice;
 use crate::api::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
 use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
 use crate::domain::Resource;
@@ -93,13 +93,13 @@ pub async fn list(
     path = "/api/v1/my/nodes",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = crate::api::user::node::CreateNode,
-    responses((status = 200, description = "Created, or the node being created already", body = doc::CreateNode), doc::CreateRefusals)
+    request_body = crate::api::user::node::RegionChoice,
+    responses((status = 200, description = "Created, or the node being created already", body = CreateNodeView), doc::CreateRefusals)
 )]
 pub async fn create(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-    body: Result<ApiJson<RegionBody>, ApiError>,
+    body: Result<ApiJson<RegionChoice>, ApiError>,
 ) -> Result<Json<CreateNodeView>, ApiError> {
     crate::api::user::node::create(&st, &user, body, NodeCreate::More).await
 }
@@ -176,14 +176,14 @@ pub(in crate::api) fn cancelled(r: &Resource) -> Json<Value> {
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
-    request_body = crate::api::user::node::CreateNode,
+    request_body = crate::api::user::node::RegionChoice,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     PathId(id): PathId,
-    ApiJson(body): ApiJson<RegionBody>,
+    ApiJson(body): ApiJson<RegionChoice>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // A migration makes a VPS: it counts against the node-creation budget.
     let spent = st
@@ -206,13 +206,13 @@ pub async fn migrate_one(
     path = "/api/v1/my/node/migrate",
     tag = "user",
     security(("user_jwt" = [])),
-    request_body = crate::api::user::node::CreateNode,
+    request_body = crate::api::user::node::RegionChoice,
     responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
 )]
 pub async fn migrate_shown(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-    ApiJson(body): ApiJson<RegionBody>,
+    ApiJson(body): ApiJson<RegionChoice>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     // A migration makes a VPS: it counts against the node-creation budget.
     let spent = st
