@@ -312,3 +312,44 @@ pub(crate) async fn post_orders(
 pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "**missed**" }
 }
+
+/// One run of `args.orders` orders through the HTTP API against a service and a database
+/// of its own, until every order is reported; the service is stopped after.
+pub(crate) struct OrderRun {
+    pub answers: Vec<(u16, serde_json::Value)>,
+    pub sim: Sim,
+    /// Seconds from the first order to the last callback.
+    pub elapsed: f64,
+    /// Peak RSS (MB) of this process: service and load generator.
+    pub rss: f64,
+    /// Database transactions of the run.
+    pub tx: f64,
+    /// `pgbench -N` at the run's concurrency (tx/s).
+    pub baseline: f64,
+}
+
+pub(crate) async fn order_run(
+    args: &Args,
+    db_name: &str,
+    order: fn(usize) -> serde_json::Value,
+) -> OrderRun {
+    let db = Db::create(&args.pg, db_name).await;
+    let before = db.transactions().await;
+    let sim = sim(false);
+    reset_peak_rss();
+    let running = start(&db, sim.clone()).await;
+    let base = format!("http://{}", running.addr);
+    let started = Instant::now();
+    let answers = post_orders(&[base], args.orders, args.concurrency, order).await;
+    let (elapsed, rss) = until_reported(&sim, args.orders, started).await;
+    let tx = stop_and_count(running, db, before).await;
+    let baseline = pgbench_writes(args).await;
+    OrderRun {
+        answers,
+        sim,
+        elapsed,
+        rss,
+        tx,
+        baseline,
+    }
+}

@@ -8,21 +8,19 @@ use crate::Args;
 use crate::harness::*;
 
 pub(crate) async fn provision_bench(args: &Args, report: &mut String) {
-    let db = Db::create(&args.pg, "bench_prov").await;
-    let before = db.transactions().await;
-    let sim = sim(false);
-    reset_peak_rss();
-    let running = start(&db, sim.clone()).await;
-    let base = format!("http://{}", running.addr);
-
-    let started = Instant::now();
-    let answers = post_orders(&[base], args.orders, args.concurrency, |i| {
+    let OrderRun {
+        answers,
+        sim,
+        elapsed,
+        rss,
+        tx,
+        baseline,
+    } = order_run(args, "bench_prov", |i| {
         serde_json::json!({"user_id": format!("order-user-{i}"),
             "subscription_id": format!("order-sub-{i}"), "plan_tier": "standard", "region": "us-east-1"})
     })
     .await;
     assert!(answers.iter().all(|(status, _)| *status == 202));
-    let (elapsed, rss) = until_reported(&sim, args.orders, started).await;
     assert_eq!(
         sim.hosting.creates().len(),
         args.orders,
@@ -34,8 +32,6 @@ pub(crate) async fn provision_bench(args: &Args, report: &mut String) {
             .iter()
             .all(|c| c.callback.status == "active")
     );
-    let tx = stop_and_count(running, db, before).await;
-    let baseline = pgbench_writes(args).await;
 
     let per_second = args.orders as f64 / elapsed;
     let per_resource = tx / args.orders as f64;

@@ -1,7 +1,6 @@
 //! `vpn`: VPN orders through the HTTP API until every callback is delivered.
 
 use std::fmt::Write as _;
-use std::time::Instant;
 
 use crate::Args;
 use crate::harness::*;
@@ -9,14 +8,14 @@ use crate::harness::*;
 /// VPN orders through the HTTP API, each answered `active` within its request (the VPN
 /// manager simulated in process, without latency), until every callback is delivered.
 pub(crate) async fn vpn_bench(args: &Args, report: &mut String) {
-    let db = Db::create(&args.pg, "bench_vpn").await;
-    let before = db.transactions().await;
-    let sim = sim(false);
-    reset_peak_rss();
-    let running = start(&db, sim.clone()).await;
-    let base = format!("http://{}", running.addr);
-    let started = Instant::now();
-    let answers = post_orders(&[base], args.orders, args.concurrency, |i| {
+    let OrderRun {
+        answers,
+        sim,
+        elapsed,
+        rss,
+        tx,
+        baseline,
+    } = order_run(args, "bench_vpn", |i| {
         serde_json::json!({"user_id": format!("vpn-user-{i}"),
             "subscription_id": format!("vpn-sub-{i}"), "app_source": "otun",
             "plan_tier": "premium", "channel": "stripe", "expire_days": 30})
@@ -26,10 +25,7 @@ pub(crate) async fn vpn_bench(args: &Args, report: &mut String) {
         .iter()
         .filter(|(_, b)| b["status"] == "active")
         .count();
-    let (elapsed, rss) = until_reported(&sim, args.orders, started).await;
     assert_eq!(sim.vpn.users().len(), args.orders, "one VPN user per order");
-    let tx = stop_and_count(running, db, before).await;
-    let baseline = pgbench_writes(args).await;
 
     let per_second = args.orders as f64 / elapsed;
     let per_order = tx / args.orders as f64;
