@@ -185,8 +185,10 @@ impl Engine {
             }
         }
         self.wake_unlisted(&mut report, listed).await?;
-        for (rid, node) in unknown {
-            if report.recovered.len() >= self.config.sweep.max_per_run {
+        // At most the cap of subscription lookups a run: a hosting account shared with
+        // another deployment may list many VPSes whose ids we do not know.
+        for (looked, (rid, node)) in unknown.into_iter().enumerate() {
+            if looked >= self.config.sweep.max_per_run {
                 report.unattributed += 1;
                 continue;
             }
