@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::views::{SubscriptionView, TrafficView};
 use crate::app::{MyVpn, VpnConfig, VpnOutcome};
@@ -108,17 +109,22 @@ impl<'a> VpnStatusView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Protocol)]
 pub struct ProtocolView {
     pub protocol: String,
-    /// The same value as `protocol`: two app versions read different keys.
+    /// The same as `protocol` (two app versions read different keys).
     pub protocol_name: String,
     pub url: String,
     pub node: String,
 }
 
-/// `GET /api/v1/my/vpn/subscribe`, decoded strictly by the iOS app.
-#[derive(Debug, Serialize)]
+/// `GET /api/v1/my/vpn/subscribe`.
+// Decoded strictly by the iOS app.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = VpnSubscribe)]
 pub struct VpnSubscribeView {
     pub status: &'static str,
     pub channel: String,
@@ -127,7 +133,9 @@ pub struct VpnSubscribeView {
     pub subscribe_url: String,
     pub device_id: String,
     pub protocols: Vec<ProtocolView>,
+    /// Bytes.
     pub traffic_limit: i64,
+    /// Bytes.
     pub traffic_used: i64,
     #[serde(serialize_with = "rfc3339")]
     pub expire_at: DateTime<Utc>,
@@ -170,8 +178,10 @@ impl VpnSubscribeView {
     }
 }
 
-/// `data` of `GET /api/internal/vpn/user/{user_id}/status`.
-#[derive(Debug, Serialize)]
+// `data` of `GET /api/internal/vpn/user/{user_id}/status`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = VpnRecord)]
 pub struct VpnRecordView {
     pub status: VpnStatus,
     pub channel: String,
@@ -200,15 +210,19 @@ impl VpnRecordView {
     }
 }
 
-/// `POST /api/internal/entitlements/gift` → 201.
-#[derive(Debug, Serialize)]
+// `POST /api/internal/entitlements/gift` → 201.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Gifted)]
 pub struct GiftView {
     pub entitlement_id: String,
-    /// The VPN manager's uuid, `null` while the account is still being made.
+    /// The VPN manager's uuid, `null` while the account is being made.
+    #[schema(required = true)]
     pub otun_uuid: Option<String>,
-    /// The user's limit now, gift included.
+    // The user's limit now, gift included.
     pub traffic_limit: i64,
     #[serde(serialize_with = "rfc3339_opt")]
+    #[schema(required = true)]
     pub expire_at: Option<DateTime<Utc>>,
     pub protocols: Vec<&'static str>,
 }
@@ -225,8 +239,10 @@ impl From<&VpnOutcome> for GiftView {
     }
 }
 
-/// One row of `GET /api/internal/entitlements`.
-#[derive(Debug, Serialize)]
+// One row of `GET /api/internal/entitlements`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Entitlement)]
 pub struct EntitlementView {
     pub entitlement_id: String,
     pub user_id: String,

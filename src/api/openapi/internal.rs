@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use utoipa::ToSchema;
 
 use super::schemas::{Migration, MyNode, VpnSubscribe};
-use crate::domain::entitlement::VpnStatus;
+pub use crate::api::vpn_views::GiftView as Gifted;
+use crate::api::vpn_views::{EntitlementView as Entitlement, VpnRecordView as VpnRecord};
 use crate::domain::{EventKind, ResourceKind, Status};
 
 resource_schema! {
@@ -44,17 +45,6 @@ pub struct InternalVpnSubscribe {
 
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct VpnRecord {
-    pub status: VpnStatus,
-    pub channel: String,
-    pub plan_tier: String,
-    pub traffic_limit: i64,
-    pub traffic_used: i64,
-    pub expire_at: Option<DateTime<Utc>>,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct InternalVpnStatus {
     pub success: bool,
     /// `null` when the user never had VPN access.
@@ -64,42 +54,8 @@ pub struct InternalVpnStatus {
 
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Entitlement {
-    pub entitlement_id: String,
-    pub user_id: String,
-    pub resource_id: String,
-    pub subscription_id: Option<String>,
-    pub channel: String,
-    pub business_type: String,
-    pub plan_tier: String,
-    pub service_tier: String,
-    pub traffic_limit: i64,
-    pub expire_at: DateTime<Utc>,
-    pub status: String,
-    pub current: bool,
-    pub device_id: Option<String>,
-    pub email: Option<String>,
-    pub note: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Entitlements {
     pub entitlements: Vec<Entitlement>,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Gifted {
-    pub entitlement_id: String,
-    /// The VPN manager's uuid, `null` while the account is being made.
-    #[schema(required = true)]
-    pub otun_uuid: Option<String>,
-    pub traffic_limit: i64,
-    #[schema(required = true)]
-    pub expire_at: Option<DateTime<Utc>>,
-    pub protocols: Vec<String>,
 }
 
 #[derive(ToSchema)]

@@ -14,6 +14,7 @@ pub use super::refusals::{
 };
 
 use crate::api::views::{MigrationView, NodeStatus, SubscriptionView};
+pub use crate::api::vpn_views::VpnSubscribeView as VpnSubscribe;
 
 /// The subscription view, named for the twins that still embed it.
 type Subscription = SubscriptionView<'static>;
@@ -183,34 +184,5 @@ pub struct MyVpn {
     pub subscription: Option<Subscription>,
     pub has_vpn_user: bool,
     pub vpn_user: Option<VpnUser>,
-    pub message: String,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Protocol {
-    pub protocol: String,
-    /// The same as `protocol` (two app versions read different keys).
-    pub protocol_name: String,
-    pub url: String,
-    pub node: String,
-}
-
-/// `GET /api/v1/my/vpn/subscribe`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VpnSubscribe {
-    pub status: String,
-    pub channel: String,
-    pub plan_tier: String,
-    pub service_tier: String,
-    pub subscribe_url: String,
-    pub device_id: String,
-    pub protocols: Vec<Protocol>,
-    /// Bytes.
-    pub traffic_limit: i64,
-    /// Bytes.
-    pub traffic_used: i64,
-    pub expire_at: DateTime<Utc>,
     pub message: String,
 }
