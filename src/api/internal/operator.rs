@@ -7,6 +7,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::api::ApiState;
 use crate::api::error::ApiError;
@@ -15,7 +16,7 @@ use crate::api::openapi::{internal as idoc, schemas as doc};
 use crate::api::views::ResourceStatus;
 use crate::app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
 use crate::domain::units::{rfc3339, rfc3339_opt};
-use crate::domain::{Event, Resource, Status};
+use crate::domain::{Event, EventKind, Resource, Status};
 
 /// A resource in the queue, with what an operator needs to decide.
 #[derive(Debug, Serialize)]
@@ -64,12 +65,16 @@ impl QueueItem {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct EventView<'a> {
-    kind: &'static str,
-    actor: &'a str,
+/// One entry of a resource's history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = HistoryEvent)]
+pub struct EventView {
+    kind: EventKind,
+    /// `engine`, `api`, `operator:NAME`, …
+    actor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
+    message: Option<String>,
     #[serde(serialize_with = "rfc3339")]
     at: DateTime<Utc>,
 }
@@ -180,22 +185,32 @@ fn signed(staff: &Staff, action: OperatorAction) -> OperatorAction {
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    responses((status = 200, description = "The resource's history, oldest first", body = idoc::History), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
+    responses((status = 200, description = "The resource's history, oldest first", body = History), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
 )]
 pub async fn events(
     State(st): State<Arc<ApiState>>,
     _: Staff,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     let events: Vec<Event> = st.app.history(ResourceId::parse(&id)?).await?;
-    let views: Vec<EventView<'_>> = events
-        .iter()
-        .map(|e| EventView {
-            kind: e.kind.as_str(),
-            actor: &e.actor,
-            message: e.message.as_deref(),
-            at: e.at,
-        })
-        .collect();
-    Ok(Json(json!({"resource_id": id, "events": views})))
+    Ok(Json(History {
+        resource_id: id,
+        events: events
+            .into_iter()
+            .map(|e| EventView {
+                kind: e.kind,
+                actor: e.actor,
+                message: e.message,
+                at: e.at,
+            })
+            .collect(),
+    }))
+}
+
+/// `GET /api/internal/resources/{id}/events`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    resource_id: String,
+    events: Vec<EventView>,
 }

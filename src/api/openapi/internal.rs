@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::schemas::{Migration, MyNode, VpnSubscribe};
 pub use crate::api::vpn_views::GiftView as Gifted;
 use crate::api::vpn_views::{EntitlementView as Entitlement, VpnRecordView as VpnRecord};
-use crate::domain::{EventKind, ResourceKind, Status};
+use crate::domain::{ResourceKind, Status};
 
 resource_schema! {
     /// A resource's true lifecycle, for internal callers and operators.
@@ -113,23 +113,6 @@ pub struct Queue {
     pub callbacks: Vec<QueueCallback>,
     pub subscriptions: Vec<QueueSubscription>,
     pub stuck_after_attempts: i32,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryEvent {
-    pub kind: EventKind,
-    /// `engine`, `api`, `operator:NAME`, …
-    pub actor: String,
-    pub message: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct History {
-    pub resource_id: String,
-    pub events: Vec<HistoryEvent>,
 }
 
 #[derive(ToSchema)]
