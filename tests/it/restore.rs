@@ -239,7 +239,7 @@ on_both! {
         let port = free_port();
         let service = Service::start_with(&db, &sims, port, &SWEEP).await;
 
-        // Before the backup: two settled nodes; then work in flight.
+        // Before the backup: five settled nodes; then work in flight.
         let stays = order(&service, &sims, &STAYS).await;
         let gone = order(&service, &sims, &GONE).await;
         let moves = order(&service, &sims, &MOVES).await;
