@@ -6,35 +6,8 @@ use std::sync::OnceLock;
 use askama::Template;
 use axum::response::Response;
 use serde_json::Value;
-use utoipa::ToSchema;
 
 use super::{ASSETS, Assets};
-
-/// The sign-in forms' body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct TokenForm {
-    /// An app token (`/signin`) or an operator token (`/console/signin`).
-    token: String,
-}
-
-/// The create and migrate forms' body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct RegionForm {
-    region: Option<String>,
-}
-
-/// The queue form's body: the ticked rows and what to do with them.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct QueueForm {
-    /// Repeated, once per ticked row.
-    id: Vec<String>,
-    /// `retry` or `fail`.
-    op: String,
-    reason: Option<String>,
-}
 
 struct ResponseRow {
     status: String,
