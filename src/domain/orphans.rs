@@ -137,14 +137,12 @@ pub enum Recovery {
 
 /// Decides about a VPS with an unknown resource id of ours from the subscription it names
 /// and the user's active subscription as the subscription service reports it.
-pub fn recovery(named: Option<&str>, active: Option<&SubscriptionSnapshot>) -> Recovery {
-    match (named, active) {
-        (Some(named), Some(s)) if s.subscription_id == named && s.status == "active" => {
-            Recovery::Adopt {
-                plan_tier: s.plan_tier.clone(),
-                slots: s.quantity.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
-            }
-        }
+pub fn recovery(named: &str, active: Option<&SubscriptionSnapshot>) -> Recovery {
+    match active {
+        Some(s) if s.subscription_id == named && s.status == "active" => Recovery::Adopt {
+            plan_tier: s.plan_tier.clone(),
+            slots: s.quantity.unwrap_or(1).clamp(1, i64::from(u32::MAX)) as u32,
+        },
         _ => Recovery::Unconfirmed,
     }
 }
@@ -440,21 +438,21 @@ mod tests {
     #[test]
     fn an_unknown_vps_is_adopted_only_for_the_active_subscription_it_names() {
         assert_eq!(
-            recovery(Some("sub-1"), Some(&active("sub-1", None))),
+            recovery("sub-1", Some(&active("sub-1", None))),
             Recovery::Adopt {
                 plan_tier: "premium".into(),
                 slots: 1
             }
         );
         assert_eq!(
-            recovery(Some("sub-1"), Some(&active("sub-1", Some(3)))),
+            recovery("sub-1", Some(&active("sub-1", Some(3)))),
             Recovery::Adopt {
                 plan_tier: "premium".into(),
                 slots: 3
             }
         );
         assert_eq!(
-            recovery(Some("sub-1"), Some(&active("sub-1", Some(0)))),
+            recovery("sub-1", Some(&active("sub-1", Some(0)))),
             Recovery::Adopt {
                 plan_tier: "premium".into(),
                 slots: 1
@@ -462,22 +460,15 @@ mod tests {
             "a nonsense quantity still pays for the node"
         );
         assert_eq!(
-            recovery(Some("sub-1"), Some(&active("sub-2", None))),
+            recovery("sub-1", Some(&active("sub-2", None))),
             Recovery::Unconfirmed,
             "the user's active subscription is another one"
         );
-        assert_eq!(recovery(Some("sub-1"), None), Recovery::Unconfirmed);
-        assert_eq!(
-            recovery(None, Some(&active("sub-1", None))),
-            Recovery::Unconfirmed
-        );
+        assert_eq!(recovery("sub-1", None), Recovery::Unconfirmed);
         let lapsed = SubscriptionSnapshot {
             status: "expired".into(),
             ..active("sub-1", None)
         };
-        assert_eq!(
-            recovery(Some("sub-1"), Some(&lapsed)),
-            Recovery::Unconfirmed
-        );
+        assert_eq!(recovery("sub-1", Some(&lapsed)), Recovery::Unconfirmed);
     }
 }

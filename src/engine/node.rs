@@ -188,6 +188,9 @@ impl Engine {
                 "the VPS {gone} no longer exists at the hosting service"
             )),
         );
+        // Resting until the deletion request below makes it due: the row is not claimed
+        // again in between (if this process dies there, the sweep wakes it again).
+        c.rest();
         c.release_lease = true;
         if !self.commit(c).await? {
             return Ok(());

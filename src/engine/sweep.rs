@@ -263,10 +263,11 @@ impl Engine {
     ) -> Result<bool, SweepError> {
         let facts = (
             node.user_id.as_deref(),
+            node.subscription_id.as_deref(),
             node.cloud_region.as_deref(),
             node.cloud_provider.as_deref(),
         );
-        let (Some(user), Some(region), Some(provider)) = facts else {
+        let (Some(user), Some(subscription), Some(region), Some(provider)) = facts else {
             tracing::warn!(node_id = %node.node_id, resource_id = %rid, "a VPS with an unknown resource id of ours does not say whose or where it is; left alone");
             return Ok(false);
         };
@@ -277,10 +278,7 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let (plan_tier, slots) = match orphans::recovery(
-            node.subscription_id.as_deref(),
-            active.as_ref(),
-        ) {
+        let (plan_tier, slots) = match orphans::recovery(subscription, active.as_ref()) {
             Recovery::Adopt { plan_tier, slots } => (plan_tier, slots),
             Recovery::Unconfirmed => {
                 tracing::warn!(node_id = %node.node_id, resource_id = %rid, user_id = %user, "a VPS with an unknown resource id of ours and no active subscription to match; left alone");
@@ -293,7 +291,7 @@ impl Engine {
         let new = NewResource {
             id: rid,
             kind: ResourceKind::HostingNode,
-            subscription_id: node.subscription_id.clone().unwrap_or_default(),
+            subscription_id: subscription.to_owned(),
             user_id: user.to_owned(),
             user_email: None,
             order_key: format!("recovered:{}", node.node_id),
