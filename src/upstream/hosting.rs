@@ -129,10 +129,7 @@ impl Hosting for HostingClient {
     }
 
     async fn delete_node(&self, node_id: &str) -> UpstreamResult<()> {
-        let delete = self
-            .api
-            .request(Method::DELETE, &["api", "admin", "nodes", node_id]);
-        self.api.send(delete, true).await
+        self.api.delete(&["api", "admin", "nodes", node_id]).await
     }
 
     async fn list_nodes(&self) -> UpstreamResult<Vec<HostingNode>> {

@@ -101,12 +101,18 @@ impl Endpoint {
         Ok(Some(json(expect_success(resp).await?).await?))
     }
 
-    /// Sends `req`, expecting any 2xx (its body unread); with `gone_ok` a 404 counts as
-    /// done (a deletion of what is already gone).
-    async fn send(&self, req: reqwest::RequestBuilder, gone_ok: bool) -> Result<(), UpstreamError> {
+    /// Sends `req`, expecting any 2xx (its body unread).
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(), UpstreamError> {
         let _in_flight = self.gate.enter().await;
-        let resp = req.send().await?;
-        if gone_ok && is_not_found(&resp) {
+        expect_success(req.send().await?).await?;
+        Ok(())
+    }
+
+    /// Deletes what is at the path `segments`; a 404 counts as done (it is gone already).
+    async fn delete(&self, segments: &[&str]) -> Result<(), UpstreamError> {
+        let _in_flight = self.gate.enter().await;
+        let resp = self.request(Method::DELETE, segments).send().await?;
+        if is_not_found(&resp) {
             return Ok(());
         }
         expect_success(resp).await?;

@@ -50,6 +50,6 @@ impl Subscriptions for SubscriptionsClient {
     async fn callback(&self, cb: &FulfillmentCallback) -> UpstreamResult<()> {
         let path = ["api", "internal", "fulfillment", "callback"];
         let post = self.api.request(Method::POST, &path).json(cb);
-        self.api.send(post, false).await
+        self.api.send(post).await
     }
 }

@@ -117,12 +117,11 @@ impl VpnManager for VpnClient {
             .api
             .request(Method::PUT, &["api", "users", uuid])
             .json(update);
-        self.api.send(put, false).await
+        self.api.send(put).await
     }
 
     async fn delete_user(&self, uuid: &str) -> UpstreamResult<()> {
-        let delete = self.api.request(Method::DELETE, &["api", "users", uuid]);
-        self.api.send(delete, true).await
+        self.api.delete(&["api", "users", uuid]).await
     }
 
     async fn subscribe(&self, device_id: &str) -> UpstreamResult<VpnSubscription> {
