@@ -54,19 +54,8 @@ async fn several_nodes_and_migration_shapes() {
             "vless_port": 443, "ss_port": 8388, "public_key": "pubkey", "short_id": "abcd"}))
         .send().await.unwrap();
     assert_eq!(read(r).await.0, 200);
+    app.learned_node_id(&id).await;
     let store = app.store();
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            store
-                .resource(id.parse().unwrap())
-                .await
-                .unwrap()
-                .unwrap()
-                .node_id
-                .is_some()
-        })
-        .await
-    );
     let (_, one) = app
         .user(Method::GET, &format!("/api/v1/my/nodes/{id}"), "u-1", None)
         .await;

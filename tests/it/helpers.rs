@@ -580,6 +580,21 @@ impl TestApp {
         }
     }
 
+    /// The VPS the engine has learned for resource `id`, once it has (the node agent's
+    /// ready report can win the race with the create's answer: a resource may be active
+    /// a moment before its node id is known). Panics after 20 s.
+    pub async fn learned_node_id(&self, id: &str) -> String {
+        let store = self.store();
+        let id = id.parse().unwrap();
+        let node_id = || async { store.resource(id).await.unwrap().unwrap().node_id };
+        let learned = wait_until(Duration::from_secs(20), || async {
+            node_id().await.is_some()
+        })
+        .await;
+        assert!(learned, "the engine never learned the node id of {id}");
+        node_id().await.unwrap()
+    }
+
     /// Waits until the subscription service has received `n` callbacks for `subscription`.
     pub async fn wait_callbacks(
         &self,

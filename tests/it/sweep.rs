@@ -44,30 +44,15 @@ async fn deleted_resource(app: &TestApp, user: &str) -> (String, String) {
     (id, sub)
 }
 
-/// An active node of `user` (subscription `sub-{user}`) once the engine knows its VPS (the
-/// node agent's ready report can win the race with the create's answer: the resource is
-/// active a moment before the engine has learned its node id): its resource id and VPS.
+/// An active node of `user` (subscription `sub-{user}`) once the engine knows its VPS:
+/// its resource id and VPS.
 async fn live_node(app: &TestApp, user: &str) -> (String, String) {
     let sub = format!("sub-{user}");
     app.sims.subscribe(user, &sub, "basic");
     let (_, resp) = app.provision(user, &sub).await;
     let id = resp["resource_id"].as_str().unwrap().to_owned();
     app.wait_status(&id, "active").await;
-    let store = app.store();
-    let node_id = || async {
-        store
-            .resource(id.parse().unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-            .node_id
-    };
-    let learned = wait_until(Duration::from_secs(20), || async {
-        node_id().await.is_some()
-    })
-    .await;
-    assert!(learned, "the engine never learned the node id of {id}");
-    let node = node_id().await.unwrap();
+    let node = app.learned_node_id(&id).await;
     (id, node)
 }
 
