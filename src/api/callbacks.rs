@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Node};
-use super::openapi::schemas as doc;
+use super::openapi::refusals as doc;
+use super::views::StatusMessage;
 use crate::app::{NodeReport, NodeStatsReport};
 
-fn ok() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+fn ok() -> Json<StatusMessage> {
+    Json(StatusMessage::ok())
 }
 
 #[utoipa::path(
@@ -23,13 +23,13 @@ fn ok() -> Json<Value> {
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeReport,
-    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+    responses((status = 200, description = "Recorded", body = StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn ready_post(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
     ApiJson(report): ApiJson<NodeReport>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusMessage>, ApiError> {
     st.app.node_ready(caller, report).await?;
     Ok(ok())
 }
@@ -40,13 +40,13 @@ pub async fn ready_post(
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     params(NodeReport),
-    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+    responses((status = 200, description = "Recorded", body = StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn ready_get(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
     ApiQuery(report): ApiQuery<NodeReport>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusMessage>, ApiError> {
     st.app.node_ready(caller, report).await?;
     Ok(ok())
 }
@@ -57,13 +57,13 @@ pub async fn ready_get(
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeReport,
-    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+    responses((status = 200, description = "Recorded", body = StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn failed_post(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
     ApiJson(report): ApiJson<NodeReport>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusMessage>, ApiError> {
     st.app.node_failed(caller, report).await?;
     Ok(ok())
 }
@@ -74,13 +74,13 @@ pub async fn failed_post(
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     params(NodeReport),
-    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+    responses((status = 200, description = "Recorded", body = StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn failed_get(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
     ApiQuery(report): ApiQuery<NodeReport>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusMessage>, ApiError> {
     st.app.node_failed(caller, report).await?;
     Ok(ok())
 }
@@ -92,13 +92,13 @@ pub async fn failed_get(
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeStatsReport,
-    responses((status = 200, description = "Recorded", body = doc::StatusMessage), doc::CallbackRefusals)
+    responses((status = 200, description = "Recorded", body = StatusMessage), doc::CallbackRefusals)
 )]
 pub async fn stats(
     State(st): State<Arc<ApiState>>,
     Node(caller): Node,
     ApiJson(report): ApiJson<NodeStatsReport>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusMessage>, ApiError> {
     st.app.node_stats(caller, report).await?;
     Ok(ok())
 }

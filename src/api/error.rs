@@ -5,7 +5,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppError;
 use crate::ports::store::StoreError;
@@ -19,6 +20,41 @@ pub enum Shape {
     CreateNode,
     /// `{"success": false, "message", "error", "code"}`.
     Success,
+}
+
+/// Every refusal: a human message and a stable code.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// For people.
+    pub error: &'a str,
+    /// For programs: stable snake_case.
+    pub code: &'a str,
+}
+
+/// The refusals of `POST /my/node` and `POST /my/nodes`, in their success shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNodeRefusal<'a> {
+    /// Always `false`.
+    pub success: bool,
+    /// Always `failed`.
+    pub status: &'a str,
+    pub message: &'a str,
+    pub error: &'a str,
+    pub code: &'a str,
+}
+
+/// The refusals of endpoints that answer `{"success": …}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessRefusal<'a> {
+    /// Always `false`.
+    pub success: bool,
+    pub message: &'a str,
+    pub error: &'a str,
+    pub code: &'a str,
 }
 
 #[derive(Debug)]
@@ -106,14 +142,30 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (message, code) = (self.message.as_str(), self.code);
         let body = match self.shape {
-            Shape::Plain => json!({"error": self.message, "code": self.code}),
-            Shape::CreateNode => json!({"success": false, "status": "failed",
-                "message": self.message, "error": self.message, "code": self.code}),
-            Shape::Success => json!({"success": false, "message": self.message,
-                "error": self.message, "code": self.code}),
+            Shape::Plain => Json(ErrorBody {
+                error: message,
+                code,
+            })
+            .into_response(),
+            Shape::CreateNode => Json(CreateNodeRefusal {
+                success: false,
+                status: "failed",
+                message,
+                error: message,
+                code,
+            })
+            .into_response(),
+            Shape::Success => Json(SuccessRefusal {
+                success: false,
+                message,
+                error: message,
+                code,
+            })
+            .into_response(),
         };
-        let mut resp = (self.status, Json(body)).into_response();
+        let mut resp = (self.status, body).into_response();
         if matches!(
             self.status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS

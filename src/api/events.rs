@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::ApiState;
+use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::{Session, UserSession};
-use super::feed::Feed;
-use super::openapi::schemas as doc;
+use super::feed::{Feed, Message};
+use super::openapi::refusals as doc;
 use super::tickets::TICKET_TTL_SECS;
 use crate::app::UserId;
 use crate::app::live::{Refused, Transport};
@@ -94,10 +95,7 @@ pub async fn ticket(
     State(st): State<Arc<ApiState>>,
     UserSession(_, session): UserSession,
 ) -> Json<Ticket> {
-    Json(Ticket {
-        ticket: st.auth.ticket_for(&session),
-        expires_in: TICKET_TTL_SECS.unsigned_abs(),
-    })
+    Json(Ticket::new(&st.auth, &session))
 }
 
 /// `POST /api/v1/my/events/ticket`.
@@ -109,13 +107,23 @@ pub struct Ticket {
     expires_in: u64,
 }
 
+impl Ticket {
+    /// A ticket for a session's event streams (the pages ask for one too).
+    pub(in crate::api) fn new(auth: &Auth, session: &Session) -> Self {
+        Ticket {
+            ticket: auth.ticket_for(session),
+            expires_in: TICKET_TTL_SECS.unsigned_abs(),
+        }
+    }
+}
+
 /// `GET /api/v1/my/events`: Server-Sent Events.
 #[utoipa::path(
     get,
     path = "/api/v1/my/events",
     tag = "events",
     security(("user_jwt" = []), ("event_ticket" = [])),
-    responses((status = 200, description = "Server-Sent Events: `event: node` (the body of `GET /my/node`) and `event: vpn` (the body of `GET /my/vpn`), each with an `id:`; `: keep-alive` comments", content_type = "text/event-stream", body = String), doc::StreamRefusals)
+    responses((status = 200, description = "Server-Sent Events: `event: node` (the body of `GET /my/node`) and `event: vpn` (the body of `GET /my/vpn`), each with an `id:`; `: keep-alive` comments. The schema is that of one event", content_type = "text/event-stream", body = Message), doc::StreamRefusals)
 )]
 pub async fn sse(
     State(st): State<Arc<ApiState>>,
@@ -143,7 +151,7 @@ pub async fn sse(
     path = "/api/v1/my/events/ws",
     tag = "events",
     security(("user_jwt" = []), ("event_ticket" = [])),
-    responses((status = 101, description = "WebSocket: one text frame per message, `{\"event\": \"node\"|\"vpn\", \"id\", \"data\"}`"), (status = 400, description = "Not a WebSocket upgrade", body = doc::Error), doc::StreamRefusals)
+    responses((status = 101, description = "WebSocket: one text frame per message, `{\"event\": \"node\"|\"vpn\", \"id\", \"data\"}`"), (status = 400, description = "Not a WebSocket upgrade", body = doc::ErrorBody), doc::StreamRefusals)
 )]
 pub async fn ws(
     State(st): State<Arc<ApiState>>,

@@ -112,7 +112,7 @@ impl<T: DeserializeOwned> ApiJson<T> {
 /// Fields whose text is free (a node's error message, an operator's reason, a gift's
 /// note): control characters there are cleaned up by the use case (`input::free_text`)
 /// rather than refused, so a node's multi-line failure report is still recorded.
-const FREE_TEXT_FIELDS: [&str; 3] = ["error_message", "reason", "note"];
+pub(in crate::api) const FREE_TEXT_FIELDS: [&str; 3] = ["error_message", "reason", "note"];
 
 /// The first key or string value (outside the free-text fields) holding a control
 /// character, named for the error message.

@@ -30,13 +30,18 @@ fn next_reread() -> Instant {
 /// again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
-/// One message: a whole document and the id of the state it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One message: a whole document and the id of the state it belongs to. Described as
+/// one event of a stream (`StreamEvent`).
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = StreamEvent)]
 pub struct Message {
     /// `node` or `vpn`.
+    #[schema(value_type = String, pattern = "^(node|vpn)$")]
     pub event: &'static str,
     pub id: String,
-    /// The JSON body, exactly as the GET answers it.
+    /// The JSON body, exactly as the GET answers it (`MyNode` or `MyVpn`).
+    #[schema(content_media_type = "application/json")]
     pub data: String,
 }
 

@@ -12,11 +12,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, Staff};
-use super::openapi::{internal as idoc, schemas as doc};
+use super::openapi::refusals as doc;
 use super::views::Num;
 use crate::app::live::Transport;
 use crate::domain::units::{gib, percent, rfc3339_opt};
@@ -158,13 +159,21 @@ async fn refresh(st: &ApiState) {
     *refreshed = Some(Instant::now());
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LoadQuery {
+    /// The order, highest first (`cpu` when absent).
+    #[param(inline, value_type = Option<LoadSort>)]
     sort: Option<String>,
+    /// How many nodes (50 when absent).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+/// A node's latest load and traffic.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NodeLoad)]
 pub struct NodeLoadView {
     resource_id: String,
     user_id: String,
@@ -177,10 +186,14 @@ pub struct NodeLoadView {
     mem_percent: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     load1: Option<f64>,
+    /// GiB; none until the node reports.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     traffic_used_gb: Option<Num>,
+    #[schema(value_type = f64)]
     traffic_limit_gb: Num,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     traffic_percent: Option<Num>,
     #[serde(
         serialize_with = "rfc3339_opt",
@@ -209,6 +222,14 @@ impl From<NodeLoadRow> for NodeLoadView {
     }
 }
 
+/// `GET /api/internal/nodes/load`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NodesLoad)]
+pub struct NodesLoadView {
+    nodes: Vec<NodeLoadView>,
+}
+
 /// Most nodes one answer lists.
 const MAX_LOAD_ROWS: i64 = 500;
 
@@ -218,14 +239,14 @@ const MAX_LOAD_ROWS: i64 = 500;
     path = "/api/internal/nodes/load",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("sort" = Option<String>, Query, description = "cpu (default), mem, load or traffic"), ("limit" = Option<i64>, Query, description = "1 to 500 (default 50)")),
-    responses((status = 200, description = "Nodes, highest load first", body = idoc::NodesLoad), (status = 403, description = "A user token", body = doc::Error), (status = 422, description = "A bad sort or limit", body = doc::Error), doc::Refusals)
+    params(LoadQuery),
+    responses((status = 200, description = "Nodes, highest load first", body = NodesLoadView), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 422, description = "A bad sort or limit", body = doc::ErrorBody), doc::Refusals)
 )]
 pub async fn nodes_load(
     State(st): State<Arc<ApiState>>,
     _: Staff,
     ApiQuery(q): ApiQuery<LoadQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<NodesLoadView>, ApiError> {
     let invalid =
         |code, msg: &str| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, code, msg);
     let sort = match q.sort.as_deref() {
@@ -238,6 +259,6 @@ pub async fn nodes_load(
         return Err(invalid("invalid_limit", "limit is from 1 to 500"));
     }
     let rows = st.app.ports.store.node_load(sort, limit).await?;
-    let nodes: Vec<NodeLoadView> = rows.into_iter().map(NodeLoadView::from).collect();
-    Ok(Json(serde_json::json!({ "nodes": nodes })))
+    let nodes = rows.into_iter().map(NodeLoadView::from).collect();
+    Ok(Json(NodesLoadView { nodes }))
 }

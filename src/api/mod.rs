@@ -112,7 +112,7 @@ fn routes() -> OpenApiRouter<Arc<ApiState>> {
 }
 
 /// The OpenAPI document of every route (CONTRACTS.md §4.3).
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     openapi::document(routes().into_openapi())
 }
 
@@ -228,7 +228,7 @@ struct Ready {
 #[utoipa::path(get, path = "/ready", tag = "public",
     responses((status = 200, description = "Ready to serve", body = Ready),
         (status = 503, description = "The database does not answer, or a loop of the engine stopped",
-            body = openapi::schemas::Error)))]
+            body = openapi::refusals::ErrorBody)))]
 async fn readiness(State(st): State<Arc<ApiState>>) -> Result<Json<Ready>, ApiError> {
     if let Some(name) = st.app.engine.dead_loop() {
         return Err(ApiError::new(

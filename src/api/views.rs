@@ -12,7 +12,7 @@ use crate::domain::progress::{
     self, CreationProgress, HostingStatus, SubscriptionSnapshot, SubscriptionState, visible_node,
 };
 use crate::domain::units::{gib, percent, rfc3339, rfc3339_opt};
-use crate::domain::{Connection, Resource, Status};
+use crate::domain::{Connection, Resource, ResourceKind, Status};
 use crate::ports::store::Region;
 
 /// A number that is written as an integer when it is whole.
@@ -86,10 +86,16 @@ impl From<Status> for NodeStatus {
 }
 
 /// Traffic allowance and use, in GiB and percent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Traffic)]
 pub struct TrafficView {
+    /// GiB; an integer when whole.
+    #[schema(value_type = f64)]
     pub traffic_limit_gb: Num,
+    #[schema(value_type = f64)]
     pub traffic_used_gb: Num,
+    #[schema(value_type = f64)]
     pub traffic_percent: Num,
 }
 
@@ -103,7 +109,10 @@ impl TrafficView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A hosting node as its owner sees it. Connection fields are omitted until known.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Node)]
 pub struct NodeView<'a> {
     pub resource_id: String,
     pub region: &'a str,
@@ -120,6 +129,9 @@ pub struct NodeView<'a> {
     /// While a replacement VPS is prepared, or after one failed (CONTRACTS.md §4.5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationView<'a>>,
+    /// In the lists of `/my/nodes`, while the node is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_progress: Option<CreationProgress>,
 }
 
 impl<'a> NodeView<'a> {
@@ -134,12 +146,16 @@ impl<'a> NodeView<'a> {
             traffic: TrafficView::of(r),
             created_at: r.created_at,
             migration: MigrationView::of(r),
+            creation_progress: None,
         }
     }
 }
 
-/// `GET /api/v1/my/node` (and `data` of `GET /api/internal/users/{id}/resources`).
-#[derive(Debug, Serialize)]
+/// `GET /api/v1/my/node` (and `data` of `GET /api/internal/users/{id}/resources`), and
+/// each `node` message of the event streams.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MyNode)]
 pub struct MyNodeView<'a> {
     pub hosting_status: HostingStatus,
     pub has_subscription: bool,
@@ -148,6 +164,7 @@ pub struct MyNodeView<'a> {
     pub has_node: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeView<'a>>,
+    /// Only while `node_creating`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creation_progress: Option<CreationProgress>,
     pub message: String,
@@ -279,16 +296,19 @@ impl From<&[Region]> for RegionsView {
     }
 }
 
-/// `GET /api/internal/resources/{id}`: the true lifecycle status, for internal callers.
-#[derive(Debug, Serialize)]
+/// `GET /api/internal/resources/{id}`: a resource's true lifecycle, for internal callers
+/// and operators.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Resource)]
 pub struct ResourceStatus {
     pub resource_id: String,
     pub subscription_id: String,
     pub user_id: String,
-    pub resource_type: &'static str,
+    pub resource_type: ResourceKind,
     pub provider: String,
     pub region: String,
-    pub status: &'static str,
+    pub status: Status,
     #[serde(flatten)]
     pub connection: Connection,
     pub plan_tier: String,
@@ -313,10 +333,10 @@ impl From<&Resource> for ResourceStatus {
             resource_id: r.id.to_string(),
             subscription_id: r.subscription_id.clone(),
             user_id: r.user_id.clone(),
-            resource_type: r.kind.as_str(),
+            resource_type: r.kind,
             provider: r.provider.clone(),
             region: r.region.clone(),
-            status: r.status.as_str(),
+            status: r.status,
             connection: r.connection.clone(),
             plan_tier: r.plan_tier.clone(),
             traffic: TrafficView::of(r),
@@ -326,6 +346,49 @@ impl From<&Resource> for ResourceStatus {
             migration: MigrationView::of(r).map(MigrationView::owned),
         }
     }
+}
+
+/// `{"success": true, "message"}`: an action accepted.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessMessage {
+    pub success: bool,
+    pub message: &'static str,
+}
+
+impl SuccessMessage {
+    pub fn new(message: &'static str) -> Self {
+        SuccessMessage {
+            success: true,
+            message,
+        }
+    }
+}
+
+/// `{"status": "ok"}` and its kin.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMessage {
+    /// `ok`, or `pending` when it is applied later.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+}
+
+impl StatusMessage {
+    pub fn ok() -> Self {
+        StatusMessage {
+            status: "ok",
+            message: None,
+        }
+    }
+}
+
+/// `{"message"}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageOnly {
+    pub message: &'static str,
 }
 
 /// `POST /api/internal/provision`: what the order is now.

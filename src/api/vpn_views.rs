@@ -22,11 +22,14 @@ fn vpn_message(status: VpnStatus, account: bool) -> &'static str {
     }
 }
 
-/// `vpn_user` in `GET /my/vpn`.
-#[derive(Debug, Serialize)]
+/// A VPN account as its owner sees it (`vpn_user` in `GET /my/vpn`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = VpnUser)]
 pub struct VpnUserView {
     pub resource_id: String,
     pub vpn_user_id: String,
+    /// The account's lifecycle status, or `expired`/`disabled` for an active one.
     pub status: &'static str,
     pub plan_tier: String,
     #[serde(flatten)]
@@ -65,8 +68,10 @@ impl VpnUserView {
     }
 }
 
-/// `GET /api/v1/my/vpn`.
-#[derive(Debug, Serialize)]
+/// `GET /api/v1/my/vpn`, and each `vpn` message of the event streams.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MyVpn)]
 pub struct VpnStatusView<'a> {
     pub vpn_status: VpnStatus,
     pub has_subscription: bool,

@@ -12,9 +12,13 @@ use crate::domain::{DeleteReason, Resource, ResourceKind, Status};
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Deprovision {
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub subscription_id: String,
     pub resource_id: Option<String>,
+    /// `subscription_cancelled` when absent or empty.
+    #[schema(
+        pattern = "^(user_initiated|subscription_cancelled|subscription_expired|provision_failed|admin)?$"
+    )]
     pub reason: Option<String>,
 }
 

@@ -17,13 +17,19 @@ use crate::ports::store::NodeStats;
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct NodeReport {
-    #[schema(required = true)]
-    #[param(required = true)]
+    #[schema(required = true, min_length = 1)]
+    #[param(required = true, min_length = 1)]
     pub resource_id: String,
     pub public_ip: Option<String>,
+    #[schema(minimum = 0, maximum = 65535)]
+    #[param(minimum = 0, maximum = 65535)]
     pub api_port: Option<i32>,
     pub api_key: Option<String>,
+    #[schema(minimum = 0, maximum = 65535)]
+    #[param(minimum = 0, maximum = 65535)]
     pub vless_port: Option<i32>,
+    #[schema(minimum = 0, maximum = 65535)]
+    #[param(minimum = 0, maximum = 65535)]
     pub ss_port: Option<i32>,
     pub public_key: Option<String>,
     pub short_id: Option<String>,
@@ -34,12 +40,28 @@ pub struct NodeReport {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct NodeStatsReport {
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     pub resource_id: String,
+    /// Bytes received since the node booted (required).
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 0,
+        maximum = 1_152_921_504_606_846_976_i64
+    )]
     pub rx_bytes: Option<i64>,
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 0,
+        maximum = 1_152_921_504_606_846_976_i64
+    )]
     pub tx_bytes: Option<i64>,
+    #[schema(minimum = 0)]
     pub load1: Option<f64>,
+    #[schema(minimum = 0, maximum = 100)]
     pub cpu_percent: Option<f64>,
+    #[schema(minimum = 0, maximum = 100)]
     pub mem_percent: Option<f64>,
     /// When the agent took the sample (optional; arrival time otherwise). With it, a late
     /// delivery of an older sample is recognised and ignored.

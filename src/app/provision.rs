@@ -17,9 +17,15 @@ use crate::ports::store::{HostingOrder, NewResource};
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Provision {
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub user_id: String,
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 256)]
     pub subscription_id: Option<String>,
+    /// An address (`local@domain`), or blank.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\S\x00-\x1f\x7f-\x9f]*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+)?[^\S\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub user_email: Option<String>,
     pub app_source: Option<String>,
     pub business_type: Option<String>,
@@ -27,18 +33,24 @@ pub struct Provision {
     pub resource_type: Option<String>,
     pub plan_tier: Option<String>,
     pub region: Option<String>,
+    /// Bytes (VPN orders: from 0 to 10^6 GiB; hosting orders do not read it).
     pub traffic_limit: Option<i64>,
+    /// Days a VPN order buys (1 to 3650; hosting orders do not read it).
     pub expire_days: Option<i64>,
     pub product_id: Option<String>,
     pub purchase_type: Option<String>,
     pub channel_sub_id: Option<String>,
     pub channel_tx_id: Option<String>,
-    #[schema(format = DateTime)]
+    /// The paid period's start, RFC 3339 as the subscription service writes it; read as
+    /// part of the order's identity, never parsed (at most 256 characters).
+    #[schema(max_length = 256)]
     pub period_start: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(max_length = 256)]
     pub period_end: Option<String>,
     pub amount: Option<i64>,
     pub currency: Option<String>,
+    /// Hosting nodes the order pays for (1 when absent; at most `MAX_NODES_PER_SUBSCRIPTION`).
+    #[schema(minimum = 1)]
     pub quantity: Option<i64>,
     pub months: Option<i64>,
     pub device_id: Option<String>,

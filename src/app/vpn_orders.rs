@@ -37,11 +37,26 @@ impl VpnOutcome {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Gift {
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub user_id: String,
+    /// An address (`local@domain`), or blank.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^\S\x00-\x1f\x7f-\x9f]*([^\s@\x00-\x1f\x7f-\x9f]+@[^\s@\x00-\x1f\x7f-\x9f]+)?[^\S\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub email: Option<String>,
+    /// GiB, at least 1 MiB's worth (`1/1024`).
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 0.0009765625,
+        maximum = 1000000
+    )]
     pub traffic_gb: Option<f64>,
+    #[schema(required = true, nullable = false, minimum = 1, maximum = 3650)]
     pub duration_days: Option<i64>,
+    /// `standard` when absent.
+    #[schema(pattern = "^(standard|premium)$")]
     pub service_tier: Option<String>,
     pub note: Option<String>,
 }

@@ -132,12 +132,14 @@ impl Status {
 /// How a customer's app connects to a node. Every field is optional until the hosting
 /// service reports it; the hosting service's placeholder values (`""`, `0`) never get here.
 /// Serialised with the contract's field names, each omitted until known.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Connection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_port: Option<i32>,
+    /// The node agent's key (its owner receives it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

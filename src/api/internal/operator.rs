@@ -4,27 +4,30 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, PathId, Staff};
-use crate::api::openapi::{internal as idoc, schemas as doc};
+use crate::api::openapi::refusals as doc;
 use crate::api::views::ResourceStatus;
 use crate::app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
+use crate::domain::callback::FulfillmentCallback;
 use crate::domain::units::{rfc3339, rfc3339_opt};
 use crate::domain::{Event, EventKind, Resource, Status};
 
 /// A resource in the queue, with what an operator needs to decide.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct QueueItem {
     #[serde(flatten)]
     pub resource: ResourceStatus,
     /// `failed`, `past_deadline` or `retrying`.
     pub why: &'static str,
+    /// `present` or `absent`.
     pub desired_state: &'static str,
     pub attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +68,65 @@ impl QueueItem {
     }
 }
 
+/// A callback to the subscription service that keeps failing.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueCallback<'a> {
+    outbox_id: i64,
+    subscription_id: &'a str,
+    #[schema(value_type = Object)]
+    callback: &'a FulfillmentCallback,
+    attempts: i32,
+    #[schema(required = true)]
+    last_error: Option<&'a str>,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    next_attempt_at: DateTime<Utc>,
+}
+
+/// A subscription with more live nodes than it pays for.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSubscription<'a> {
+    subscription_id: &'a str,
+    user_id: &'a str,
+    /// `over_node_limit`.
+    why: &'static str,
+    live_nodes: i64,
+    node_limit: i64,
+}
+
+/// `GET /api/internal/operator/queue`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Queue<'a> {
+    resources: Vec<QueueItem>,
+    callbacks: Vec<QueueCallback<'a>>,
+    subscriptions: Vec<QueueSubscription<'a>>,
+    stuck_after_attempts: i32,
+}
+
+/// An operator's action done: the resource as it is now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorDone {
+    /// `ok`.
+    status: &'static str,
+    message: &'static str,
+    resource: ResourceStatus,
+}
+
+impl OperatorDone {
+    fn new(message: &'static str, r: &Resource) -> Json<Self> {
+        Json(OperatorDone {
+            status: "ok",
+            message,
+            resource: ResourceStatus::from(r),
+        })
+    }
+}
+
 /// One entry of a resource's history.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,37 +146,34 @@ pub struct EventView {
     path = "/api/internal/operator/queue",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
-    responses((status = 200, description = "The failed-work queue", body = idoc::Queue), (status = 403, description = "A user token", body = doc::Error), doc::Refusals)
+    responses((status = 200, description = "The failed-work queue", body = Queue), (status = 403, description = "A user token", body = doc::ErrorBody), doc::Refusals)
 )]
-pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Json<Value>, ApiError> {
+pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Response, ApiError> {
     let q = st.app.operator_queue().await?;
     let now = st.app.ports.clock.now();
-    let resources: Vec<QueueItem> = q.resources.iter().map(|r| QueueItem::new(r, now)).collect();
-    let callbacks: Vec<Value> = q
-        .callbacks
-        .iter()
-        .map(|c| {
-            json!({"outbox_id": c.message.id, "subscription_id": c.message.subscription_id,
-                "callback": c.message.callback, "attempts": c.message.attempts,
-                "last_error": c.last_error,
-                "created_at": c.message.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "next_attempt_at": c.next_attempt_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
-        })
-        .collect();
-    let subscriptions: Vec<Value> = q
-        .over_limit
-        .iter()
-        .map(|o| {
-            json!({"subscription_id": o.subscription_id, "user_id": o.user_id,
-                "why": "over_node_limit", "live_nodes": o.live_nodes, "node_limit": o.node_limit})
-        })
-        .collect();
-    Ok(Json(json!({
-        "resources": resources,
-        "callbacks": callbacks,
-        "subscriptions": subscriptions,
-        "stuck_after_attempts": STUCK_ATTEMPTS,
-    })))
+    let callbacks = q.callbacks.iter().map(|c| QueueCallback {
+        outbox_id: c.message.id,
+        subscription_id: &c.message.subscription_id,
+        callback: &c.message.callback,
+        attempts: c.message.attempts,
+        last_error: c.last_error.as_deref(),
+        created_at: c.message.created_at,
+        next_attempt_at: c.next_attempt_at,
+    });
+    let subscriptions = q.over_limit.iter().map(|o| QueueSubscription {
+        subscription_id: &o.subscription_id,
+        user_id: &o.user_id,
+        why: "over_node_limit",
+        live_nodes: o.live_nodes,
+        node_limit: o.node_limit,
+    });
+    let view = Queue {
+        resources: q.resources.iter().map(|r| QueueItem::new(r, now)).collect(),
+        callbacks: callbacks.collect(),
+        subscriptions: subscriptions.collect(),
+        stuck_after_attempts: STUCK_ATTEMPTS,
+    };
+    Ok(Json(view).into_response())
 }
 
 #[utoipa::path(
@@ -124,22 +183,20 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Json<Val
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
     request_body = OperatorAction,
-    responses((status = 200, description = "The next step runs now", body = idoc::OperatorDone), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), (status = 409, description = "Nothing to retry", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+    responses((status = 200, description = "The next step runs now", body = OperatorDone), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "No such resource", body = doc::ErrorBody), (status = 409, description = "Nothing to retry", body = doc::ErrorBody), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn retry(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
     PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OperatorDone>, ApiError> {
     let action = signed(&staff, action);
     let r = st
         .app
         .operator_retry(ResourceId::parse(&id)?, action)
         .await?;
-    Ok(Json(
-        json!({"status": "ok", "message": "the next step runs now", "resource": ResourceStatus::from(&r)}),
-    ))
+    Ok(OperatorDone::new("the next step runs now", &r))
 }
 
 #[utoipa::path(
@@ -149,22 +206,21 @@ pub async fn retry(
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
     request_body = OperatorAction,
-    responses((status = 200, description = "Failed and reported", body = idoc::OperatorDone), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), (status = 409, description = "Already settled", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+    responses((status = 200, description = "Failed and reported", body = OperatorDone), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "No such resource", body = doc::ErrorBody), (status = 409, description = "Already settled", body = doc::ErrorBody), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn fail(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
     PathId(id): PathId,
     ApiJson(action): ApiJson<OperatorAction>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OperatorDone>, ApiError> {
     let action = signed(&staff, action);
     let r = st
         .app
         .operator_fail(ResourceId::parse(&id)?, action)
         .await?;
-    Ok(Json(json!({"status": "ok",
-        "message": "failed, reported, and anything upstream is being cleaned up",
-        "resource": ResourceStatus::from(&r)})))
+    let done = "failed, reported, and anything upstream is being cleaned up";
+    Ok(OperatorDone::new(done, &r))
 }
 
 /// An operator token names who pulls the lever: its name is recorded, whatever the body
@@ -185,7 +241,7 @@ fn signed(staff: &Staff, action: OperatorAction) -> OperatorAction {
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    responses((status = 200, description = "The resource's history, oldest first", body = History), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
+    responses((status = 200, description = "The resource's history, oldest first", body = History), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "No such resource", body = doc::ErrorBody), doc::Refusals)
 )]
 pub async fn events(
     State(st): State<Arc<ApiState>>,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, Internal, RawBody};
-use crate::api::openapi::schemas as doc;
+use crate::api::openapi::refusals as doc;
 use crate::api::views::{DeprovisionView, ProvisionView};
 use crate::app::{Deprovision, Keyed, Provision, VpnOutcome};
 use crate::domain::Status;
@@ -25,7 +25,7 @@ use crate::domain::Status;
     security(("internal_secret" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
     request_body = crate::app::Provision,
-    responses((status = 200, description = "The order was known already (or a VPN order applied at once)", body = ProvisionView), (status = 202, description = "Provisioning started", body = ProvisionView), (status = 403, description = "The order may not be fulfilled", body = doc::Error), (status = 409, description = "Conflicts with what exists (or the key was used with another body)", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+    responses((status = 200, description = "The order was known already (or a VPN order applied at once)", body = ProvisionView), (status = 202, description = "Provisioning started", body = ProvisionView), (status = 403, description = "The order may not be fulfilled", body = doc::ErrorBody), (status = 409, description = "Conflicts with what exists, or a request with the same Idempotency-Key is still in flight (the same key with another body is 422)", body = doc::ErrorBody), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn provision(
     State(st): State<Arc<ApiState>>,
@@ -137,7 +137,7 @@ fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
     tag = "internal",
     security(("internal_secret" = [])),
     request_body = crate::app::Deprovision,
-    responses((status = 200, description = "Deletion started (or done)", body = DeprovisionView), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals, doc::BodyRefusals)
+    responses((status = 200, description = "Deletion started (or done)", body = DeprovisionView), (status = 404, description = "No such resource", body = doc::ErrorBody), doc::Refusals, doc::BodyRefusals)
 )]
 pub async fn deprovision(
     State(st): State<Arc<ApiState>>,

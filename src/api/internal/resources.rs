@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api::ApiState;
 use crate::api::error::{ApiError, Shape};
 use crate::api::extract::{ApiJson, PathId, Staff};
-use crate::api::openapi::{internal as idoc, schemas as doc};
-use crate::api::user::nodes::{accepted, cancelled};
+use crate::api::openapi::refusals as doc;
+use crate::api::user::nodes::{MigrationAcceptedView, MigrationCancelledView, accepted, cancelled};
 use crate::api::views::{MyNodeView, ResourceStatus};
 use crate::app::{ResourceId, SubscriptionId, UserId};
 
@@ -22,7 +22,7 @@ use crate::app::{ResourceId, SubscriptionId, UserId};
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    responses((status = 200, description = "The resource", body = idoc::Resource), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "No such resource", body = doc::Error), doc::Refusals)
+    responses((status = 200, description = "The resource", body = ResourceStatus), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "No such resource", body = doc::ErrorBody), doc::Refusals)
 )]
 pub async fn resource(
     State(st): State<Arc<ApiState>>,
@@ -33,23 +33,41 @@ pub async fn resource(
     Ok(Json(ResourceStatus::from(&r)))
 }
 
+/// A subscription's resources.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Resources)]
+pub struct ResourcesView {
+    resources: Vec<ResourceStatus>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/internal/subscriptions/{subscription_id}/resources",
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("subscription_id" = String, Path)),
-    responses((status = 200, description = "The subscription's resources", body = idoc::Resources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), doc::Refusals)
+    params(("subscription_id" = String, Path, max_length = 256)),
+    responses((status = 200, description = "The subscription's resources", body = ResourcesView), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "A malformed id", body = doc::ErrorBody), (status = 422, description = "A subscription id over 256 characters", body = doc::ErrorBody), doc::Refusals)
 )]
 pub async fn subscription_resources(
     State(st): State<Arc<ApiState>>,
     _: Staff,
     PathId(subscription_id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResourcesView>, ApiError> {
     let subscription = SubscriptionId::parse(&subscription_id)?;
     let resources = st.app.subscription_resources(&subscription).await?;
-    let views: Vec<ResourceStatus> = resources.iter().map(ResourceStatus::from).collect();
-    Ok(Json(json!({"resources": views})))
+    Ok(Json(ResourcesView {
+        resources: resources.iter().map(ResourceStatus::from).collect(),
+    }))
+}
+
+/// `GET /api/internal/users/{user_id}/resources`: the user's `/my/node` document.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = UserResources)]
+pub struct UserResourcesView<'a> {
+    success: bool,
+    data: MyNodeView<'a>,
 }
 
 #[utoipa::path(
@@ -57,18 +75,20 @@ pub async fn subscription_resources(
     path = "/api/internal/users/{user_id}/resources",
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
-    params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
-    responses((status = 200, description = "The user's node document", body = idoc::UserResources), (status = 403, description = "A user token", body = doc::Error), (status = 404, description = "A malformed id", body = doc::Error), (status = 422, description = "A bad user id", body = doc::Error), doc::Refusals)
+    params(("user_id" = String, Path, max_length = 256, description = "A user id (opaque, up to 256 characters)")),
+    responses((status = 200, description = "The user's node document", body = UserResourcesView), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "A malformed id", body = doc::ErrorBody), (status = 422, description = "A bad user id", body = doc::ErrorBody), doc::Refusals)
 )]
 pub async fn user_resources(
     State(st): State<Arc<ApiState>>,
     _: Staff,
     PathId(user_id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;
-    Ok(Json(
-        json!({"success": true, "data": MyNodeView::from(&*mine)}),
-    ))
+    let view = UserResourcesView {
+        success: true,
+        data: MyNodeView::from(&*mine),
+    };
+    Ok(Json(view).into_response())
 }
 
 /// An internal migration: to another region, another plan, or both.
@@ -87,14 +107,14 @@ pub struct MigrateBody {
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
     request_body = MigrateBody,
-    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+    responses((status = 202, description = "A new VPS is being prepared", body = MigrationAcceptedView), doc::SuccessRefusals)
 )]
 pub async fn migrate_internal(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
     PathId(id): PathId,
     ApiJson(body): ApiJson<MigrateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let actor = staff.actor();
     let r = st
         .app
@@ -115,13 +135,13 @@ pub async fn migrate_internal(
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
-    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+    responses((status = 200, description = "Cancelled", body = MigrationCancelledView), doc::SuccessRefusals)
 )]
 pub async fn cancel_internal(
     State(st): State<Arc<ApiState>>,
     staff: Staff,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MigrationCancelledView>, ApiError> {
     let r = st
         .app
         .cancel_resource_migration(&id, &staff.actor())

@@ -172,11 +172,5 @@ pub async fn app_vpn(State(st): St, PageUser(user, _): PageUser) -> Result<Respo
 
 /// `POST /app/ticket`: a ticket for the event stream the page listens to.
 pub async fn app_ticket(State(st): St, PageUser(_, session): PageUser, _: SameOrigin) -> Response {
-    super::secure(
-        Json(serde_json::json!({
-            "ticket": st.auth.ticket_for(&session),
-            "expires_in": crate::api::tickets::TICKET_TTL_SECS,
-        }))
-        .into_response(),
-    )
+    super::secure(Json(crate::api::events::Ticket::new(&st.auth, &session)).into_response())
 }

@@ -6,13 +6,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::api::ApiState;
 use crate::api::error::{ApiError, Shape};
 use crate::api::extract::{ApiJson, User};
-use crate::api::openapi::schemas as doc;
-use crate::api::views::{CreateNodeView, MyNodeView};
+use crate::api::openapi::refusals as doc;
+use crate::api::views::{CreateNodeView, MyNodeView, SuccessMessage};
 use crate::app::{NodeCreate, UserId};
 use crate::domain::progress::creation_progress;
 
@@ -21,7 +20,7 @@ use crate::domain::progress::creation_progress;
     path = "/api/v1/my/node",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "The user's node and subscription", body = doc::MyNode), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "The user's node and subscription", body = MyNodeView), doc::Refusals, doc::RateLimited)
 )]
 pub async fn my_node(
     State(st): State<Arc<ApiState>>,
@@ -52,7 +51,9 @@ pub(in crate::api) fn json_response(body: String) -> Response {
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(default)]
 pub struct RegionChoice {
-    /// A region code from `/regions`; the default region when omitted.
+    /// A region code from `/regions` (required: a missing or empty one is 422, never the
+    /// default region).
+    #[schema(required = true, nullable = false, min_length = 1)]
     pub(in crate::api) region: Option<String>,
 }
 
@@ -108,17 +109,15 @@ pub(in crate::api) async fn create(
     path = "/api/v1/my/node",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "Deletion started", body = doc::SuccessMessage), doc::SuccessRefusals)
+    responses((status = 200, description = "Deletion started", body = SuccessMessage), doc::SuccessRefusals)
 )]
 pub async fn delete_my_node(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SuccessMessage>, ApiError> {
     st.app
         .delete_my_node(&user)
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
-    Ok(Json(
-        json!({"success": true, "message": "Your node is being deleted."}),
-    ))
+    Ok(Json(SuccessMessage::new("Your node is being deleted.")))
 }

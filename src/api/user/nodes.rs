@@ -6,28 +6,21 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::api::ApiState;
 use crate::api::error::{ApiError, Shape};
 use crate::api::extract::{ApiJson, PathId, User};
-use crate::api::openapi::schemas as doc;
+use crate::api::openapi::refusals as doc;
 use crate::api::user::node::RegionChoice;
-use crate::api::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView};
+use crate::api::views::{
+    CreateNodeView, MigrationView, NodeView, SubscriptionView, SuccessMessage,
+};
 use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
 use crate::domain::Resource;
 use crate::domain::progress::{self, CreationProgress, HostingStatus, SubscriptionState};
-
-/// A node in a list or alone: the node object of `/my/node`, plus its creation progress
-/// while it is being created.
-#[derive(Serialize)]
-struct NodeItem<'a> {
-    #[serde(flatten)]
-    node: NodeView<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    creation_progress: Option<CreationProgress>,
-}
 
 fn progress_of(e: &NodeEntry) -> Option<CreationProgress> {
     matches!(
@@ -38,15 +31,50 @@ fn progress_of(e: &NodeEntry) -> Option<CreationProgress> {
 }
 
 /// `GET /api/v1/my/nodes`.
-#[derive(Serialize)]
-struct MyNodesView<'a> {
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MyNodes)]
+pub struct MyNodesView<'a> {
     hosting_status: HostingStatus,
     has_subscription: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     subscription: Option<SubscriptionView<'a>>,
+    /// How many live nodes the subscription pays for.
     node_limit: u32,
-    nodes: Vec<NodeItem<'a>>,
+    nodes: Vec<NodeView<'a>>,
     message: String,
+}
+
+/// `GET /api/v1/my/nodes/{resource_id}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = OneNode)]
+pub struct OneNodeView<'a> {
+    node: NodeView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creation_progress: Option<CreationProgress>,
+}
+
+/// A migration accepted (202).
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MigrationAccepted)]
+pub struct MigrationAcceptedView<'a> {
+    success: bool,
+    resource_id: String,
+    #[schema(required = true)]
+    migration: Option<MigrationView<'a>>,
+    message: &'static str,
+}
+
+/// A migration cancelled.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = MigrationCancelled)]
+pub struct MigrationCancelledView {
+    success: bool,
+    resource_id: String,
+    message: &'static str,
 }
 
 impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
@@ -63,9 +91,9 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
             nodes: m
                 .nodes
                 .iter()
-                .map(|e| NodeItem {
-                    node: NodeView::new(&e.node, e.region.as_ref()),
+                .map(|e| NodeView {
                     creation_progress: progress_of(e),
+                    ..NodeView::new(&e.node, e.region.as_ref())
                 })
                 .collect(),
             message: progress::hosting_message(m.status, m.nodes.first().map(|e| &e.node)),
@@ -78,14 +106,11 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
     path = "/api/v1/my/nodes",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "The user's nodes", body = doc::MyNodes), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "The user's nodes", body = MyNodesView), doc::Refusals, doc::RateLimited)
 )]
-pub async fn list(
-    State(st): State<Arc<ApiState>>,
-    User(user): User,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<Arc<ApiState>>, User(user): User) -> Result<Response, ApiError> {
     let mine = st.app.my_nodes(&user).await?;
-    Ok(Json(json!(MyNodesView::from(&mine))))
+    Ok(Json(MyNodesView::from(&mine)).into_response())
 }
 
 #[utoipa::path(
@@ -110,20 +135,19 @@ pub async fn create(
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
-    responses((status = 200, description = "One of the user's nodes", body = doc::OneNode), (status = 404, description = "No such node of this user", body = doc::Error), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "One of the user's nodes", body = OneNodeView), (status = 404, description = "No such node of this user", body = doc::ErrorBody), doc::Refusals, doc::RateLimited)
 )]
 pub async fn one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let e = st.app.my_node_by_id(&user, &id).await?;
-    let node = NodeView::new(&e.node, e.region.as_ref());
-    let mut body = json!({ "node": node });
-    if let Some(p) = progress_of(&e) {
-        body["creation_progress"] = json!(p);
-    }
-    Ok(Json(body))
+    Ok(Json(OneNodeView {
+        node: NodeView::new(&e.node, e.region.as_ref()),
+        creation_progress: progress_of(&e),
+    })
+    .into_response())
 }
 
 #[utoipa::path(
@@ -132,42 +156,37 @@ pub async fn one(
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
-    responses((status = 200, description = "Deletion started", body = doc::SuccessMessage), doc::SuccessRefusals)
+    responses((status = 200, description = "Deletion started", body = SuccessMessage), doc::SuccessRefusals)
 )]
 pub async fn delete(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SuccessMessage>, ApiError> {
     st.app
         .delete_my_node_by_id(&user, &id)
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Success))?;
-    Ok(Json(
-        json!({"success": true, "message": "Your node is being deleted."}),
-    ))
+    Ok(Json(SuccessMessage::new("Your node is being deleted.")))
 }
 
 /// The 202 of a migration request.
-pub(in crate::api) fn accepted(r: &Resource) -> (StatusCode, Json<Value>) {
-    let migration = MigrationView::of(r);
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "success": true,
-            "resource_id": r.id.to_string(),
-            "migration": migration,
-            "message": "A new VPS is being prepared; the node keeps serving until it is ready.",
-        })),
-    )
+pub(in crate::api) fn accepted(r: &Resource) -> Response {
+    let view = MigrationAcceptedView {
+        success: true,
+        resource_id: r.id.to_string(),
+        migration: MigrationView::of(r),
+        message: "A new VPS is being prepared; the node keeps serving until it is ready.",
+    };
+    (StatusCode::ACCEPTED, Json(view)).into_response()
 }
 
-pub(in crate::api) fn cancelled(r: &Resource) -> Json<Value> {
-    Json(json!({
-        "success": true,
-        "resource_id": r.id.to_string(),
-        "message": "The migration is cancelled; the node stays as it was.",
-    }))
+pub(in crate::api) fn cancelled(r: &Resource) -> Json<MigrationCancelledView> {
+    Json(MigrationCancelledView {
+        success: true,
+        resource_id: r.id.to_string(),
+        message: "The migration is cancelled; the node stays as it was.",
+    })
 }
 
 #[utoipa::path(
@@ -177,14 +196,14 @@ pub(in crate::api) fn cancelled(r: &Resource) -> Json<Value> {
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
     request_body = crate::api::user::node::RegionChoice,
-    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+    responses((status = 202, description = "A new VPS is being prepared", body = MigrationAcceptedView), doc::SuccessRefusals)
 )]
 pub async fn migrate_one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     PathId(id): PathId,
     ApiJson(body): ApiJson<RegionChoice>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     // A migration makes a VPS: it counts against the node-creation budget.
     let spent = st
         .limits
@@ -207,13 +226,13 @@ pub async fn migrate_one(
     tag = "user",
     security(("user_jwt" = [])),
     request_body = crate::api::user::node::RegionChoice,
-    responses((status = 202, description = "A new VPS is being prepared", body = doc::MigrationAccepted), doc::SuccessRefusals)
+    responses((status = 202, description = "A new VPS is being prepared", body = MigrationAcceptedView), doc::SuccessRefusals)
 )]
 pub async fn migrate_shown(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     ApiJson(body): ApiJson<RegionChoice>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     // A migration makes a VPS: it counts against the node-creation budget.
     let spent = st
         .limits
@@ -236,13 +255,13 @@ pub async fn migrate_shown(
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
-    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+    responses((status = 200, description = "Cancelled", body = MigrationCancelledView), doc::SuccessRefusals)
 )]
 pub async fn cancel_one(
     State(st): State<Arc<ApiState>>,
     User(user): User,
     PathId(id): PathId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MigrationCancelledView>, ApiError> {
     let r = st
         .app
         .cancel_my_migration(&user, MyNodeRef::Id(&id))
@@ -256,12 +275,12 @@ pub async fn cancel_one(
     path = "/api/v1/my/node/migrate",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "Cancelled", body = doc::MigrationCancelled), doc::SuccessRefusals)
+    responses((status = 200, description = "Cancelled", body = MigrationCancelledView), doc::SuccessRefusals)
 )]
 pub async fn cancel_shown(
     State(st): State<Arc<ApiState>>,
     User(user): User,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MigrationCancelledView>, ApiError> {
     let r = st
         .app
         .cancel_my_migration(&user, MyNodeRef::Shown)

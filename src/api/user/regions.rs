@@ -8,7 +8,7 @@ use axum::extract::State;
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::extract::User;
-use crate::api::openapi::schemas as doc;
+use crate::api::openapi::refusals as doc;
 use crate::api::views::RegionsView;
 
 #[utoipa::path(

@@ -9,7 +9,7 @@ use axum::response::Response;
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::extract::User;
-use crate::api::openapi::schemas as doc;
+use crate::api::openapi::refusals as doc;
 use crate::api::user::node::json_response;
 use crate::api::vpn_views::{VpnStatusView, VpnSubscribeView};
 use crate::app::UserId;
@@ -19,7 +19,7 @@ use crate::app::UserId;
     path = "/api/v1/my/vpn",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "The user's VPN", body = doc::MyVpn), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "The user's VPN", body = VpnStatusView), doc::Refusals, doc::RateLimited)
 )]
 pub async fn my_vpn(
     State(st): State<Arc<ApiState>>,
@@ -40,7 +40,7 @@ pub(in crate::api) async fn vpn_body(st: &ApiState, user: &UserId) -> Result<Str
     path = "/api/v1/my/vpn/subscribe",
     tag = "user",
     security(("user_jwt" = [])),
-    responses((status = 200, description = "The subscribe links", body = doc::VpnSubscribe), (status = 403, description = "The VPN is not active", body = doc::Error), (status = 404, description = "No VPN", body = doc::Error), doc::Refusals, doc::RateLimited)
+    responses((status = 200, description = "The subscribe links", body = VpnSubscribeView), (status = 403, description = "The VPN is not active", body = doc::ErrorBody), (status = 404, description = "No VPN", body = doc::ErrorBody), doc::Refusals, doc::RateLimited)
 )]
 pub async fn my_vpn_subscribe(
     State(st): State<Arc<ApiState>>,

@@ -48,14 +48,18 @@ pub enum LoadSort {
 }
 
 impl LoadSort {
+    /// Every order, by the name `?sort=` gives it.
+    pub const NAMES: [(&'static str, LoadSort); 4] = [
+        ("cpu", LoadSort::Cpu),
+        ("mem", LoadSort::Mem),
+        ("load", LoadSort::Load),
+        ("traffic", LoadSort::Traffic),
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "cpu" => LoadSort::Cpu,
-            "mem" => LoadSort::Mem,
-            "load" => LoadSort::Load,
-            "traffic" => LoadSort::Traffic,
-            _ => return None,
-        })
+        Self::NAMES
+            .iter()
+            .find_map(|&(name, sort)| (name == s).then_some(sort))
     }
 }
 
