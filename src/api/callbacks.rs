@@ -19,7 +19,7 @@ fn ok() -> Json<StatusMessage> {
 
 #[utoipa::path(
     post,
-    path = "/api/callback/node/ready",
+    path = "/api/callback/node/ready", summary = "A node agent reports that it is ready",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeReport,
@@ -36,7 +36,7 @@ pub async fn ready_post(
 
 #[utoipa::path(
     get,
-    path = "/api/callback/node/ready",
+    path = "/api/callback/node/ready", summary = "A node agent reports that it is ready (query form)",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     params(NodeReport),
@@ -53,7 +53,7 @@ pub async fn ready_get(
 
 #[utoipa::path(
     post,
-    path = "/api/callback/node/failed",
+    path = "/api/callback/node/failed", summary = "A node agent reports that it failed",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeReport,
@@ -70,7 +70,7 @@ pub async fn failed_post(
 
 #[utoipa::path(
     get,
-    path = "/api/callback/node/failed",
+    path = "/api/callback/node/failed", summary = "A node agent reports that it failed (query form)",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     params(NodeReport),
@@ -88,7 +88,7 @@ pub async fn failed_get(
 /// `POST /api/callback/node/stats`: cumulative traffic counters and load.
 #[utoipa::path(
     post,
-    path = "/api/callback/node/stats",
+    path = "/api/callback/node/stats", summary = "A node agent reports its traffic counters and load",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeStatsReport,

@@ -206,7 +206,7 @@ struct Health {
     service: &'static str,
 }
 
-#[utoipa::path(get, path = "/health", tag = "public",
+#[utoipa::path(get, path = "/health", summary = "Liveness", tag = "public",
     responses((status = 200, description = "The process answers", body = Health)))]
 async fn health() -> Json<Health> {
     Json(Health {
@@ -225,7 +225,7 @@ struct Ready {
 }
 
 /// Ready to serve: the engine's loops run and the database answers.
-#[utoipa::path(get, path = "/ready", tag = "public",
+#[utoipa::path(get, path = "/ready", summary = "Readiness", tag = "public",
     responses((status = 200, description = "Ready to serve", body = Ready),
         (status = 503, description = "The database does not answer, or a loop of the engine stopped",
             body = openapi::refusals::ErrorBody)))]
@@ -245,7 +245,7 @@ async fn readiness(State(st): State<Arc<ApiState>>) -> Result<Json<Ready>, ApiEr
 }
 
 /// `GET /api/openapi.json`: this document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "public",
+#[utoipa::path(get, path = "/api/openapi.json", summary = "This document", tag = "public",
     responses((status = 200, description = "The OpenAPI 3.1 document of this service",
         content_type = "application/json", body = Object)))]
 async fn openapi_json() -> axum::response::Response {

@@ -9,17 +9,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-/// Every asset: its name, media type and bytes.
-const FILES: [(&str, &str, &str); 2] = [
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every asset: its name, media type and bytes. Ours, then the docs page's renderer,
+/// vendored from npm (`assets/vendor/MANIFEST` names each file's package, version and
+/// sha256; `scripts/vendor-swagger-ui` refreshes them).
+const FILES: [(&str, &str, &str); 5] = [
+    ("style.css", CSS, include_str!("../../../assets/style.css")),
+    ("app.js", JS, include_str!("../../../assets/app.js")),
+    ("docs.js", JS, include_str!("../../../assets/docs.js")),
     (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_str!("../../../assets/style.css"),
+        "swagger-ui.css",
+        CSS,
+        include_str!("../../../assets/vendor/swagger-ui-dist/swagger-ui.css"),
     ),
     (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../../assets/app.js"),
+        "swagger-ui-bundle.js",
+        JS,
+        include_str!("../../../assets/vendor/swagger-ui-dist/swagger-ui-bundle.js"),
     ),
 ];
 
@@ -28,6 +36,13 @@ pub struct Assets {
     pub version: String,
     pub style: String,
     pub script: String,
+}
+
+impl Assets {
+    /// The path of one asset, under this build's version.
+    pub fn path(&self, file: &str) -> String {
+        format!("/assets/{}/{file}", self.version)
+    }
 }
 
 pub static ASSETS: LazyLock<Assets> = LazyLock::new(|| {
@@ -64,5 +79,48 @@ pub async fn asset(Path((version, file)): Path<(String, String)>) -> Response {
         }
         _ => crate::api::error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset")
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vendored files' provenance.
+    const MANIFEST: &str = include_str!("../../../assets/vendor/MANIFEST");
+
+    #[test]
+    fn every_vendored_file_is_the_one_its_manifest_names() {
+        let listed: Vec<(&str, &str)> = MANIFEST
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(f.len(), 4, "package version file sha256: {l}");
+                assert_eq!((f[0], f[1]), ("swagger-ui-dist", "5.36.0"));
+                (f[2], f[3])
+            })
+            .collect();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/vendor/swagger-ui-dist");
+        let mut on_disk: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        let mut names: Vec<String> = listed.iter().map(|(f, _)| f.to_string()).collect();
+        names.sort();
+        assert_eq!(
+            on_disk, names,
+            "the manifest lists exactly the vendored files"
+        );
+        for (file, sha) in &listed {
+            let bytes = std::fs::read(format!("{root}/{file}")).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), *sha, "{file}");
+        }
+        // What the binary serves is what was checked.
+        for (name, _, body) in FILES.iter().filter(|(n, _, _)| n.starts_with("swagger")) {
+            let (_, sha) = listed.iter().find(|(f, _)| f == name).expect("listed");
+            assert_eq!(hex::encode(Sha256::digest(body.as_bytes())), *sha, "{name}");
+        }
     }
 }

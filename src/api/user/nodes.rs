@@ -18,7 +18,7 @@ use crate::api::user::node::RegionChoice;
 use crate::api::views::{
     CreateNodeView, MigrationView, NodeView, SubscriptionView, SuccessMessage,
 };
-use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry};
+use crate::app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry, UserId};
 use crate::domain::Resource;
 use crate::domain::progress::{self, CreationProgress, HostingStatus, SubscriptionState};
 
@@ -103,7 +103,7 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/nodes",
+    path = "/api/v1/my/nodes", summary = "My nodes",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "The user's nodes", body = MyNodesView), doc::Refusals, doc::RateLimited)
@@ -115,7 +115,7 @@ pub async fn list(State(st): State<Arc<ApiState>>, User(user): User) -> Result<R
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/nodes",
+    path = "/api/v1/my/nodes", summary = "Create one more node",
     tag = "user",
     security(("user_jwt" = [])),
     request_body = crate::api::user::node::RegionChoice,
@@ -131,7 +131,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/nodes/{resource_id}",
+    path = "/api/v1/my/nodes/{resource_id}", summary = "One of my nodes",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -152,7 +152,7 @@ pub async fn one(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/nodes/{resource_id}",
+    path = "/api/v1/my/nodes/{resource_id}", summary = "Delete one of my nodes",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -191,7 +191,7 @@ pub(in crate::api) fn cancelled(r: &Resource) -> Json<MigrationCancelledView> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/nodes/{resource_id}/migrate",
+    path = "/api/v1/my/nodes/{resource_id}/migrate", summary = "Move one of my nodes to another region",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -204,25 +204,12 @@ pub async fn migrate_one(
     PathId(id): PathId,
     ApiJson(body): ApiJson<RegionChoice>,
 ) -> Result<Response, ApiError> {
-    // A migration makes a VPS: it counts against the node-creation budget.
-    let spent = st
-        .limits
-        .node_create(user.as_str())
-        .map_err(|e| e.shaped(Shape::Success))?;
-    let started = st
-        .app
-        .migrate_my_node(&user, MyNodeRef::Id(&id), body.region.as_deref())
-        .await
-        .map_err(ApiError::from);
-    let r = spent
-        .settle(started)
-        .map_err(|e| e.shaped(Shape::Success))?;
-    Ok(accepted(&r))
+    migrate(&st, &user, MyNodeRef::Id(&id), body).await
 }
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/node/migrate",
+    path = "/api/v1/my/node/migrate", summary = "Move my node to another region",
     tag = "user",
     security(("user_jwt" = [])),
     request_body = crate::api::user::node::RegionChoice,
@@ -233,6 +220,16 @@ pub async fn migrate_shown(
     User(user): User,
     ApiJson(body): ApiJson<RegionChoice>,
 ) -> Result<Response, ApiError> {
+    migrate(&st, &user, MyNodeRef::Shown, body).await
+}
+
+/// A user's migration, of the node named or the one `/my/node` shows.
+async fn migrate(
+    st: &ApiState,
+    user: &UserId,
+    node: MyNodeRef<'_>,
+    body: RegionChoice,
+) -> Result<Response, ApiError> {
     // A migration makes a VPS: it counts against the node-creation budget.
     let spent = st
         .limits
@@ -240,7 +237,7 @@ pub async fn migrate_shown(
         .map_err(|e| e.shaped(Shape::Success))?;
     let started = st
         .app
-        .migrate_my_node(&user, MyNodeRef::Shown, body.region.as_deref())
+        .migrate_my_node(user, node, body.region.as_deref())
         .await
         .map_err(ApiError::from);
     let r = spent
@@ -251,7 +248,7 @@ pub async fn migrate_shown(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/nodes/{resource_id}/migrate",
+    path = "/api/v1/my/nodes/{resource_id}/migrate", summary = "Cancel a node's migration",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -272,7 +269,7 @@ pub async fn cancel_one(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/node/migrate",
+    path = "/api/v1/my/node/migrate", summary = "Cancel my node's migration",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "Cancelled", body = MigrationCancelledView), doc::SuccessRefusals)

@@ -13,7 +13,7 @@ use crate::api::views::RegionsView;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/regions",
+    path = "/api/v1/regions", summary = "Regions",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "Every region", body = RegionsView), doc::Refusals, doc::RateLimited)
@@ -27,7 +27,7 @@ pub async fn regions(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/public/regions",
+    path = "/api/v1/public/regions", summary = "Regions (no credentials)",
     tag = "public",
     responses((status = 200, description = "Every region", body = RegionsView), doc::Refusals)
 )]
