@@ -173,3 +173,111 @@ fn merge_all_of(node: &mut Value, components: &Value, parts: &mut BTreeSet<Strin
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::input::is_clean;
+
+    fn matches(pattern: &str, s: &str) -> bool {
+        jsonschema::validator_for(&json!({ "type": "string", "pattern": pattern }))
+            .unwrap()
+            .is_valid(&json!(s))
+    }
+
+    #[test]
+    fn the_patterns_say_what_the_input_rules_do() {
+        let samples = [
+            "",
+            " ",
+            "a",
+            " a ",
+            "é",
+            "x\u{b}",
+            "\u{85}",
+            "a\u{9f}",
+            "\u{a0}",
+            "a\u{2028}b",
+            "\t",
+            "\u{7f}",
+            "ok-id_1",
+            "\u{3000}",
+        ];
+        for s in samples {
+            assert_eq!(matches(CLEAN, s), is_clean(s), "CLEAN on {s:?}");
+            let id = is_clean(s) && !s.trim().is_empty();
+            assert_eq!(matches(NOT_BLANK, s), id, "NOT_BLANK on {s:?}");
+        }
+    }
+
+    #[test]
+    fn a_flattened_view_becomes_one_closed_object() {
+        let doc: Document = serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": { "title": "t", "version": "1" },
+            "paths": {},
+            "components": { "schemas": {
+                "Part": { "type": "object", "required": ["a"],
+                    "properties": { "a": { "type": "string" } } },
+                "View": { "allOf": [
+                    { "$ref": "#/components/schemas/Part" },
+                    { "type": "object", "required": ["b"],
+                      "properties": { "b": { "type": "integer" } } },
+                ] },
+            } },
+        }))
+        .unwrap();
+        let merged = merge_flattened(doc);
+        let schemas = &merged["components"]["schemas"];
+        assert_eq!(
+            schemas["View"],
+            json!({
+                "type": "object",
+                "properties": { "a": { "type": "string" }, "b": { "type": "integer" } },
+                "required": ["a", "b"],
+                "additionalProperties": false,
+            })
+        );
+        assert!(
+            schemas.get("Part").is_none(),
+            "a part nothing names is gone"
+        );
+    }
+
+    #[test]
+    fn a_request_body_gets_the_extractors_rules() {
+        let mut doc = json!({
+            "paths": { "/x": { "post": {
+                "requestBody": { "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/Body" } } } },
+                "parameters": [{ "name": "q", "in": "query", "schema": { "type": "string" } }],
+            } } },
+            "components": { "schemas": { "Body": {
+                "type": "object",
+                "required": ["id"],
+                "properties": {
+                    "id": { "type": "string", "minLength": 1, "default": "" },
+                    "note": { "type": ["string", "null"] },
+                    "reason": { "type": ["string", "null"] },
+                },
+            } } },
+        });
+        describe_inputs(&mut doc);
+        let op = &doc["paths"]["/x"]["post"];
+        assert_eq!(op["requestBody"]["required"], json!(true));
+        assert_eq!(op["parameters"][0]["schema"]["pattern"], json!(CLEAN));
+        let body = &doc["components"]["schemas"]["Body"];
+        assert_eq!(body["properties"]["id"]["pattern"], json!(NOT_BLANK));
+        assert!(body["properties"]["id"].get("default").is_none());
+        // Free text is cleaned by the use case, never refused.
+        assert!(body["properties"]["reason"].get("pattern").is_none());
+        assert_eq!(body["properties"]["note"].get("pattern"), None);
+        assert_eq!(
+            body["additionalProperties"],
+            json!({ "$ref": "#/components/schemas/Ignored" })
+        );
+        assert!(doc["components"]["schemas"]["Ignored"]["anyOf"].is_array());
+    }
+}
