@@ -58,12 +58,7 @@ impl App {
 
     /// An answer read earlier, its status brought up to the clock (an expiry passes).
     fn vpn_now(&self, kept: std::sync::Arc<MyVpn>) -> std::sync::Arc<MyVpn> {
-        let status = gated_vpn_status(
-            kept.record.entitlement.as_ref(),
-            kept.record.resource.as_ref(),
-            kept.paid_by,
-            self.ports.clock.now(),
-        );
+        let status = gate(&kept.record, kept.paid_by, self.ports.clock.now());
         if status == kept.status {
             return kept;
         }
@@ -80,14 +75,8 @@ impl App {
         let (subscription, live, fresh_until) =
             self.subscriptions.lookup_until(user_id, VPN).await?;
         let paid_by = PaidBy::of(&subscription, live);
-        let status = gated_vpn_status(
-            kept.record.entitlement.as_ref(),
-            kept.record.resource.as_ref(),
-            paid_by,
-            self.ports.clock.now(),
-        );
         Ok(MyVpn {
-            status,
+            status: gate(&kept.record, paid_by, self.ports.clock.now()),
             subscription,
             paid_by,
             fresh_until,
@@ -103,14 +92,8 @@ impl App {
         let record = record?;
         let (subscription, live, fresh_until) = lookup?;
         let paid_by = PaidBy::of(&subscription, live);
-        let status = gated_vpn_status(
-            record.entitlement.as_ref(),
-            record.resource.as_ref(),
-            paid_by,
-            self.ports.clock.now(),
-        );
         Ok(MyVpn {
-            status,
+            status: gate(&record, paid_by, self.ports.clock.now()),
             subscription,
             paid_by,
             record,
@@ -179,4 +162,14 @@ impl App {
         let status = vpn_status(record.entitlement.as_ref(), record.resource.as_ref(), now);
         Ok((status, record))
     }
+}
+
+/// The status a user sees of our record, as what the subscription service says gates it.
+fn gate(record: &VpnRecord, paid_by: PaidBy, now: chrono::DateTime<chrono::Utc>) -> VpnStatus {
+    gated_vpn_status(
+        record.entitlement.as_ref(),
+        record.resource.as_ref(),
+        paid_by,
+        now,
+    )
 }
