@@ -80,14 +80,16 @@ pub fn id<'a>(
     Ok(value)
 }
 
-/// An email address: `local@domain`, at most `MAX_EMAIL` characters, no whitespace or
-/// control characters (a CR/LF in an address is header injection waiting to happen).
-/// Blank reads as absent.
+/// An email address: `local@domain`, no whitespace or control characters (a CR/LF in an
+/// address is header injection waiting to happen), at most `MAX_EMAIL` characters as sent
+/// (surrounding spaces count: the limit is the one the document states). Blank reads as
+/// absent.
 pub fn email(value: Option<&str>) -> Result<Option<String>, InputError> {
+    let too_long = value.is_some_and(|v| v.chars().count() > MAX_EMAIL);
     let Some(email) = value.map(str::trim).filter(|e| !e.is_empty()) else {
         return Ok(None);
     };
-    let shaped = email.chars().count() <= MAX_EMAIL
+    let shaped = !too_long
         && !email.chars().any(|c| c.is_control() || c.is_whitespace())
         && email
             .split_once('@')
@@ -254,6 +256,11 @@ mod tests {
         }
         let long = format!("{}@b.c", "a".repeat(MAX_EMAIL));
         assert!(email(Some(&long)).is_err());
+        // The limit counts what was sent, surrounding spaces included.
+        let padded = format!(" {}@b.c", "a".repeat(MAX_EMAIL - 4));
+        assert_eq!(padded.chars().count(), MAX_EMAIL + 1);
+        assert!(email(Some(&padded)).is_err());
+        assert!(email(Some(&padded[1..])).is_ok());
     }
 
     #[test]
