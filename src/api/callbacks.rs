@@ -19,7 +19,8 @@ fn ok() -> Json<StatusMessage> {
 
 #[utoipa::path(
     post,
-    path = "/api/callback/node/ready", summary = "A node agent reports that it is ready",
+    path = "/api/callback/node/ready",
+    summary = "A node agent reports that it is ready",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeReport,
@@ -36,7 +37,8 @@ pub async fn ready_post(
 
 #[utoipa::path(
     get,
-    path = "/api/callback/node/ready", summary = "A node agent reports that it is ready (query form)",
+    path = "/api/callback/node/ready",
+    summary = "A node agent reports that it is ready (query form)",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     params(NodeReport),
@@ -53,7 +55,8 @@ pub async fn ready_get(
 
 #[utoipa::path(
     post,
-    path = "/api/callback/node/failed", summary = "A node agent reports that it failed",
+    path = "/api/callback/node/failed",
+    summary = "A node agent reports that it failed",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeReport,
@@ -70,7 +73,8 @@ pub async fn failed_post(
 
 #[utoipa::path(
     get,
-    path = "/api/callback/node/failed", summary = "A node agent reports that it failed (query form)",
+    path = "/api/callback/node/failed",
+    summary = "A node agent reports that it failed (query form)",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     params(NodeReport),
@@ -88,7 +92,8 @@ pub async fn failed_get(
 /// `POST /api/callback/node/stats`: cumulative traffic counters and load.
 #[utoipa::path(
     post,
-    path = "/api/callback/node/stats", summary = "A node agent reports its traffic counters and load",
+    path = "/api/callback/node/stats",
+    summary = "A node agent reports its traffic counters and load",
     tag = "callbacks",
     security(("node_credential" = []), ("internal_secret" = [])),
     request_body = NodeStatsReport,

@@ -86,7 +86,8 @@ impl FromRequestParts<Arc<ApiState>> for StreamCaller {
 /// `POST /api/v1/my/events/ticket`.
 #[utoipa::path(
     post,
-    path = "/api/v1/my/events/ticket", summary = "A ticket for the event streams",
+    path = "/api/v1/my/events/ticket",
+    summary = "A ticket for the event streams",
     tag = "events",
     security(("user_jwt" = [])),
     responses((status = 200, description = "A ticket for the event streams", body = Ticket), doc::Refusals, doc::RateLimited)
@@ -120,7 +121,8 @@ impl Ticket {
 /// `GET /api/v1/my/events`: Server-Sent Events.
 #[utoipa::path(
     get,
-    path = "/api/v1/my/events", summary = "Live updates (Server-Sent Events)",
+    path = "/api/v1/my/events",
+    summary = "Live updates (Server-Sent Events)",
     tag = "events",
     security(("user_jwt" = []), ("event_ticket" = [])),
     responses((status = 200, description = "Server-Sent Events: `event: node` (the body of `GET /my/node`) and `event: vpn` (the body of `GET /my/vpn`), each with an `id:`; `: keep-alive` comments. The schema is that of one event", content_type = "text/event-stream", body = Message), doc::StreamRefusals)
@@ -148,7 +150,8 @@ pub async fn sse(
 /// `GET /api/v1/my/events/ws`: the same over a WebSocket, one text frame per message.
 #[utoipa::path(
     get,
-    path = "/api/v1/my/events/ws", summary = "Live updates (WebSocket)",
+    path = "/api/v1/my/events/ws",
+    summary = "Live updates (WebSocket)",
     tag = "events",
     security(("user_jwt" = []), ("event_ticket" = [])),
     responses((status = 101, description = "WebSocket: one text frame per message, `{\"event\": \"node\"|\"vpn\", \"id\", \"data\"}`"), (status = 400, description = "Not a WebSocket upgrade", body = doc::ErrorBody), doc::StreamRefusals)

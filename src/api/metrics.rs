@@ -236,7 +236,8 @@ const MAX_LOAD_ROWS: i64 = 500;
 /// `GET /api/internal/nodes/load?sort=cpu|mem|load|traffic&limit=N`.
 #[utoipa::path(
     get,
-    path = "/api/internal/nodes/load", summary = "Nodes by load",
+    path = "/api/internal/nodes/load",
+    summary = "Nodes by load",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(LoadQuery),

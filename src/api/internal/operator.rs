@@ -143,7 +143,8 @@ pub struct EventView {
 
 #[utoipa::path(
     get,
-    path = "/api/internal/operator/queue", summary = "The failed-work queue",
+    path = "/api/internal/operator/queue",
+    summary = "The failed-work queue",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     responses((status = 200, description = "The failed-work queue", body = Queue), (status = 403, description = "A user token", body = doc::ErrorBody), doc::Refusals)
@@ -178,7 +179,8 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Response
 
 #[utoipa::path(
     post,
-    path = "/api/internal/operator/resources/{id}/retry", summary = "Run a resource's next step now",
+    path = "/api/internal/operator/resources/{id}/retry",
+    summary = "Run a resource's next step now",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
@@ -201,7 +203,8 @@ pub async fn retry(
 
 #[utoipa::path(
     post,
-    path = "/api/internal/operator/resources/{id}/fail", summary = "Fail a resource and report it",
+    path = "/api/internal/operator/resources/{id}/fail",
+    summary = "Fail a resource and report it",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
@@ -237,7 +240,8 @@ fn signed(staff: &Staff, action: OperatorAction) -> OperatorAction {
 
 #[utoipa::path(
     get,
-    path = "/api/internal/resources/{id}/events", summary = "A resource's history",
+    path = "/api/internal/resources/{id}/events",
+    summary = "A resource's history",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),

@@ -20,7 +20,8 @@ use crate::domain::Status;
 /// `POST /api/internal/provision`, honouring `Idempotency-Key`.
 #[utoipa::path(
     post,
-    path = "/api/internal/provision", summary = "Provision a paid order",
+    path = "/api/internal/provision",
+    summary = "Provision a paid order",
     tag = "internal",
     security(("internal_secret" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
@@ -133,7 +134,8 @@ fn vpn_provision_view(o: &VpnOutcome) -> (StatusCode, Value) {
 
 #[utoipa::path(
     post,
-    path = "/api/internal/deprovision", summary = "Delete a subscription's resources",
+    path = "/api/internal/deprovision",
+    summary = "Delete a subscription's resources",
     tag = "internal",
     security(("internal_secret" = [])),
     request_body = crate::app::Deprovision,

@@ -18,7 +18,8 @@ use crate::app::{ResourceId, SubscriptionId, UserId};
 
 #[utoipa::path(
     get,
-    path = "/api/internal/resources/{id}", summary = "A resource's true lifecycle",
+    path = "/api/internal/resources/{id}",
+    summary = "A resource's true lifecycle",
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
@@ -43,7 +44,8 @@ pub struct ResourcesView {
 
 #[utoipa::path(
     get,
-    path = "/api/internal/subscriptions/{subscription_id}/resources", summary = "A subscription's resources",
+    path = "/api/internal/subscriptions/{subscription_id}/resources",
+    summary = "A subscription's resources",
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("subscription_id" = String, Path, max_length = 256)),
@@ -72,7 +74,8 @@ pub struct UserResourcesView<'a> {
 
 #[utoipa::path(
     get,
-    path = "/api/internal/users/{user_id}/resources", summary = "A user's node document",
+    path = "/api/internal/users/{user_id}/resources",
+    summary = "A user's node document",
     tag = "internal",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("user_id" = String, Path, max_length = 256, description = "A user id (opaque, up to 256 characters)")),
@@ -102,7 +105,8 @@ pub struct MigrateBody {
 
 #[utoipa::path(
     post,
-    path = "/api/internal/resources/{id}/migrate", summary = "Migrate a node to another region or plan",
+    path = "/api/internal/resources/{id}/migrate",
+    summary = "Migrate a node to another region or plan",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),
@@ -131,7 +135,8 @@ pub async fn migrate_internal(
 
 #[utoipa::path(
     delete,
-    path = "/api/internal/resources/{id}/migrate", summary = "Cancel a node's migration",
+    path = "/api/internal/resources/{id}/migrate",
+    summary = "Cancel a node's migration",
     tag = "operator",
     security(("internal_secret" = []), ("operator_jwt" = [])),
     params(("id" = String, Path, description = "A resource id")),

@@ -51,7 +51,8 @@ pub struct EntitlementsView {
 
 #[utoipa::path(
     get,
-    path = "/api/internal/vpn/user/{user_id}/subscribe", summary = "A user's VPN subscribe links",
+    path = "/api/internal/vpn/user/{user_id}/subscribe",
+    summary = "A user's VPN subscribe links",
     tag = "internal",
     security(("internal_secret" = [])),
     params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
@@ -76,7 +77,8 @@ pub async fn user_subscribe(
 
 #[utoipa::path(
     get,
-    path = "/api/internal/vpn/user/{user_id}/status", summary = "A user's VPN record",
+    path = "/api/internal/vpn/user/{user_id}/status",
+    summary = "A user's VPN record",
     tag = "internal",
     security(("internal_secret" = [])),
     params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
@@ -100,7 +102,8 @@ pub async fn user_status(
 
 #[utoipa::path(
     put,
-    path = "/api/internal/resources/{id}/vpn", summary = "Change a VPN account's terms",
+    path = "/api/internal/resources/{id}/vpn",
+    summary = "Change a VPN account's terms",
     tag = "internal",
     security(("internal_secret" = [])),
     params(("id" = String, Path, description = "A resource id")),
@@ -139,7 +142,8 @@ pub struct EmailChange {
 
 #[utoipa::path(
     put,
-    path = "/api/internal/users/{user_id}/email", summary = "Set a user's email",
+    path = "/api/internal/users/{user_id}/email",
+    summary = "Set a user's email",
     tag = "internal",
     security(("internal_secret" = [])),
     params(("user_id" = String, Path, description = "A user id (opaque, up to 256 characters)")),
@@ -163,7 +167,8 @@ pub async fn set_email(
 /// `POST /entitlements/gift`, honouring `Idempotency-Key` like provisioning.
 #[utoipa::path(
     post,
-    path = "/api/internal/entitlements/gift", summary = "Gift VPN access",
+    path = "/api/internal/entitlements/gift",
+    summary = "Gift VPN access",
     tag = "internal",
     security(("internal_secret" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key gets the first answer")),
@@ -207,7 +212,8 @@ pub struct EntitlementQuery {
 
 #[utoipa::path(
     get,
-    path = "/api/internal/entitlements", summary = "List entitlements",
+    path = "/api/internal/entitlements",
+    summary = "List entitlements",
     tag = "internal",
     security(("internal_secret" = [])),
     params(EntitlementQuery),

@@ -17,7 +17,8 @@ use crate::domain::progress::creation_progress;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/node", summary = "My node and subscription",
+    path = "/api/v1/my/node",
+    summary = "My node and subscription",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "The user's node and subscription", body = MyNodeView), doc::Refusals, doc::RateLimited)
@@ -59,7 +60,8 @@ pub struct RegionChoice {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/node", summary = "Create my node",
+    path = "/api/v1/my/node",
+    summary = "Create my node",
     tag = "user",
     security(("user_jwt" = [])),
     request_body = RegionChoice,
@@ -106,7 +108,8 @@ pub(in crate::api) async fn create(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/node", summary = "Delete my node",
+    path = "/api/v1/my/node",
+    summary = "Delete my node",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "Deletion started", body = SuccessMessage), doc::SuccessRefusals)

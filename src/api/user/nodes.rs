@@ -103,7 +103,8 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/nodes", summary = "My nodes",
+    path = "/api/v1/my/nodes",
+    summary = "My nodes",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "The user's nodes", body = MyNodesView), doc::Refusals, doc::RateLimited)
@@ -115,7 +116,8 @@ pub async fn list(State(st): State<Arc<ApiState>>, User(user): User) -> Result<R
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/nodes", summary = "Create one more node",
+    path = "/api/v1/my/nodes",
+    summary = "Create one more node",
     tag = "user",
     security(("user_jwt" = [])),
     request_body = crate::api::user::node::RegionChoice,
@@ -131,7 +133,8 @@ pub async fn create(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/nodes/{resource_id}", summary = "One of my nodes",
+    path = "/api/v1/my/nodes/{resource_id}",
+    summary = "One of my nodes",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -152,7 +155,8 @@ pub async fn one(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/nodes/{resource_id}", summary = "Delete one of my nodes",
+    path = "/api/v1/my/nodes/{resource_id}",
+    summary = "Delete one of my nodes",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -191,7 +195,8 @@ pub(in crate::api) fn cancelled(r: &Resource) -> Json<MigrationCancelledView> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/nodes/{resource_id}/migrate", summary = "Move one of my nodes to another region",
+    path = "/api/v1/my/nodes/{resource_id}/migrate",
+    summary = "Move one of my nodes to another region",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -209,7 +214,8 @@ pub async fn migrate_one(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/my/node/migrate", summary = "Move my node to another region",
+    path = "/api/v1/my/node/migrate",
+    summary = "Move my node to another region",
     tag = "user",
     security(("user_jwt" = [])),
     request_body = crate::api::user::node::RegionChoice,
@@ -248,7 +254,8 @@ async fn migrate(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/nodes/{resource_id}/migrate", summary = "Cancel a node's migration",
+    path = "/api/v1/my/nodes/{resource_id}/migrate",
+    summary = "Cancel a node's migration",
     tag = "user",
     security(("user_jwt" = [])),
     params(("resource_id" = String, Path, description = "The node's resource id")),
@@ -269,7 +276,8 @@ pub async fn cancel_one(
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/my/node/migrate", summary = "Cancel my node's migration",
+    path = "/api/v1/my/node/migrate",
+    summary = "Cancel my node's migration",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "Cancelled", body = MigrationCancelledView), doc::SuccessRefusals)

@@ -13,7 +13,8 @@ use crate::api::views::RegionsView;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/regions", summary = "Regions",
+    path = "/api/v1/regions",
+    summary = "Regions",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "Every region", body = RegionsView), doc::Refusals, doc::RateLimited)
@@ -27,7 +28,8 @@ pub async fn regions(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/public/regions", summary = "Regions (no credentials)",
+    path = "/api/v1/public/regions",
+    summary = "Regions (no credentials)",
     tag = "public",
     responses((status = 200, description = "Every region", body = RegionsView), doc::Refusals)
 )]

@@ -16,7 +16,8 @@ use crate::app::UserId;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/vpn", summary = "My VPN",
+    path = "/api/v1/my/vpn",
+    summary = "My VPN",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "The user's VPN", body = VpnStatusView), doc::Refusals, doc::RateLimited)
@@ -37,7 +38,8 @@ pub(in crate::api) async fn vpn_body(st: &ApiState, user: &UserId) -> Result<Str
 
 #[utoipa::path(
     get,
-    path = "/api/v1/my/vpn/subscribe", summary = "My VPN's subscribe links",
+    path = "/api/v1/my/vpn/subscribe",
+    summary = "My VPN's subscribe links",
     tag = "user",
     security(("user_jwt" = [])),
     responses((status = 200, description = "The subscribe links", body = VpnSubscribeView), (status = 403, description = "The VPN is not active", body = doc::ErrorBody), (status = 404, description = "No VPN", body = doc::ErrorBody), doc::Refusals, doc::RateLimited)
