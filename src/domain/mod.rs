@@ -16,6 +16,7 @@ pub mod plan;
 pub mod product;
 pub mod progress;
 pub mod resource;
+pub mod schema;
 pub mod slots;
 pub mod state;
 pub mod units;

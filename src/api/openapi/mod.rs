@@ -11,18 +11,13 @@ use shaping::{describe_inputs, merge_flattened};
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::Value;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::api::error::{CreateNodeRefusal, ErrorBody, SuccessRefusal};
-use crate::domain::entitlement::VpnStatus;
-use crate::domain::migration::ShownMigration;
-use crate::domain::progress::HostingStatus;
-use crate::domain::{EventKind, ResourceKind, Status};
 use crate::ports::store::LoadSort;
 
 /// The security schemes, by the names the operations use.
@@ -109,48 +104,11 @@ impl Modify for Shared {
     }
 }
 
-/// A closed string enum of the domain, its values taken from the type itself.
-fn wire_values<T: Serialize>(all: &[T]) -> RefOr<Schema> {
-    let values = all
-        .iter()
-        .map(|v| serde_json::to_value(v).expect("a wire enum serialises"));
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values))
-        .into()
-}
-
-macro_rules! wire_schema {
-    ($($ty:ty),+ $(,)?) => {$(
-        impl PartialSchema for $ty {
-            fn schema() -> RefOr<Schema> {
-                wire_values(&<$ty>::ALL)
-            }
-        }
-        impl ToSchema for $ty {}
-    )+};
-}
-
-wire_schema!(HostingStatus, Status, VpnStatus, EventKind, ResourceKind);
-
-/// A migration's status as the apps see it, under the name the document always gave it.
-impl PartialSchema for ShownMigration {
-    fn schema() -> RefOr<Schema> {
-        wire_values(ShownMigration::ALL)
-    }
-}
-
-impl ToSchema for ShownMigration {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "MigrationStatus".into()
-    }
-}
-
 /// The orders of the node-load view, by the names `?sort=` takes.
 impl PartialSchema for LoadSort {
     fn schema() -> RefOr<Schema> {
         let names = LoadSort::NAMES.map(|(name, _)| name);
-        wire_values(&names)
+        crate::domain::schema::wire_values(&names)
     }
 }
 
