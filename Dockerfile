@@ -15,22 +15,33 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
-# The dependencies, in a layer of their own: rebuilt only when the manifest or the lock
-# file changes.
+# The dependencies, in a layer of their own: rebuilt only when a manifest or the lock file
+# changes. Each crate of the workspace is an empty library here.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src bench \
+COPY crates/domain/Cargo.toml crates/domain/
+COPY crates/ports/Cargo.toml crates/ports/
+COPY crates/store/Cargo.toml crates/store/
+COPY crates/upstream/Cargo.toml crates/upstream/
+COPY crates/sim/Cargo.toml crates/sim/
+COPY crates/prometheus/Cargo.toml crates/prometheus/
+COPY crates/engine/Cargo.toml crates/engine/
+COPY crates/app/Cargo.toml crates/app/
+COPY crates/api/Cargo.toml crates/api/
+RUN for crate in crates/*/; do mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; done \
+    && mkdir -p src bench \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > bench/main.rs \
     && cargo build --release --locked --bin fulfillment \
-    && rm -rf src bench
+    && rm -rf src bench crates/*/src
 # Then the service itself.
 COPY src src
+COPY crates crates
 COPY migrations migrations
 COPY templates templates
 COPY assets assets
 COPY bench bench
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/*/src/lib.rs \
     && cargo build --release --locked --bin fulfillment \
     && strip --strip-debug -o /fulfillment target/release/fulfillment
 

@@ -1,23 +1,21 @@
 //! fulfillment-service: turns paid orders into running infrastructure.
 //!
-//! Layers, each depending only on those to its left (docs/ARCHITECTURE.md, "Layers and
-//! folders"): `domain` (pure rules) ← `ports` (traits) ← the adapters `store`, `upstream`,
-//! `sim`, `legacy` and `metrics`, and the cores `engine` (reconciler, outbox, periodic
-//! jobs) and `app` (use cases) ← `api` (HTTP, pages) ← `server` and `config`, which wire
-//! everything for the binary (`main.rs`, whose subcommands are the CLI).
+//! The top crate of the workspace. Layers, one crate each, each depending only on those to
+//! its left (docs/ARCHITECTURE.md, "Layers and crates"): `domain` (pure rules) ← `ports`
+//! (traits) ← the adapters `store`, `upstream`, `sim` and `prometheus`, and the cores
+//! `engine` (reconciler, outbox, periodic jobs) and `app` (use cases) ← `api` (HTTP,
+//! pages) ← this crate: `server` and `config`, which wire everything for the binary
+//! (`main.rs`, whose subcommands are the CLI), and `legacy`, the reader of the Go
+//! service's database that only `import-legacy` wires. Every layer is re-exported here
+//! under its name, so tests and the benchmark reach all of it through `fulfillment::`.
 
-pub mod api;
-pub mod app;
+pub use api::http;
+/// The Prometheus adapter of the telemetry port (the crate `fulfillment-prometheus`).
+pub use prometheus as metrics;
+pub use {api, app, domain, engine, ports, sim, store, upstream};
+
 pub mod config;
-pub mod domain;
-pub mod engine;
-pub mod http;
 pub mod legacy;
 pub mod logging;
-pub mod metrics;
-pub mod ports;
 pub mod progress;
 pub mod server;
-pub mod sim;
-pub mod store;
-pub mod upstream;
