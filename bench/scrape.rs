@@ -89,7 +89,9 @@ pub async fn scrape_bench(args: &Args, report: &mut String) {
     let sql = fulfillment::store::monitoring::READINGS
         .replace("$1", "now()")
         .replace("$2", "now() - interval '5 minutes'")
-        .replace("$3", "90");
+        .replace("$3", "90")
+        .replace("$4", "false")
+        .replace("$5", "date_trunc('month', now())::date");
     std::fs::write(&script, format!("{sql};\n")).unwrap();
     let out = Command::new("pgbench")
         .env("PGSSLMODE", "disable")

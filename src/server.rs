@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::config::{Config, redact};
 use crate::engine::{self, Engine, EngineConfig};
 use crate::metrics::Metrics;
-use crate::ports::{Hosting, Ports, Subscriptions, SystemClock, Telemetry, VpnManager};
+use crate::ports::{Clock, Hosting, Ports, Subscriptions, SystemClock, Telemetry, VpnManager};
 use crate::sim::{Knobs, NodeTiming, Sim};
 use crate::upstream::{
     HostingClient, Metered, SubscriptionsClient, VpnClient, ca_bundle, http_client_trusting,
@@ -145,6 +145,16 @@ pub async fn start(
     listener: TcpListener,
     sim: Option<Sim>,
 ) -> anyhow::Result<Running> {
+    start_with_clock(config, listener, sim, Arc::new(SystemClock)).await
+}
+
+/// `start`, with the time the engine and the API read from `clock` (tests step it).
+pub async fn start_with_clock(
+    config: &Config,
+    listener: TcpListener,
+    sim: Option<Sim>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let store = crate::store::connect(&config.db.url, config.db.max_connections)
         .await
@@ -157,7 +167,7 @@ pub async fn start(
         hosting: Arc::new(Metered::new(hosting, telemetry.clone())),
         subscriptions: Arc::new(Metered::new(subscriptions, telemetry.clone())),
         vpn: Arc::new(Metered::new(vpn, telemetry.clone())),
-        clock: Arc::new(SystemClock),
+        clock,
         telemetry,
     };
     // Bound before anything starts, so a taken port fails the start cleanly.

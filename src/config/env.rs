@@ -109,6 +109,21 @@ impl<'a> Env<'a> {
         }
     }
 
+    /// One of a closed set of names (`names` pairs each with its value).
+    pub fn choice<T: Copy>(&mut self, k: &str, names: &[(&str, T)], default: T) -> T {
+        let Some(v) = self.get(k) else {
+            return default;
+        };
+        match names.iter().find(|(name, _)| *name == v) {
+            Some((_, value)) => *value,
+            None => {
+                let all: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+                self.error(format!("{k} must be one of {}, got {v:?}", all.join(", ")));
+                default
+            }
+        }
+    }
+
     pub fn flag(&mut self, k: &str) -> bool {
         match self.get(k).as_deref() {
             None | Some("0" | "false") => false,

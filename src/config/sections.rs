@@ -9,6 +9,7 @@ use super::env::{DAY, Env, HOUR, WEEK};
 use super::secret::{Secret, redact};
 use crate::api::limits::RateLimitConfig;
 use crate::app::{AppConfig, VpnSettings};
+use crate::domain::usage::PeriodPolicy;
 use crate::engine::{Backoff, EngineConfig, RetentionConfig, SweepConfig, TrafficConfig};
 
 /// The HTTP server.
@@ -193,6 +194,11 @@ pub fn read_app(env: &mut Env, otun_url: Option<&Url>) -> AppConfig {
         max_nodes_per_subscription: env.count("MAX_NODES_PER_SUBSCRIPTION", 10, 1_000),
         migrations_per_day: env.count("MIGRATIONS_PER_DAY", 3, 10_000),
         read_model_users: env.amount("READ_MODEL_USERS", 10_000, 1_000_000),
+        traffic_period: env.choice(
+            "NODE_TRAFFIC_PERIOD",
+            &PeriodPolicy::NAMES,
+            PeriodPolicy::default(),
+        ),
     }
 }
 
@@ -223,6 +229,7 @@ pub fn read_engine(env: &mut Env) -> EngineConfig {
         retention: RetentionConfig {
             idempotency: env.hours("IDEMPOTENCY_RETENTION_HOURS", d.retention.idempotency),
             outbox: env.hours("OUTBOX_RETENTION_HOURS", d.retention.outbox),
+            usage_days: env.count("USAGE_RETENTION_DAYS", d.retention.usage_days, 36_500),
             interval: env.secs("RETENTION_INTERVAL_SECS", d.retention.interval, (1.0, DAY)),
         },
         ..d

@@ -25,6 +25,16 @@ const VOLATILE: [&str; 12] = [
     "subscribe_url",
 ];
 
+/// The moment the service reads during the golden tests, so a node's traffic period (a
+/// calendar month, CONTRACTS.md §4.8) and its days are the same whenever they run.
+pub(crate) fn pin_clock(app: &TestApp) {
+    app.clock.shift_to(
+        chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00Z")
+            .unwrap()
+            .to_utc(),
+    );
+}
+
 /// Replaces ids and timestamps with placeholders (keeping their presence and type).
 pub(crate) fn redact(mut v: Value) -> Value {
     fn walk(v: &mut Value) {
@@ -85,6 +95,7 @@ async fn user_api_shapes() {
         ..NodeTiming::default()
     };
     let app = TestApp::spawn_with(Backend::Sqlite, timing, |_| {}).await;
+    pin_clock(&app);
     let subs = &app.sims.sim.subscriptions;
 
     insta::assert_json_snapshot!("my_node_no_subscription", my_node(&app, "u-none").await);
@@ -129,6 +140,38 @@ async fn user_api_shapes() {
         .send().await.unwrap();
     insta::assert_json_snapshot!("node_callback_ok", read(r).await.1);
     insta::assert_json_snapshot!("my_node_active", my_node(&app, "u-1").await);
+
+    // A usage report taken the day before, and the node's days (§4.8).
+    let r = app
+        .http
+        .post(app.url("/api/callback/node/stats"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"resource_id": id, "rx_bytes": 3_000_000, "tx_bytes": 1_000_000,
+            "reported_at": "2026-12-05T23:59:00Z"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.0, 200);
+    let path = format!("/api/v1/my/nodes/{id}/usage?days=3");
+    let (status, usage) = app.user(Method::GET, &path, "u-1", None).await;
+    assert_eq!(status, 200);
+    insta::assert_json_snapshot!("my_node_usage", redact(usage));
+    let path = format!("/api/internal/resources/{id}/usage?days=2");
+    let (status, usage) = app.internal(Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    insta::assert_json_snapshot!("resource_usage", redact(usage));
+    let (status, refused) = app
+        .user(
+            Method::GET,
+            &format!("/api/v1/my/nodes/{id}/usage?days=91"),
+            "u-1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 422);
+    insta::assert_json_snapshot!("usage_invalid_days", refused);
 
     let (status, conflict) = app
         .user(
@@ -260,6 +303,7 @@ async fn user_api_shapes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_api_shapes() {
     let app = TestApp::spawn(Backend::Sqlite).await;
+    pin_clock(&app);
     app.sims.sim.subscriptions.set(
         "u-1",
         "obox",

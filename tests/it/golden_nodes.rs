@@ -19,6 +19,7 @@ async fn several_nodes_and_migration_shapes() {
         ..NodeTiming::default()
     };
     let app = TestApp::spawn_with(Backend::Sqlite, timing, |_| {}).await;
+    crate::golden::pin_clock(&app);
     let mut sub = snapshot(chrono::Duration::days(30));
     sub.quantity = Some(2);
     app.sims

@@ -11,7 +11,7 @@ use fulfillment::api::extract::mint_user_token;
 use fulfillment::config::Config;
 use fulfillment::domain::product::{HOSTING, Product, VPN};
 use fulfillment::domain::progress::SubscriptionSnapshot;
-use fulfillment::ports::Store;
+use fulfillment::ports::{ShiftedClock, Store};
 use fulfillment::server::{self, Running};
 use fulfillment::sim::{Knobs, NodeTiming, Sim, SimAuth};
 use fulfillment::store::{SqlStore, postgres};
@@ -407,6 +407,8 @@ pub struct TestApp {
     pub running: Option<Running>,
     pub base: String,
     pub http: reqwest::Client,
+    /// The time the service reads (the wall clock until a test moves it).
+    pub clock: Arc<ShiftedClock>,
 }
 
 impl TestApp {
@@ -442,12 +444,15 @@ impl TestApp {
             running: None,
             base: String::new(),
             http: fulfillment::upstream::http_client(Duration::from_secs(30)),
+            clock: Arc::new(ShiftedClock::default()),
         }
     }
 
     pub async fn start(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = server::start(&self.config, listener, None).await.unwrap();
+        let running = server::start_with_clock(&self.config, listener, None, self.clock.clone())
+            .await
+            .unwrap();
         self.base = format!("http://{}", running.addr);
         self.running = Some(running);
     }

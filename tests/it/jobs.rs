@@ -50,10 +50,17 @@ on_both! {
             count(&app, "outbox", "delivered_at is not null").await >= 1
         }).await, "the active callback was delivered");
         let delivered = count(&app, "outbox", "delivered_at is not null").await as u64;
+        // A node's usage of a day long past USAGE_RETENTION_DAYS (400), and of today.
+        let today = Utc::now().date_naive();
+        for day in ["2020-01-01".to_owned(), today.to_string()] {
+            app.db.exec(&format!("insert into node_usage_days (resource_id, day, rx_bytes, tx_bytes) \
+                values ('{id}', '{day}', 1, 2)")).await.unwrap();
+        }
 
         let engine = app.running().state.app.engine.clone();
         let report = engine.purge_expired().await.unwrap();
-        assert_eq!(report, RetentionReport { idempotency_keys: 1, delivered_callbacks: delivered, spent_tickets: 0 });
+        assert_eq!(report, RetentionReport { idempotency_keys: 1, delivered_callbacks: delivered, spent_tickets: 0, usage_days: 1 });
+        assert_eq!(count(&app, "node_usage_days", &format!("day = '{today}'")).await, 1, "today's usage: kept");
         assert_eq!(count(&app, "idempotency_keys", "key = 'in-flight'").await, 1, "in flight: kept");
         assert_eq!(count(&app, "idempotency_keys", "key = 'key-1'").await, 0);
         assert_eq!(count(&app, "outbox", "delivered_at is null").await, 1, "undelivered: kept");

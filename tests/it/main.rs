@@ -50,5 +50,6 @@ mod sweep;
 mod tls;
 mod traffic;
 mod upstream_clients;
+mod usage;
 mod vpn_contract;
 mod vpn_flow;

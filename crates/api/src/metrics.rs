@@ -150,9 +150,15 @@ async fn refresh(st: &ApiState) {
     if refreshed.is_some_and(|at| at.elapsed() < st.scrape.period) {
         return;
     }
-    let now = st.app.ports.clock.now();
+    let meter = st.app.meter();
+    let now = meter.now;
     st.scrape.metrics.gauge_refreshes.inc();
-    match st.app.ports.store.readings(now, now - FRESH_WITHIN).await {
+    let readings = st
+        .app
+        .ports
+        .store
+        .readings(now, now - FRESH_WITHIN, meter.period_start());
+    match readings.await {
         Ok(readings) => st.scrape.metrics.set_readings(&readings, now),
         Err(e) => tracing::warn!(error = %e, "could not read the gauges; keeping the last values"),
     }
@@ -259,7 +265,8 @@ pub async fn nodes_load(
     if !(1..=MAX_LOAD_ROWS).contains(&limit) {
         return Err(invalid("invalid_limit", "limit is from 1 to 500"));
     }
-    let rows = st.app.ports.store.node_load(sort, limit).await?;
+    let period = st.app.meter().period_start();
+    let rows = st.app.ports.store.node_load(sort, limit, period).await?;
     let nodes = rows.into_iter().map(NodeLoadView::from).collect();
     Ok(Json(NodesLoadView { nodes }))
 }

@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
-use app::MyNode;
+use app::{MyNode, NodeUsage};
 use domain::migration::ShownMigration;
 use domain::progress::{
     self, CreationProgress, HostingStatus, SubscriptionSnapshot, SubscriptionState, visible_node,
 };
 use domain::units::{gib, percent, rfc3339, rfc3339_opt};
+use domain::usage::{self, Meter, Shown};
 use domain::{Connection, Resource, ResourceKind, Status};
 use ports::store::Region;
 
@@ -97,16 +98,47 @@ pub struct TrafficView {
     pub traffic_used_gb: Num,
     #[schema(value_type = f64)]
     pub traffic_percent: Num,
+    /// The calendar month (UTC) a node's figures count; absent for all-time figures
+    /// (`NODE_TRAFFIC_PERIOD=none`, and VPN accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_period: Option<PeriodView>,
 }
 
 impl TrafficView {
-    pub fn of(r: &Resource) -> Self {
+    /// A resource's figures as `meter` shows them: a node's current period (CONTRACTS.md
+    /// §4.8), a VPN account's count.
+    pub fn of(r: &Resource, meter: &Meter) -> Self {
+        Self::shown(r.traffic_limit, meter.shown(r))
+    }
+
+    /// A VPN account's figures: what the VPN manager counts, with no period.
+    pub fn vpn(r: &Resource) -> Self {
+        Self::shown(r.traffic_limit, usage::all_time(r.traffic_used))
+    }
+
+    fn shown(limit: i64, shown: Shown) -> Self {
         TrafficView {
-            traffic_limit_gb: Num(gib(r.traffic_limit)),
-            traffic_used_gb: Num(gib(r.traffic_used)),
-            traffic_percent: Num(percent(r.traffic_used, r.traffic_limit)),
+            traffic_limit_gb: Num(gib(limit)),
+            traffic_used_gb: Num(gib(shown.used)),
+            traffic_percent: Num(percent(shown.used, limit)),
+            traffic_period: shown.period.map(|p| PeriodView {
+                start: p.start(),
+                end: p.end(),
+            }),
         }
     }
+}
+
+/// The period a node's traffic figures count (RFC 3339; the end is the next period's
+/// start).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TrafficPeriod)]
+pub struct PeriodView {
+    #[serde(serialize_with = "rfc3339")]
+    pub start: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub end: DateTime<Utc>,
 }
 
 /// A hosting node as its owner sees it. Connection fields are omitted until known.
@@ -135,7 +167,7 @@ pub struct NodeView<'a> {
 }
 
 impl<'a> NodeView<'a> {
-    pub fn new(r: &'a Resource, region: Option<&'a Region>) -> Self {
+    pub fn new(r: &'a Resource, region: Option<&'a Region>, meter: &Meter) -> Self {
         NodeView {
             resource_id: r.id.to_string(),
             region: &r.region,
@@ -143,7 +175,7 @@ impl<'a> NodeView<'a> {
             status: r.status.into(),
             connection: &r.connection,
             plan_tier: &r.plan_tier,
-            traffic: TrafficView::of(r),
+            traffic: TrafficView::of(r, meter),
             created_at: r.created_at,
             migration: MigrationView::of(r),
             creation_progress: None,
@@ -170,8 +202,8 @@ pub struct MyNodeView<'a> {
     pub message: String,
 }
 
-impl<'a> From<&'a MyNode> for MyNodeView<'a> {
-    fn from(m: &'a MyNode) -> Self {
+impl<'a> MyNodeView<'a> {
+    pub fn new(m: &'a MyNode, meter: &Meter) -> Self {
         let node = visible_node(m.node.as_ref());
         let subscription = match &m.subscription {
             SubscriptionState::Active(s) => Some(SubscriptionView::from(s)),
@@ -193,7 +225,7 @@ impl<'a> From<&'a MyNode> for MyNodeView<'a> {
             has_subscription: matches!(m.subscription, SubscriptionState::Active(_)),
             subscription,
             has_node: node.is_some(),
-            node: node.map(|n| NodeView::new(n, m.region.as_ref())),
+            node: node.map(|n| NodeView::new(n, m.region.as_ref(), meter)),
             creation_progress: match node {
                 Some(n) if m.status == HostingStatus::NodeCreating => {
                     Some(progress::creation_progress(n, &m.events))
@@ -327,8 +359,8 @@ pub struct ResourceStatus {
     pub migration: Option<MigrationView<'static>>,
 }
 
-impl From<&Resource> for ResourceStatus {
-    fn from(r: &Resource) -> Self {
+impl ResourceStatus {
+    pub fn new(r: &Resource, meter: &Meter) -> Self {
         ResourceStatus {
             resource_id: r.id.to_string(),
             subscription_id: r.subscription_id.clone(),
@@ -339,7 +371,7 @@ impl From<&Resource> for ResourceStatus {
             status: r.status,
             connection: r.connection.clone(),
             plan_tier: r.plan_tier.clone(),
-            traffic: TrafficView::of(r),
+            traffic: TrafficView::of(r, meter),
             ready_at: r.ready_at,
             created_at: r.created_at,
             error_message: r.error_message.clone(),
@@ -431,4 +463,51 @@ mod tests {
         assert_eq!(json(1.0 / 3.0), "0.33");
         assert_eq!(json(0.0), "0");
     }
+}
+
+/// A node's use by UTC day (`GET …/usage`, CONTRACTS.md §4.8): every day of the window,
+/// oldest first, 0 for a day without use.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NodeUsage)]
+pub struct NodeUsageView {
+    pub resource_id: String,
+    pub days: Vec<DayUsageView>,
+}
+
+/// One day of a node's use, in bytes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DayUsage)]
+pub struct DayUsageView {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub date: chrono::NaiveDate,
+    pub rx_bytes: i64,
+    pub tx_bytes: i64,
+}
+
+impl From<&NodeUsage> for NodeUsageView {
+    fn from(u: &NodeUsage) -> Self {
+        NodeUsageView {
+            resource_id: u.resource_id.to_string(),
+            days: u
+                .days
+                .iter()
+                .map(|d| DayUsageView {
+                    date: d.date,
+                    rx_bytes: d.rx_bytes,
+                    tx_bytes: d.tx_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `?days=N` of the usage reads.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Days up to today's (UTC), 30 when absent.
+    #[param(minimum = 1, maximum = 90)]
+    pub days: Option<i64>,
 }

@@ -61,7 +61,7 @@ impl VpnUserView {
             vpn_user_id: uuid,
             status: account_status(r, status),
             plan_tier: r.plan_tier.clone(),
-            traffic: TrafficView::of(r),
+            traffic: TrafficView::vpn(r),
             expire_at: r.vpn.expire_at,
             created_at: r.created_at,
         })

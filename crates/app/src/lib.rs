@@ -21,6 +21,7 @@ mod reads;
 mod regions;
 mod resources;
 mod subscriptions;
+mod usage;
 mod vpn_admin;
 mod vpn_orders;
 
@@ -40,9 +41,11 @@ pub use operator::{OperatorAction, Queue, STUCK_ATTEMPTS};
 pub use provision::{Provision, ProvisionOutcome};
 pub use regions::Regions;
 pub use subscriptions::SubscriptionLookup;
+pub use usage::NodeUsage;
 pub use vpn_admin::VpnChange;
 pub use vpn_orders::{Gift, VpnOutcome};
 
+use domain::usage::PeriodPolicy;
 use engine::Engine;
 use ports::Ports;
 use read_model::ReadModel;
@@ -68,6 +71,9 @@ pub struct AppConfig {
     /// Users whose `/my/node` and `/my/vpn` documents are kept in memory, each
     /// (`READ_MODEL_USERS`; 0: off). A document is some 3 KB.
     pub read_model_users: usize,
+    /// What a node's traffic figures count: the calendar month, or all time
+    /// (`NODE_TRAFFIC_PERIOD`, CONTRACTS.md §4.8).
+    pub traffic_period: PeriodPolicy,
 }
 
 /// How VPN requests behave.

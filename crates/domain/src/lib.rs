@@ -20,6 +20,7 @@ pub mod schema;
 pub mod slots;
 pub mod state;
 pub mod units;
+pub mod usage;
 pub mod vpn_order;
 
 pub use plan::PlanTier;

@@ -196,7 +196,10 @@ pub struct Resource {
     pub phase: super::progress::Phase,
     pub connection: Connection,
     pub traffic_limit: i64,
+    /// All the traffic counted for it (a node's reports, a VPN account's sync).
     pub traffic_used: i64,
+    /// A hosting node's use in the month of its last report (see `usage`).
+    pub tally: Option<super::usage::Tally>,
     pub error_message: Option<String>,
     /// The last failed attempt's error (kept while retrying), for operators.
     pub last_error: Option<String>,
@@ -298,6 +301,7 @@ impl Resource {
             connection: Connection::default(),
             traffic_limit: 0,
             traffic_used: 0,
+            tally: None,
             error_message: None,
             last_error: None,
             attempts: 0,

@@ -46,17 +46,8 @@ pub fn add_days(t: DateTime<Utc>, days: i64) -> DateTime<Utc> {
 /// difference and a lower value is a reset (the node rebooted) that counts in full. Sums
 /// saturate: no report, however absurd, can make the total overflow.
 pub fn node_traffic(used: i64, last: Option<(i64, i64)>, rx: i64, tx: i64) -> i64 {
-    let grown = |now: i64, before: i64| {
-        if now >= before {
-            now.saturating_sub(before)
-        } else {
-            now
-        }
-    };
-    let (last_rx, last_tx) = last.unwrap_or((0, 0));
-    used.max(0)
-        .saturating_add(grown(rx.max(0), last_rx.max(0)))
-        .saturating_add(grown(tx.max(0), last_tx.max(0)))
+    let (rx, tx) = super::usage::counter_growth(last, rx, tx);
+    used.max(0).saturating_add(rx).saturating_add(tx)
 }
 
 /// `used / limit * 100`, and 0 when there is no limit (the contract's rule).

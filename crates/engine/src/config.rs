@@ -61,6 +61,8 @@ pub struct RetentionConfig {
     pub idempotency: Duration,
     /// How long delivered callbacks are kept.
     pub outbox: Duration,
+    /// Days a node's daily usage rows are kept (CONTRACTS.md §4.8).
+    pub usage_days: u32,
     /// How often the pass runs.
     pub interval: Duration,
 }
@@ -91,6 +93,7 @@ impl EngineConfig {
             retention: RetentionConfig {
                 idempotency: Duration::from_secs(24 * 3600),
                 outbox: Duration::from_secs(7 * 24 * 3600),
+                usage_days: 400,
                 interval: Duration::from_secs(3600),
             },
         }

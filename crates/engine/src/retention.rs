@@ -1,7 +1,8 @@
 //! Retention: a periodic pass (one replica at a time, leased like the sweep) that deletes
 //! what only grows and is no longer needed: `Idempotency-Key`s whose request finished
 //! longer than `IDEMPOTENCY_RETENTION_HOURS` ago (24 h by default, as Stripe keeps them),
-//! and callbacks delivered longer than `OUTBOX_RETENTION_HOURS` ago (7 days). It deletes
+//! callbacks delivered longer than `OUTBOX_RETENTION_HOURS` ago (7 days), and nodes' daily
+//! usage rows older than `USAGE_RETENTION_DAYS` (400 days: a year and its month before). It deletes
 //! in batches so no statement holds many rows at once. Undelivered callbacks and keys
 //! still in flight are never touched. The resource history (`resource_events`) is kept
 //! forever: it is the audit trail (see docs/ARCHITECTURE.md).
@@ -26,6 +27,7 @@ pub struct RetentionReport {
     pub idempotency_keys: u64,
     pub delivered_callbacks: u64,
     pub spent_tickets: u64,
+    pub usage_days: u64,
 }
 
 impl Engine {
@@ -39,8 +41,8 @@ impl Engine {
         };
         let summarize = |r: &RetentionReport| Summary {
             line: format!(
-                "idempotency keys {} delivered callbacks {} spent tickets {}",
-                r.idempotency_keys, r.delivered_callbacks, r.spent_tickets
+                "idempotency keys {} delivered callbacks {} spent tickets {} usage days {}",
+                r.idempotency_keys, r.delivered_callbacks, r.spent_tickets, r.usage_days
             ),
             notable: false,
         };
@@ -78,6 +80,14 @@ impl Engine {
         loop {
             let n = store.purge_spent_tickets(now, BATCH).await?;
             report.spent_tickets += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        let usage_before = domain::usage::kept_from(now, self.config.retention.usage_days);
+        loop {
+            let n = store.purge_node_usage(usage_before, BATCH).await?;
+            report.usage_days += n;
             if n < BATCH as u64 {
                 break;
             }

@@ -1,5 +1,7 @@
 //! Time, injectable so tests can move past deadlines without sleeping.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use chrono::{DateTime, Utc};
 
 /// A source of the current time.
@@ -14,5 +16,50 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// The wall clock moved by an offset that can be changed while the service runs: time
+/// still flows (deadlines and retries come due), but a test can step the service and its
+/// own checks to another day, or across a month's end, without waiting for it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset_ms: AtomicI64,
+}
+
+impl ShiftedClock {
+    /// From now on, the clock reads `at` (and runs on from there).
+    pub fn shift_to(&self, at: DateTime<Utc>) {
+        let offset = at.signed_duration_since(Utc::now()).num_milliseconds();
+        self.offset_ms.store(offset, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst));
+        Utc::now()
+            .checked_add_signed(offset)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shifted_clock_reads_where_it_was_moved_and_runs_on() {
+        let clock = ShiftedClock::default();
+        assert!(
+            (clock.now() - Utc::now()).num_seconds().abs() < 5,
+            "no shift at first"
+        );
+        let at = DateTime::parse_from_rfc3339("2027-01-31T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        clock.shift_to(at);
+        let read = clock.now();
+        assert!(read >= at && (read - at).num_seconds() < 5, "{read}");
     }
 }

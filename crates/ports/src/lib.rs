@@ -17,7 +17,7 @@ mod vpn_manager;
 
 use std::sync::Arc;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ShiftedClock, SystemClock};
 pub use domain::callback::FulfillmentCallback;
 pub use domain::progress::SubscriptionSnapshot;
 pub use hosting::{CreateNode, Hosting, HostingNode};

@@ -2,7 +2,7 @@
 //! partial index), and the per-node load view.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::SqlStore;
 use super::error::corrupt;
@@ -11,9 +11,26 @@ use ports::store::{HOT_PERCENT, LoadSort, Monitoring, NodeLoadRow, Readings, Sto
 
 type ReadingRow = (String, String, String, i64, Option<DateTime<Utc>>);
 
-/// The gauges' one statement: `$1` now, `$2` the freshness cut-off, `$3` `HOT_PERCENT`.
-/// Public for the scrape benchmark, which runs it through pgbench as its baseline.
-pub const READINGS: &str = "\
+/// A node's traffic in the period asked for: the parameter `$all` true counts all time,
+/// else the tally of the period starting on `$start` (0 when the node's last report was in
+/// an earlier one).
+macro_rules! period_used {
+    ($all:literal, $start:literal) => {
+        concat!(
+            "(case when ",
+            $all,
+            " then traffic_used when period_start = ",
+            $start,
+            " then period_used else 0 end)"
+        )
+    };
+}
+
+/// The gauges' one statement: `$1` now, `$2` the freshness cut-off, `$3` `HOT_PERCENT`,
+/// `$4`/`$5` the period (see `period_used!`). Public for the scrape benchmark, which runs
+/// it through pgbench as its baseline.
+pub const READINGS: &str = concat!(
+    "\
     select 'resources', resource_type, status, count(*), cast(null as timestamptz) \
     from resources where status <> 'deleted' group by resource_type, status \
     union all \
@@ -28,10 +45,13 @@ pub const READINGS: &str = "\
     select 'nodes', case when stats_at >= $2 then 'fresh' else 'stale' end, \
     (case when cpu_percent > $3 then 'c' else '' end) || \
     (case when mem_percent > $3 then 'm' else '' end) || \
-    (case when traffic_limit > 0 and traffic_used * 100.0 > $3 * traffic_limit \
+    (case when traffic_limit > 0 and ",
+    period_used!("$4", "$5"),
+    " * 100.0 > $3 * traffic_limit \
      then 't' else '' end), \
     count(*), null from resources \
-    where status = 'active' and resource_type = 'hosting_node' group by 2, 3";
+    where status = 'active' and resource_type = 'hosting_node' group by 2, 3"
+);
 
 #[async_trait]
 impl Monitoring for SqlStore {
@@ -39,6 +59,7 @@ impl Monitoring for SqlStore {
         &self,
         now: DateTime<Utc>,
         fresh_since: DateTime<Utc>,
+        period: Option<NaiveDate>,
     ) -> StoreResult<Readings> {
         let rows: Vec<ReadingRow> = self
             .db
@@ -46,6 +67,8 @@ impl Monitoring for SqlStore {
             .bind(now)
             .bind(fresh_since)
             .bind(HOT_PERCENT)
+            .bind(period.is_none())
+            .bind(period)
             .fetch_all()
             .await?;
         let mut r = Readings::default();
@@ -84,22 +107,33 @@ impl Monitoring for SqlStore {
         Ok(r)
     }
 
-    async fn node_load(&self, sort: LoadSort, limit: i64) -> StoreResult<Vec<NodeLoadRow>> {
+    async fn node_load(
+        &self,
+        sort: LoadSort,
+        limit: i64,
+        period: Option<NaiveDate>,
+    ) -> StoreResult<Vec<NodeLoadRow>> {
         let order = match sort {
             LoadSort::Cpu => "cpu_percent",
             LoadSort::Mem => "mem_percent",
             LoadSort::Load => "load1",
             // Share of the limit used; a node never metered has no figure.
-            LoadSort::Traffic => {
-                "case when traffic_limit > 0 and stats_at is not null \
-                 then traffic_used * 1.0 / traffic_limit end"
-            }
+            LoadSort::Traffic => concat!(
+                "case when traffic_limit > 0 and stats_at is not null then ",
+                period_used!("$1", "$2"),
+                " * 1.0 / traffic_limit end"
+            ),
         };
-        let mut sql = self.db.sql(
-            "select id, user_id, region, public_ip, cpu_percent, mem_percent, load1, \
-             traffic_used, traffic_limit, stats_at from resources \
-             where status = 'active' and resource_type = 'hosting_node' order by ",
-        );
+        let mut sql = self
+            .db
+            .sql(concat!(
+                "select id, user_id, region, public_ip, cpu_percent, mem_percent, load1, ",
+                period_used!("$1", "$2"),
+                " as traffic_used, traffic_limit, stats_at from resources \
+             where status = 'active' and resource_type = 'hosting_node' order by "
+            ))
+            .bind(period.is_none())
+            .bind(period);
         sql.push(order)
             .push(" desc nulls last, id limit ")
             .push_bind(limit);

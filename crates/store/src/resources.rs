@@ -1,7 +1,7 @@
 //! Resources: recording, reading, history, node agents' reports, and the operator's view.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::SqlStore;
@@ -10,11 +10,23 @@ use super::events::insert_event;
 use super::news::Topic;
 use super::row::{self, EventRow, ResourceRow, live_sql, resource_columns};
 use domain::slots::free_slots;
+use domain::usage::{self, DayUsage, Tally};
 use domain::{DeleteReason, Event, EventKind, Resource, ResourceKind};
 use ports::store::{
     Inserted, NewEvent, NewResource, NodeCredentials, NodeStats, Nodes, NodesOf, Resources,
     StoreError, StoreResult,
 };
+
+/// A node's metering columns: user, all-time bytes, last counters, last report, tally.
+type MeteringRow = (
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+    Option<NaiveDate>,
+    i64,
+);
 
 /// Rounds of "take the lowest free slot" before giving up on a subscription whose nodes
 /// keep changing (each lost round means a concurrent insert took a slot).
@@ -326,34 +338,44 @@ impl Resources for SqlStore {
     async fn record_node_stats(&self, id: Uuid, st: &NodeStats) -> StoreResult<bool> {
         // Read the counters, count in the domain (saturating), write back only if nothing
         // changed meanwhile (compare-and-set on the values read). A sample older than the
-        // last recorded one (a late delivery) changes nothing; a repeat adds nothing.
+        // last recorded one (a late delivery) changes nothing; a repeat adds nothing. The
+        // growth goes to the all-time count, the month's tally and the day's row, in one
+        // transaction (CONTRACTS.md §4.8).
         for _ in 0..8 {
-            type Metering = (String, i64, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
-            let row: Option<Metering> = self
+            let row: Option<MeteringRow> = self
                 .db
                 .sql(
                     "select user_id, cast(traffic_used as bigint), cast(counter_rx as bigint), \
-                     cast(counter_tx as bigint), stats_at from resources \
+                     cast(counter_tx as bigint), stats_at, period_start, \
+                     cast(period_used as bigint) from resources \
                      where id = $1 and resource_type = 'hosting_node' and status <> 'deleted'",
                 )
                 .bind(id.to_string())
                 .fetch_optional()
                 .await?;
-            let Some((user, used, last_rx, last_tx, stats_at)) = row else {
+            let Some((user, used, last_rx, last_tx, stats_at, period_start, period_used)) = row
+            else {
                 return Ok(false);
             };
             if stats_at.is_some_and(|at| at > st.at) {
                 return Ok(false);
             }
             let last = last_rx.zip(last_tx);
-            let total = domain::units::node_traffic(used, last, st.rx_bytes, st.tx_bytes);
+            let (rx_grown, tx_grown) = usage::counter_growth(last, st.rx_bytes, st.tx_bytes);
+            let grown = rx_grown.saturating_add(tx_grown);
+            let total = used.max(0).saturating_add(grown);
+            let before = period_start.map(|period_start| Tally {
+                period_start,
+                used: period_used,
+            });
+            let tally = usage::tally_after(before, st.at, grown);
             // In a transaction of its own, so the user's readers hear of the new figures.
             let mut tx = self.db.begin().await?;
             let done = tx
                 .sql(
                     "update resources set traffic_used = $2, counter_rx = $3, \
                      counter_tx = $4, load1 = $5, cpu_percent = $6, mem_percent = $7, \
-                     stats_at = $8 \
+                     stats_at = $8, period_start = $12, period_used = $13 \
                      where id = $1 and status <> 'deleted' \
                      and cast(traffic_used as bigint) = $9 \
                      and coalesce(cast(counter_rx as bigint), -1) = $10 \
@@ -371,9 +393,25 @@ impl Resources for SqlStore {
                 .bind(used)
                 .bind(last_rx.unwrap_or(-1))
                 .bind(last_tx.unwrap_or(-1))
+                .bind(tally.period_start)
+                .bind(tally.used)
                 .execute()
                 .await?;
             if done == 1 {
+                if grown > 0 {
+                    tx.sql(
+                        "insert into node_usage_days (resource_id, day, rx_bytes, tx_bytes) \
+                         values ($1, $2, $3, $4) on conflict (resource_id, day) do update \
+                         set rx_bytes = node_usage_days.rx_bytes + excluded.rx_bytes, \
+                         tx_bytes = node_usage_days.tx_bytes + excluded.tx_bytes",
+                    )
+                    .bind(id.to_string())
+                    .bind(usage::day_of(st.at))
+                    .bind(rx_grown)
+                    .bind(tx_grown)
+                    .execute()
+                    .await?;
+                }
                 tx.usage_changed(user);
                 tx.commit().await?;
                 return Ok(true);
@@ -383,6 +421,46 @@ impl Resources for SqlStore {
         Err(StoreError::Conflict(
             "the node's counters changed repeatedly while recording a report".into(),
         ))
+    }
+
+    async fn node_usage(
+        &self,
+        id: Uuid,
+        first_day: NaiveDate,
+        last_day: NaiveDate,
+    ) -> StoreResult<Vec<DayUsage>> {
+        let rows: Vec<(NaiveDate, i64, i64)> = self
+            .db
+            .sql(
+                "select day, cast(rx_bytes as bigint), cast(tx_bytes as bigint) \
+                 from node_usage_days where resource_id = $1 and day >= $2 and day <= $3 \
+                 order by day",
+            )
+            .bind(id.to_string())
+            .bind(first_day)
+            .bind(last_day)
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(date, rx_bytes, tx_bytes)| DayUsage {
+                date,
+                rx_bytes,
+                tx_bytes,
+            })
+            .collect())
+    }
+
+    async fn purge_node_usage(&self, before: NaiveDate, limit: i64) -> StoreResult<u64> {
+        self.db
+            .sql(
+                "delete from node_usage_days where (resource_id, day) in (\
+                 select resource_id, day from node_usage_days where day < $1 limit $2)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute()
+            .await
     }
 
     async fn failed_work(

@@ -1,13 +1,14 @@
 //! Row types shared by both backends (sqlx's `FromRow` derive is generic over the
 //! database) and their conversion into domain values.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::error::corrupt;
 use domain::Phase;
 use domain::entitlement::{Entitlement, EntitlementStatus};
 use domain::migration::{Migration, MigrationStatus};
+use domain::usage::Tally;
 use domain::{
     Connection, DeleteReason, Desired, Event, EventKind, Resource, ResourceKind, Status, VpnSpec,
 };
@@ -20,7 +21,8 @@ macro_rules! resource_columns {
          plan_tier, status, desired_state, generation, delete_reason, node_id, phase, public_ip, \
          api_port, api_key, vless_port, ss_port, public_key, short_id, \
          cast(traffic_limit as bigint) as traffic_limit, \
-         cast(traffic_used as bigint) as traffic_used, error_message, attempts, upstream_released, deadline_at, \
+         cast(traffic_used as bigint) as traffic_used, period_start, \
+         cast(period_used as bigint) as period_used, error_message, attempts, upstream_released, deadline_at, \
          next_attempt_at, created_at, updated_at, ready_at, vpn_user_id, expire_at, \
          service_tier, spec_version, applied_version, traffic_synced_at, last_error, slot, \
          migration_status, migration_region, migration_plan_tier, migration_node_id, \
@@ -57,6 +59,8 @@ pub struct ResourceRow {
     short_id: Option<String>,
     traffic_limit: i64,
     traffic_used: i64,
+    period_start: Option<NaiveDate>,
+    period_used: i64,
     error_message: Option<String>,
     attempts: i32,
     upstream_released: bool,
@@ -151,6 +155,10 @@ impl TryFrom<ResourceRow> for Resource {
             },
             traffic_limit: r.traffic_limit,
             traffic_used: r.traffic_used,
+            tally: r.period_start.map(|period_start| Tally {
+                period_start,
+                used: r.period_used,
+            }),
             error_message: r.error_message,
             last_error: r.last_error,
             attempts: r.attempts,

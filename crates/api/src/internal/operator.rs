@@ -17,6 +17,7 @@ use crate::views::ResourceStatus;
 use app::{OperatorAction, ResourceId, STUCK_ATTEMPTS};
 use domain::callback::FulfillmentCallback;
 use domain::units::{rfc3339, rfc3339_opt};
+use domain::usage::Meter;
 use domain::{Event, EventKind, Resource, Status};
 
 /// A resource in the queue, with what an operator needs to decide.
@@ -47,7 +48,8 @@ pub struct QueueItem {
 }
 
 impl QueueItem {
-    fn new(r: &Resource, now: DateTime<Utc>) -> Self {
+    fn new(r: &Resource, meter: &Meter) -> Self {
+        let now = meter.now;
         let why = if r.status == Status::Failed {
             "failed"
         } else if r.deadline_at.is_some_and(|d| d < now) {
@@ -56,7 +58,7 @@ impl QueueItem {
             "retrying"
         };
         QueueItem {
-            resource: ResourceStatus::from(r),
+            resource: ResourceStatus::new(r, meter),
             why,
             desired_state: r.desired.as_str(),
             attempts: r.attempts,
@@ -118,11 +120,11 @@ pub struct OperatorDone {
 }
 
 impl OperatorDone {
-    fn new(message: &'static str, r: &Resource) -> Json<Self> {
+    fn new(message: &'static str, r: &Resource, meter: &Meter) -> Json<Self> {
         Json(OperatorDone {
             status: "ok",
             message,
-            resource: ResourceStatus::from(r),
+            resource: ResourceStatus::new(r, meter),
         })
     }
 }
@@ -151,7 +153,7 @@ pub struct EventView {
 )]
 pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Response, ApiError> {
     let q = st.app.operator_queue().await?;
-    let now = st.app.ports.clock.now();
+    let meter = st.app.meter();
     let callbacks = q.callbacks.iter().map(|c| QueueCallback {
         outbox_id: c.message.id,
         subscription_id: &c.message.subscription_id,
@@ -169,7 +171,11 @@ pub async fn queue(State(st): State<Arc<ApiState>>, _: Staff) -> Result<Response
         node_limit: o.node_limit,
     });
     let view = Queue {
-        resources: q.resources.iter().map(|r| QueueItem::new(r, now)).collect(),
+        resources: q
+            .resources
+            .iter()
+            .map(|r| QueueItem::new(r, &meter))
+            .collect(),
         callbacks: callbacks.collect(),
         subscriptions: subscriptions.collect(),
         stuck_after_attempts: STUCK_ATTEMPTS,
@@ -198,7 +204,11 @@ pub async fn retry(
         .app
         .operator_retry(ResourceId::parse(&id)?, action)
         .await?;
-    Ok(OperatorDone::new("the next step runs now", &r))
+    Ok(OperatorDone::new(
+        "the next step runs now",
+        &r,
+        &st.app.meter(),
+    ))
 }
 
 #[utoipa::path(
@@ -223,7 +233,7 @@ pub async fn fail(
         .operator_fail(ResourceId::parse(&id)?, action)
         .await?;
     let done = "failed, reported, and anything upstream is being cleaned up";
-    Ok(OperatorDone::new(done, &r))
+    Ok(OperatorDone::new(done, &r, &st.app.meter()))
 }
 
 /// An operator token names who pulls the lever: its name is recorded, whatever the body

@@ -10,11 +10,34 @@ use utoipa::ToSchema;
 
 use crate::ApiState;
 use crate::error::{ApiError, Shape};
-use crate::extract::{ApiJson, PathId, Staff};
+use crate::extract::{ApiJson, ApiQuery, PathId, Staff};
 use crate::openapi::refusals as doc;
 use crate::user::nodes::{MigrationAcceptedView, MigrationCancelledView, accepted, cancelled};
-use crate::views::{MyNodeView, ResourceStatus};
+use crate::views::{MyNodeView, NodeUsageView, ResourceStatus, UsageQuery};
 use app::{ResourceId, SubscriptionId, UserId};
+
+#[utoipa::path(
+    get,
+    path = "/api/internal/resources/{id}/usage",
+    summary = "A node's use by day",
+    description = "Every UTC day of the window up to today's, oldest first, 0 for a day without use; deleted nodes' rows are kept until USAGE_RETENTION_DAYS.",
+    tag = "internal",
+    security(("internal_secret" = []), ("operator_jwt" = [])),
+    params(("id" = String, Path, description = "A hosting node's resource id"), UsageQuery),
+    responses((status = 200, description = "The node's use by day", body = NodeUsageView), (status = 403, description = "A user token", body = doc::ErrorBody), (status = 404, description = "No such resource", body = doc::ErrorBody), (status = 422, description = "days outside 1 to 90, or a VPN account", body = doc::ErrorBody), doc::Refusals)
+)]
+pub async fn resource_usage(
+    State(st): State<Arc<ApiState>>,
+    _: Staff,
+    PathId(id): PathId,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<NodeUsageView>, ApiError> {
+    let usage = st
+        .app
+        .resource_usage(ResourceId::parse(&id)?, q.days)
+        .await?;
+    Ok(Json(NodeUsageView::from(&usage)))
+}
 
 #[utoipa::path(
     get,
@@ -31,7 +54,7 @@ pub async fn resource(
     PathId(id): PathId,
 ) -> Result<Json<ResourceStatus>, ApiError> {
     let r = st.app.resource(ResourceId::parse(&id)?).await?;
-    Ok(Json(ResourceStatus::from(&r)))
+    Ok(Json(ResourceStatus::new(&r, &st.app.meter())))
 }
 
 /// A subscription's resources.
@@ -58,8 +81,12 @@ pub async fn subscription_resources(
 ) -> Result<Json<ResourcesView>, ApiError> {
     let subscription = SubscriptionId::parse(&subscription_id)?;
     let resources = st.app.subscription_resources(&subscription).await?;
+    let meter = st.app.meter();
     Ok(Json(ResourcesView {
-        resources: resources.iter().map(ResourceStatus::from).collect(),
+        resources: resources
+            .iter()
+            .map(|r| ResourceStatus::new(r, &meter))
+            .collect(),
     }))
 }
 
@@ -89,7 +116,7 @@ pub async fn user_resources(
     let mine = st.app.my_node(&UserId::parse(&user_id)?).await?;
     let view = UserResourcesView {
         success: true,
-        data: MyNodeView::from(&*mine),
+        data: MyNodeView::new(&mine, &st.app.meter()),
     };
     Ok(Json(view).into_response())
 }

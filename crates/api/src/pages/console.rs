@@ -172,7 +172,7 @@ async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
         .app
         .ports
         .store
-        .node_load(LoadSort::Cpu, 50)
+        .node_load(LoadSort::Cpu, 50, st.app.meter().period_start())
         .await
         .map_err(crate::error::ApiError::from)?;
     let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.0}"));

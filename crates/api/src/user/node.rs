@@ -33,7 +33,7 @@ pub async fn my_node(
 /// The body of `GET /my/node`, which the event streams push as it is.
 pub(crate) async fn node_body(st: &ApiState, user: &UserId) -> Result<String, ApiError> {
     let mine = st.app.my_node(user).await?;
-    Ok(serde_json::to_string(&MyNodeView::from(&*mine)).expect("a view serializes"))
+    Ok(serde_json::to_string(&MyNodeView::new(&mine, &st.app.meter())).expect("a view serializes"))
 }
 
 /// A 200 with a JSON body already serialized.

@@ -12,13 +12,17 @@ use utoipa::ToSchema;
 
 use crate::ApiState;
 use crate::error::{ApiError, Shape};
-use crate::extract::{ApiJson, PathId, User};
+use crate::extract::{ApiJson, ApiQuery, PathId, User};
 use crate::openapi::refusals as doc;
 use crate::user::node::RegionChoice;
-use crate::views::{CreateNodeView, MigrationView, NodeView, SubscriptionView, SuccessMessage};
+use crate::views::{
+    CreateNodeView, MigrationView, NodeUsageView, NodeView, SubscriptionView, SuccessMessage,
+    UsageQuery,
+};
 use app::{MyNodeRef, MyNodes, NodeCreate, NodeEntry, UserId};
 use domain::Resource;
 use domain::progress::{self, CreationProgress, HostingStatus, SubscriptionState};
+use domain::usage::Meter;
 
 fn progress_of(e: &NodeEntry) -> Option<CreationProgress> {
     matches!(
@@ -75,8 +79,8 @@ pub struct MigrationCancelledView {
     message: &'static str,
 }
 
-impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
-    fn from(m: &'a MyNodes) -> Self {
+impl<'a> MyNodesView<'a> {
+    fn new(m: &'a MyNodes, meter: &Meter) -> Self {
         let subscription = match &m.subscription {
             SubscriptionState::Active(s) => Some(SubscriptionView::from(s)),
             _ => None,
@@ -91,7 +95,7 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
                 .iter()
                 .map(|e| NodeView {
                     creation_progress: progress_of(e),
-                    ..NodeView::new(&e.node, e.region.as_ref())
+                    ..NodeView::new(&e.node, e.region.as_ref(), meter)
                 })
                 .collect(),
             message: progress::hosting_message(m.status, m.nodes.first().map(|e| &e.node)),
@@ -109,7 +113,7 @@ impl<'a> From<&'a MyNodes> for MyNodesView<'a> {
 )]
 pub async fn list(State(st): State<Arc<ApiState>>, User(user): User) -> Result<Response, ApiError> {
     let mine = st.app.my_nodes(&user).await?;
-    Ok(Json(MyNodesView::from(&mine)).into_response())
+    Ok(Json(MyNodesView::new(&mine, &st.app.meter())).into_response())
 }
 
 #[utoipa::path(
@@ -145,10 +149,30 @@ pub async fn one(
 ) -> Result<Response, ApiError> {
     let e = st.app.my_node_by_id(&user, &id).await?;
     Ok(Json(OneNodeView {
-        node: NodeView::new(&e.node, e.region.as_ref()),
+        node: NodeView::new(&e.node, e.region.as_ref(), &st.app.meter()),
         creation_progress: progress_of(&e),
     })
     .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/my/nodes/{resource_id}/usage",
+    summary = "One of my nodes' use by day",
+    description = "Every UTC day of the window up to today's, oldest first, 0 for a day without use. A report counts on the day it was taken.",
+    tag = "user",
+    security(("user_jwt" = [])),
+    params(("resource_id" = String, Path, description = "The node's resource id"), UsageQuery),
+    responses((status = 200, description = "The node's use by day", body = NodeUsageView), (status = 404, description = "No such node of this user", body = doc::ErrorBody), (status = 422, description = "days outside 1 to 90", body = doc::ErrorBody), doc::Refusals, doc::RateLimited)
+)]
+pub async fn my_node_usage(
+    State(st): State<Arc<ApiState>>,
+    User(user): User,
+    PathId(id): PathId,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<NodeUsageView>, ApiError> {
+    let usage = st.app.my_node_usage(&user, &id, q.days).await?;
+    Ok(Json(NodeUsageView::from(&usage)))
 }
 
 #[utoipa::path(

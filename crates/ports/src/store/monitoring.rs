@@ -2,7 +2,7 @@
 //! rows only, never the whole history) and the per-node load view.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::StoreResult;
 use domain::{ResourceKind, Status};
@@ -73,6 +73,7 @@ pub struct NodeLoadRow {
     pub cpu_percent: Option<f64>,
     pub mem_percent: Option<f64>,
     pub load1: Option<f64>,
+    /// Bytes used in the period asked for (all time when none was).
     pub traffic_used: i64,
     pub traffic_limit: i64,
     pub reported_at: Option<DateTime<Utc>>,
@@ -81,11 +82,20 @@ pub struct NodeLoadRow {
 #[async_trait]
 pub trait Monitoring: Send + Sync {
     /// The gauges as of `now`; a node is fresh when it reported at or after `fresh_since`.
+    /// Traffic counts in the period starting on `period` (a month's first day), or for all
+    /// time when it is `None` (CONTRACTS.md §4.8).
     async fn readings(
         &self,
         now: DateTime<Utc>,
         fresh_since: DateTime<Utc>,
+        period: Option<NaiveDate>,
     ) -> StoreResult<Readings>;
-    /// Active nodes by `sort`, highest first, nodes without that figure last.
-    async fn node_load(&self, sort: LoadSort, limit: i64) -> StoreResult<Vec<NodeLoadRow>>;
+    /// Active nodes by `sort`, highest first, nodes without that figure last; traffic in
+    /// `period` as for `readings`.
+    async fn node_load(
+        &self,
+        sort: LoadSort,
+        limit: i64,
+        period: Option<NaiveDate>,
+    ) -> StoreResult<Vec<NodeLoadRow>>;
 }

@@ -2,11 +2,12 @@
 //! and what node agents report.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::StoreResult;
 use domain::slots::SlotChoice;
+use domain::usage::DayUsage;
 use domain::{DeleteReason, Event, EventKind, Resource, ResourceKind};
 
 /// A resource to record, with its first event.
@@ -131,8 +132,19 @@ pub trait Resources: Send + Sync {
     /// Records a node agent's report, counting each byte once: a counter lower than the last
     /// one is a reset (the node rebooted) and counts from zero; a sample older than the
     /// last is ignored, and a repeat adds nothing. `false` when the resource is not a live
-    /// hosting node.
+    /// hosting node. The growth is added to the all-time count, the tally of the month
+    /// the report was taken in, and that day's usage row, in one transaction.
     async fn record_node_stats(&self, id: Uuid, stats: &NodeStats) -> StoreResult<bool>;
+    /// A node's usage rows from `first_day` to `last_day` (both included), oldest first;
+    /// days without use have no row.
+    async fn node_usage(
+        &self,
+        id: Uuid,
+        first_day: NaiveDate,
+        last_day: NaiveDate,
+    ) -> StoreResult<Vec<DayUsage>>;
+    /// Deletes at most `limit` usage rows of days before `before` (retention); how many.
+    async fn purge_node_usage(&self, before: NaiveDate, limit: i64) -> StoreResult<u64>;
 
     /// Resources an operator should look at: failed (and still meant to exist), past
     /// their deadline, or retried at least `min_attempts` times; oldest change first.
