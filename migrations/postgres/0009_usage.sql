@@ -17,3 +17,8 @@ create table node_usage_days (
     primary key (resource_id, day)
 );
 create index node_usage_days_by_day on node_usage_days (day);
+
+-- VPN_TRAFFIC_RESET=on_renewal: the version of a VPN account's terms whose push also sets
+-- its traffic_used to 0 at the VPN manager (a renewal's; 0: none). While it is above
+-- applied_version, every push of the terms carries the reset.
+alter table resources add column traffic_reset_version bigint not null default 0;

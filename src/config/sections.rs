@@ -9,7 +9,7 @@ use super::env::{DAY, Env, HOUR, WEEK};
 use super::secret::{Secret, redact};
 use crate::api::limits::RateLimitConfig;
 use crate::app::{AppConfig, VpnSettings};
-use crate::domain::usage::PeriodPolicy;
+use crate::domain::usage::{PeriodPolicy, VpnTrafficReset};
 use crate::engine::{Backoff, EngineConfig, RetentionConfig, SweepConfig, TrafficConfig};
 
 /// The HTTP server.
@@ -189,6 +189,11 @@ pub fn read_app(env: &mut Env, otun_url: Option<&Url>) -> AppConfig {
         vpn: VpnSettings {
             wait: env.secs("VPN_WAIT_SECS", secs(3), (0.0, 60.0)),
             subscribe_base: subscribe_base.map(|u| u.to_string()),
+            traffic_reset: env.choice(
+                "VPN_TRAFFIC_RESET",
+                &VpnTrafficReset::NAMES,
+                VpnTrafficReset::default(),
+            ),
         },
         events_max_streams: env.count("EVENTS_MAX_STREAMS", 10_000, 1_000_000) as usize,
         max_nodes_per_subscription: env.count("MAX_NODES_PER_SUBSCRIPTION", 10, 1_000),

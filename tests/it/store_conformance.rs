@@ -447,6 +447,7 @@ fn vpn_order(user: &str, key: Option<&str>, kind: OrderKind) -> VpnOrder {
             traffic_limit: 500,
         },
         is_trial: false,
+        traffic_reset: Default::default(),
         device_id: None,
         note: None,
         actor: "test".into(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use fulfillment::domain::usage::PeriodPolicy;
+use fulfillment::domain::usage::{PeriodPolicy, VpnTrafficReset};
 use fulfillment::sim::NodeTiming;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -239,5 +239,43 @@ on_both! {
         let left = store.node_usage(uuid, day("2000-01-01"), day("2099-01-01")).await.unwrap();
         assert_eq!(left.len(), 2);
         assert_eq!(left[0].date, day("2030-06-10"));
+    }
+}
+
+/// A paid VPN order for `user`'s subscription, identified by its transaction.
+fn vpn_order(user: &str, tx: &str) -> Value {
+    json!({"user_id": user, "subscription_id": format!("sub-{user}"), "app_source": "otun",
+        "plan_tier": "premium", "channel": "stripe", "business_type": "subscription",
+        "expire_days": 30, "channel_tx_id": tx})
+}
+
+on_both! {
+    async fn a_vpn_renewal_resets_the_usage_only_when_configured_and_only_once(b: Backend) {
+        for (policy, resets) in [(VpnTrafficReset::OnRenewal, true), (VpnTrafficReset::Never, false)] {
+            let app = TestApp::spawn_with(b, NodeTiming::default(), |c| c.app.vpn.traffic_reset = policy).await;
+            let vpn = &app.sims.sim.vpn;
+            app.sims.subscribe_vpn("v-1", "sub-v-1", "premium");
+            let (status, first) = app.internal(Method::POST, "/api/internal/provision", Some(vpn_order("v-1", "tx-1"))).await;
+            assert_eq!((status, first["status"].as_str()), (200, Some("active")), "{first}");
+            let uuid = first["vpn_user_id"].as_str().unwrap().to_owned();
+            assert!(vpn.set_traffic_used(&uuid, 5 * GIB));
+            let pushed = vpn.updates().len();
+            // The renewal: a new period, its terms pushed in one PUT.
+            let (status, renewed) = app.internal(Method::POST, "/api/internal/provision", Some(vpn_order("v-1", "tx-2"))).await;
+            assert_eq!((status, renewed["status"].as_str()), (200, Some("active")), "{renewed}");
+            let updates = vpn.updates();
+            let put = &updates[pushed..].last().expect("the renewal's terms were pushed").1;
+            assert!(put.expire_at.is_some() && put.traffic_limit.is_some(), "{put:?}");
+            assert_eq!(put.traffic_used, resets.then_some(0), "{policy:?}");
+            let used = vpn.user(&uuid).unwrap().traffic_used;
+            assert_eq!(used, if resets { 0 } else { 5 * GIB }, "{policy:?}");
+            // The same renewal delivered again resets nothing.
+            assert!(vpn.set_traffic_used(&uuid, 7 * GIB));
+            let (status, again) = app.internal(Method::POST, "/api/internal/provision", Some(vpn_order("v-1", "tx-2"))).await;
+            assert_eq!(status, 200, "{again}");
+            app.settle().await;
+            assert_eq!(vpn.user(&uuid).unwrap().traffic_used, 7 * GIB, "{policy:?}: a repeat");
+            assert!(vpn.updates()[pushed..].iter().filter(|(_, u)| u.traffic_used.is_some()).count() <= 1);
+        }
     }
 }

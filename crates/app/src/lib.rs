@@ -45,7 +45,7 @@ pub use usage::NodeUsage;
 pub use vpn_admin::VpnChange;
 pub use vpn_orders::{Gift, VpnOutcome};
 
-use domain::usage::PeriodPolicy;
+use domain::usage::{PeriodPolicy, VpnTrafficReset};
 use engine::Engine;
 use ports::Ports;
 use read_model::ReadModel;
@@ -83,6 +83,8 @@ pub struct VpnSettings {
     pub wait: std::time::Duration,
     /// Public base of VPN subscription links (`subscribe_url` is `{base}/{uuid}`).
     pub subscribe_base: Option<String>,
+    /// Whether a renewal sets the account's usage back to 0 (`VPN_TRAFFIC_RESET`).
+    pub traffic_reset: VpnTrafficReset,
 }
 
 /// The application: ports, the engine (for callbacks that change state), and caches.

@@ -240,12 +240,21 @@ pub struct VpnSpec {
     pub spec_version: i64,
     pub applied_version: i64,
     pub traffic_synced_at: Option<DateTime<Utc>>,
+    /// The terms' version whose push also sets the usage to 0 (a renewal's, under
+    /// `VPN_TRAFFIC_RESET=on_renewal`; 0 for none).
+    pub reset_version: i64,
 }
 
 impl VpnSpec {
     /// Whether the VPN manager is behind what we recorded.
     pub fn is_pending(&self) -> bool {
         self.applied_version < self.spec_version
+    }
+
+    /// Whether the next push of the terms must also set the account's usage to 0: a
+    /// renewal's reset the VPN manager has not confirmed yet.
+    pub fn owes_reset(&self) -> bool {
+        self.reset_version > self.applied_version
     }
 }
 

@@ -42,6 +42,25 @@ impl PeriodPolicy {
     }
 }
 
+/// Whether a VPN renewal also sets the account's usage back to 0 at the VPN manager
+/// (`VPN_TRAFFIC_RESET`). The deployed service never did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VpnTrafficReset {
+    #[default]
+    Never,
+    /// A paid order (Stripe's or an app store's) that starts a new period on a live
+    /// account (a renewal or a plan change; never a repeated delivery, a gift or a trial).
+    OnRenewal,
+}
+
+impl VpnTrafficReset {
+    /// The names `VPN_TRAFFIC_RESET` takes.
+    pub const NAMES: [(&'static str, VpnTrafficReset); 2] = [
+        ("never", VpnTrafficReset::Never),
+        ("on_renewal", VpnTrafficReset::OnRenewal),
+    ];
+}
+
 /// A counting period: from `start` (included) to `end` (excluded), whole UTC days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::entitlement::{Entitlement, EntitlementStatus, OrderTerms, Placement, place_order};
+use super::usage::VpnTrafficReset;
 use super::{EventKind, Resource, Status};
 
 /// A VPN order (or gift) to record.
@@ -28,6 +29,8 @@ pub struct VpnOrder {
     /// The account's expiry as the VPN manager reports it (a paid renewal stacks on it).
     pub upstream_expiry: UpstreamExpiry,
     pub is_trial: bool,
+    /// Whether a renewal sets the account's usage back to 0 (`VPN_TRAFFIC_RESET`).
+    pub traffic_reset: VpnTrafficReset,
     pub device_id: Option<String>,
     pub note: Option<String>,
     pub actor: String,
@@ -88,6 +91,9 @@ pub struct OrderPlan {
     /// The history entry on the account, and its message.
     pub event: (EventKind, Option<String>),
     pub entitlement: NewEntitlement,
+    /// The push of these terms also sets the account's usage to 0 (a renewal under
+    /// `VPN_TRAFFIC_RESET=on_renewal`).
+    pub reset_traffic: bool,
 }
 
 /// What the VPN manager said of the account's expiry when the order arrived.
@@ -189,7 +195,14 @@ pub fn plan_order(
         },
         reported: order.subscription_id.is_none(),
     };
+    // A new period for a live account: a paid order that replaces the current entitlement.
+    // (A repeated delivery never gets here: the store answers it with what it recorded.)
+    let reset_traffic = order.traffic_reset == VpnTrafficReset::OnRenewal
+        && order.terms.kind != super::expiry::OrderKind::Free
+        && !merged
+        && matches!(account, Account::Update { .. });
     OrderPlan {
+        reset_traffic,
         terms: AccountTerms {
             expire_at,
             traffic_limit,

@@ -54,6 +54,7 @@ fn order(kind: OrderKind, subscription: Option<&str>) -> VpnOrder {
         },
         upstream_expiry: UpstreamExpiry::NotAsked,
         is_trial: false,
+        traffic_reset: VpnTrafficReset::Never,
         device_id: None,
         note: None,
         actor: "subscription_service".into(),
@@ -93,6 +94,38 @@ fn a_first_order_creates_an_account_with_its_own_terms() {
             reported: false,
         }
     );
+}
+
+#[test]
+fn only_a_paid_order_on_a_live_account_resets_its_usage_and_only_when_asked_to() {
+    let current = paid_entitlement(days(3));
+    let live = account(Status::Active);
+    let renewal = |kind, reset| VpnOrder {
+        traffic_reset: reset,
+        ..order(kind, Some("sub-2"))
+    };
+    let plan = |o: &VpnOrder, live| plan_order(o, Some(&current), live, now());
+    let on = VpnTrafficReset::OnRenewal;
+    assert!(plan(&renewal(OrderKind::Paid, on), Some(&live)).reset_traffic);
+    assert!(plan(&renewal(OrderKind::AppStore, on), Some(&live)).reset_traffic);
+    assert!(
+        !plan(
+            &renewal(OrderKind::Paid, VpnTrafficReset::Never),
+            Some(&live)
+        )
+        .reset_traffic,
+        "never, as the deployed service"
+    );
+    assert!(
+        !plan(&renewal(OrderKind::Free, on), Some(&live)).reset_traffic,
+        "a gift adds to the period"
+    );
+    assert!(
+        !plan(&renewal(OrderKind::Paid, on), None).reset_traffic,
+        "a new account starts at 0 anyway"
+    );
+    let failed = account(Status::Failed);
+    assert!(!plan(&renewal(OrderKind::Paid, on), Some(&failed)).reset_traffic);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use ports::{CreateVpnUser, UpstreamError, VpnUserUpdate};
 fn full_update(r: &Resource) -> VpnUserUpdate {
     VpnUserUpdate {
         traffic_limit: Some(r.traffic_limit),
-        traffic_used: None,
+        // A renewal's reset rides on the push of its terms (VPN_TRAFFIC_RESET=on_renewal).
+        traffic_used: r.vpn.owes_reset().then_some(0),
         expire_at: r.vpn.expire_at,
         enabled: Some(true),
         email: r.user_email.clone().filter(|e| !e.is_empty()),

@@ -24,7 +24,8 @@ macro_rules! resource_columns {
          cast(traffic_used as bigint) as traffic_used, period_start, \
          cast(period_used as bigint) as period_used, error_message, attempts, upstream_released, deadline_at, \
          next_attempt_at, created_at, updated_at, ready_at, vpn_user_id, expire_at, \
-         service_tier, spec_version, applied_version, traffic_synced_at, last_error, slot, \
+         service_tier, spec_version, applied_version, traffic_synced_at, traffic_reset_version, \
+         last_error, slot, \
          migration_status, migration_region, migration_plan_tier, migration_node_id, \
          migration_token_hash, migration_started_at, migration_deadline_at, migration_error, \
          migration_actor, retire_node_id, plan_wanted, lease_epoch"
@@ -75,6 +76,7 @@ pub struct ResourceRow {
     spec_version: i64,
     applied_version: i64,
     traffic_synced_at: Option<DateTime<Utc>>,
+    traffic_reset_version: i64,
     last_error: Option<String>,
     slot: Option<i32>,
     migration_status: Option<String>,
@@ -175,6 +177,7 @@ impl TryFrom<ResourceRow> for Resource {
                 spec_version: r.spec_version,
                 applied_version: r.applied_version,
                 traffic_synced_at: r.traffic_synced_at,
+                reset_version: r.traffic_reset_version,
             },
             slot: r.slot,
             migration,

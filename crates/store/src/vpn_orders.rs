@@ -125,6 +125,8 @@ async fn write_account(
                  plan_tier = $4, service_tier = $5, subscription_id = $6, \
                  user_email = coalesce($7, user_email), \
                  spec_version = spec_version + 1, \
+                 traffic_reset_version = case when $10 then spec_version + 1 \
+                     else traffic_reset_version end, \
                  next_attempt_at = case when next_attempt_at is null \
                      or next_attempt_at > $8 then $8 else next_attempt_at end, \
                  updated_at = $9 where id = $1 returning ",
@@ -139,6 +141,7 @@ async fn write_account(
             .bind(&o.email)
             .bind(o.due_at)
             .bind(now)
+            .bind(plan.reset_traffic)
             .fetch_one()
             .await?
         }
