@@ -463,3 +463,124 @@ async fn the_link_the_demo_prints_opens_the_product() {
     b.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each node card's chart: every bar's day and bytes, oldest first.
+const BARS: &str =
+    "return [...document.querySelectorAll('#nodes article.node svg.usage-chart rect')]
+    .map(r => [r.dataset.date, Number(r.dataset.bytes), Number(r.getAttribute('height'))])";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_card_charts_its_days_as_the_api_reads_them_and_updates_live() {
+    const GIB: i64 = 1024 * 1024 * 1024;
+    let _serial = serial().await;
+    let quiet = NodeTiming {
+        stats_interval_ms: 0,
+        ..NodeTiming::default()
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, quiet, |_| {}).await;
+    app.clock.shift_to(
+        chrono::DateTime::parse_from_rfc3339("2031-05-20T12:00:00Z")
+            .unwrap()
+            .to_utc(),
+    );
+    app.sims.subscribe("web-9", "sub-w9", "premium");
+    let (_, resp) = app.provision("web-9", "sub-w9").await;
+    let id = resp["resource_id"].as_str().unwrap().to_owned();
+    app.wait_status(&id, "active").await;
+    let token = app
+        .sims
+        .sim
+        .hosting
+        .creates()
+        .last()
+        .unwrap()
+        .callback_token
+        .clone();
+    let report = |rx: i64, tx: i64, taken: &'static str| {
+        let body = json!({"resource_id": id, "rx_bytes": rx, "tx_bytes": tx, "reported_at": taken});
+        let req = app
+            .http
+            .post(app.url("/api/callback/node/stats"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { assert_eq!(req.send().await.unwrap().status(), 200) }
+    };
+    report(2 * GIB, GIB, "2031-05-18T10:00:00Z").await;
+    report(3 * GIB, GIB, "2031-05-20T09:00:00Z").await;
+
+    let b = Browser::start().await;
+    sign_in(&b, &app, "web-9").await;
+    b.wait_js(
+        "thirty bars",
+        "return document.querySelectorAll('svg.usage-chart rect').length === 30",
+    )
+    .await;
+    b.js("window.sameDocument = true; return true").await;
+    let (_, api) = app
+        .user(
+            Method::GET,
+            &format!("/api/v1/my/nodes/{id}/usage"),
+            "web-9",
+            None,
+        )
+        .await;
+    let from_api: Vec<(String, i64)> = api["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["date"].as_str().unwrap().to_owned(),
+                d["rx_bytes"].as_i64().unwrap() + d["tx_bytes"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let bars = b.js(BARS).await;
+    let drawn: Vec<(String, i64)> = bars
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_str().unwrap().to_owned(), b[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        drawn, from_api,
+        "one bar per day of the API's window, same bytes"
+    );
+    assert_eq!(drawn[27], ("2031-05-18".to_owned(), 3 * GIB));
+    assert_eq!(drawn[29], ("2031-05-20".to_owned(), GIB));
+    // The busiest day fills the chart; a day without use has no height.
+    assert_eq!(bars[27][2], json!(60));
+    assert_eq!(bars[28][2], json!(0));
+    let used = b
+        .js("return document.querySelector('#nodes article.node .used').innerText")
+        .await;
+    assert_eq!(
+        used,
+        json!("4 of 3072 GB"),
+        "the month's use against the allowance"
+    );
+    let label = b.js("return document.querySelector('#nodes article.node dt').parentElement.parentElement.innerText").await;
+    assert!(
+        label.as_str().unwrap().contains("this month (since May 1)"),
+        "{label}"
+    );
+    b.screenshot("user-node-usage").await;
+
+    // Another report: the chart follows the node's document without a reload.
+    report(3 * GIB, 3 * GIB, "2031-05-20T11:00:00Z").await;
+    b.wait_js(
+        "today's bar grown",
+        "return [...document.querySelectorAll('svg.usage-chart rect')].pop().dataset.bytes == String(3 * 1024 ** 3)",
+    )
+    .await;
+    assert_eq!(
+        b.js("return window.sameDocument === true").await,
+        json!(true),
+        "no reload"
+    );
+    let external = b
+        .js("return performance.getEntriesByType('resource').map(e => e.name).filter(u => !u.startsWith(location.origin))")
+        .await;
+    assert_eq!(external, json!([]), "nothing from another origin");
+    b.stop().await;
+}

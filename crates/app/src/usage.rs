@@ -55,6 +55,13 @@ impl App {
         self.usage_in(r.id, window).await
     }
 
+    /// The last `DEFAULT_WINDOW_DAYS` of a node the caller already holds (the page's chart
+    /// of each of the user's own nodes).
+    pub async fn recent_usage(&self, node: Uuid) -> Result<Vec<DayUsage>, AppError> {
+        let window = Window::ending(self.ports.clock.now(), None)?;
+        Ok(self.usage_in(node, window).await?.days)
+    }
+
     async fn usage_in(&self, id: Uuid, window: Window) -> Result<NodeUsage, AppError> {
         let rows = self
             .ports

@@ -72,6 +72,8 @@ struct LoadRow {
 #[template(path = "load.html")]
 struct LoadHtml {
     nodes: Vec<LoadRow>,
+    /// What the traffic column counts (CONTRACTS.md §4.8).
+    period: String,
 }
 
 /// A signed-in operator of the console (their `fs_console` cookie): their name.
@@ -168,15 +170,17 @@ async fn queue_html(st: &ApiState, notice: Option<(String, bool)>) -> Result<Que
 }
 
 async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
+    let meter = st.app.meter();
     let rows = st
         .app
         .ports
         .store
-        .node_load(LoadSort::Cpu, 50, st.app.meter().period_start())
+        .node_load(LoadSort::Cpu, 50, meter.period_start())
         .await
         .map_err(crate::error::ApiError::from)?;
     let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.0}"));
     Ok(LoadHtml {
+        period: super::fragments::period_label(meter.policy.period(meter.now)),
         nodes: rows
             .into_iter()
             .map(|n| LoadRow {

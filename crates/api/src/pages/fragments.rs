@@ -5,12 +5,14 @@
 use askama::Template;
 use axum::http::StatusCode;
 
+use super::chart::{self, Chart};
 use super::{PageError, gb, when};
 use crate::ApiState;
 use crate::views::MigrationView;
 use app::{NodeEntry, UserId};
 use domain::migration::ShownMigration;
 use domain::progress::{self, StepStatus};
+use domain::usage::{DayUsage, Meter, Period};
 use domain::{Connection, Resource, Status};
 use ports::store::Region;
 
@@ -77,6 +79,9 @@ pub(super) struct NodeCard {
     used_gb: String,
     limit_gb: String,
     percent: String,
+    /// "this month (since …)", or "all time".
+    period: String,
+    chart: Chart,
     steps: Vec<StepRow>,
     migration: Option<MigrationLine>,
     can_migrate: bool,
@@ -113,8 +118,9 @@ struct VpnHtml {
     links: Vec<Link>,
 }
 
-fn card(e: &NodeEntry, regions: &[Region]) -> NodeCard {
+fn card(e: &NodeEntry, regions: &[Region], meter: &Meter, days: &[DayUsage]) -> NodeCard {
     let r: &Resource = &e.node;
+    let shown = meter.shown(r);
     let (status, status_label) = match r.status {
         Status::Pending | Status::Creating => ("creating", "Being created"),
         Status::Active => ("active", "Active"),
@@ -180,15 +186,22 @@ fn card(e: &NodeEntry, regions: &[Region]) -> NodeCard {
         agent_key,
         plan: r.plan_tier.clone(),
         created: when(r.created_at),
-        used_gb: gb(r.traffic_used),
+        used_gb: gb(shown.used),
         limit_gb: gb(r.traffic_limit),
-        percent: format!(
-            "{:.0}",
-            domain::units::percent(r.traffic_used, r.traffic_limit)
-        ),
+        percent: format!("{:.0}", domain::units::percent(shown.used, r.traffic_limit)),
+        period: period_label(shown.period),
+        chart: chart::bars(days),
         can_migrate: r.status == Status::Active && r.migration.is_none(),
         steps,
         migration,
+    }
+}
+
+/// What a node's traffic figure counts, in words.
+pub(super) fn period_label(period: Option<Period>) -> String {
+    match period {
+        Some(p) => format!("this month (since {})", p.first_day.format("%b %-d")),
+        None => "all time".into(),
     }
 }
 
@@ -202,6 +215,11 @@ pub(super) async fn nodes_fragment(
     let mine = mine?;
     let regions = regions.map_err(crate::error::ApiError::from)?;
     let live = mine.nodes.len() as u32;
+    let meter = st.app.meter();
+    let mut days = Vec::with_capacity(mine.nodes.len());
+    for e in &mine.nodes {
+        days.push(st.app.recent_usage(e.node.id).await?);
+    }
     let html = NodesHtml {
         message: progress::hosting_message(mine.status, mine.nodes.first().map(|e| &e.node)),
         notice,
@@ -209,7 +227,12 @@ pub(super) async fn nodes_fragment(
             mine.subscription,
             domain::progress::SubscriptionState::Active(_)
         ) && live < mine.node_limit.max(1),
-        nodes: mine.nodes.iter().map(|e| card(e, &regions)).collect(),
+        nodes: mine
+            .nodes
+            .iter()
+            .zip(&days)
+            .map(|(e, days)| card(e, &regions, &meter, days))
+            .collect(),
         regions: regions.to_vec(),
     };
     html.render()

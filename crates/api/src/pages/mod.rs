@@ -5,6 +5,7 @@
 //! state-changing request must come from this origin.
 
 pub mod assets;
+mod chart;
 pub mod console;
 pub mod console_search;
 pub mod docs;
