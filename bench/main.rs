@@ -33,6 +33,11 @@
 //!   WebSocket fragments, every stream slot, WebSockets past the cap, huge request heads);
 //!   baseline: the same binary idle.
 //!
+//! - `usage`: node reports that add to a node's daily usage against reports that add
+//!   nothing (what every report wrote before): reports per second, transactions and rows
+//!   written per report; and `GET …/usage?days=90` p50/p99 for a node with 400 days of
+//!   rows, against a node with none.
+//!
 //! Peak RSS (VmHWM of this process, reset before each benchmark) is reported for both.
 
 mod abuse;
@@ -46,6 +51,7 @@ mod read;
 mod resume;
 mod scrape;
 mod sync;
+mod usage;
 mod vpn;
 
 use std::fmt::Write as _;
@@ -58,7 +64,7 @@ use harness::*;
 #[derive(Parser)]
 pub(crate) struct Args {
     /// `read`, `provision`, `replicas`, `resume`, `vpn`, `sync`, `migrate`, `push`,
-    /// `scrape`, `idle`, `import`, `abuse` or `all`.
+    /// `scrape`, `idle`, `import`, `abuse`, `usage` or `all`.
     #[arg(long, default_value = "all")]
     which: String,
     /// Seconds of each timed phase.
@@ -134,6 +140,9 @@ async fn main() {
     }
     if matches!(args.which.as_str(), "scrape" | "all") {
         scrape::scrape_bench(&args, &mut report).await;
+    }
+    if matches!(args.which.as_str(), "usage" | "all") {
+        usage::usage_bench(&args, &mut report).await;
     }
     if matches!(args.which.as_str(), "idle" | "all") {
         idle::idle_bench(&args, &mut report).await;

@@ -148,6 +148,9 @@ fn every_duration_and_count_is_range_checked_naming_the_variable() {
         ("VPN_SYNC_RATE", "0"),
         ("ORPHAN_SWEEP_MAX", "18446744073709551615"),
         ("USER_RATE_PER_SEC", "4294967295"),
+        ("USAGE_RETENTION_DAYS", "0"),
+        ("NODE_TRAFFIC_PERIOD", "weekly"),
+        ("VPN_TRAFFIC_RESET", "always"),
     ];
     for (name, value) in absurd {
         let mut vars = GOOD.to_vec();
@@ -164,6 +167,32 @@ fn every_duration_and_count_is_range_checked_naming_the_variable() {
     assert_eq!(c.engine.lease, Duration::from_secs(3600));
     assert_eq!(c.engine.retention.idempotency, Duration::from_secs(1800));
     assert_eq!(c.http.header_read_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn traffic_periods_are_monthly_and_renewals_keep_vpn_usage_unless_told() {
+    use crate::domain::usage::{PeriodPolicy, VpnTrafficReset};
+    let c = config(&GOOD).unwrap();
+    assert_eq!(c.app.traffic_period, PeriodPolicy::Month);
+    assert_eq!(c.app.vpn.traffic_reset, VpnTrafficReset::Never);
+    assert_eq!(c.engine.retention.usage_days, 400);
+    let mut vars = GOOD.to_vec();
+    vars.extend([
+        ("NODE_TRAFFIC_PERIOD", "none"),
+        ("VPN_TRAFFIC_RESET", "on_renewal"),
+        ("USAGE_RETENTION_DAYS", "31"),
+    ]);
+    let c = config(&vars).unwrap();
+    assert_eq!(c.app.traffic_period, PeriodPolicy::None);
+    assert_eq!(c.app.vpn.traffic_reset, VpnTrafficReset::OnRenewal);
+    assert_eq!(c.engine.retention.usage_days, 31);
+    let mut vars = GOOD.to_vec();
+    vars.push(("NODE_TRAFFIC_PERIOD", "weekly"));
+    let err = config(&vars).unwrap_err().to_string();
+    assert!(
+        err.contains("NODE_TRAFFIC_PERIOD must be one of month, none"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::browser::{Browser, decode_qr, serial, sign_in};
 use crate::db_outage::Proxy;
-use crate::helpers::{Backend, TestApp, wait_until};
+use crate::helpers::{Backend, TestApp, quiet_node_with, wait_until};
 
 /// The nodes the page shows: id, status and the state of each creation step.
 const NODES: &str = "return [...document.querySelectorAll('#nodes article.node')].map(a => ({
@@ -473,29 +473,16 @@ const BARS: &str =
 async fn a_node_card_charts_its_days_as_the_api_reads_them_and_updates_live() {
     const GIB: i64 = 1024 * 1024 * 1024;
     let _serial = serial().await;
-    let quiet = NodeTiming {
-        stats_interval_ms: 0,
-        ..NodeTiming::default()
-    };
-    let app = TestApp::spawn_with(Backend::Sqlite, quiet, |_| {}).await;
-    app.clock.shift_to(
-        chrono::DateTime::parse_from_rfc3339("2031-05-20T12:00:00Z")
-            .unwrap()
-            .to_utc(),
-    );
-    app.sims.subscribe("web-9", "sub-w9", "premium");
-    let (_, resp) = app.provision("web-9", "sub-w9").await;
-    let id = resp["resource_id"].as_str().unwrap().to_owned();
-    app.wait_status(&id, "active").await;
-    let token = app
-        .sims
-        .sim
-        .hosting
-        .creates()
-        .last()
+    let at = chrono::DateTime::parse_from_rfc3339("2031-05-20T12:00:00Z")
         .unwrap()
-        .callback_token
-        .clone();
+        .to_utc();
+    let (app, id, token) = quiet_node_with(
+        Backend::Sqlite,
+        "web-9",
+        |_| {},
+        |app| app.clock.shift_to(at),
+    )
+    .await;
     let report = |rx: i64, tx: i64, taken: &'static str| {
         let body = json!({"resource_id": id, "rx_bytes": rx, "tx_bytes": tx, "reported_at": taken});
         let req = app

@@ -673,11 +673,23 @@ where
 /// A ready premium node for `user` whose agent sends no stats of its own, and its
 /// credential.
 pub async fn quiet_node(b: Backend, user: &str) -> (TestApp, String, String) {
+    quiet_node_with(b, user, |_| {}, |_| {}).await
+}
+
+/// `quiet_node`, with the configuration tweaked, and `before` run on the service before
+/// the order (to move its clock, say).
+pub async fn quiet_node_with(
+    b: Backend,
+    user: &str,
+    tweak: impl FnOnce(&mut Config),
+    before: impl FnOnce(&TestApp),
+) -> (TestApp, String, String) {
     let timing = NodeTiming {
         stats_interval_ms: 0,
         ..NodeTiming::default()
     };
-    let app = TestApp::spawn_with(b, timing, |_| {}).await;
+    let app = TestApp::spawn_with(b, timing, tweak).await;
+    before(&app);
     app.sims.subscribe(user, &format!("sub-{user}"), "premium");
     let (_, resp) = app.provision(user, &format!("sub-{user}")).await;
     let id = resp["resource_id"].as_str().unwrap().to_owned();

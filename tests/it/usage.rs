@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use fulfillment::config::Config;
 use fulfillment::domain::usage::{PeriodPolicy, VpnTrafficReset};
 use fulfillment::sim::NodeTiming;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, read};
+use crate::helpers::{Backend, TestApp, quiet_node_with, read};
 use crate::on_both;
 
 const GIB: i64 = 1024 * 1024 * 1024;
@@ -24,29 +25,11 @@ fn at(s: &str) -> DateTime<Utc> {
 /// The retention pass never runs by itself: the clock jumps years ahead, and a pass of the
 /// engine's own would race the test's.
 async fn node(b: Backend, user: &str, period: PeriodPolicy) -> (TestApp, String, String) {
-    let timing = NodeTiming {
-        stats_interval_ms: 0,
-        ..NodeTiming::default()
-    };
-    let app = TestApp::spawn_with(b, timing, |c| {
+    let tweak = |c: &mut Config| {
         c.app.traffic_period = period;
         c.engine.retention.interval = Duration::from_secs(100 * 366 * 24 * 3600);
-    })
-    .await;
-    app.sims.subscribe(user, &format!("sub-{user}"), "premium");
-    let (_, resp) = app.provision(user, &format!("sub-{user}")).await;
-    let id = resp["resource_id"].as_str().unwrap().to_owned();
-    app.wait_status(&id, "active").await;
-    let token = app
-        .sims
-        .sim
-        .hosting
-        .creates()
-        .last()
-        .unwrap()
-        .callback_token
-        .clone();
-    (app, id, token)
+    };
+    quiet_node_with(b, user, tweak, |_| {}).await
 }
 
 /// The agent's cumulative counters, taken at `taken`.
@@ -277,5 +260,27 @@ on_both! {
             assert_eq!(vpn.user(&uuid).unwrap().traffic_used, 7 * GIB, "{policy:?}: a repeat");
             assert!(vpn.updates()[pushed..].iter().filter(|(_, u)| u.traffic_used.is_some()).count() <= 1);
         }
+    }
+}
+
+on_both! {
+    async fn absurd_counters_saturate_the_day_and_the_month_and_never_fail_a_report(b: Backend) {
+        let (app, id, token) = node(b, "p-7", PeriodPolicy::Month).await;
+        app.clock.shift_to(at("2031-07-10T12:00:00Z"));
+        // A counter at its largest, then "rebooted" to 1, again and again: each round
+        // counts about 2^60 bytes, and 20 rounds are past what a bigint holds.
+        const MAX_COUNTER: i64 = 1 << 60;
+        for i in 0..20 {
+            let rx = if i % 2 == 0 { MAX_COUNTER } else { 1 };
+            report(&app, &token, &id, rx, 0, &format!("2031-07-10T10:{i:02}:00Z")).await;
+        }
+        let days = usage(&app, "p-7", &id, 1).await;
+        assert_eq!(days, vec![("2031-07-10".to_owned(), i64::MAX, 0)]);
+        let mine = my_node(&app, "p-7").await;
+        assert!(mine["traffic_used_gb"].as_f64().is_some_and(f64::is_finite), "{mine}");
+        assert_eq!(
+            app.db.count("resources", &format!("id = '{id}' and period_used = {}", i64::MAX)).await,
+            1
+        );
     }
 }

@@ -41,15 +41,6 @@ pub fn add_days(t: DateTime<Utc>, days: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// A node's traffic after a report of cumulative counters `(rx, tx)`, given the
-/// counters of the last report (`None` before the first). Per counter, growth counts its
-/// difference and a lower value is a reset (the node rebooted) that counts in full. Sums
-/// saturate: no report, however absurd, can make the total overflow.
-pub fn node_traffic(used: i64, last: Option<(i64, i64)>, rx: i64, tx: i64) -> i64 {
-    let (rx, tx) = super::usage::counter_growth(last, rx, tx);
-    used.max(0).saturating_add(rx).saturating_add(tx)
-}
-
 /// `used / limit * 100`, and 0 when there is no limit (the contract's rule).
 pub fn percent(used: i64, limit: i64) -> f64 {
     if limit <= 0 {
@@ -87,40 +78,6 @@ mod tests {
         assert_eq!(add_days(t, 1).timestamp(), 1_800_086_400);
         assert_eq!(add_days(t, -5), t);
         assert_eq!(add_days(t, i64::MAX), DateTime::<Utc>::MAX_UTC);
-    }
-
-    #[test]
-    fn node_traffic_counts_growth_and_resets_and_saturates() {
-        assert_eq!(
-            node_traffic(0, None, 100, 50),
-            150,
-            "first report counts in full"
-        );
-        assert_eq!(
-            node_traffic(150, Some((100, 50)), 100, 50),
-            150,
-            "a repeat adds nothing"
-        );
-        assert_eq!(
-            node_traffic(150, Some((100, 50)), 130, 60),
-            190,
-            "growth counts"
-        );
-        assert_eq!(
-            node_traffic(190, Some((130, 60)), 10, 70),
-            210,
-            "rx reset counts in full"
-        );
-        assert_eq!(
-            node_traffic(i64::MAX - 1, Some((0, 0)), i64::MAX, i64::MAX),
-            i64::MAX
-        );
-        assert_eq!(node_traffic(0, Some((i64::MAX, 0)), 0, 0), 0);
-        assert_eq!(
-            node_traffic(-5, None, -1, 3),
-            3,
-            "stored nonsense is floored at 0"
-        );
     }
 
     #[test]

@@ -117,6 +117,36 @@ pub fn counter_growth(last: Option<(i64, i64)>, rx: i64, tx: i64) -> (i64, i64) 
     (grown(rx, last_rx), grown(tx, last_tx))
 }
 
+/// Everything a node report writes: its growth per direction (the day's row takes it), the
+/// all-time count and the tally of the month it was taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metered {
+    pub rx: i64,
+    pub tx: i64,
+    pub all_time: i64,
+    pub tally: Tally,
+}
+
+/// A report of cumulative counters `(rx, tx)` taken at `at`, given what was recorded: the
+/// all-time count, the month's tally and the last report's counters. Sums saturate: no
+/// report, however absurd, can make a count overflow.
+pub fn meter_report(
+    all_time: i64,
+    tally: Option<Tally>,
+    last: Option<(i64, i64)>,
+    (rx, tx): (i64, i64),
+    at: DateTime<Utc>,
+) -> Metered {
+    let (rx, tx) = counter_growth(last, rx, tx);
+    let grown = rx.saturating_add(tx);
+    Metered {
+        rx,
+        tx,
+        all_time: all_time.max(0).saturating_add(grown),
+        tally: tally_after(tally, at, grown),
+    }
+}
+
 /// The tally after a report taken at `at` that grew the counters by `grown` bytes: the same
 /// month adds to it, a new month starts from the growth alone. (A report older than the
 /// last one recorded never gets here: it changes nothing.)
@@ -321,6 +351,42 @@ mod tests {
         assert_eq!(
             counter_growth(Some((0, 0)), i64::MAX, i64::MAX),
             (i64::MAX, i64::MAX)
+        );
+    }
+
+    #[test]
+    fn a_report_adds_its_growth_to_the_count_the_month_and_the_day() {
+        let taken = at("2026-12-06T10:00:00Z");
+        let m = meter_report(150, None, Some((100, 50)), (130, 60), taken);
+        assert_eq!((m.rx, m.tx, m.all_time), (30, 10, 190));
+        assert_eq!(
+            m.tally,
+            Tally {
+                period_start: day("2026-12-01"),
+                used: 40
+            }
+        );
+        let repeat = meter_report(190, Some(m.tally), Some((130, 60)), (130, 60), taken);
+        assert_eq!(
+            (repeat.rx + repeat.tx, repeat.all_time, repeat.tally.used),
+            (0, 190, 40)
+        );
+        let absurd = meter_report(
+            i64::MAX - 1,
+            None,
+            Some((0, 0)),
+            (i64::MAX, i64::MAX),
+            taken,
+        );
+        assert_eq!(
+            (absurd.all_time, absurd.tally.used),
+            (i64::MAX, i64::MAX),
+            "saturates"
+        );
+        assert_eq!(
+            meter_report(-5, None, None, (0, 3), taken).all_time,
+            3,
+            "nonsense floored"
         );
     }
 

@@ -24,20 +24,29 @@ impl Clock for SystemClock {
 /// own checks to another day, or across a month's end, without waiting for it.
 #[derive(Debug, Default)]
 pub struct ShiftedClock {
-    offset_ms: AtomicI64,
+    /// Nanoseconds (milliseconds would read a shifted moment up to one early).
+    offset_ns: AtomicI64,
 }
 
 impl ShiftedClock {
     /// From now on, the clock reads `at` (and runs on from there).
     pub fn shift_to(&self, at: DateTime<Utc>) {
-        let offset = at.signed_duration_since(Utc::now()).num_milliseconds();
-        self.offset_ms.store(offset, Ordering::SeqCst);
+        let offset = at.signed_duration_since(Utc::now());
+        // Past some 292 years either way it saturates, which no test needs.
+        let ns = offset
+            .num_nanoseconds()
+            .unwrap_or(if offset > chrono::Duration::zero() {
+                i64::MAX
+            } else {
+                i64::MIN
+            });
+        self.offset_ns.store(ns, Ordering::SeqCst);
     }
 }
 
 impl Clock for ShiftedClock {
     fn now(&self) -> DateTime<Utc> {
-        let offset = chrono::Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst));
+        let offset = chrono::Duration::nanoseconds(self.offset_ns.load(Ordering::SeqCst));
         Utc::now()
             .checked_add_signed(offset)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)

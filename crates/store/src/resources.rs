@@ -360,15 +360,12 @@ impl Resources for SqlStore {
             if stats_at.is_some_and(|at| at > st.at) {
                 return Ok(false);
             }
-            let last = last_rx.zip(last_tx);
-            let (rx_grown, tx_grown) = usage::counter_growth(last, st.rx_bytes, st.tx_bytes);
-            let grown = rx_grown.saturating_add(tx_grown);
-            let total = used.max(0).saturating_add(grown);
-            let before = period_start.map(|period_start| Tally {
+            let tally = period_start.map(|period_start| Tally {
                 period_start,
                 used: period_used,
             });
-            let tally = usage::tally_after(before, st.at, grown);
+            let last = last_rx.zip(last_tx);
+            let m = usage::meter_report(used, tally, last, (st.rx_bytes, st.tx_bytes), st.at);
             // In a transaction of its own, so the user's readers hear of the new figures.
             let mut tx = self.db.begin().await?;
             let done = tx
@@ -383,7 +380,7 @@ impl Resources for SqlStore {
                      and (stats_at is null or stats_at <= $8)",
                 )
                 .bind(id.to_string())
-                .bind(total)
+                .bind(m.all_time)
                 .bind(st.rx_bytes)
                 .bind(st.tx_bytes)
                 .bind(st.load1)
@@ -393,22 +390,27 @@ impl Resources for SqlStore {
                 .bind(used)
                 .bind(last_rx.unwrap_or(-1))
                 .bind(last_tx.unwrap_or(-1))
-                .bind(tally.period_start)
-                .bind(tally.used)
+                .bind(m.tally.period_start)
+                .bind(m.tally.used)
                 .execute()
                 .await?;
             if done == 1 {
-                if grown > 0 {
+                if m.rx > 0 || m.tx > 0 {
+                    // Added to the day's bytes, saturating as every count does ($5: the
+                    // largest bigint), so no report can make the statement fail.
                     tx.sql(
                         "insert into node_usage_days (resource_id, day, rx_bytes, tx_bytes) \
                          values ($1, $2, $3, $4) on conflict (resource_id, day) do update \
-                         set rx_bytes = node_usage_days.rx_bytes + excluded.rx_bytes, \
-                         tx_bytes = node_usage_days.tx_bytes + excluded.tx_bytes",
+                         set rx_bytes = case when node_usage_days.rx_bytes > $5 - excluded.rx_bytes \
+                         then $5 else node_usage_days.rx_bytes + excluded.rx_bytes end, \
+                         tx_bytes = case when node_usage_days.tx_bytes > $5 - excluded.tx_bytes \
+                         then $5 else node_usage_days.tx_bytes + excluded.tx_bytes end",
                     )
                     .bind(id.to_string())
                     .bind(usage::day_of(st.at))
-                    .bind(rx_grown)
-                    .bind(tx_grown)
+                    .bind(m.rx)
+                    .bind(m.tx)
+                    .bind(i64::MAX)
                     .execute()
                     .await?;
                 }
