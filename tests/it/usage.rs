@@ -284,3 +284,25 @@ on_both! {
         );
     }
 }
+
+on_both! {
+    async fn the_traffic_gauge_behind_the_alert_counts_the_current_month(b: Backend) {
+        let (app, id, token) = node(b, "p-8", PeriodPolicy::Month).await;
+        // A 1 GiB allowance, all of it used on the last day of August.
+        app.db.exec(&format!("update resources set traffic_limit = {GIB} where id = '{id}'")).await.unwrap();
+        app.clock.shift_to(at("2031-08-31T20:00:00Z"));
+        report(&app, &token, &id, GIB, 0, "2031-08-31T19:00:00Z").await;
+        let over = || async {
+            let text = crate::metrics::scrape(&app).await;
+            crate::metrics::sample(&text, r#"fulfillment_nodes_over_threshold{figure="traffic"}"#)
+        };
+        assert_eq!(over().await, Some(1.0), "August: over 90%");
+        let (_, load) = app.internal(Method::GET, "/api/internal/nodes/load?sort=traffic", None).await;
+        assert_eq!(load["nodes"][0]["traffic_percent"], 100, "{load}");
+        // September begins: the alert's gauge and the load view start over.
+        app.clock.shift_to(at("2031-09-01T00:10:00Z"));
+        assert_eq!(over().await, Some(0.0), "September: nothing used yet");
+        let (_, load) = app.internal(Method::GET, "/api/internal/nodes/load?sort=traffic", None).await;
+        assert_eq!(load["nodes"][0]["traffic_percent"], 0, "{load}");
+    }
+}
