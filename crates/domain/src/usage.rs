@@ -26,13 +26,6 @@ impl PeriodPolicy {
     pub const NAMES: [(&'static str, PeriodPolicy); 2] =
         [("month", PeriodPolicy::Month), ("none", PeriodPolicy::None)];
 
-    pub fn parse(name: &str) -> Option<PeriodPolicy> {
-        Self::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, policy)| *policy)
-    }
-
     /// The period `at` falls in; `None` when usage is counted for all time.
     pub fn period(self, at: DateTime<Utc>) -> Option<Period> {
         match self {
@@ -318,11 +311,13 @@ mod tests {
     }
 
     #[test]
-    fn policies_have_names() {
-        assert_eq!(PeriodPolicy::parse("month"), Some(PeriodPolicy::Month));
-        assert_eq!(PeriodPolicy::parse("none"), Some(PeriodPolicy::None));
-        assert_eq!(PeriodPolicy::parse("Month"), None);
+    fn a_month_by_default_and_each_policy_named_once() {
         assert_eq!(PeriodPolicy::default(), PeriodPolicy::Month);
+        assert_eq!(VpnTrafficReset::default(), VpnTrafficReset::Never);
+        let names = PeriodPolicy::NAMES.map(|(name, _)| name);
+        assert_eq!(names, ["month", "none"]);
+        let names = VpnTrafficReset::NAMES.map(|(name, _)| name);
+        assert_eq!(names, ["never", "on_renewal"]);
     }
 
     #[test]

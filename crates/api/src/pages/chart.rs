@@ -7,9 +7,9 @@ use domain::usage::DayUsage;
 
 use super::gb;
 
-/// The chart's drawing box, in SVG units.
-pub const WIDTH: u32 = 300;
-pub const HEIGHT: u32 = 60;
+/// The chart's drawing box, in SVG units (and CSS pixels, at most).
+const WIDTH: u32 = 300;
+const HEIGHT: u32 = 60;
 /// Space between bars.
 const GAP: f64 = 2.0;
 
@@ -26,6 +26,10 @@ pub struct Bar {
 }
 
 pub struct Chart {
+    pub width: u32,
+    pub height: u32,
+    /// How many days it spans.
+    pub days: usize,
     pub bars: Vec<Bar>,
     /// The busiest day's use, the scale's top.
     pub peak: String,
@@ -61,6 +65,9 @@ pub fn bars(days: &[DayUsage]) -> Chart {
         })
         .collect();
     Chart {
+        width: WIDTH,
+        height: HEIGHT,
+        days: days.len(),
         bars,
         peak: gb(peak),
         first: days.first().map(|d| d.date.to_string()).unwrap_or_default(),
