@@ -258,7 +258,8 @@ on_both! {
             assert_eq!(status, 200, "{again}");
             app.settle().await;
             assert_eq!(vpn.user(&uuid).unwrap().traffic_used, 7 * GIB, "{policy:?}: a repeat");
-            assert!(vpn.updates()[pushed..].iter().filter(|(_, u)| u.traffic_used.is_some()).count() <= 1);
+            let resets_sent = vpn.updates()[pushed..].iter().filter(|(_, u)| u.traffic_used.is_some()).count();
+            assert_eq!(resets_sent, usize::from(resets), "{policy:?}: the renewal's PUT only");
         }
     }
 }

@@ -451,20 +451,6 @@ pub struct DeprovisionView {
     pub message: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn whole_numbers_are_written_as_integers_and_others_to_two_places() {
-        let json = |n: f64| serde_json::to_string(&Num(n)).unwrap();
-        assert_eq!(json(3072.0), "3072");
-        assert_eq!(json(12.5), "12.5");
-        assert_eq!(json(1.0 / 3.0), "0.33");
-        assert_eq!(json(0.0), "0");
-    }
-}
-
 /// A node's use by UTC day (`GET …/usage`, CONTRACTS.md §4.8): every day of the window,
 /// oldest first, 0 for a day without use.
 #[derive(Debug, Serialize, ToSchema)]
@@ -510,4 +496,18 @@ pub struct UsageQuery {
     /// Days up to today's (UTC), 30 when absent.
     #[param(minimum = 1, maximum = 90)]
     pub days: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_written_as_integers_and_others_to_two_places() {
+        let json = |n: f64| serde_json::to_string(&Num(n)).unwrap();
+        assert_eq!(json(3072.0), "3072");
+        assert_eq!(json(12.5), "12.5");
+        assert_eq!(json(1.0 / 3.0), "0.33");
+        assert_eq!(json(0.0), "0");
+    }
 }

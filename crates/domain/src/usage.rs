@@ -185,9 +185,14 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// The first day of the period a read at `now` shows (`None`: all time).
+    /// The period a read at `now` shows (`None`: all time).
+    pub fn period(&self) -> Option<Period> {
+        self.policy.period(self.now)
+    }
+
+    /// Its first day, as the store takes it.
     pub fn period_start(&self) -> Option<NaiveDate> {
-        self.policy.period(self.now).map(|p| p.first_day)
+        self.period().map(|p| p.first_day)
     }
 
     /// What a resource shows: a hosting node its period's use; a VPN account what the VPN

@@ -180,7 +180,7 @@ async fn load_html(st: &ApiState) -> Result<LoadHtml, PageError> {
         .map_err(crate::error::ApiError::from)?;
     let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.0}"));
     Ok(LoadHtml {
-        period: super::fragments::period_label(meter.policy.period(meter.now)),
+        period: super::fragments::period_label(meter.period()),
         nodes: rows
             .into_iter()
             .map(|n| LoadRow {
