@@ -268,6 +268,8 @@ on_both! {
     async fn absurd_counters_saturate_the_day_and_the_month_and_never_fail_a_report(b: Backend) {
         let (app, id, token) = node(b, "p-7", PeriodPolicy::Month).await;
         app.clock.shift_to(at("2031-07-10T12:00:00Z"));
+        // A report claiming to be taken at the start of the calendar counts on that day.
+        report(&app, &token, &id, 0, 1, "0000-01-01T00:00:00Z").await;
         // A counter at its largest, then "rebooted" to 1, again and again: each round
         // counts about 2^60 bytes, and 20 rounds are past what a bigint holds.
         const MAX_COUNTER: i64 = 1 << 60;
